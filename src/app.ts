@@ -1,0 +1,91 @@
+import { hostname } from 'node:os';
+import type { Config } from './config/schema.js';
+import { BackendSet } from './backends/backend-set.js';
+import { CounterStore } from './stats/counters.js';
+import { StateStore } from './state/store.js';
+import { ProxyManager } from './proxy/manager.js';
+import type { Logger } from './log.js';
+
+/**
+ * The composition root: one App per process. The control plane modules (health, HA, scaler,
+ * stats/admin) are `Module`s: they are constructed with the App, started in order, told about
+ * reloads, and stopped in reverse order.
+ *
+ * Every module changes backends only through `app.backends` and persists/replicates its runtime
+ * state only through `app.state`.
+ */
+export interface Module {
+  readonly name: string;
+  start(): Promise<void> | void;
+  /** A new, already validated config. Throwing here aborts nothing: the error is logged. */
+  reload?(cfg: Config): Promise<void> | void;
+  stop(): Promise<void> | void;
+}
+
+export type ModuleFactory = (app: App) => Module | undefined;
+
+/** Modules register a factory here (src/modules.ts imports them all); order = start order. */
+export const moduleFactories: ModuleFactory[] = [];
+
+export class App {
+  cfg: Config;
+  readonly node: string;
+  readonly backends: BackendSet;
+  readonly counters = new CounterStore();
+  readonly state: StateStore;
+  readonly proxy: ProxyManager;
+  readonly modules: Module[] = [];
+  private started = false;
+
+  constructor(cfg: Config, readonly log: Logger, opts: { stateDir?: string | null } = {}) {
+    this.cfg = cfg;
+    this.node = cfg.global.node ?? hostname();
+    this.backends = new BackendSet();
+    const dir = opts.stateDir === null ? undefined : (opts.stateDir ?? cfg.global.state_dir);
+    this.state = new StateStore(dir, log.child({ mod: 'state' }), this.node);
+    this.proxy = new ProxyManager(this);
+    this.backends.on('change', (ev) => {
+      if (ev.from !== ev.to) log.info({ mod: 'backends', ...ev }, `backend ${ev.listen}/${ev.backend} ${ev.from} -> ${ev.to}: ${ev.reason}`);
+    });
+  }
+
+  async start(): Promise<void> {
+    this.backends.applyConfig(this.cfg.listen);
+    this.state.load();
+    this.state.register('backends', {
+      export: () => this.backends.exportRuntime(),
+      import: (v) => this.backends.importRuntime(v as ReturnType<BackendSet['exportRuntime']>),
+    });
+    this.backends.on('runtime', () => this.state.changed('backends'));
+    await this.proxy.start();
+    for (const f of moduleFactories) {
+      const m = f(this);
+      if (m) this.modules.push(m);
+    }
+    for (const m of this.modules) await m.start();
+    this.started = true;
+    this.log.info({ node: this.node, listens: this.cfg.listen.map((l) => `${l.name}@${l.bind}`) }, 'pairlb started');
+  }
+
+  /** Apply a new validated config live. The caller validated it: an invalid file never gets here. */
+  async reload(cfg: Config): Promise<void> {
+    this.cfg = cfg;
+    this.backends.applyConfig(cfg.listen);
+    await this.proxy.reload(cfg);
+    for (const m of this.modules) {
+      try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }
+    }
+    this.log.info('config reloaded');
+  }
+
+  /** Graceful stop: modules first (HA hands the VIP over), then the proxy drains in-flight requests. */
+  async stop(drainMs?: number): Promise<void> {
+    for (const m of [...this.modules].reverse()) {
+      try { await m.stop(); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module stop failed'); }
+    }
+    await this.proxy.stop(drainMs);
+    this.backends.close();
+    this.state.close();
+    if (this.started) this.log.info('pairlb stopped');
+  }
+}

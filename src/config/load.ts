@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { configSchema, type Config } from './schema.js';
+import { ConfigError } from '../errors.js';
+
+/**
+ * YAML text → validated, deeply frozen Config.
+ * Every problem (YAML syntax and schema) is collected and reported at once, each with its key path
+ * and line: `listen[0].backends[1].address: expected host:port (line 14)`.
+ */
+
+export interface ConfigProblem { path: string; message: string; line?: number }
+
+export function formatPath(path: (string | number)[]): string {
+  let s = '';
+  for (const p of path) s += typeof p === 'number' ? `[${p}]` : (s ? '.' : '') + p;
+  return s || '(root)';
+}
+
+function nodeAt(doc: ReturnType<typeof parseDocument>, path: (string | number)[]): { node?: YamlNode; keyNode?: YamlNode } {
+  let cur: unknown = doc.contents;
+  let keyNode: YamlNode | undefined;
+  for (const p of path) {
+    if (isMap(cur)) {
+      const pair = cur.items.find((it) => (it.key as { value?: unknown } | null)?.value === p);
+      if (!pair) return { node: cur as YamlNode, keyNode };
+      keyNode = pair.key as YamlNode;
+      cur = pair.value;
+    } else if (isSeq(cur) && typeof p === 'number') {
+      const item = cur.items[p];
+      if (!item) return { node: cur as YamlNode, keyNode };
+      cur = item; keyNode = undefined;
+    } else break;
+  }
+  return { node: cur as YamlNode, keyNode };
+}
+
+function issueToProblems(issue: ZodIssue, doc: ReturnType<typeof parseDocument>, lc: LineCounter): ConfigProblem[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((k) => {
+      const path = [...issue.path, k];
+      const { keyNode } = nodeAt(doc, path);
+      const off = keyNode?.range?.[0];
+      return { path: formatPath(path), message: 'unknown key', line: off !== undefined ? lc.linePos(off).line : undefined };
+    });
+  }
+  if (issue.code === 'invalid_union') {
+    // Prefer the most specific message from the union branches.
+    const inner = issue.unionErrors.flatMap((e) => e.issues).find((i) => i.code === 'custom') ?? issue.unionErrors[0]?.issues[0];
+    if (inner) return issueToProblems({ ...inner, path: issue.path.concat(inner.path.slice(issue.path.length)) }, doc, lc);
+  }
+  const { node, keyNode } = nodeAt(doc, issue.path);
+  const off = (node?.range?.[0]) ?? keyNode?.range?.[0];
+  const message = issue.code === 'invalid_type' && issue.received === 'undefined' ? 'required key is missing' : issue.message;
+  return [{ path: formatPath(issue.path), message, line: off !== undefined ? lc.linePos(off).line : undefined }];
+}
+
+export function parseConfig(text: string, file = '<config>'): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const problems: ConfigProblem[] = [];
+  for (const e of doc.errors) {
+    const line = e.linePos?.[0]?.line;
+    problems.push({ path: '(yaml)', message: e.message.split('\n')[0], line });
+  }
+  if (problems.length) throw new ConfigError(file, problems);
+  const raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  const res = configSchema.safeParse(raw);
+  if (!res.success) {
+    for (const issue of res.error.issues) problems.push(...issueToProblems(issue, doc, lc));
+    throw new ConfigError(file, problems);
+  }
+  return deepFreeze(res.data);
+}
+
+export function loadConfigFile(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ path: '(file)', message: (e as Error).message }]);
+  }
+  return parseConfig(text, file);
+}
+
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,154 @@
+import { z } from 'zod';
+import { duration, hostPort, name } from './types.js';
+import { haSchema } from '../ha/config.js';
+import { scaleSchema } from '../scale/config.js';
+import { statsSchema, adminSchema } from '../stats/config.js';
+
+/**
+ * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
+ * Objects are strict: an unknown key is an error, so a typo never passes silently.
+ * docs/configuration.md is checked against this file by a test.
+ */
+
+export const checkSchema = z.object({
+  type: z.enum(['http', 'tcp']).default('http'),
+  method: z.string().regex(/^[A-Z]+$/).default('GET'),
+  path: z.string().startsWith('/').default('/'),
+  host: z.string().optional(),
+  /** Accepted statuses: a list of codes and ranges ("200", "200-399"). Default 2xx/3xx as HAProxy. */
+  expect: z.array(z.union([z.number().int(), z.string().regex(/^\d{3}(-\d{3})?$/)])).default(['200-399']),
+  interval: duration.default('2s'),
+  fastinterval: duration.optional(),
+  downinterval: duration.optional(),
+  timeout: duration.default('1s'),
+  rise: z.number().int().min(1).default(2),
+  fall: z.number().int().min(1).default(3),
+}).strict();
+
+export const passiveSchema = z.object({
+  /** Consecutive connection errors on real traffic that mark a backend DOWN; 0 disables. */
+  connect_errors: z.number().int().min(0).default(3),
+  /** Consecutive 5xx responses that mark a backend DOWN; 0 (default) disables. */
+  http_5xx: z.number().int().min(0).default(0),
+}).strict();
+
+export const backendSchema = z.object({
+  name,
+  address: hostPort,
+  weight: z.number().int().min(0).max(256).default(1),
+  /** Value of the sticky cookie for this server; defaults to a hash of the name (never the address). */
+  cookie: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 letters, digits, . _ -').optional(),
+  backup: z.boolean().default(false),
+  check: z.boolean().default(true),
+  /** Initial administrative state. */
+  state: z.enum(['ready', 'drain', 'maint']).default('ready'),
+}).strict();
+
+export const cookieSchema = z.object({
+  name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a cookie name (RFC 6265 token)'),
+  mode: z.enum(['insert', 'prefix']).default('insert'),
+  indirect: z.boolean().default(false),
+  nocache: z.boolean().default(false),
+  secure: z.boolean().default(false),
+  httponly: z.boolean().default(true),
+  samesite: z.enum(['Strict', 'Lax', 'None']).optional(),
+  /** Optional Domain attribute (insert mode). */
+  domain: z.string().optional(),
+  /** Optional Max-Age in seconds (insert mode); default is a session cookie. */
+  maxage: z.number().int().positive().optional(),
+}).strict();
+
+export const forwardforSchema = z.object({
+  enabled: z.boolean().default(true),
+  header: z.string().default('X-Forwarded-For'),
+  /** Also set X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port. */
+  proto: z.boolean().default(true),
+  /** Add an RFC 7239 Forwarded header. */
+  forwarded: z.boolean().default(false),
+}).strict();
+
+export const timeoutsSchema = z.object({
+  connect: duration.default('5s'),
+  /** Max time waiting for the backend's response headers, and between body chunks. */
+  server: duration.default('30s'),
+  /** Idle keep-alive timeout for client connections. */
+  client: duration.default('30s'),
+  /** Max time to receive a complete request head (slowloris gets 408). */
+  http_request: duration.default('10s'),
+  /** Max time a stopping process waits for in-flight requests. */
+  drain: duration.default('30s'),
+}).strict();
+
+export const retryOn = z.enum(['conn-failure', 'empty-response', 'response-timeout', 'reset']);
+
+export const listenSchema = z.object({
+  name,
+  bind: hostPort,
+  mode: z.literal('http').default('http'),
+  balance: z.enum(['roundrobin']).default('roundrobin'),
+  engine: z.enum(['undici', 'http-proxy']).default('undici'),
+  cookie: cookieSchema.optional(),
+  forwardfor: forwardforSchema.default({}),
+  timeouts: timeoutsSchema.default({}),
+  /** Extra attempts on other backends for a request that could not be delivered. */
+  retries: z.number().int().min(0).max(10).default(2),
+  /**
+   * When a request may have reached the backend, retry (idempotent, bodiless requests only) on:
+   * empty-response (connection closed before any response byte), reset, response-timeout.
+   * conn-failure (never delivered) is always retried up to `retries`.
+   */
+  retry_on: z.array(retryOn).default(['conn-failure', 'empty-response', 'reset']),
+  redispatch: z.boolean().default(true),
+  slowstart: duration.default(0),
+  check: checkSchema.default({}),
+  passive: passiveSchema.default({}),
+  max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+  max_request_line: z.number().int().min(256).max(1 << 16).default(8192),
+  backends: z.array(backendSchema).default([]),
+}).strict().superRefine((l, ctx) => {
+  const seen = new Map<string, number>();
+  const cookies = new Map<string, number>();
+  l.backends.forEach((b, i) => {
+    if (seen.has(b.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['backends', i, 'name'], message: `duplicate backend name ${JSON.stringify(b.name)} (also backends[${seen.get(b.name)}])` });
+    seen.set(b.name, i);
+    if (b.cookie !== undefined) {
+      if (cookies.has(b.cookie)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['backends', i, 'cookie'], message: `duplicate cookie id ${JSON.stringify(b.cookie)} (also backends[${cookies.get(b.cookie)}])` });
+      cookies.set(b.cookie, i);
+    }
+  });
+});
+
+export const logSchema = z.object({
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Access log format: HAProxy httplog fields as JSON, or Apache combined (for Awstats/GoAccess). */
+  access: z.enum(['json', 'combined', 'off']).default('json'),
+}).strict();
+
+export const globalSchema = z.object({
+  /** This node's name (defaults to the hostname). */
+  node: name.optional(),
+  /** Where runtime state (admin changes, clones, replicated state) is persisted. */
+  state_dir: z.string().default('/var/lib/pairlb'),
+  log: logSchema.default({}),
+}).strict();
+
+export const configSchema = z.object({
+  global: globalSchema.default({}),
+  listen: z.array(listenSchema).min(1, 'at least one listen section is required'),
+  stats: statsSchema.optional(),
+  admin: adminSchema.optional(),
+  ha: haSchema.optional(),
+  scale: scaleSchema.optional(),
+}).strict().superRefine((c, ctx) => {
+  const seen = new Map<string, number>();
+  c.listen.forEach((l, i) => {
+    if (seen.has(l.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'name'], message: `duplicate listen name ${JSON.stringify(l.name)}` });
+    seen.set(l.name, i);
+  });
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ListenConfig = z.output<typeof listenSchema>;
+export type BackendConfig = z.output<typeof backendSchema>;
+export type CheckConfig = z.output<typeof checkSchema>;
+export type CookieConfig = z.output<typeof cookieSchema>;

@@ -1,0 +1,68 @@
+/**
+ * Hot-path counters: plain objects with integer fields, incremented by the data plane without
+ * allocation or lookups by string. The stats page, CSV/JSON and Prometheus read them at render or
+ * scrape time (one table of columns in src/stats/columns.ts).
+ */
+
+/** Upper bounds (seconds) of the response-time histogram buckets; +Inf is implicit. */
+export const RT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+export class Counters {
+  /** Current in-flight requests (sessions). */
+  cur = 0;
+  max = 0;
+  total = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  /** Requests refused before routing (malformed, timeouts). */
+  errReq = 0;
+  /** Connection failures to a backend (after which a retry may have succeeded). */
+  errConn = 0;
+  /** Failed or aborted responses. */
+  errResp = 0;
+  retries = 0;
+  redispatches = 0;
+  /** Responses by status class, index 0 = other, 1..5 = 1xx..5xx. */
+  readonly status = [0, 0, 0, 0, 0, 0];
+  /** ms timestamp of the last request started. */
+  lastSession = 0;
+  /** Histogram of total response time; counts per RT_BUCKETS index, the last slot is +Inf. */
+  readonly rtCounts = new Float64Array(RT_BUCKETS.length + 1);
+  rtSum = 0;
+  /** Passive check streaks (reset by any success). */
+  connectFailStreak = 0;
+  fiveXxStreak = 0;
+
+  begin(now: number): void {
+    this.total++;
+    if (++this.cur > this.max) this.max = this.cur;
+    this.lastSession = now;
+  }
+
+  observe(status: number, seconds: number): void {
+    const c = (status / 100) | 0;
+    this.status[c >= 1 && c <= 5 ? c : 0]++;
+    let i = 0;
+    while (i < RT_BUCKETS.length && seconds > RT_BUCKETS[i]) i++;
+    this.rtCounts[i]++;
+    this.rtSum += seconds;
+  }
+}
+
+/** Registry of counters by listen name and by backend id; survives snapshot rebuilds. */
+export class CounterStore {
+  readonly listens = new Map<string, Counters>();
+  readonly backends = new Map<number, Counters>();
+
+  listen(name: string): Counters {
+    let c = this.listens.get(name);
+    if (!c) this.listens.set(name, (c = new Counters()));
+    return c;
+  }
+
+  backend(id: number): Counters {
+    let c = this.backends.get(id);
+    if (!c) this.backends.set(id, (c = new Counters()));
+    return c;
+  }
+}
