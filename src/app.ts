@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
 import { BackendSet } from './backends/backend-set.js';
 import { CounterStore } from './stats/counters.js';
@@ -27,7 +28,14 @@ export type ModuleFactory = (app: App) => Module | undefined;
 /** Modules register a factory here (src/modules.ts imports them all); order = start order. */
 export const moduleFactories: ModuleFactory[] = [];
 
-export class App {
+/**
+ * Role of this node: 'standalone' without HA; HA sets 'master' | 'backup' | 'fault' | 'init' and
+ * emits 'role' (role, reason). Only the master (or a standalone node) runs the scaler.
+ */
+export type Role = 'standalone' | 'init' | 'backup' | 'master' | 'fault';
+
+export class App extends EventEmitter {
+  role: Role = 'standalone';
   cfg: Config;
   readonly node: string;
   readonly backends: BackendSet;
@@ -38,6 +46,7 @@ export class App {
   private started = false;
 
   constructor(cfg: Config, readonly log: Logger, opts: { stateDir?: string | null } = {}) {
+    super();
     this.cfg = cfg;
     this.node = cfg.global.node ?? hostname();
     this.backends = new BackendSet();
@@ -48,6 +57,17 @@ export class App {
       if (ev.from !== ev.to) log.info({ mod: 'backends', ...ev }, `backend ${ev.listen}/${ev.backend} ${ev.from} -> ${ev.to}: ${ev.reason}`);
     });
   }
+
+  setRole(role: Role, reason: string): void {
+    if (role === this.role) return;
+    const from = this.role;
+    this.role = role;
+    this.log.info({ mod: 'ha', from, to: role, reason }, `role ${from} -> ${role}: ${reason}`);
+    this.emit('role', role, reason);
+  }
+
+  /** The scaler and other master-only duties run when this is true. */
+  isActive(): boolean { return this.role === 'master' || this.role === 'standalone'; }
 
   async start(): Promise<void> {
     this.backends.applyConfig(this.cfg.listen);

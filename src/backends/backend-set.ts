@@ -46,8 +46,21 @@ export interface Backend {
   /** Accumulated ms spent DOWN, not counting the current period. */
   downtimeMs: number;
   downSince: number;
+  /** Last active check result (written by the health checker, read by stats). */
+  lastCheck?: CheckResult;
   /** Free-form data of the owner (e.g. the scaler's clone record). Not used by the data plane. */
   meta?: Record<string, unknown>;
+}
+
+/** One active check result, with HAProxy-style codes: L4OK L4TOUT L4CON L7OK L7STS L7TOUT L7RSP. */
+export interface CheckResult {
+  code: string;
+  ok: boolean;
+  /** HTTP status for L7 checks. */
+  status?: number;
+  durationMs: number;
+  at: number;
+  detail?: string;
 }
 
 export interface StateChange {
@@ -234,6 +247,12 @@ export class BackendSet extends EventEmitter {
     this.scheduleRamp();
   }
 
+  /** Record a check result for display; state changes go through setHealth(). */
+  recordCheck(listen: string, name: string, result: CheckResult): void {
+    const b = this.get(listen, name);
+    if (b) b.lastCheck = result;
+  }
+
   // ---- admin (operator, scaler) --------------------------------------------------------------
 
   setAdmin(listen: string, name: string, admin: AdminState, reason: string): void {
@@ -259,7 +278,9 @@ export class BackendSet extends EventEmitter {
     this.emit('publish', listen);
   }
 
-  addBackend(listen: string, spec: { name: string; address: string; weight?: number; cookie?: string; backup?: boolean; check?: boolean; admin?: AdminState; origin?: Origin; meta?: Record<string, unknown> }, reason: string): Backend {
+  addBackend(listen: string, spec: { name: string; address: string; weight?: number; cookie?: string; backup?: boolean; check?: boolean; admin?: AdminState; origin?: Origin; meta?: Record<string, unknown>;
+    /** 'down' makes a new backend wait for `rise` good checks before it takes traffic (clones). */
+    health?: Health }, reason: string): Backend {
     const le = this.listens.get(listen);
     if (!le) throw new PairlbError('PAIRLB_NO_LISTEN', `no listen section named ${JSON.stringify(listen)}`);
     if (le.backends.has(spec.name)) throw new PairlbError('PAIRLB_BACKEND_EXISTS', `backend ${JSON.stringify(spec.name)} already exists in ${listen}`);
@@ -271,6 +292,7 @@ export class BackendSet extends EventEmitter {
     b.weight = spec.weight ?? 1;
     b.admin = spec.admin ?? 'ready';
     b.meta = spec.meta;
+    if (spec.health === 'down') { b.health = 'down'; b.downSince = this.now(); b.lastReason = 'added: waiting for checks'; }
     le.backends.set(spec.name, b);
     const key = listen + '/' + spec.name;
     this.overlay.set(key, {

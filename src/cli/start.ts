@@ -1,0 +1,95 @@
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { loadConfigFile, parseConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { ConfigError } from '../errors.js';
+import { App } from '../app.js';
+import { createLogger } from '../log.js';
+import { startDemoBackends } from '../demo.js';
+import { register } from './registry.js';
+import '../modules.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+/** The embedded default config, used by `npm start` (`pairlb start --demo`). */
+export const DEMO_CONFIG = resolve(HERE, '../../config/pairlb.yaml');
+
+register('check', {
+  summary: 'validate a config file without starting (like haproxy -c)',
+  usage: 'pairlb check -c FILE\n\nExit 0 when the file is valid; exit 1 and print every error (key path and line) otherwise.',
+  async run(argv) {
+    const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
+    if (!values.config) { process.stderr.write('pairlb check: -c FILE is required\n'); return 2; }
+    try {
+      loadConfigFile(values.config);
+      process.stdout.write(`Configuration file is valid: ${values.config}\n`);
+      return 0;
+    } catch (e) {
+      process.stderr.write((e instanceof ConfigError ? e.message : String(e)) + '\n');
+      return 1;
+    }
+  },
+});
+
+register('start', {
+  summary: 'run the balancer (foreground; SIGHUP reloads, SIGTERM stops gracefully)',
+  usage: [
+    'pairlb start -c FILE [--state-dir DIR]',
+    'pairlb start --demo        built-in default: two demo backends on loopback + balancer on 127.0.0.1:8080',
+    '',
+    'Signals: SIGHUP re-reads FILE and applies the difference (an invalid file is refused, the running',
+    'config stays); SIGTERM/SIGINT stop gracefully (HA hands the VIP over, in-flight requests finish up',
+    'to timeouts.drain); a second SIGTERM exits at once.',
+  ].join('\n'),
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, demo: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+    });
+    const file = values.config ?? (values.demo ? DEMO_CONFIG : undefined);
+    if (!file) { process.stderr.write('pairlb start: -c FILE is required (or --demo)\n'); return 2; }
+    let cfg: Config;
+    try { cfg = loadConfigFile(file); } catch (e) {
+      process.stderr.write((e instanceof ConfigError ? e.message : String(e)) + '\n');
+      return 1;
+    }
+    const log = createLogger(cfg.global.log.level);
+    let demo: Awaited<ReturnType<typeof startDemoBackends>> | undefined;
+    if (values.demo) demo = await startDemoBackends(cfg, log);
+    const app = new App(cfg, log, { stateDir: values['state-dir'] ?? (values.demo ? join(HERE, '../../state') : undefined) });
+    try {
+      await app.start();
+    } catch (e) {
+      log.fatal({ err: e }, 'start failed');
+      await app.stop(0).catch(() => {});
+      await demo?.close();
+      return 1;
+    }
+    if (values.demo) {
+      const a = app.proxy.address(cfg.listen[0].name);
+      process.stderr.write(`pairlb demo: balancer on http://${a?.host}:${a?.port}/ ` + (cfg.stats ? `stats on http://${cfg.stats.bind}/ ` : '') + '(Ctrl-C stops)\n');
+    }
+    return await new Promise<number>((resolveExit) => {
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) { log.warn({ sig }, 'second stop signal: exiting now'); resolveExit(1); return; }
+        stopping = true;
+        log.info({ sig }, 'stopping');
+        app.stop().then(() => demo?.close()).then(() => resolveExit(0), (e) => { log.error({ err: e }, 'stop failed'); resolveExit(1); });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGHUP', () => {
+        let next: Config;
+        try { next = loadConfigFile(file); } catch (e) {
+          const problems = e instanceof ConfigError ? e.problems : [{ path: '(file)', message: String(e) }];
+          log.error({ mod: 'config', file, problems }, 'reload refused: invalid config; the running config stays');
+          return;
+        }
+        app.reload(next).catch((e) => log.error({ err: e }, 'reload failed'));
+      });
+    });
+  },
+});
+
+export { parseConfig };
