@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { loadConfigFile, parseConfig } from '../config/load.js';
@@ -34,17 +35,24 @@ register('check', {
 register('start', {
   summary: 'run the balancer (foreground; SIGHUP reloads, SIGTERM stops gracefully)',
   usage: [
-    'pairlb start -c FILE [--state-dir DIR]',
+    'pairlb start -c FILE [--state-dir DIR] [--pidfile FILE]',
     'pairlb start --demo        built-in default: two demo backends on loopback + balancer on 127.0.0.1:8080',
     '',
     'Signals: SIGHUP re-reads FILE and applies the difference (an invalid file is refused, the running',
     'config stays); SIGTERM/SIGINT stop gracefully (HA hands the VIP over, in-flight requests finish up',
     'to timeouts.drain); a second SIGTERM exits at once.',
+    '',
+    'Options:',
+    '  -c, --config FILE   the YAML config (see docs/configuration.md)',
+    '  --state-dir DIR     where runtime state is persisted (default: global.state_dir)',
+    '  --pidfile FILE      write the process id here once serving, remove it on exit; `pairlb reload`',
+    '                      reads it (systemd unit: /run/pairlb/pairlb.pid)',
+    '  --demo              run the built-in demo config with its two demo backends',
   ].join('\n'),
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
-      options: { config: { type: 'string', short: 'c' }, demo: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+      options: { config: { type: 'string', short: 'c' }, demo: { type: 'boolean' }, 'state-dir': { type: 'string' }, pidfile: { type: 'string' } },
     });
     const file = values.config ?? (values.demo ? DEMO_CONFIG : undefined);
     if (!file) { process.stderr.write('pairlb start: -c FILE is required (or --demo)\n'); return 2; }
@@ -69,12 +77,27 @@ register('start', {
       const a = app.proxy.address(cfg.listen[0].name);
       process.stderr.write(`pairlb demo: balancer on http://${a?.host}:${a?.port}/ ` + (cfg.stats ? `stats on http://${cfg.stats.bind}/ ` : '') + '(Ctrl-C stops)\n');
     }
-    return await new Promise<number>((resolveExit) => {
+    const pidfile = values.pidfile;
+    // Written synchronously just before the signal handlers are installed (same tick): whoever reads
+    // the pid can already send SIGHUP without killing us with its default action.
+    if (pidfile) {
+      try { writePidfile(pidfile); } catch (e) {
+        log.fatal({ err: e, pidfile }, 'cannot write the pid file');
+        await app.stop(0).catch(() => {});
+        await demo?.close();
+        return 1;
+      }
+    }
+    const exitCode = await new Promise<number>((resolveExit) => {
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) { log.warn({ sig }, 'second stop signal: exiting now'); resolveExit(1); return; }
         stopping = true;
         log.info({ sig }, 'stopping');
+        // Safety net: the proxy drains for at most timeouts.drain; a module that hangs in stop()
+        // must not keep a stopping balancer alive until systemd's SIGKILL.
+        const limit = Math.max(0, ...app.cfg.listen.map((l) => l.timeouts.drain)) + STOP_GRACE_MS;
+        setTimeout(() => { log.error({ sig, limit_ms: limit }, 'stop timed out: exiting now'); resolveExit(1); }, limit);
         app.stop().then(() => demo?.close()).then(() => resolveExit(0), (e) => { log.error({ err: e }, 'stop failed'); resolveExit(1); });
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
@@ -89,7 +112,25 @@ register('start', {
         app.reload(next).catch((e) => log.error({ err: e }, 'reload failed'));
       });
     });
+    if (pidfile) removePidfile(pidfile);
+    return exitCode;
   },
 });
+
+/** Time a stop may take beyond the longest timeouts.drain (HA hand-over, module stops). */
+const STOP_GRACE_MS = 10_000;
+
+/** Written atomically (temp + rename) so `pairlb reload` never reads a half-written file. */
+function writePidfile(file: string): void {
+  writeFileSync(`${file}.tmp`, `${process.pid}\n`);
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Removed only if it is still ours: a second instance may have replaced it. */
+function removePidfile(file: string): void {
+  try {
+    if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file);
+  } catch { /* already gone */ }
+}
 
 export { parseConfig };
