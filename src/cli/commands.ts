@@ -2,4 +2,4 @@
  * Operator subcommands (status, backend, reload, hash-password, …) import themselves here so that
  * main.ts stays a dispatcher. Each file calls register() from ./registry.js.
  */
-export {};
+import './reload.js';
