@@ -2,4 +2,5 @@
  * Registers every control-plane module with the App, in start order. Each module file pushes its
  * factory onto `moduleFactories` when imported; this file only fixes the order.
  */
+import './health/checker.js';
 export {};

@@ -10,17 +10,24 @@ import { statsSchema, adminSchema } from '../stats/config.js';
  * docs/configuration.md is checked against this file by a test.
  */
 
+/** Check timings: a zero interval would spin; 10 ms is already far below anything sensible. */
+const checkDelay = duration.refine((ms) => ms >= 10, 'expected at least 10ms');
+
 export const checkSchema = z.object({
   type: z.enum(['http', 'tcp']).default('http'),
   method: z.string().regex(/^[A-Z]+$/).default('GET'),
-  path: z.string().startsWith('/').default('/'),
-  host: z.string().optional(),
+  path: z.string().startsWith('/').regex(/^[^\s\x00-\x1f\x7f]+$/, 'expected a path without spaces or control characters').default('/'),
+  /** Host header of HTTP checks; default: the backend's address. */
+  host: z.string().regex(/^[^\s\x00-\x1f\x7f]+$/, 'expected a host without spaces or control characters').optional(),
   /** Accepted statuses: a list of codes and ranges ("200", "200-399"). Default 2xx/3xx as HAProxy. */
-  expect: z.array(z.union([z.number().int(), z.string().regex(/^\d{3}(-\d{3})?$/)])).default(['200-399']),
-  interval: duration.default('2s'),
-  fastinterval: duration.optional(),
-  downinterval: duration.optional(),
-  timeout: duration.default('1s'),
+  expect: z.array(z.union([z.number().int().min(100).max(999), z.string().regex(/^\d{3}(-\d{3})?$/)
+    .refine((s) => { const [a, b] = s.split('-'); return b === undefined || Number(a) <= Number(b); }, 'expected a range low-high with low <= high')])).min(1).default(['200-399']),
+  interval: checkDelay.default('2s'),
+  /** Interval while a state change is in progress (default: interval). */
+  fastinterval: checkDelay.optional(),
+  /** Interval while DOWN (default: interval). */
+  downinterval: checkDelay.optional(),
+  timeout: checkDelay.default('1s'),
   rise: z.number().int().min(1).default(2),
   fall: z.number().int().min(1).default(3),
 }).strict();

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
  */
 const BIN_OF: Record<string, string> = {
   iproute2: '/usr/sbin/ip',
-  'iputils-arping': '/usr/sbin/arping',
+  'iputils-arping': '/usr/bin/arping',
   tcpdump: '/usr/bin/tcpdump',
   snmpd: '/usr/sbin/snmpd',
   snmp: '/usr/bin/snmpget',

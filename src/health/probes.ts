@@ -1,0 +1,129 @@
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+/**
+ * One active check against one backend: a TCP connect, or a minimal HTTP/1.1 request over a raw
+ * socket. A raw socket (not undici, not node:http) because the result codes need to know exactly
+ * which phase failed — connect vs. response — and a check must never share a pool, an agent or
+ * keep-alive state with real traffic.
+ *
+ * Result codes (HAProxy's names, doc/configuration.txt "check_status"):
+ *   L4OK    TCP connect succeeded (tcp checks)
+ *   L4TOUT  the connect did not complete within `timeout`
+ *   L4CON   the connect failed (refused, unreachable, DNS, reset during connect)
+ *   L7OK    HTTP status in the `expect` set
+ *   L7STS   HTTP status outside the `expect` set
+ *   L7TOUT  connected, but no complete status line within `timeout`
+ *   L7RSP   connected, but the peer reset/closed without a status line or sent garbage
+ *
+ * `timeout` bounds the whole check (connect + status line), so a check never outlives it.
+ */
+
+export type CheckCode = 'L4OK' | 'L4TOUT' | 'L4CON' | 'L7OK' | 'L7STS' | 'L7TOUT' | 'L7RSP';
+
+export interface ProbeSpec {
+  readonly type: 'http' | 'tcp';
+  readonly host: string;
+  readonly port: number;
+  readonly timeoutMs: number;
+  /** Precomputed request bytes (http only). */
+  readonly request?: Buffer;
+  /** expect[status] === 1 when the status is accepted (http only). */
+  readonly expect?: Uint8Array;
+}
+
+export interface ProbeOutcome {
+  code: CheckCode;
+  ok: boolean;
+  status?: number;
+  durationMs: number;
+  detail?: string;
+}
+
+/** Status lines longer than this are garbage, not a slow server. */
+const MAX_STATUS_LINE = 4096;
+const STATUS_RE = /^HTTP\/\d(?:\.\d)? (\d{3})(?: |\r|$)/;
+
+/**
+ * Compile `expect` (numbers, "200", "200-399") into a lookup table indexed by status.
+ * Throws on a range whose bounds are reversed (the schema already checks the syntax).
+ */
+export function compileExpect(list: readonly (number | string)[]): Uint8Array {
+  const t = new Uint8Array(1000);
+  for (const e of list) {
+    let lo: number, hi: number;
+    if (typeof e === 'number') lo = hi = e;
+    else {
+      const [a, b] = e.split('-');
+      lo = Number(a);
+      hi = b === undefined ? lo : Number(b);
+    }
+    if (!(lo >= 100 && hi <= 999 && lo <= hi)) throw new RangeError(`bad expected status ${JSON.stringify(e)}`);
+    t.fill(1, lo, hi + 1);
+  }
+  return t;
+}
+
+/** Methods that conventionally carry a body get an explicit empty one, so no server waits for it. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/**
+ * The request sent by every check of a backend, built once. `path` and `host` come from the
+ * validated config (no whitespace or control characters: no header injection).
+ */
+export function buildRequest(method: string, path: string, hostHeader: string): Buffer {
+  return Buffer.from(
+    `${method} ${path} HTTP/1.1\r\n` +
+    `Host: ${hostHeader}\r\n` +
+    'User-Agent: pairlb-check\r\n' +
+    'Accept: */*\r\n' +
+    (BODY_METHODS.has(method) ? 'Content-Length: 0\r\n' : '') +
+    'Connection: close\r\n\r\n', 'latin1');
+}
+
+export function probe(spec: ProbeSpec): Promise<ProbeOutcome> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let connected = false;
+    let done = false;
+    let buf = '';
+    const sock: Socket = connect({ host: spec.host, port: spec.port, noDelay: true });
+    const finish = (code: CheckCode, status?: number, detail?: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      const ok = code === 'L4OK' || code === 'L7OK';
+      resolve({ code, ok, status, durationMs: Math.round((performance.now() - t0) * 10) / 10, detail });
+    };
+    const timer = setTimeout(() => {
+      if (!connected) finish('L4TOUT', undefined, `no connection after ${spec.timeoutMs}ms`);
+      else finish('L7TOUT', undefined, `no response after ${spec.timeoutMs}ms`);
+    }, spec.timeoutMs);
+    sock.on('connect', () => {
+      connected = true;
+      if (spec.type === 'tcp') { finish('L4OK'); return; }
+      sock.write(spec.request!);
+    });
+    sock.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('latin1');
+      const eol = buf.indexOf('\n');
+      if (eol < 0) {
+        if (buf.length > MAX_STATUS_LINE) finish('L7RSP', undefined, 'status line too long');
+        return;
+      }
+      const m = STATUS_RE.exec(buf.slice(0, eol + 1));
+      if (!m) { finish('L7RSP', undefined, 'invalid status line'); return; }
+      const status = Number(m[1]);
+      if (spec.expect![status] === 1) finish('L7OK', status);
+      else finish('L7STS', status, `status ${status}`);
+    });
+    sock.on('end', () => finish('L7RSP', undefined, 'connection closed without a response'));
+    sock.on('close', () => finish('L7RSP', undefined, 'connection closed without a response'));
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code ?? err.message;
+      if (!connected) finish('L4CON', undefined, why);
+      else finish('L7RSP', undefined, why === 'ECONNRESET' ? 'connection reset' : why);
+    });
+  });
+}
