@@ -1,14 +1,58 @@
 import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
+import { Listener } from './listener.js';
 
-/** Placeholder: the proxy core lands next (issue 2). Interface is final. */
+/**
+ * The data plane: one Listener per listen section. Rebuilds a listener's routing snapshot when
+ * the backend set publishes; applies reloads (same bind: settings swapped in place, connections
+ * kept; new bind: new server started before the old one drains).
+ */
 export class ProxyManager {
-  constructor(private readonly app: App) {}
-  async start(): Promise<void> {}
-  async reload(_cfg: Config): Promise<void> {}
-  async stop(_drainMs?: number): Promise<void> {}
+  readonly listeners = new Map<string, Listener>();
+
+  constructor(private readonly app: App) {
+    app.backends.on('publish', (listen: string) => this.listeners.get(listen)?.rebuild());
+  }
+
+  async start(): Promise<void> {
+    for (const l of this.app.cfg.listen) {
+      const li = new Listener(this.app, l);
+      await li.start();
+      this.listeners.set(l.name, li);
+    }
+  }
+
+  async reload(cfg: Config): Promise<void> {
+    const keep = new Set(cfg.listen.map((l) => l.name));
+    const stops: Promise<void>[] = [];
+    for (const [name, li] of this.listeners) {
+      if (!keep.has(name)) { this.listeners.delete(name); stops.push(li.stop(li.s.cfg.timeouts.drain)); }
+    }
+    for (const l of cfg.listen) {
+      const cur = this.listeners.get(l.name);
+      if (cur && cur.s.cfg.bind === l.bind) { cur.update(l); continue; }
+      const li = new Listener(this.app, l);
+      await li.start();
+      this.listeners.set(l.name, li);
+      if (cur) stops.push(cur.stop(cur.s.cfg.timeouts.drain));
+    }
+    await Promise.all(stops);
+  }
+
+  async stop(drainMs?: number): Promise<void> {
+    await Promise.all([...this.listeners.values()].map((l) => l.stop(drainMs ?? l.s.cfg.timeouts.drain)));
+    this.listeners.clear();
+  }
+
   /** True when every listen section is bound and accepting. HA uses it for FAULT. */
-  isServing(): boolean { return true; }
+  isServing(): boolean {
+    if (this.listeners.size === 0) return false;
+    for (const l of this.listeners.values()) if (!l.isServing()) return false;
+    return true;
+  }
+
   /** Bound address of a listen section (port 0 in tests resolves here). */
-  address(_listen: string): { host: string; port: number } | undefined { return undefined; }
+  address(listen: string): { host: string; port: number } | undefined {
+    return this.listeners.get(listen)?.address();
+  }
 }

@@ -1,0 +1,41 @@
+import type { Readable } from 'node:stream';
+import type { ListenConfig } from '../config/schema.js';
+
+/**
+ * A forwarding engine sends one attempt of a request to one backend and reports back through the
+ * `AttemptSink` callbacks (the shape of undici's dispatch handler, which the undici engine passes
+ * through untouched). Retry, stickiness, header rewriting and error mapping live once, in
+ * listener.ts; an engine only moves bytes.
+ */
+export interface Upstream {
+  /** Wait for in-flight requests, then close idle connections. */
+  close(): Promise<void>;
+  /** Close everything now. */
+  destroy(): void;
+}
+
+export interface AttemptSink {
+  /** Request bytes are about to be written: from here a failure may have reached the backend. */
+  onConnect(abort: (err?: Error) => void): void;
+  /** Return false to pause the body until `resume` is called. */
+  onHeaders(status: number, rawHeaders: (Buffer | string)[], resume: () => void, statusText: string): boolean;
+  onData(chunk: Buffer): boolean;
+  onComplete(trailers: unknown): void;
+  onError(err: Error): void;
+}
+
+export interface AttemptRequest {
+  readonly method: string;
+  readonly path: string;
+  /** Flat [name, value, name, value…], already rewritten and without hop-by-hop headers. */
+  readonly headers: string[];
+  readonly body: Readable | null;
+  readonly req: import('node:http').IncomingMessage;
+  readonly res: import('node:http').ServerResponse;
+}
+
+export interface Engine {
+  readonly name: string;
+  createUpstream(host: string, port: number, listen: ListenConfig): Upstream;
+  send(up: Upstream, req: AttemptRequest, sink: AttemptSink): void;
+}

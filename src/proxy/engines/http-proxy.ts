@@ -1,0 +1,74 @@
+import { Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import httpProxy from 'http-proxy';
+import type { ListenConfig } from '../../config/schema.js';
+import { PairlbError } from '../../errors.js';
+import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
+
+/**
+ * The design card's http-proxy (1.18), kept as a second engine behind the same interface and held
+ * to the same conformance suite; the bench uses it as baseline. Measured here ≈ 2× slower than the
+ * undici engine (bench/README.md). Limits, by construction of http-proxy: it pipes the request body
+ * as soon as it starts, so a request with a body is never retried, even on a connect failure.
+ */
+interface HpUpstream extends Upstream { agent: Agent; target: { host: string; port: number }; l: ListenConfig }
+
+const kSink = Symbol('pairlb.sink');
+const kUp = Symbol('pairlb.up');
+type Tagged = IncomingMessage & { [kSink]?: AttemptSink; [kUp]?: HpUpstream };
+
+const proxy = httpProxy.createProxyServer({ selfHandleResponse: true, xfwd: false, ws: false });
+
+proxy.on('proxyReq', (proxyReq: ClientRequest, req: Tagged) => {
+  const sink = req[kSink]!;
+  const up = req[kUp]!;
+  const abort = (err?: Error) => proxyReq.destroy(err);
+  proxyReq.once('socket', (s) => {
+    if (!s.connecting) { sink.onConnect(abort); return; }
+    const t = setTimeout(() => proxyReq.destroy(new PairlbError('UND_ERR_CONNECT_TIMEOUT', 'connect timeout')), up.l.timeouts.connect);
+    s.once('connect', () => { clearTimeout(t); sink.onConnect(abort); });
+    s.once('close', () => clearTimeout(t));
+  });
+  proxyReq.setTimeout(up.l.timeouts.server, () => proxyReq.destroy(new PairlbError('UND_ERR_HEADERS_TIMEOUT', 'server timeout')));
+});
+
+proxy.on('proxyRes', (proxyRes: IncomingMessage, req: Tagged, _res: ServerResponse) => {
+  const sink = req[kSink]!;
+  const resume = () => proxyRes.resume();
+  if (sink.onHeaders(proxyRes.statusCode ?? 502, proxyRes.rawHeaders, resume, proxyRes.statusMessage ?? '') === false) proxyRes.pause();
+  proxyRes.on('data', (c: Buffer) => { if (sink.onData(c) === false) proxyRes.pause(); });
+  proxyRes.on('end', () => sink.onComplete(null));
+  proxyRes.on('error', (e) => sink.onError(e));
+  proxyRes.on('aborted', () => sink.onError(new PairlbError('UND_ERR_SOCKET', 'server aborted the response')));
+});
+
+/** http-proxy takes headers as an object; duplicates become arrays (Node sends one line each). */
+function headersObject(flat: string[]): Record<string, string | string[]> {
+  const o: Record<string, string | string[]> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = flat[i].toLowerCase();
+    const prev = o[k];
+    o[k] = prev === undefined ? flat[i + 1] : Array.isArray(prev) ? [...prev, flat[i + 1]] : [prev, flat[i + 1]];
+  }
+  return o;
+}
+
+export const httpProxyEngine: Engine = {
+  name: 'http-proxy',
+  createUpstream(host, port, l): HpUpstream {
+    const agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 256, scheduling: 'lifo' });
+    return {
+      agent, target: { host, port }, l,
+      close: async () => { agent.destroy(); },
+      destroy: () => agent.destroy(),
+    };
+  },
+  send(up, r: AttemptRequest, sink: AttemptSink) {
+    const hp = up as HpUpstream;
+    const req = r.req as Tagged;
+    req[kSink] = sink;
+    req[kUp] = hp;
+    req.headers = headersObject(r.headers) as IncomingMessage['headers'];
+    req.url = r.path;
+    proxy.web(req, r.res, { target: hp.target, agent: hp.agent, selfHandleResponse: true }, (err: Error) => sink.onError(err));
+  },
+};

@@ -1,0 +1,40 @@
+/**
+ * The one place that maps failures to HTTP statuses and short bodies (precomputed at load time).
+ *   400 malformed request        408 request head too slow (slowloris)   414 request line too long
+ *   431 header block too large   502 no connection / broken response    503 no backend available
+ *   504 backend timeout
+ */
+export const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+const BODY: Record<number, string> = {
+  400: 'Your browser sent an invalid request.',
+  408: 'Your browser did not send a complete request in time.',
+  414: 'The request line is too long.',
+  431: 'The request header block is too large.',
+  502: 'The server returned an invalid or incomplete response.',
+  503: 'No server is available to handle this request.',
+  504: 'The server did not respond in time.',
+};
+
+export interface ErrorPage { status: number; body: Buffer; headers: string[] }
+
+export const ERROR_PAGES = new Map<number, ErrorPage>();
+for (const s of Object.keys(BODY).map(Number)) {
+  const body = Buffer.from(`<html><body><h1>${s} ${STATUS_TEXT[s]}</h1>\n${BODY[s]}\n</body></html>\n`);
+  ERROR_PAGES.set(s, {
+    status: s, body,
+    headers: ['content-type', 'text/html', 'content-length', String(body.length), 'cache-control', 'no-cache'],
+  });
+}
+
+/** Raw response for a connection whose request could not be parsed (written to the socket). */
+export function rawErrorResponse(status: number): Buffer {
+  const p = ERROR_PAGES.get(status) ?? ERROR_PAGES.get(400)!;
+  return Buffer.concat([
+    Buffer.from(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\ncontent-type: text/html\r\ncontent-length: ${p.body.length}\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n`),
+    p.body,
+  ]);
+}

@@ -1,0 +1,566 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { App } from '../app.js';
+import type { ListenConfig } from '../config/schema.js';
+import { parseHostPort } from '../config/types.js';
+import { effectiveState, type Backend } from '../backends/backend-set.js';
+import { Counters } from '../stats/counters.js';
+import type { AttemptSink, Engine, Upstream } from './engine.js';
+import { undiciEngine } from './engines/undici.js';
+import { httpProxyEngine } from './engines/http-proxy.js';
+import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
+import { Routing, type Route } from './routing.js';
+import { insertCookieValue, prefixSetCookie, readInsertCookie, readPrefixCookie } from './sticky.js';
+import { AccessLog } from './access-log.js';
+import { tunnelUpgrade } from './upgrade.js';
+
+const ENGINES: Record<string, Engine> = { undici: undiciEngine, 'http-proxy': httpProxyEngine };
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) plus those a proxy must regenerate. Never forwarded in
+ * either direction; names listed in a Connection header are dropped too.
+ */
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
+
+/** Errors that mean the request never left: safe to send elsewhere whatever the method. */
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * Everything a request needs from its listen section, computed once per config (re)load so the
+ * hot path reads fields instead of looking up config by string.
+ */
+export class ListenSettings {
+  readonly name: string;
+  readonly engine: Engine;
+  readonly retries: number;
+  readonly retryEmpty: boolean;
+  readonly retryReset: boolean;
+  readonly retryTimeout: boolean;
+  readonly redispatch: boolean;
+  readonly cookieMode: 0 | 1 | 2; // 0 none, 1 insert, 2 prefix
+  readonly cookieName: string;
+  readonly cookieIndirect: boolean;
+  readonly cookieNocache: boolean;
+  readonly xff: boolean;
+  readonly xffLower: string;
+  readonly xffName: string;
+  readonly xproto: boolean;
+  readonly forwarded: boolean;
+  readonly passiveConnect: number;
+  readonly passive5xx: number;
+  readonly maxRequestLine: number;
+  readonly port: string;
+
+  constructor(readonly cfg: ListenConfig) {
+    this.name = cfg.name;
+    this.engine = ENGINES[cfg.engine];
+    this.retries = cfg.retries;
+    this.retryEmpty = cfg.retry_on.includes('empty-response');
+    this.retryReset = cfg.retry_on.includes('reset');
+    this.retryTimeout = cfg.retry_on.includes('response-timeout');
+    this.redispatch = cfg.redispatch;
+    this.cookieMode = !cfg.cookie ? 0 : cfg.cookie.mode === 'insert' ? 1 : 2;
+    this.cookieName = cfg.cookie?.name ?? '';
+    this.cookieIndirect = cfg.cookie?.indirect ?? false;
+    this.cookieNocache = cfg.cookie?.nocache ?? false;
+    this.xff = cfg.forwardfor.enabled;
+    this.xffName = cfg.forwardfor.header;
+    this.xffLower = cfg.forwardfor.header.toLowerCase();
+    this.xproto = cfg.forwardfor.enabled && cfg.forwardfor.proto;
+    this.forwarded = cfg.forwardfor.forwarded;
+    this.passiveConnect = cfg.passive.connect_errors;
+    this.passive5xx = cfg.passive.http_5xx;
+    this.maxRequestLine = cfg.max_request_line;
+    this.port = String(parseHostPort(cfg.bind)!.port);
+  }
+}
+
+function clientIp(s: Socket): string {
+  const a = s.remoteAddress ?? '';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+/**
+ * One attempt of a request on one backend. undici calls these methods directly (it is the dispatch
+ * handler); a late callback from an attempt that was abandoned is ignored.
+ */
+class Attempt implements AttemptSink {
+  done = false;
+  connected = false;
+  constructor(readonly ex: Exchange, readonly route: Route) {}
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.done) { abort(); return; }
+    this.connected = true;
+    this.ex.abortUpstream = abort;
+    this.ex.tConnect = performance.now();
+  }
+  onHeaders(status: number, raw: (Buffer | string)[], resume: () => void, statusText: string): boolean {
+    if (this.done) return false;
+    return this.ex.upstreamHeaders(this, status, raw, resume, statusText);
+  }
+  onData(chunk: Buffer): boolean {
+    if (this.done) return false;
+    const ex = this.ex;
+    ex.bytesOut += chunk.length;
+    if (ex.res.write(chunk)) return true;
+    ex.res.once('drain', ex.resumeUpstream);
+    return false;
+  }
+  onComplete(): void {
+    if (this.done) return;
+    this.done = true;
+    this.ex.res.end();
+  }
+  onError(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.ex.upstreamError(this, err);
+  }
+  // undici's dispatch handler also calls these; nothing to do.
+  onBodySent(): void {}
+  onRequestSent(): void {}
+  onResponseStarted(): void {}
+  onUpgrade(): void {}
+}
+
+const kEx = Symbol('pairlb.exchange');
+const kRead = Symbol('pairlb.bytesRead');
+type TaggedRes = ServerResponse & { [kEx]?: Exchange };
+
+function onResClose(this: TaggedRes): void { this[kEx]!.clientClosed(); }
+function onReqError(this: IncomingMessage & { [kEx]?: Exchange }): void { const ex = this[kEx]; if (ex) ex.clientBodyError = true; }
+
+/** One client request: routing, retries, response rewriting, accounting. */
+class Exchange {
+  readonly start = performance.now();
+  tConnect = 0;
+  tHeaders = 0;
+  attempts = 0;
+  tried: Route[] | null = null;
+  route: Route | undefined;
+  attempt: Attempt | undefined;
+  status = 0;
+  bytesOut = 0;
+  termination = '--';
+  abortUpstream: ((err?: Error) => void) | null = null;
+  resumeFn: (() => void) | null = null;
+  finished = false;
+  clientBodyError = false;
+  /** The client's sticky cookie named a usable server (no need to re-issue it). */
+  stickyOk = false;
+  readonly resumeUpstream = (): void => { const r = this.resumeFn; if (r) r(); };
+
+  constructor(
+    readonly l: Listener,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly headers: string[],
+    readonly hasBody: boolean,
+    readonly path: string,
+  ) {}
+
+  send(route: Route): void {
+    this.route = route;
+    this.attempts++;
+    route.counters.begin(Date.now());
+    const a = new Attempt(this, route);
+    this.attempt = a;
+    this.l.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, req: this.req, res: this.res }, a);
+  }
+
+  upstreamHeaders(a: Attempt, status: number, raw: (Buffer | string)[], resume: () => void, statusText: string): boolean {
+    const s = this.l.s;
+    const route = a.route;
+    this.tHeaders = performance.now();
+    this.status = status;
+    this.resumeFn = resume;
+    const rc = route.counters;
+    rc.connectFailStreak = 0;
+    if (status >= 500) {
+      if (s.passive5xx > 0 && ++rc.fiveXxStreak >= s.passive5xx) this.l.passiveDown(route, `passive: ${rc.fiveXxStreak} consecutive 5xx responses`);
+    } else rc.fiveXxStreak = 0;
+
+    const out: string[] = [];
+    let connTokens: string[] | null = null;
+    let hadCacheControl = -1;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = typeof raw[i] === 'string' ? raw[i] as string : (raw[i] as Buffer).toString('latin1');
+      const lk = k.toLowerCase();
+      if (HOP.has(lk)) {
+        if (lk === 'connection') {
+          const v = raw[i + 1].toString().toLowerCase();
+          if (v !== 'keep-alive' && v !== 'close') connTokens = v.split(',').map((t) => t.trim());
+        }
+        continue;
+      }
+      let v = typeof raw[i + 1] === 'string' ? raw[i + 1] as string : (raw[i + 1] as Buffer).toString('latin1');
+      if (s.cookieMode === 2 && lk === 'set-cookie') v = prefixSetCookie(v, s.cookieName, route.cookieId);
+      if (lk === 'cache-control') hadCacheControl = out.length;
+      out.push(k, v);
+    }
+    if (connTokens) for (let i = out.length - 2; i >= 0; i -= 2) if (connTokens.includes(out[i].toLowerCase())) out.splice(i, 2);
+    if (s.cookieMode === 1 && !this.stickyOk) {
+      out.push('set-cookie', route.setCookie!);
+      if (s.cookieNocache) {
+        if (hadCacheControl < 0) out.push('cache-control', 'private');
+        else if (!/\b(private|no-store)\b/i.test(out[hadCacheControl + 1])) out[hadCacheControl + 1] = 'private';
+      }
+    }
+    try {
+      this.res.writeHead(status, statusText || undefined, out);
+    } catch {
+      // Invalid header from the backend (e.g. bad characters): never forward it ambiguously.
+      this.termination = 'PH';
+      a.done = true;
+      this.abortUpstream?.();
+      this.respondError(502);
+      return false;
+    }
+    return true;
+  }
+
+  upstreamError(a: Attempt, err: Error): void {
+    const s = this.l.s;
+    const route = a.route;
+    const code = (err as { code?: string }).code ?? '';
+    const res = this.res;
+    this.abortUpstream = null;
+    if (this.finished) return;
+    if (this.clientBodyError || (this.req.destroyed && !this.req.complete)) {
+      // The client sent a broken body (bad chunk size) or went away: its fault, never retried.
+      route.counters.errResp++;
+      this.termination = 'CD';
+      if (!res.headersSent && !res.destroyed) this.respondError(400);
+      else res.destroy();
+      return;
+    }
+    if (res.headersSent) {
+      // Mid-body: nothing to retry; cut the client connection so it sees an incomplete response.
+      route.counters.errResp++;
+      this.termination = TIMEOUT_CODES.has(code) ? 'sD' : 'SD';
+      res.destroy();
+      return;
+    }
+    const neverSent = !a.connected;
+    let retry: boolean;
+    let status: number;
+    if (neverSent) {
+      route.counters.errConn++;
+      const rc = route.counters;
+      if (s.passiveConnect > 0 && ++rc.connectFailStreak >= s.passiveConnect) this.l.passiveDown(route, `passive: ${rc.connectFailStreak} consecutive connect errors (${code || err.message})`);
+      retry = true;
+      status = 502;
+      this.termination = 'SC';
+    } else {
+      route.counters.errResp++;
+      const timeout = TIMEOUT_CODES.has(code);
+      const safe = !this.hasBody && IDEMPOTENT.has(this.req.method!);
+      retry = safe && (timeout ? s.retryTimeout : (s.retryEmpty || s.retryReset));
+      status = timeout ? 504 : 502;
+      this.termination = timeout ? 'sH' : 'SH';
+    }
+    if (retry && this.attempts <= s.retries) {
+      (this.tried ??= []).push(route);
+      const next = s.redispatch ? this.l.routing.pick(this.tried) : route;
+      if (next) {
+        route.counters.retries++;
+        route.counters.cur--;
+        if (next !== route) {
+          route.counters.redispatches++;
+          // The client is now served by another server: it must get that server's cookie.
+          this.stickyOk = false;
+        }
+        this.send(next);
+        return;
+      }
+    }
+    this.l.log.warn({ mod: 'proxy', listen: s.name, backend: route.name, code, err: err.message, attempts: this.attempts }, `request failed: ${status}`);
+    this.respondError(status);
+  }
+
+  respondError(status: number): void {
+    const p = ERROR_PAGES.get(status)!;
+    this.status = status;
+    const res = this.res;
+    if (res.headersSent || res.destroyed) { res.destroy(); return; }
+    res.writeHead(status, STATUS_TEXT[status], p.headers);
+    res.end(p.body);
+  }
+
+  /** res 'close': finished normally or the client went away. */
+  clientClosed(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const res = this.res;
+    const a = this.attempt;
+    if (!res.writableFinished) {
+      if (this.termination === '--') this.termination = this.status ? 'CD' : 'CH';
+      if (a && !a.done) { a.done = true; this.abortUpstream?.(); }
+    }
+    this.l.finish(this);
+  }
+}
+
+/**
+ * One listen section: its HTTP server, routing snapshot, upstream pools, counters.
+ */
+export class Listener {
+  s: ListenSettings;
+  routing: Routing = Routing.EMPTY;
+  readonly counters: Counters;
+  readonly upstreams = new Map<number, { up: Upstream; engine: Engine; address: string }>();
+  server: Server | undefined;
+  readonly access: AccessLog;
+  readonly log: App['log'];
+  private bound: { host: string; port: number } | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(readonly app: App, cfg: ListenConfig) {
+    this.s = new ListenSettings(cfg);
+    this.counters = app.counters.listen(cfg.name);
+    this.log = app.log;
+    this.access = new AccessLog(app.cfg.global.log.access, app.log);
+  }
+
+  address(): { host: string; port: number } | undefined { return this.bound; }
+  isServing(): boolean { return !!this.server?.listening; }
+
+  async start(): Promise<void> {
+    const cfg = this.s.cfg;
+    const hp = parseHostPort(cfg.bind)!;
+    const server = createServer({
+      maxHeaderSize: cfg.max_header_size,
+      keepAliveTimeout: cfg.timeouts.client,
+      headersTimeout: cfg.timeouts.http_request,
+      // The http-request timeout covers the request head only: bodies may take long (1 GiB uploads).
+      requestTimeout: 0,
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, cfg.timeouts.http_request >> 2)),
+      joinDuplicateHeaders: false,
+      noDelay: true,
+    });
+    server.on('request', (req, res) => this.handle(req, res));
+    server.on('clientError', (err, socket) => this.clientError(err as Error & { code?: string; rawPacket?: Buffer }, socket as Socket));
+    server.on('upgrade', (req, socket, head) => tunnelUpgrade(this, req, socket as Socket, head));
+    server.on('connection', (sock: Socket) => {
+      this.sockets.add(sock);
+      sock.once('close', () => this.sockets.delete(sock));
+    });
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(hp.port, hp.host, () => { server.off('error', fail); ok(); });
+    });
+    const a = server.address();
+    this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
+    this.server = server;
+    this.rebuild();
+  }
+
+  /** New settings for the same bind address (reload). Pools are rebuilt if timeouts/engine changed. */
+  update(cfg: ListenConfig): void {
+    const old = this.s.cfg;
+    this.s = new ListenSettings(cfg);
+    if (this.server) {
+      this.server.keepAliveTimeout = cfg.timeouts.client;
+      this.server.headersTimeout = cfg.timeouts.http_request;
+      this.server.maxHeadersCount = null as unknown as number;
+    }
+    if (old.engine !== cfg.engine || JSON.stringify(old.timeouts) !== JSON.stringify(cfg.timeouts)) {
+      for (const [id, u] of this.upstreams) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
+    }
+    this.rebuild();
+  }
+
+  /** Rebuild the routing snapshot from the backend set (on 'publish'). */
+  rebuild(): void {
+    const s = this.s;
+    const set = this.app.backends;
+    const now = Date.now();
+    const primary: Route[] = [];
+    const backup: Route[] = [];
+    const byCookie = new Map<string, Route>();
+    const live = new Set<number>();
+    for (const b of set.backends(s.name)) {
+      live.add(b.id);
+      const st = effectiveState(b);
+      if (st !== 'UP' && st !== 'DRAIN') continue;
+      const r = this.route(b, st, set.effectiveWeight(b, now));
+      if (st === 'UP' && r.weight > 0) (b.backup ? backup : primary).push(r);
+      byCookie.set(b.cookie, r);
+    }
+    for (const [id, u] of this.upstreams) {
+      if (!live.has(id)) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
+    }
+    this.routing = new Routing(primary, backup, byCookie);
+  }
+
+  private route(b: Backend, state: Route['state'], weight: number): Route {
+    let u = this.upstreams.get(b.id);
+    if (!u || u.engine !== this.s.engine || u.address !== b.address) {
+      if (u) u.up.close().catch(() => {});
+      u = { up: this.s.engine.createUpstream(b.host, b.port, this.s.cfg), engine: this.s.engine, address: b.address };
+      this.upstreams.set(b.id, u);
+    }
+    const c = this.s.cfg.cookie;
+    return {
+      id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight,
+      cookieId: b.cookie,
+      setCookie: c && c.mode === 'insert' ? insertCookieValue(c, b.cookie) : undefined,
+      counters: this.app.counters.backend(b.id),
+      upstream: u.up,
+    };
+  }
+
+  passiveDown(route: Route, reason: string): void {
+    this.app.backends.setHealth(this.s.name, route.name, 'down', reason);
+  }
+
+  // ---- hot path -----------------------------------------------------------------------------
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const s = this.s;
+    const lc = this.counters;
+    lc.begin(Date.now());
+    const url = req.url!;
+    if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414); return; }
+    const raw = req.rawHeaders;
+    const headers: string[] = [];
+    let xff: string | undefined;
+    let stickyId: string | undefined;
+    let connTokens: string | null = null;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i];
+      const lk = k.toLowerCase();
+      if (HOP.has(lk)) {
+        if (lk === 'connection') connTokens = connTokens === null ? raw[i + 1].toLowerCase() : connTokens + ',' + raw[i + 1].toLowerCase();
+        continue;
+      }
+      if (s.xff && lk === s.xffLower) { xff = xff === undefined ? raw[i + 1] : xff + ', ' + raw[i + 1]; continue; }
+      if (s.xproto && lk.startsWith('x-forwarded-') && (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host' || lk === 'x-forwarded-port')) continue;
+      if (s.cookieMode !== 0 && lk === 'cookie') {
+        const r = s.cookieMode === 1 ? readInsertCookie(raw[i + 1], s.cookieName, s.cookieIndirect) : readPrefixCookie(raw[i + 1], s.cookieName);
+        if (r.id !== undefined) stickyId = r.id;
+        if (r.forward !== null) headers.push(k, r.forward);
+        continue;
+      }
+      headers.push(k, raw[i + 1]);
+    }
+    if (connTokens !== null && connTokens !== 'keep-alive' && connTokens !== 'close') {
+      for (const t of connTokens.split(',')) {
+        const tok = t.trim();
+        if (tok === 'keep-alive' || tok === 'close' || !tok) continue;
+        for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === tok) headers.splice(i, 2);
+      }
+    }
+    const ip = clientIp(req.socket);
+    if (s.xff) {
+      headers.push(s.xffName, xff === undefined ? ip : xff + ', ' + ip);
+      if (s.xproto) {
+        const host = req.headers.host;
+        headers.push('X-Forwarded-Proto', 'http', 'X-Forwarded-Port', s.port);
+        if (host !== undefined) headers.push('X-Forwarded-Host', host);
+      }
+    }
+    if (s.forwarded) {
+      // RFC 7239 §4, §6: IPv6 nodes are quoted and bracketed.
+      const node = ip.includes(':') ? `"[${ip}]"` : ip;
+      const host = req.headers.host;
+      const v = `for=${node};proto=http` + (host ? `;host="${host}"` : '');
+      let j = -1;
+      for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 9 && headers[i].toLowerCase() === 'forwarded') j = i;
+      if (j >= 0) headers[j + 1] += ', ' + v; else headers.push('Forwarded', v);
+    }
+    // A body is present when framed by Content-Length > 0 or Transfer-Encoding (RFC 9112 §6.3);
+    // the parser already refused ambiguous framing.
+    const te = req.headers['transfer-encoding'];
+    const cl = req.headers['content-length'];
+    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
+    let path = url;
+    if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
+      // absolute-form (RFC 9112 §3.2.2): forward origin-form.
+      const slash = path.indexOf('/', path.indexOf('//') + 2);
+      path = slash < 0 ? '/' : path.slice(slash);
+    }
+    const ex = new Exchange(this, req, res, headers, hasBody, path);
+    (res as TaggedRes)[kEx] = ex;
+    res.once('close', onResClose);
+    if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); }
+
+    const routing = this.routing;
+    let route: Route | undefined;
+    if (stickyId !== undefined) {
+      route = routing.byCookie.get(stickyId);
+      if (route !== undefined) ex.stickyOk = true;
+    }
+    if (route === undefined) route = routing.pick(null);
+    if (route === undefined) {
+      ex.termination = 'SC';
+      ex.respondError(503);
+      return;
+    }
+    ex.send(route);
+  }
+
+  private reject(req: IncomingMessage, res: ServerResponse, status: number): void {
+    const p = ERROR_PAGES.get(status)!;
+    res.shouldKeepAlive = false;
+    res.writeHead(status, STATUS_TEXT[status], [...p.headers, 'connection', 'close']);
+    res.end(p.body);
+    this.counters.cur--;
+    this.access.reject(this, req, status);
+  }
+
+  private clientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+    let status = 400;
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      // Node counts the request line in the header limit: no CRLF yet means the line itself is too long.
+      const pkt = err.rawPacket;
+      const eol = pkt ? pkt.indexOf('\r\n') : -1;
+      status = pkt && (eol < 0 || eol > this.s.maxRequestLine) ? 414 : 431;
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
+    this.counters.errReq++;
+    this.log.info({ mod: 'proxy', listen: this.s.name, client: socket.remoteAddress, code: err.code, status }, 'bad request refused');
+    socket.end(rawErrorResponse(status));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  finish(ex: Exchange): void {
+    const lc = this.counters;
+    const now = performance.now();
+    lc.cur--;
+    const rt = (now - ex.start) / 1000;
+    lc.observe(ex.status, rt);
+    lc.bytesOut += ex.bytesOut;
+    // Bytes read from the client since the previous request on this connection (head + body).
+    const sock = ex.req.socket as Socket & { [kRead]?: number };
+    const read = sock.bytesRead;
+    const bytesIn = read - (sock[kRead] ?? 0);
+    sock[kRead] = read;
+    lc.bytesIn += bytesIn;
+    const r = ex.route;
+    if (r !== undefined) {
+      const rc = r.counters;
+      rc.cur--;
+      rc.observe(ex.status, rt);
+      rc.bytesOut += ex.bytesOut;
+      rc.bytesIn += bytesIn;
+    }
+    if (this.access.enabled) this.access.write(this, ex, now, bytesIn);
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const closed = new Promise<void>((ok) => server.close(() => ok()));
+    server.closeIdleConnections();
+    // Idle keep-alive sockets close as their current response ends.
+    const timer = setTimeout(() => { server.closeAllConnections(); for (const s of this.sockets) s.destroy(); }, drainMs);
+    await closed;
+    clearTimeout(timer);
+    for (const [id, u] of this.upstreams) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
+  }
+}
+
+export type { Exchange };
