@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { duration, hostPort, name } from './types.js';
 import { haSchema } from '../ha/config.js';
-import { scaleSchema } from '../scale/config.js';
+import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
 
 /**
@@ -152,6 +152,7 @@ export const configSchema = z.object({
     if (seen.has(l.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'name'], message: `duplicate listen name ${JSON.stringify(l.name)}` });
     seen.set(l.name, i);
   });
+  checkScaleRefs(c.scale, c.listen, ctx);
 });
 
 export type Config = z.output<typeof configSchema>;
