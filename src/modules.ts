@@ -3,4 +3,7 @@
  * factory onto `moduleFactories` when imported; this file only fixes the order.
  */
 import './health/checker.js';
+import './stats/module.js';
+import './admin/module.js';
+import './ha/node.js';
 export {};

@@ -1,0 +1,132 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { moduleFactories, type App, type Module } from '../app.js';
+import type { Config } from '../config/schema.js';
+import { parseHostPort } from '../config/types.js';
+import { PairlbError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { DEFAULT_ADMIN_SOCKET, type AdminConfig } from '../stats/config.js';
+import { secretEquals } from '../stats/auth.js';
+import { adminActions, handleApi } from './api.js';
+import type { Actor } from './actions.js';
+
+/**
+ * Runtime admin API module (configured by the `admin:` section). Transport:
+ *   - unix socket (default /run/pairlb/admin.sock, mode 0600): access is controlled by the file's
+ *     permissions, no token;
+ *   - or `bind` (a loopback address is expected) + bearer token from `token` / `token_file`:
+ *     every request needs `Authorization: Bearer <token>` (constant-time comparison).
+ */
+
+const USER_RE = /^[A-Za-z0-9._@-]{1,64}$/;
+
+export function transportKey(a: AdminConfig): string { return a.bind ? 'tcp:' + a.bind : 'unix:' + (a.socket ?? DEFAULT_ADMIN_SOCKET) + ':' + a.socket_mode; }
+
+export function readToken(a: AdminConfig): string | undefined {
+  if (a.token) return a.token;
+  if (!a.token_file) return undefined;
+  const t = readFileSync(a.token_file, 'utf8').trim();
+  if (t.length < 16) throw new PairlbError('PAIRLB_ADMIN_TOKEN', `${a.token_file}: token shorter than 16 characters`);
+  return t;
+}
+
+/** Remove a leftover socket file from a crashed run, but never steal a live one. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try { st = lstatSync(path); } catch { return; }
+  if (!st.isSocket()) throw new PairlbError('PAIRLB_ADMIN_SOCKET', `${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((ok) => {
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); ok(true); });
+    s.once('error', () => ok(false));
+  });
+  if (live) throw new PairlbError('PAIRLB_ADMIN_SOCKET', `${path} is in use by another running pairlb`);
+  unlinkSync(path);
+}
+
+export class AdminModule implements Module {
+  readonly name = 'admin';
+  private server: Server | undefined;
+  private key = '';
+  private token: string | undefined;
+  private socketPath: string | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly app: App, private cfg: AdminConfig) { this.log = app.log.child({ mod: 'admin' }); }
+
+  /** Bound TCP address (tests bind port 0) or socket path. */
+  address(): { host: string; port: number } | string | undefined {
+    const a = this.server?.address();
+    if (!a) return undefined;
+    return typeof a === 'string' ? a : { host: a.address, port: a.port };
+  }
+
+  async start(): Promise<void> { await this.listen(); }
+
+  private actor(req: IncomingMessage): Actor {
+    const h = req.headers['x-pairlb-user'];
+    const u = typeof h === 'string' && USER_RE.test(h) ? h : this.cfg.bind ? 'token' : 'socket';
+    return { user: u, via: /pairlb-cli/.test(req.headers['user-agent'] ?? '') ? 'cli' : 'api' };
+  }
+
+  private async listen(): Promise<void> {
+    const cfg = this.cfg;
+    this.key = transportKey(cfg);
+    this.token = cfg.bind ? readToken(cfg) : undefined;
+    const srv = createServer((req, res) => {
+      if (this.token !== undefined) {
+        const h = req.headers.authorization ?? '';
+        const ok = /^Bearer /i.test(h) && secretEquals(h.slice(7).trim(), this.token);
+        if (!ok) {
+          this.log.warn({ remote: req.socket.remoteAddress, path: req.url }, 'admin API: missing or wrong token');
+          res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="pairlb-admin"' });
+          res.end('{"error":{"code":"PAIRLB_UNAUTHORIZED","message":"bearer token required"}}\n');
+          return;
+        }
+      }
+      void handleApi(this.app, req, res, { removeTimeoutMs: () => this.cfg.remove_timeout, actor: (r) => this.actor(r) });
+    });
+    srv.headersTimeout = 10_000;
+    srv.requestTimeout = 0; // DELETE waits for a drain (up to remove_timeout)
+    if (cfg.bind) {
+      const hp = parseHostPort(cfg.bind)!;
+      if (!['127.0.0.1', '::1', 'localhost'].includes(hp.host) && !hp.host.startsWith('127.')) this.log.warn({ bind: cfg.bind }, 'admin API bound to a non-loopback address: only the token protects it');
+      await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(hp.port, hp.host, () => { srv.off('error', fail); ok(); }); });
+      this.log.info({ bind: this.address() }, 'admin API listening (token required)');
+    } else {
+      const path = cfg.socket ?? DEFAULT_ADMIN_SOCKET;
+      mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+      await clearStaleSocket(path);
+      await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(path, () => { srv.off('error', fail); ok(); }); });
+      chmodSync(path, parseInt(cfg.socket_mode, 8));
+      this.socketPath = path;
+      this.log.info({ socket: path, mode: cfg.socket_mode }, 'admin API listening on unix socket');
+    }
+    this.server = srv;
+  }
+
+  private async close(): Promise<void> {
+    const srv = this.server;
+    this.server = undefined;
+    if (!srv) return;
+    await new Promise<void>((ok) => { srv.close(() => ok()); srv.closeAllConnections(); });
+    if (this.socketPath) { try { unlinkSync(this.socketPath); } catch { /* already gone */ } this.socketPath = undefined; }
+  }
+
+  async reload(cfg: Config): Promise<void> {
+    if (!cfg.admin) { await this.close(); return; }
+    const next = cfg.admin;
+    const restart = transportKey(next) !== this.key || (next.bind && readToken(next) !== this.token);
+    this.cfg = next;
+    if (restart || !this.server) { await this.close(); await this.listen(); }
+  }
+
+  async stop(): Promise<void> {
+    adminActions(this.app).close();
+    await this.close();
+  }
+}
+
+moduleFactories.push((app) => (app.cfg.admin ? new AdminModule(app, app.cfg.admin) : undefined));

@@ -1,0 +1,59 @@
+/**
+ * `pairlb status` verdict, as a Nagios plugin (pure; unit-tested with a table of cases):
+ *
+ *   0 OK        every listen has a backend UP, no backend DOWN, and (with HA) a master and a live peer
+ *   1 WARNING   a backend is DOWN (DRAIN and MAINT are operator choices, not warnings),
+ *               or the HA peer is silent
+ *   2 CRITICAL  a listen section has no backend UP, or (with HA) there is no master
+ *   3 UNKNOWN   the CLI could not get an answer it understands (the CLI sets this itself)
+ *
+ * One line: "PAIRLB WARNING - web: 1/2 up (web2 DOWN); role master, peer lb-02 seen 0.3s ago | …perfdata".
+ */
+
+export interface ListenSummary { name: string; up: number; down: string[]; drain: number; maint: number; total: number }
+export interface PairSummary {
+  /** False when HA is not configured (standalone). */
+  configured: boolean;
+  role: string;
+  peer?: string;
+  /** ms since the last heartbeat from the peer; undefined = never heard. */
+  peerAgeMs?: number;
+  /** The HA module's own judgement, when it gives one. */
+  peerAlive?: boolean;
+  /** Peer role as last advertised. */
+  peerRole?: string;
+}
+
+export interface Verdict { code: 0 | 1 | 2 | 3; label: 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN'; text: string }
+
+const LABEL = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
+
+export function verdict(listens: readonly ListenSummary[], pair: PairSummary): Verdict {
+  let code: 0 | 1 | 2 = 0;
+  const parts: string[] = [];
+  for (const l of listens) {
+    let s = `${l.name}: ${l.up}/${l.total} up`;
+    const notes: string[] = [];
+    if (l.down.length) notes.push(l.down.slice(0, 5).join(', ') + (l.down.length > 5 ? ` +${l.down.length - 5}` : '') + ' DOWN');
+    if (l.drain) notes.push(`${l.drain} drain`);
+    if (l.maint) notes.push(`${l.maint} maint`);
+    if (notes.length) s += ` (${notes.join('; ')})`;
+    parts.push(s);
+    if (l.up === 0) code = 2;
+    else if (l.down.length && code < 1) code = 1;
+  }
+  if (!listens.length) { code = 2; parts.push('no listen section'); }
+  if (pair.configured) {
+    const peerSilent = pair.peerAlive === false || (pair.peerAlive === undefined && pair.peerAgeMs === undefined);
+    const someMaster = pair.role === 'master' || (!peerSilent && pair.peerRole === 'master');
+    let s = `role ${pair.role}`;
+    if (pair.peer) s += peerSilent ? `, peer ${pair.peer} SILENT` + (pair.peerAgeMs !== undefined ? ` for ${(pair.peerAgeMs / 1000).toFixed(1)}s` : '') : `, peer ${pair.peer}${pair.peerRole ? ' ' + pair.peerRole : ''} seen ${((pair.peerAgeMs ?? 0) / 1000).toFixed(1)}s ago`;
+    parts.push(s);
+    if (!someMaster) { code = 2; parts.push('NO MASTER'); }
+    else if (peerSilent && code < 1) code = 1;
+  } else parts.push(`role ${pair.role}`);
+  const perf = listens.map((l) => `${l.name}_up=${l.up};;1:;0;${l.total}`).join(' ');
+  return { code, label: LABEL[code], text: `PAIRLB ${LABEL[code]} - ${parts.join('; ')}${perf ? ' | ' + perf : ''}` };
+}
+
+export function unknown(reason: string): Verdict { return { code: 3, label: 'UNKNOWN', text: `PAIRLB UNKNOWN - ${reason}` }; }

@@ -1,0 +1,134 @@
+import type { App, Module } from '../app.js';
+import type { Backend } from '../backends/backend-set.js';
+import type { Counters } from './counters.js';
+import { healthOf } from '../health/checker.js';
+import { rowValues, type Row, type Value } from './columns.js';
+
+/**
+ * Builds the rows of the stats table from the App at render/scrape time, and samples session rates
+ * with a 1 s timer (so nothing is added to the request path).
+ *
+ * Other modules are read by duck typing, so the page works before/without them:
+ *   health checker (healthOf(app)): rise/fall progress ("DOWN 1/2") and failed-check counts
+ *   HA module     (name 'ha'):      status?() → object (node, role, peer, heartbeat age, VIP, last failover…)
+ *   scaler        (name 'scale'):   status?() → object (clones, samples per VDS, decisions…)
+ */
+
+export interface HealthProgress { text?: string; failures?: number }
+type ProgressFn = (listen: string, name: string) => HealthProgress | undefined;
+
+interface StatusLike { status?(): unknown }
+
+export function findModule<T>(app: App, name: string): (Module & T) | undefined {
+  return app.modules.find((m) => m.name === name) as (Module & T) | undefined;
+}
+
+/** Sliding 5 s rate per counters object. */
+export class RateSampler {
+  private readonly hist = new Map<Counters, number[]>();
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly app: App, private readonly windowS = 5) {}
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 1000);
+    this.timer.unref();
+  }
+  stop(): void { if (this.timer) clearInterval(this.timer); }
+
+  private sample(): void {
+    const seen = new Set<Counters>();
+    const each = (c: Counters) => {
+      seen.add(c);
+      let h = this.hist.get(c);
+      if (!h) this.hist.set(c, (h = []));
+      h.push(c.total);
+      if (h.length > this.windowS + 1) h.shift();
+    };
+    for (const c of this.app.counters.listens.values()) each(c);
+    for (const c of this.app.counters.backends.values()) each(c);
+    for (const c of this.hist.keys()) if (!seen.has(c)) this.hist.delete(c);
+  }
+
+  rate(c: Counters): number {
+    const h = this.hist.get(c);
+    if (!h || h.length < 2) return 0;
+    return Math.max(0, (h[h.length - 1] - h[0]) / (h.length - 1));
+  }
+}
+
+export interface ListenTable { listen: string; total: Row; backends: Row[] }
+
+export interface RowOpts { rates?: RateSampler; removing?: ReadonlySet<string>; now?: number }
+
+export function buildTables(app: App, opts: RowOpts = {}): ListenTable[] {
+  const now = opts.now ?? Date.now();
+  const checker = healthOf(app);
+  const progress: ProgressFn | undefined = checker && ((l, n) => {
+    const p = checker.progress(l, n);
+    if (!p) return undefined;
+    // label is "UP", "UP 1/3" (failing), "DOWN" or "DOWN 1/2" (recovering): keep the fraction.
+    return { text: p.label.split(' ')[1], failures: p.failed };
+  });
+  const serving = app.proxy.isServing();
+  const out: ListenTable[] = [];
+  for (const listen of app.backends.listenNames()) {
+    const bs = app.backends.backends(listen);
+    const rows = bs.map((b): Row => backendRow(app, b, now, opts, progress));
+    const lc = app.counters.listen(listen);
+    const total: Row = {
+      kind: 'total', listen, name: 'TOTAL', c: lc, now, rate: opts.rates?.rate(lc) ?? 0,
+      upCount: bs.filter((b) => b.admin === 'ready' && b.health === 'up').length,
+      backendCount: bs.length, serving,
+    };
+    out.push({ listen, total, backends: rows });
+  }
+  return out;
+}
+
+function backendRow(app: App, b: Backend, now: number, opts: RowOpts, progress: ProgressFn | undefined): Row {
+  const c = app.counters.backend(b.id);
+  let p: HealthProgress | undefined;
+  try { p = progress?.(b.listen, b.name); } catch { p = undefined; }
+  return {
+    kind: 'backend', listen: b.listen, name: b.name, b, c, now,
+    rate: opts.rates?.rate(c) ?? 0,
+    effWeight: app.backends.effectiveWeight(b, now),
+    transition: b.admin === 'maint' ? undefined : p?.text,
+    checkFailures: p?.failures,
+    removing: opts.removing?.has(b.listen + '/' + b.name),
+  };
+}
+
+/** JSON for a panel provided by another module, or undefined when that module is not configured. */
+export function panelStatus(app: App, name: 'ha' | 'scale'): Record<string, unknown> | undefined {
+  const m = findModule<StatusLike>(app, name);
+  if (!m) return undefined;
+  try {
+    const s = typeof m.status === 'function' ? m.status() : {};
+    return s && typeof s === 'object' ? (s as Record<string, unknown>) : { status: s };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+/** The JSON export: same columns as the page and CSV, plus the pair and scaling panels. */
+export function statsJson(app: App, opts: RowOpts = {}): Record<string, unknown> {
+  const tables = buildTables(app, opts);
+  return {
+    node: app.node,
+    role: app.role,
+    time: new Date(opts.now ?? Date.now()).toISOString(),
+    listens: tables.map((t) => ({ name: t.listen, total: rowValues(t.total), backends: t.backends.map(rowValues) })),
+    ha: panelStatus(app, 'ha') ?? null,
+    scale: panelStatus(app, 'scale') ?? null,
+  };
+}
+
+export function csvEscape(v: Value): string {
+  if (v === null || v === undefined) return '';
+  const s = String(v);
+  // Leading = + - @ would be formulas in a spreadsheet (CSV injection): prefix with a quote.
+  const safe = /^[=+\-@\t\r]/.test(s) && typeof v === 'string' ? "'" + s : s;
+  return /[",\n\r]/.test(safe) ? '"' + safe.replace(/"/g, '""') + '"' : safe;
+}

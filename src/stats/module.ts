@@ -1,0 +1,200 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { moduleFactories, type App, type Module } from '../app.js';
+import type { Config } from '../config/schema.js';
+import { parseHostPort } from '../config/types.js';
+import { PairlbError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { adminActions } from '../admin/api.js';
+import { readBody } from '../admin/http.js';
+import { Authenticator, CsrfTokens } from './auth.js';
+import type { StatsConfig } from './config.js';
+import { renderCsv } from './csv.js';
+import { RateSampler, buildTables, panelStatus, statsJson, type RowOpts } from './model.js';
+import { renderPage } from './page.js';
+import { PromExporter } from './prometheus.js';
+
+/**
+ * The stats server (control plane, its own address, default 127.0.0.1:8404):
+ *   GET  /            HTML page (auto-refresh)         GET /stats.csv, /stats.json   same table
+ *   GET  /metrics     Prometheus (prom-client)         POST /action                 admin actions
+ * Basic auth (scrypt hashes) guards everything when users are configured. Admin actions need
+ * `admin: true`, a POST with a valid anti-CSRF token bound to the user, and a same-origin request.
+ *
+ * Nothing here touches the request path of the proxy: the page and /metrics read the counters when
+ * they render, and session rates come from a 1 s sampling timer.
+ */
+
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'same-origin',
+  'cache-control': 'no-store',
+};
+
+export class StatsModule implements Module {
+  readonly name = 'stats';
+  private server: Server | undefined;
+  private auth: Authenticator;
+  private readonly csrf = new CsrfTokens();
+  private readonly rates: RateSampler;
+  private readonly prom: PromExporter;
+  private readonly log: Logger;
+  private bind = '';
+
+  constructor(private readonly app: App, private cfg: StatsConfig) {
+    this.log = app.log.child({ mod: 'stats' });
+    this.auth = this.makeAuth(cfg);
+    this.rates = new RateSampler(app);
+    this.prom = new PromExporter(app, () => this.rowOpts());
+  }
+
+  private makeAuth(cfg: StatsConfig): Authenticator {
+    for (const u of Authenticator.plaintextUsers(cfg.auth)) {
+      this.log.warn({ user: u }, `stats.auth user ${u} has a plaintext password in the config; store an scrypt hash instead (pairlb hash-password)`);
+    }
+    const a = new Authenticator(cfg.auth);
+    if (!a.enabled) this.log.warn({ bind: cfg.bind }, 'stats page has no auth users: anyone who can reach it can read it');
+    return a;
+  }
+
+  private rowOpts(): RowOpts { return { rates: this.rates, removing: adminActions(this.app).removing }; }
+
+  /** Bound address (tests bind port 0). */
+  address(): { host: string; port: number } | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  async start(): Promise<void> {
+    this.rates.start();
+    await this.listen();
+  }
+
+  private async listen(): Promise<void> {
+    const hp = parseHostPort(this.cfg.bind)!;
+    const srv = createServer((req, res) => { void this.handle(req, res); });
+    srv.headersTimeout = 10_000;
+    srv.requestTimeout = 30_000;
+    await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(hp.port, hp.host, () => { srv.off('error', fail); ok(); }); });
+    this.server = srv;
+    this.bind = this.cfg.bind;
+    this.log.info({ address: this.address(), auth: this.auth.enabled, admin: this.cfg.admin }, 'stats page listening');
+  }
+
+  private async close(): Promise<void> {
+    const srv = this.server;
+    this.server = undefined;
+    if (srv) await new Promise<void>((ok) => { srv.close(() => ok()); srv.closeAllConnections(); });
+  }
+
+  async reload(cfg: Config): Promise<void> {
+    if (!cfg.stats) { await this.close(); return; }
+    const next = cfg.stats;
+    if (JSON.stringify(next.auth) !== JSON.stringify(this.cfg.auth)) this.auth = this.makeAuth(next);
+    this.cfg = next;
+    if (next.bind !== this.bind || !this.server) { await this.close(); await this.listen(); }
+  }
+
+  async stop(): Promise<void> {
+    this.rates.stop();
+    await this.close();
+  }
+
+  // ---- requests ---------------------------------------------------------------------------------
+
+  private send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
+    res.end(body);
+  }
+
+  private unauthorized(res: ServerResponse): void {
+    this.send(res, 401, 'text/plain; charset=utf-8', 'authentication required\n', { 'www-authenticate': `Basic realm="${this.cfg.realm}", charset="UTF-8"` });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://stats');
+      const path = url.pathname;
+      const isMetrics = path === '/metrics';
+      let user: string | undefined;
+      if (this.auth.enabled && !(isMetrics && !this.cfg.metrics_auth)) {
+        user = await this.auth.check(req.headers.authorization);
+        if (!user) {
+          if (req.headers.authorization) this.log.warn({ remote: req.socket.remoteAddress, path }, 'stats: bad credentials');
+          return this.unauthorized(res);
+        }
+      }
+      const m = req.method ?? 'GET';
+      if (m === 'POST' && path === '/action') return await this.action(req, res, user);
+      if (m !== 'GET' && m !== 'HEAD') return this.send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' + (this.cfg.admin ? ', POST' : '') });
+      const now = Date.now();
+      const opts = { ...this.rowOpts(), now };
+      switch (path) {
+        case '/':
+        case '/stats': {
+          const nonce = randomBytes(12).toString('base64');
+          const ok = url.searchParams.get('ok'), err = url.searchParams.get('err');
+          const html = renderPage({
+            node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts),
+            ha: panelStatus(this.app, 'ha'), scale: panelStatus(this.app, 'scale'),
+            refreshMs: this.cfg.refresh, nonce, user,
+            csrf: this.cfg.admin && user ? this.csrf.issue(user, now) : undefined,
+            flash: ok ? { ok: true, text: ok.slice(0, 200) } : err ? { ok: false, text: err.slice(0, 200) } : undefined,
+          });
+          return this.send(res, 200, 'text/html; charset=utf-8', html, {
+            'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
+          });
+        }
+        case '/stats.csv':
+        case '/;csv':
+          return this.send(res, 200, 'text/csv; charset=utf-8', renderCsv(buildTables(this.app, opts)));
+        case '/stats.json':
+          return this.send(res, 200, 'application/json; charset=utf-8', JSON.stringify(statsJson(this.app, opts)) + '\n');
+        case '/metrics':
+          if (!this.cfg.metrics) break;
+          return this.send(res, 200, this.prom.contentType, await this.prom.text());
+      }
+      this.send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+    } catch (e) {
+      this.log.error({ err: e }, 'stats request failed');
+      if (!res.headersSent) this.send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+      else res.destroy();
+    }
+  }
+
+  /** Is this POST from our own page? Origin (or Sec-Fetch-Site) must not name another site. */
+  private sameOrigin(req: IncomingMessage): boolean {
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    try { return new URL(origin).host === req.headers.host; } catch { return false; }
+  }
+
+  private async action(req: IncomingMessage, res: ServerResponse, user: string | undefined): Promise<void> {
+    const refuse = (status: number, why: string) => {
+      this.log.warn({ user, remote: req.socket.remoteAddress, why }, `stats: admin action refused: ${why}`);
+      this.send(res, status, 'text/plain; charset=utf-8', `refused: ${why}\n`);
+    };
+    if (!this.cfg.admin || !user) return refuse(403, 'admin actions are disabled (stats.admin: false)');
+    if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return refuse(415, 'expected a form post');
+    if (!this.sameOrigin(req)) return refuse(403, 'cross-site request');
+    const form = new URLSearchParams(await readBody(req, 8192));
+    if (!this.csrf.verify(user, form.get('csrf'))) return refuse(403, 'missing or invalid anti-CSRF token (reload the page)');
+    const listen = form.get('listen') ?? '', backend = form.get('backend') ?? '', action = form.get('action') ?? '';
+    const actions = adminActions(this.app);
+    const who = { user, via: 'page' as const };
+    let msg: string;
+    try {
+      if (action === 'weight') { const v = actions.setWeight(listen, backend, form.get('weight') ?? '', who); msg = `${listen}/${backend}: weight ${v.weight}`; }
+      else { const v = actions.setState(listen, backend, action, who); msg = `${listen}/${backend}: ${action} (now ${v.state})`; }
+    } catch (e) {
+      if (!(e instanceof PairlbError)) throw e;
+      return this.send(res, 303, 'text/plain; charset=utf-8', '', { location: './?err=' + encodeURIComponent(e.message) });
+    }
+    this.send(res, 303, 'text/plain; charset=utf-8', '', { location: './?ok=' + encodeURIComponent(msg) });
+  }
+}
+
+moduleFactories.push((app) => (app.cfg.stats ? new StatsModule(app, app.cfg.stats) : undefined));

@@ -1,0 +1,244 @@
+import { PAGE_COLUMNS, fmtDuration, statusText, type Column, type Row } from './columns.js';
+import type { ListenTable } from './model.js';
+
+/**
+ * The HTML stats page (pure: tables + panels in, HTML out). No external assets; a tiny inline script
+ * (CSP nonce) reloads the page every `refresh` ms unless the operator is typing in a form field.
+ * Columns marked `wide` are hidden on narrow screens so a phone shows the at-a-glance columns; the
+ * table scrolls sideways with the backend name pinned.
+ */
+
+export interface PageInput {
+  node: string;
+  role: string;
+  now: number;
+  tables: ListenTable[];
+  ha?: Record<string, unknown>;
+  scale?: Record<string, unknown>;
+  refreshMs: number;
+  nonce: string;
+  /** Present when admin actions are allowed for this user: the anti-CSRF token. */
+  csrf?: string;
+  user?: string;
+  flash?: { ok: boolean; text: string };
+}
+
+export function esc(s: unknown): string {
+  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+const CSS = `
+:root{--bg:#f4f5f7;--fg:#1d2430;--mut:#5d6878;--line:#d9dde3;--up:#d7f5dd;--upf:#0b6b2a;--down:#fbd5d5;--downf:#a3121b;--drain:#dbe7ff;--drainf:#1b4fb5;--maint:#e6e1d6;--maintf:#5b4a2a;--trans:#fff1c2;--transf:#7a5a00;--card:#fff}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.35 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--fg)}
+header{display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;align-items:baseline;padding:.6rem 1rem;background:#1d2430;color:#fff}
+header h1{font-size:1.15rem;margin:0}
+header .k{color:#aab4c3}
+header a{color:#cfe0ff}
+header .links{margin-left:auto;display:flex;gap:.8rem}
+.role{padding:.05rem .45rem;border-radius:.3rem;font-weight:600;background:#3a4456}
+.role-master,.role-standalone{background:#1f7a3a}.role-backup{background:#3159a8}.role-fault{background:#b3261e}.role-init{background:#7a6a1f}
+main{padding:.6rem 1rem 2rem}
+.flash{margin:.3rem 0 .8rem;padding:.5rem .8rem;border-radius:.4rem;background:var(--up);color:var(--upf)}
+.flash.err{background:var(--down);color:var(--downf)}
+.panels{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.8rem;margin-bottom:1rem}
+.panel{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.5rem .8rem}
+.panel h2{font-size:1rem;margin:.1rem 0 .4rem}
+.panel dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:0}
+.panel dt{color:var(--mut)}.panel dd{margin:0;overflow-wrap:anywhere}
+.off{color:var(--mut);font-style:italic;margin:0}
+section.listen{margin:0 0 1.2rem}
+section.listen h2{font-size:1.1rem;margin:.2rem 0 .35rem;display:flex;gap:.8rem;align-items:baseline;flex-wrap:wrap}
+section.listen h2 .sum{font-size:.9rem;font-weight:500;color:var(--mut)}
+.bad{color:var(--downf)!important;font-weight:700}
+.scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:.5rem}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+th,td{padding:.3rem .45rem;border-bottom:1px solid var(--line);white-space:nowrap;text-align:right}
+th{background:#eef0f4;font-weight:600;font-size:.8rem;color:#394355}
+thead tr.g th{font-size:.72rem;text-transform:uppercase;letter-spacing:.03em;color:var(--mut);text-align:center;border-bottom:0}
+td.name,th.name{text-align:left;position:sticky;left:0;background:inherit;z-index:1}
+tbody tr{background:#fff}
+td.name{font-weight:600}
+td.name small{display:block;font-weight:400;color:var(--mut);font-size:.75rem}
+td.status{text-align:center;font-weight:700;border-radius:0}
+tr.s-UP td.status{background:var(--up);color:var(--upf)}
+tr.s-DOWN td.status{background:var(--down);color:var(--downf)}
+tr.s-DRAIN td.status,tr.s-REMOVING td.status{background:var(--drain);color:var(--drainf)}
+tr.s-MAINT td.status{background:var(--maint);color:var(--maintf)}
+tr.s-DOWN td.name{box-shadow:inset 4px 0 var(--downf)}
+tr.t td.status{background:var(--trans);color:var(--transf)}
+tr.s-MAINT,tr.s-DRAIN{color:#4a5364}
+tfoot td{font-weight:700;background:#eef0f4;border-bottom:0}
+td.act{text-align:left}
+td.act form{display:flex;gap:.25rem;align-items:center;margin:0}
+button{font:inherit;font-size:.8rem;padding:.2rem .5rem;border:1px solid #9aa5b6;border-radius:.3rem;background:#fff;cursor:pointer}
+button:hover{background:#eef3ff}
+button[disabled]{opacity:.45;cursor:default}
+button.drain{border-color:#6d8fd6}button.maint{border-color:#a08a5f}button.ready{border-color:#5aa56e}
+input[type=number]{width:3.6rem;font:inherit;font-size:.8rem;padding:.15rem .25rem}
+footer{color:var(--mut);font-size:.8rem;padding:0 1rem 1rem}
+@media (max-width:760px){
+ body{font-size:13px}
+ .w{display:none}
+ header .links{margin-left:0}
+ main{padding:.5rem}
+ th,td{padding:.3rem .3rem}
+ td.act form{flex-wrap:wrap}
+}
+`;
+
+function fmtCell(c: Column, r: Row): string {
+  const v = c.value(r);
+  return c.display ? c.display(v, r) : v === null ? '' : String(v);
+}
+
+function stateClass(r: Row): string {
+  const s = statusText(r).split(' ')[0];
+  return 's-' + s + (r.transition && !r.removing ? ' t' : '');
+}
+
+function groupHeader(cols: readonly Column[], admin: boolean): string {
+  const out: string[] = [];
+  let i = 0;
+  while (i < cols.length) {
+    const g = cols[i].group;
+    let j = i;
+    while (j < cols.length && cols[j].group === g) j++;
+    // Spans must count only the columns visible at each width: emit one <th> per column, merged
+    // visually by CSS would be fragile, so groups use colspan over their narrow-visible columns and
+    // hidden wide columns get their own (hidden) cells.
+    const narrow = cols.slice(i, j).filter((c) => !c.wide).length;
+    const wide = j - i - narrow;
+    if (narrow) out.push(`<th colspan="${narrow}">${esc(g)}</th>`);
+    if (wide) out.push(`<th class="w" colspan="${wide}">${narrow ? '' : esc(g)}</th>`);
+    if (admin && g === 'Server') out.push('<th></th>');
+    i = j;
+  }
+  return out.join('');
+}
+
+function orderCols(): Column[] {
+  // Group columns so that each group's narrow columns come first (keeps the group header aligned).
+  const groups: Column[][] = [];
+  for (const c of PAGE_COLUMNS) {
+    const last = groups[groups.length - 1];
+    if (last && last[0].group === c.group) last.push(c); else groups.push([c]);
+  }
+  return groups.flatMap((g) => [...g.filter((c) => !c.wide), ...g.filter((c) => c.wide)]);
+}
+
+const COLS = orderCols();
+
+function cell(c: Column, r: Row): string {
+  const cls = [c.key === 'name' ? 'name' : c.key === 'status' ? 'status' : '', c.wide ? 'w' : ''].filter(Boolean).join(' ');
+  let inner = esc(fmtCell(c, r));
+  if (c.key === 'name' && r.b) inner += `<small class="w">${esc(r.b.address)}${r.b.backup ? ' · backup' : ''}${r.b.origin !== 'config' ? ' · ' + esc(r.b.origin) : ''}</small>`;
+  const title = c.key === 'status' && r.b ? ` title="${esc(r.b.lastReason)}"` : c.key === 'last_check' && r.b?.lastCheck?.detail ? ` title="${esc(r.b.lastCheck.detail)}"` : '';
+  return `<td${cls ? ` class="${cls}"` : ''}${title}>${inner}</td>`;
+}
+
+function actions(r: Row, csrf: string): string {
+  const b = r.b!;
+  if (r.removing) return '<td class="act">removing…</td>';
+  const btn = (a: string, label: string) => `<button class="${a}" name="action" value="${a}"${b.admin === a ? ' disabled' : ''}>${label}</button>`;
+  return `<td class="act"><form method="post" action="./action">` +
+    `<input type="hidden" name="csrf" value="${esc(csrf)}"><input type="hidden" name="listen" value="${esc(b.listen)}"><input type="hidden" name="backend" value="${esc(b.name)}">` +
+    btn('ready', 'Ready') + btn('drain', 'Drain') + btn('maint', 'Maint') +
+    `<input type="number" name="weight" min="0" max="256" value="${b.weight}" aria-label="weight of ${esc(b.name)}"><button name="action" value="weight">Set</button>` +
+    '</form></td>';
+}
+
+function row(r: Row, csrf: string | undefined): string {
+  const cells: string[] = [];
+  for (const c of COLS) {
+    cells.push(cell(c, r));
+    if (csrf !== undefined && c.key === lastServerCol) cells.push(r.b ? actions(r, csrf) : '<td></td>');
+  }
+  return `<tr class="${stateClass(r)}" data-backend="${esc(r.name)}">${cells.join('')}</tr>`;
+}
+
+const lastServerCol = [...COLS].reverse().find((c) => c.group === 'Server')!.key;
+
+function titles(admin: boolean): string {
+  const out: string[] = [];
+  for (const c of COLS) {
+    out.push(`<th${c.key === 'name' ? ' class="name"' : c.wide ? ' class="w"' : ''} title="${esc(c.help)}">${esc(c.title)}</th>`);
+    if (admin && c.key === lastServerCol) out.push('<th>Actions</th>');
+  }
+  return out.join('');
+}
+
+function kv(o: Record<string, unknown>): string {
+  const rows: string[] = [];
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined || v === null) continue;
+    let s: string;
+    if (typeof v === 'object') {
+      if (Array.isArray(v)) s = v.length ? v.slice(-5).map((x) => (typeof x === 'object' ? compact(x) : String(x))).join('; ') : '—';
+      else s = compact(v);
+    } else s = String(v);
+    rows.push(`<dt>${esc(k.replace(/_/g, ' '))}</dt><dd>${esc(s)}</dd>`);
+  }
+  return rows.length ? `<dl>${rows.join('')}</dl>` : '<p class="off">no data yet</p>';
+}
+
+function compact(o: unknown): string {
+  if (!o || typeof o !== 'object') return String(o);
+  return Object.entries(o as Record<string, unknown>).filter(([, v]) => v !== undefined && v !== null)
+    .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', ');
+}
+
+function ago(ms: unknown): string | undefined {
+  return typeof ms === 'number' && Number.isFinite(ms) ? fmtDuration(ms / 1000) + ' ago' : undefined;
+}
+
+function pairPanel(p: PageInput): string {
+  if (!p.ha) return `<div class="panel"><h2>Pair</h2><p class="off">HA not configured: this node (${esc(p.node)}) runs standalone.</p></div>`;
+  const h = p.ha;
+  const peer = (h.peer && typeof h.peer === 'object' ? h.peer : undefined) as Record<string, unknown> | undefined;
+  const known: Record<string, unknown> = {
+    node: h.node ?? p.node,
+    role: h.role ?? p.role,
+    peer: peer ? [peer.name ?? peer.node, peer.role, peer.address].filter(Boolean).join(' · ') : h.peer,
+    'last heartbeat': peer ? (ago(peer.lastSeenMs ?? peer.ageMs ?? peer.lastHeardMs) ?? (peer.alive === false ? 'silent' : 'never')) : ago(h.peerAgeMs ?? h.heartbeatAgeMs),
+    VIP: h.vip,
+    'last failover': h.lastFailover,
+  };
+  const rest = Object.fromEntries(Object.entries(h).filter(([k]) => !['node', 'role', 'peer', 'vip', 'lastFailover', 'peerAgeMs', 'heartbeatAgeMs'].includes(k)));
+  return `<div class="panel"><h2>Pair</h2>${kv({ ...known, ...rest })}</div>`;
+}
+
+function scalePanel(p: PageInput): string {
+  if (!p.scale) return '<div class="panel"><h2>Scaling</h2><p class="off">Scaling not configured.</p></div>';
+  return `<div class="panel"><h2>Scaling</h2>${kv(p.scale)}</div>`;
+}
+
+export function renderPage(p: PageInput): string {
+  const admin = p.csrf !== undefined;
+  const sections = p.tables.map((t) => {
+    const sum = t.total;
+    const bad = (sum.upCount ?? 0) === 0;
+    const down = t.backends.filter((r) => r.b && r.b.health === 'down' && r.b.admin !== 'maint').length;
+    return `<section class="listen" id="l-${esc(t.listen)}"><h2>${esc(t.listen)}` +
+      `<span class="sum${bad ? ' bad' : ''}">${sum.upCount}/${sum.backendCount} up</span>` +
+      (down ? `<span class="sum bad">${down} down</span>` : '') +
+      `<span class="sum">${Math.round(sum.rate * 10) / 10} req/s · ${sum.c.cur} active</span></h2>` +
+      `<div class="scroll"><table><thead><tr class="g">${groupHeader(COLS, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
+      `<tbody>${t.backends.map((r) => row(r, p.csrf)).join('') || `<tr><td class="name">no backends</td></tr>`}</tbody>` +
+      `<tfoot>${row(sum, admin ? '' : undefined)}</tfoot></table></div></section>`;
+  }).join('');
+  const time = new Date(p.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+  const refresh = p.refreshMs > 0
+    ? `<script nonce="${esc(p.nonce)}">(function(){var ms=${Math.max(1000, p.refreshMs | 0)};function t(){var a=document.activeElement;if(a&&(a.tagName==='INPUT'||a.tagName==='SELECT')){setTimeout(t,2000);return}location.replace(location.pathname)}setTimeout(t,ms)})();</script>` +
+      `<noscript><meta http-equiv="refresh" content="${Math.max(1, Math.round(p.refreshMs / 1000))}"></noscript>`
+    : '';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
+    `<title>pairlb ${esc(p.node)} · ${esc(p.role)}</title><style nonce="${esc(p.nonce)}">${CSS}</style></head><body>` +
+    `<header><h1>pairlb</h1><span><span class="k">node</span> ${esc(p.node)}</span><span class="role role-${esc(p.role)}">${esc(p.role)}</span>` +
+    `<span class="k">${esc(time)}</span>` +
+    `<span class="links"><a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
+    (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
+    `<div class="panels">${pairPanel(p)}${scalePanel(p)}</div>${sections}</main>` +
+    `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : ''} · ` : ''}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
+    refresh + '</body></html>';
+}
