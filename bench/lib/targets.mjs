@@ -1,0 +1,74 @@
+// Starting the backends and every target of the bench, in one temp dir, all on 127.0.0.1.
+import { mkdirSync, openSync, writeFileSync, chmodSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as cfg from './configs.mjs';
+import { freePort, startPinned, waitHttp, processTree, httpGet } from './procs.mjs';
+
+export const TARGET_NAMES = ['pairlb', 'pairlb-http-proxy', 'haproxy', 'nginx', 'direct'];
+
+/** Two nginx backends (one worker each) pinned to the client CPU. Returns their ports and handles. */
+export async function startBackends(dir, bins, cpu) {
+  mkdirSync(join(dir, 'www'), { recursive: true });
+  // Incompressible-looking, fixed content: 64 KiB of a repeated line (nginx serves it with sendfile).
+  const line = 'pairlb bench 64 KiB body line..\n';
+  writeFileSync(join(dir, 'www', 'large.bin'), line.repeat(cfg.LARGE_BYTES / line.length));
+  chmodSync(dir, 0o755); chmodSync(join(dir, 'www'), 0o755); chmodSync(join(dir, 'www', 'large.bin'), 0o644);
+  const out = [];
+  for (const name of ['backend1', 'backend2']) {
+    const port = await freePort();
+    writeFileSync(join(dir, `${name}.conf`), cfg.nginxBackend(dir, name, port));
+    const h = startPinned(name, cpu, bins.nginx, cfg.nginxArgs(dir, name), { logFd: openSync(join(dir, `${name}.out`), 'a') });
+    out.push({ name, port, handle: h });
+  }
+  for (const b of out) await waitHttp(b.port, { handle: b.handle });
+  const small = await httpGet(out[0].port, '/');
+  const large = await httpGet(out[0].port, '/large');
+  if (small.body.length !== 100) throw new Error(`backend small body is ${small.body.length} bytes, expected 100`);
+  if (large.body.length !== cfg.LARGE_BYTES) throw new Error(`backend /large is ${large.body.length} bytes, expected ${cfg.LARGE_BYTES}`);
+  return out;
+}
+
+/**
+ * Start one target. Each returns { name, port, stickyPort?, statsPort?, handle?, pids() }.
+ * `direct` starts nothing: it is wrk straight to backend 1.
+ */
+export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, profileDir }) {
+  const bports = backends.map((b) => b.port);
+  const log = (n) => openSync(join(dir, `${n}.out`), 'a');
+  if (name === 'direct') return { name, port: bports[0], pids: () => [] };
+  if (name === 'haproxy') {
+    const port = await freePort(); const stickyPort = await freePort();
+    writeFileSync(join(dir, 'haproxy.cfg'), cfg.haproxy(port, stickyPort, bports, maxconn));
+    const handle = startPinned(name, cpu, bins.haproxy, ['-db', '-f', join(dir, 'haproxy.cfg')], { logFd: log(name) });
+    await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
+    return { name, port, stickyPort, handle, pids: () => [handle.pid] };
+  }
+  if (name === 'nginx') {
+    const port = await freePort();
+    writeFileSync(join(dir, 'nginx-proxy.conf'), cfg.nginxProxy(dir, 'nginx-proxy', port, bports));
+    const handle = startPinned(name, cpu, bins.nginx, cfg.nginxArgs(dir, 'nginx-proxy'), { logFd: log(name) });
+    await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
+    return { name, port, handle, pids: () => processTree(handle.pid) };
+  }
+  // pairlb (undici), pairlb-http-proxy, pairlb-stats: one node process each.
+  const engine = name === 'pairlb-http-proxy' ? 'http-proxy' : 'undici';
+  const main = join(root, 'dist', 'cli', 'main.js');
+  if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
+  const port = await freePort(); const stickyPort = stats ? undefined : await freePort();
+  const statsPort = stats ? await freePort() : undefined;
+  const stateDir = join(dir, `${name}.state`);
+  mkdirSync(stateDir, { recursive: true });
+  const yamlFile = join(dir, `${name}.yaml`);
+  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined }));
+  const flags = [...nodeFlags];
+  if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);
+  const handle = startPinned(name, cpu, process.execPath, [...flags, main, 'start', '-c', yamlFile, '--state-dir', stateDir], { logFd: log(name) });
+  await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
+  return { name, port, stickyPort, statsPort, handle, pids: () => processTree(handle.pid) };
+}
+
+function withLog(e, dir, name) {
+  let tail = '';
+  try { tail = readFileSync(join(dir, `${name}.out`), 'utf8').trim().split('\n').slice(-8).join('\n'); } catch { /* none */ }
+  return new Error(`${name}: ${e.message}${tail ? `\n  log (${join(dir, `${name}.out`)}):\n    ${tail.replace(/\n/g, '\n    ')}` : ''}`);
+}

@@ -1,0 +1,316 @@
+#!/usr/bin/env node
+// `npm run bench`: pairlb (each engine) against HAProxy, nginx and direct-to-backend, on the same
+// two nginx backends, with the same load generator and pinning, in interleaved rounds of one run.
+// See bench/README.md for what it measures and how to read it; ../shared/bench.md for the anchors.
+import { parseArgs } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { requireBinaries, versions, cpuPlan, nofile, loadAvg, build } from './lib/env.mjs';
+import { startBackends, startTarget, TARGET_NAMES } from './lib/targets.mjs';
+import { runWrk } from './lib/wrk.mjs';
+import { stopAll, killAllSync, treeCpu, treeRssMb, cpuTimes, cpuBusyPct, cpuSeconds, processTree, httpGet } from './lib/procs.mjs';
+import { summarize, scenarioTable, toJson, ratioMedian, fmt, fmtInt, median } from './lib/report.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --rounds N        interleaved rounds (default 5)
+  --duration S      seconds per wrk run (default 6)
+  --warmup S        seconds of warm-up per scenario and target before round 1 (default 1)
+  --quick           1 round x 2 s, warm-up 1 s (smoke run, ~1.5 min)
+  --connections N   wrk connections (default 64)
+  --scenarios LIST  comma list (default all): small-keepalive,large-keepalive,small-close,
+                    sticky-small-keepalive,sticky-large-keepalive,sticky-small-close,stats-small-keepalive
+  --targets LIST    comma list (default all): ${TARGET_NAMES.join(',')} (haproxy is always kept: it is the reference)
+  --json FILE       write { scenario: { target: { rps, p50_ms, p99_ms, rss_mb, ratio_vs_haproxy } } }
+  --raw FILE        write every single run (per round) as JSON
+  --node-flags STR  extra flags for the pairlb node processes (e.g. "--max-semi-space-size=64")
+  --no-build        do not run tsc before starting (default: build, so dist/ is never stale)
+  --keep            keep the temp dir (configs, logs) instead of deleting it
+`;
+
+const SCENARIOS = [
+  { name: 'small-keepalive', path: '/', headers: [], sticky: false },
+  { name: 'large-keepalive', path: '/large', headers: [], sticky: false },
+  { name: 'small-close', path: '/', headers: ['Connection: close'], sticky: false },
+  // Sticky cookie (insert, indirect, nocache). wrk keeps no cookies, so every request arrives without
+  // one and is balanced, and every response carries Set-Cookie: the cookie path at its most expensive.
+  // nginx OSS has no cookie insertion (that is nginx Plus `sticky cookie`): it sits these out.
+  { name: 'sticky-small-keepalive', path: '/', headers: [], sticky: true },
+  { name: 'sticky-large-keepalive', path: '/large', headers: [], sticky: true },
+  { name: 'sticky-small-close', path: '/', headers: ['Connection: close'], sticky: true },
+  // Stats page + /metrics enabled (scraped every second during the run) vs disabled, back to back.
+  { name: 'stats-small-keepalive', path: '/', headers: [], sticky: false, stats: true },
+];
+
+function parseOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rounds: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, quick: { type: 'boolean' },
+      connections: { type: 'string' }, scenarios: { type: 'string' }, targets: { type: 'string' },
+      json: { type: 'string' }, raw: { type: 'string' }, 'node-flags': { type: 'string' },
+      'no-build': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { process.stdout.write(USAGE); process.exit(0); }
+  const num = (v, d, name) => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) { process.stderr.write(`bench: --${name} expects a positive number\n`); process.exit(2); }
+    return n;
+  };
+  const o = {
+    rounds: num(values.rounds, values.quick ? 1 : 5, 'rounds'),
+    duration: num(values.duration, values.quick ? 2 : 6, 'duration'),
+    warmup: values.warmup === '0' ? 0 : num(values.warmup, 1, 'warmup'),
+    connections: num(values.connections, 64, 'connections'),
+    json: values.json, raw: values.raw, keep: !!values.keep, build: !values['no-build'],
+    nodeFlags: values['node-flags'] ? values['node-flags'].split(/\s+/).filter(Boolean) : [],
+  };
+  const list = (v, all, what) => {
+    if (!v) return all;
+    const xs = v.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const x of xs) if (!all.includes(x)) { process.stderr.write(`bench: unknown ${what} ${JSON.stringify(x)} (known: ${all.join(', ')})\n`); process.exit(2); }
+    return xs;
+  };
+  o.scenarios = list(values.scenarios, SCENARIOS.map((s) => s.name), 'scenario').map((n) => SCENARIOS.find((s) => s.name === n));
+  o.targets = list(values.targets, TARGET_NAMES, 'target');
+  if (!o.targets.includes('haproxy')) o.targets.push('haproxy');
+  return o;
+}
+
+/** Which targets run in a scenario, in their base order (rotated per round). */
+function targetsOf(scen, available) {
+  if (scen.stats) return ['pairlb', 'pairlb-stats'].filter((t) => available.has(t));
+  const ts = TARGET_NAMES.filter((t) => available.has(t));
+  return scen.sticky ? ts.filter((t) => t !== 'nginx' && t !== 'direct') : ts;
+}
+
+const log = (s) => process.stdout.write(s + '\n');
+
+async function main() {
+  const o = parseOptions(process.argv.slice(2));
+  let bins;
+  try { bins = requireBinaries(); } catch (e) { process.stderr.write(`bench: ${e.message}\n`); return 1; }
+  const plan = cpuPlan();
+  // Keep this script (stats scraping, /proc reads) off the proxy core.
+  if (plan.client !== undefined) { try { execFileSync('taskset', ['-p', '-c', String(plan.client), String(process.pid)], { stdio: 'ignore' }); } catch { /* not fatal */ } }
+  if (o.build && o.targets.some((t) => t.startsWith('pairlb'))) {
+    const w = build(ROOT);
+    if (w) log(`note: ${w}`);
+  }
+  const v = versions(bins);
+  const maxconn = Math.max(256, Math.min(10000, Math.floor((nofile() - 200) / 2)));
+  const dir = mkdtempSync(join(tmpdir(), 'pairlb-bench-'));
+  const started = new Date();
+  log(`# pairlb bench ${started.toISOString()}`);
+  log(`node ${v.node}, ${v.haproxy}, nginx ${v.nginx}, ${v.wrk}`);
+  log(`${plan.note}; wrk -t1 -c${o.connections} -d${o.duration}s; ${o.rounds} interleaved round(s); load average at start: ${loadAvg()}`);
+  log(`temp dir: ${dir}${o.keep ? ' (kept)' : ''}`);
+
+  const cleanup = async () => { await stopAll(); if (!o.keep) rmSync(dir, { recursive: true, force: true }); };
+  process.on('exit', killAllSync);
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { log(`\nbench: ${sig}, stopping what this run started`); cleanup().finally(() => process.exit(130)); });
+
+  const targets = new Map();
+  let backends;
+  try {
+    backends = await startBackends(dir, bins, plan.client);
+    const wanted = [...o.targets];
+    if (o.scenarios.some((s) => s.stats) && o.targets.includes('pairlb')) wanted.push('pairlb-stats');
+    for (const name of wanted) {
+      try {
+        const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT, nodeFlags: o.nodeFlags, stats: name === 'pairlb-stats' });
+        await sanityCheck(t, o);
+        targets.set(name, t);
+      } catch (e) {
+        if (name === 'haproxy') throw e;
+        log(`WARNING: target ${name} is left out of this run: ${e.message}`);
+      }
+    }
+  } catch (e) {
+    process.stderr.write(`bench: ${e.message}\n`);
+    await cleanup();
+    return 1;
+  }
+  const backendPids = () => backends.flatMap((b) => processTree(b.handle.pid));
+
+  /** One wrk run against one target, with the CPU/RSS accounting around it. */
+  async function measure(scen, name, round, secs) {
+    const t = targets.get(name);
+    const port = scen.sticky ? t.stickyPort : t.port;
+    const pids = t.pids();
+    const bp = backendPids();
+    const c0 = treeCpu(pids), b0 = treeCpu(bp), s0 = cpuTimes(), w0 = process.hrtime.bigint();
+    let wrkPid = 0, wrkCpu = 0;
+    const poll = setInterval(() => { if (wrkPid) wrkCpu = Math.max(wrkCpu, cpuSeconds(wrkPid)); }, 100);
+    let scrapes = 0, scrapeFail = 0;
+    const scraper = t.statsPort ? setInterval(() => {
+      httpGet(t.statsPort, '/metrics').then((r) => { if (r.status === 200) scrapes++; else scrapeFail++; }, () => { scrapeFail++; });
+    }, 1000) : undefined;
+    let res;
+    try {
+      res = await runWrk({ url: `http://127.0.0.1:${port}${scen.path}`, secs, conns: o.connections, headers: scen.headers, cpu: plan.client, onStart: (p) => { wrkPid = p; } });
+    } finally { clearInterval(poll); if (scraper) clearInterval(scraper); }
+    const wall = Number(process.hrtime.bigint() - w0) / 1e9;
+    const s1 = cpuTimes();
+    const busy = cpuBusyPct(s0, s1);
+    const proxyCpu = pids.length ? (100 * (treeCpu(pids) - c0)) / wall : NaN;
+    const backCpu = (100 * (treeCpu(bp) - b0)) / wall;
+    const wrkPct = (100 * wrkCpu) / wall;
+    const ours = (Number.isFinite(proxyCpu) ? proxyCpu : 0) + backCpu + wrkPct;
+    const r = {
+      scenario: scen.name, target: name, round, rps: res.rps, requests: res.requests, p50_ms: res.p50_ms, p99_ms: res.p99_ms,
+      errors: res.errors, proxy_cpu_pct: proxyCpu, rss_mb: pids.length ? treeRssMb(pids) : NaN,
+      backends_cpu_pct: backCpu, wrk_cpu_pct: wrkPct, cpu0_pct: busy[0].busy, cpu1_pct: busy[1]?.busy ?? NaN,
+      softirq_pct: busy.slice(0, 2).reduce((a, b) => a + b.irq, 0),
+      // CPU time on the two cores charged neither to wrk, the backends, the proxy nor to irq/softirq
+      // (loopback packet work): other tenants of this machine.
+      foreign_pct: busy.slice(0, 2).reduce((a, b) => a + b.busy - b.irq, 0) - ours,
+      scrapes: t.statsPort ? { ok: scrapes, failed: scrapeFail } : undefined,
+    };
+    return r;
+  }
+
+  const plans = o.scenarios.map((s) => ({ scen: s, targets: targetsOf(s, targets) })).filter((p) => p.targets.length);
+  const runs = [];
+  try {
+    if (o.warmup > 0) {
+      const t0 = Date.now();
+      for (const p of plans) for (const t of p.targets) await measure(p.scen, t, 0, o.warmup);
+      log(`warm-up: ${plans.reduce((a, p) => a + p.targets.length, 0)} runs of ${o.warmup}s (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const p of plans) {
+        // Rotate the order each round so no target always runs first (or right after a heavy one).
+        const k = (round - 1) % p.targets.length;
+        const order = [...p.targets.slice(k), ...p.targets.slice(0, k)];
+        for (const name of order) {
+          const r = await measure(p.scen, name, round, o.duration);
+          runs.push(r);
+          const errs = Object.values(r.errors).reduce((a, b) => a + b, 0);
+          log(`[${round}/${o.rounds}] ${p.scen.name.padEnd(22)} ${name.padEnd(17)} ${fmtInt(r.rps).padStart(7)} req/s  p99 ${fmt(r.p99_ms).padStart(6)} ms  `
+            + `proxy ${Number.isFinite(r.proxy_cpu_pct) ? fmt(r.proxy_cpu_pct, 0).padStart(3) + '%' : '   –'}  rss ${Number.isFinite(r.rss_mb) ? fmt(r.rss_mb, 0).padStart(3) : '  –'} MB  `
+            + `cpu0 ${fmt(r.cpu0_pct, 0).padStart(3)}% cpu1 ${fmt(r.cpu1_pct, 0).padStart(3)}% si ${fmt(r.softirq_pct, 0).padStart(3)}% other ${fmt(r.foreign_pct, 0).padStart(3)}%`
+            + (errs ? `  errors ${JSON.stringify(r.errors)}` : '') + (r.scrapes ? `  scrapes ${r.scrapes.ok}/${r.scrapes.ok + r.scrapes.failed}` : ''));
+          await sleep(200);
+        }
+      }
+    }
+  } catch (e) {
+    process.stderr.write(`bench: ${e.stack ?? e}\n`);
+    await cleanup();
+    return 1;
+  }
+  const loadEnd = loadAvg();
+  await cleanup();
+
+  // ---- report ----
+  const all = {};
+  const byScen = (s, t) => runs.filter((r) => r.scenario === s && r.target === t);
+  for (const p of plans) {
+    const ref = p.scen.stats ? byScen('small-keepalive', 'haproxy') : byScen(p.scen.name, 'haproxy');
+    all[p.scen.name] = {};
+    for (const t of p.targets) all[p.scen.name][t] = summarize(byScen(p.scen.name, t), ref.length ? ref : undefined);
+  }
+  log(`\n# Results (${o.rounds} round(s) x ${o.duration}s, wrk -t1 -c${o.connections}; load average at end: ${loadEnd})`);
+  log('req/s: median of rounds [min–max]; p50/p99: median of rounds; proxy CPU: the proxy\'s processes (user+sys)');
+  log('as a share of one core; CPU1 busy: the whole proxy core incl. softirq (≈100% = the proxy is the bottleneck);');
+  log('RSS: largest after-load value over rounds; × HAProxy: median of per-round ratios [min–max].');
+  const checks = [];
+  for (const p of plans) {
+    const sums = all[p.scen.name];
+    log(`\n## ${p.scen.name}${p.scen.sticky ? ' (cookie insert indirect nocache)' : ''}${p.scen.stats ? ' (pairlb undici; stats + /metrics scraped every 1 s vs disabled; × HAProxy against small-keepalive)' : ''}\n`);
+    log(scenarioTable(sums, p.targets));
+    const notes = [];
+    if (sums.direct) {
+      const proxies = Object.entries(sums).filter(([t]) => t !== 'direct');
+      const [fastName, fast] = proxies.sort((a, b) => b[1].rps - a[1].rps)[0] ?? [];
+      if (fast) {
+        const head = sums.direct.rps / fast.rps;
+        const verdict = head >= 1.3 ? 'OK, the load generator is not the bottleneck'
+          : head >= 1.1 ? 'MARGINAL: the client core (wrk + backends on CPU0) is close to its cap; the fastest proxies are somewhat under-measured'
+            : 'LIMITED: the client core (wrk + backends on CPU0) caps this scenario; ratios of the fastest proxies are compressed';
+        notes.push(`load generator: direct ${fmt(head)}× the fastest proxy (${fastName}; CPU0 ${fmt(fast.cpu0_pct, 0)}%, CPU1 ${fmt(fast.cpu1_pct, 0)}%): ${verdict}.`);
+        checks.push({ scenario: p.scen.name, direct_over_fastest: head, fastest: fastName });
+      }
+    }
+    const other = median(Object.values(sums).map((s) => s.foreign_pct));
+    const otherMax = Math.max(...Object.values(sums).map((s) => s.foreign_max));
+    notes.push(`noise: CPU used by other processes of this machine during the runs: median ${fmt(other, 0)}%, worst run ${fmt(otherMax, 0)}% of one core (0% = quiet).`);
+    if (sums.pairlb && sums['pairlb-http-proxy']) {
+      const r = ratioMedian(byScen(p.scen.name, 'pairlb'), byScen(p.scen.name, 'pairlb-http-proxy'));
+      notes.push(`pairlb undici / http-proxy engine: ${fmt(r.median)}× [${fmt(r.min)}–${fmt(r.max)}].`);
+    }
+    if (p.scen.stats && sums.pairlb && sums['pairlb-stats']) {
+      const r = ratioMedian(byScen(p.scen.name, 'pairlb-stats'), byScen(p.scen.name, 'pairlb'));
+      const sc = byScen(p.scen.name, 'pairlb-stats').reduce((a, x) => ({ ok: a.ok + (x.scrapes?.ok ?? 0), failed: a.failed + (x.scrapes?.failed ?? 0) }), { ok: 0, failed: 0 });
+      notes.push(`stats+metrics enabled / disabled: ${fmt(r.median, 3)}× [${fmt(r.min, 3)}–${fmt(r.max, 3)}] (${fmt((r.median - 1) * 100, 1)}%; /metrics scrapes ok ${sc.ok}, failed ${sc.failed}).`);
+    }
+    if (Object.values(sums).some((s) => s.errors)) notes.push('errors: some runs had socket errors or non-2xx answers (column "errors"); see --raw for details.');
+    log('\n' + notes.map((n) => `- ${n}`).join('\n'));
+  }
+
+  // Targets of issue 2 (undici engine) and issue 4 (stats on/off).
+  const goals = [];
+  const sk = all['small-keepalive'];
+  if (sk?.pairlb) {
+    goals.push(goal('small keep-alive ≥ 0.35× HAProxy', sk.pairlb.ratio.median, 0.35));
+    if (sk['pairlb-http-proxy']) goals.push(goal('small keep-alive ≥ 2× http-proxy engine', ratioMedian(byScen('small-keepalive', 'pairlb'), byScen('small-keepalive', 'pairlb-http-proxy')).median, 2));
+  }
+  if (all['small-close']?.pairlb) goals.push(goal('Connection: close ≥ 0.5× HAProxy', all['small-close'].pairlb.ratio.median, 0.5));
+  const rssMax = Math.max(...Object.values(all).map((s) => s.pairlb?.rss_mb ?? NaN).filter(Number.isFinite));
+  if (Number.isFinite(rssMax)) goals.push(goal('RSS ≤ 150 MB after load', rssMax, 150, true, ' MB'));
+  const st = all['stats-small-keepalive'];
+  if (st?.pairlb && st['pairlb-stats']) {
+    const r = ratioMedian(byScen('stats-small-keepalive', 'pairlb-stats'), byScen('stats-small-keepalive', 'pairlb'));
+    goals.push(goal('stats+metrics on vs off < 3% (issue 4)', Math.abs(1 - r.median) * 100, 3, true, '%'));
+  }
+  if (goals.length) log(`\n## Targets (pairlb, undici engine)\n\n${goals.join('\n')}`);
+  else log('\n(pairlb targets not measured in this run)');
+
+  if (o.json) { writeFileSync(o.json, JSON.stringify(toJson(all), null, 2) + '\n'); log(`\nJSON written to ${o.json}`); }
+  if (o.raw) {
+    writeFileSync(o.raw, JSON.stringify({ started: started.toISOString(), versions: v, plan: plan.note, options: { ...o, scenarios: o.scenarios.map((s) => s.name) }, checks, runs }, null, 2) + '\n');
+    log(`raw runs written to ${o.raw}`);
+  }
+  return 0;
+}
+
+function goal(label, value, bound, atMost = false, unit = '×') {
+  if (!Number.isFinite(value)) return `- ${label}: not measured`;
+  const ok = atMost ? value <= bound : value >= bound;
+  const shown = unit === '×' ? `${fmt(value)}×` : `${fmt(value, 1)}${unit}`;
+  const by = atMost ? `${fmt(value - bound, 1)}${unit} over` : `${fmt((1 - value / bound) * 100, 0)}% short`;
+  return `- ${label}: ${shown} — ${ok ? 'MET' : `MISSED (${by})`}`;
+}
+
+/** Check a target really proxies what we think before timing it (body sizes, sticky cookie). */
+async function sanityCheck(t, o) {
+  if (t.name === 'direct') return;
+  const large = await httpGet(t.port, '/large');
+  if (large.status !== 200) throw new Error(`GET /large answered ${large.status}`);
+  const len = large.headers['transfer-encoding'] === 'chunked' ? -1 : large.body.length;
+  if (len !== -1 && len !== 65536) throw new Error(`GET /large returned ${len} bytes, expected 65536`);
+  if (t.stickyPort) {
+    const r = await httpGet(t.stickyPort, '/');
+    if (!/SERVERID=/.test(r.headers['set-cookie'] ?? '')) log(`WARNING: ${t.name}: the sticky listener set no SERVERID cookie (sticky scenarios measure it anyway)`);
+  }
+  if (t.statsPort) {
+    const r = await httpGet(t.statsPort, '/metrics').catch((e) => ({ status: String(e.message) }));
+    if (r.status !== 200) log(`WARNING: ${t.name}: GET /metrics on the stats address answered ${r.status}: the stats-on run has no metrics scraping`);
+  }
+  void o;
+}
+
+main().then((code) => { process.exitCode = code; }, async (e) => {
+  process.stderr.write(`bench: ${e.stack ?? e}\n`);
+  await stopAll();
+  process.exitCode = 1;
+});
