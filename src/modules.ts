@@ -6,4 +6,5 @@ import './health/checker.js';
 import './stats/module.js';
 import './admin/module.js';
 import './ha/node.js';
+import './ha/node.js';
 export {};

@@ -1,0 +1,180 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { PairlbError } from '../errors.js';
+
+/**
+ * Heartbeat packet codec: encode, authenticate (HMAC-SHA256) and check incoming packets.
+ *
+ *   off  size  field
+ *   0    4     magic "PLHB"
+ *   4    1     version (1)
+ *   5    1     type: 1 advert, 2 state (payload = replicated state doc), 3 state request
+ *   6    1     role: 0 init, 1 backup, 2 master, 3 fault
+ *   7    1     priority (1-254)
+ *   8    1     flags: bit0 HANDOVER (sender is stopping: take the VIP), bit1 HEALTHY
+ *   9    1     path the sender sent it on: 0 dedicated, 1 public (diagnostics only)
+ *   10   1+n   cluster id (length-prefixed ASCII)
+ *   …    1+n   node name  (length-prefixed ASCII)
+ *   …    8     incarnation (u64, ms at start: a restarted node's packets supersede the old ones)
+ *   …    8     sequence (u64, one counter for every packet of this incarnation, on every path)
+ *   …    8     version of the sender's replicated state
+ *   …    4     payload length, then the payload
+ *   end  32    HMAC-SHA256 over everything before it
+ *
+ * `check()` returns a verdict like keepalived's packet checks; each rejection reason has a counter
+ * (HaNode keeps them). None of the rejected packets reaches the state machine.
+ */
+
+export const MAGIC = 0x504c4842; // "PLHB"
+export const VERSION = 1;
+export const MAC_LEN = 32;
+/** Largest UDP payload over IPv4. */
+export const MAX_PACKET = 65507;
+
+export const MsgType = { Advert: 1, State: 2, StateRequest: 3 } as const;
+export type MsgType = (typeof MsgType)[keyof typeof MsgType];
+export type WireRole = 'init' | 'backup' | 'master' | 'fault';
+const ROLES: WireRole[] = ['init', 'backup', 'master', 'fault'];
+
+export const FLAG_HANDOVER = 1;
+export const FLAG_HEALTHY = 2;
+
+export interface Packet {
+  type: MsgType;
+  role: WireRole;
+  priority: number;
+  flags: number;
+  path: 0 | 1;
+  cluster: string;
+  node: string;
+  incarnation: bigint;
+  seq: bigint;
+  stateVersion: number;
+  payload: Buffer;
+}
+
+export type RejectReason = 'garbage' | 'foreign_cluster' | 'bad_mac' | 'unknown_node' | 'old_incarnation' | 'replayed';
+export const REJECT_REASONS: readonly RejectReason[] = ['garbage', 'foreign_cluster', 'bad_mac', 'unknown_node', 'old_incarnation', 'replayed'];
+
+export type Verdict = { ok: true; packet: Packet; newIncarnation: boolean } | { ok: false; reason: RejectReason; detail: string } | { ok: false; reason: 'self'; detail: string };
+
+export function encode(p: Packet, key: Buffer): Buffer {
+  const cluster = Buffer.from(p.cluster, 'ascii');
+  const node = Buffer.from(p.node, 'ascii');
+  const len = 10 + 1 + cluster.length + 1 + node.length + 24 + 4 + p.payload.length + MAC_LEN;
+  if (len > MAX_PACKET) throw new PairlbError('PAIRLB_HA_PACKET_TOO_BIG', `heartbeat packet of ${len} bytes exceeds ${MAX_PACKET}`);
+  const b = Buffer.allocUnsafe(len);
+  b.writeUInt32BE(MAGIC, 0);
+  b[4] = VERSION; b[5] = p.type; b[6] = ROLES.indexOf(p.role); b[7] = p.priority; b[8] = p.flags; b[9] = p.path;
+  let o = 10;
+  b[o++] = cluster.length; cluster.copy(b, o); o += cluster.length;
+  b[o++] = node.length; node.copy(b, o); o += node.length;
+  b.writeBigUInt64BE(p.incarnation, o); o += 8;
+  b.writeBigUInt64BE(p.seq, o); o += 8;
+  b.writeBigUInt64BE(BigInt(p.stateVersion), o); o += 8;
+  b.writeUInt32BE(p.payload.length, o); o += 4;
+  p.payload.copy(b, o); o += p.payload.length;
+  mac(key, b.subarray(0, o)).copy(b, o);
+  return b;
+}
+
+function mac(key: Buffer, data: Buffer): Buffer {
+  return createHmac('sha256', key).update(data).digest();
+}
+
+/** Parse without authenticating. Returns undefined for anything malformed (garbage). */
+export function decode(b: Buffer): { packet: Packet; signed: Buffer; mac: Buffer } | undefined {
+  if (b.length < 10 + 2 + 28 + MAC_LEN || b.readUInt32BE(0) !== MAGIC || b[4] !== VERSION) return undefined;
+  const type = b[5];
+  if (type < 1 || type > 3 || b[6] > 3 || (b[9] !== 0 && b[9] !== 1)) return undefined;
+  let o = 10;
+  const cl = b[o++];
+  if (o + cl + 1 > b.length) return undefined;
+  const cluster = b.toString('ascii', o, o + cl); o += cl;
+  const nl = b[o++];
+  if (o + nl + 28 > b.length) return undefined;
+  const node = b.toString('ascii', o, o + nl); o += nl;
+  const incarnation = b.readBigUInt64BE(o); o += 8;
+  const seq = b.readBigUInt64BE(o); o += 8;
+  const sv = b.readBigUInt64BE(o); o += 8;
+  const pl = b.readUInt32BE(o); o += 4;
+  if (o + pl + MAC_LEN !== b.length) return undefined;
+  const payload = b.subarray(o, o + pl); o += pl;
+  return {
+    packet: { type: type as MsgType, role: ROLES[b[6]], priority: b[7], flags: b[8], path: b[9] as 0 | 1, cluster, node, incarnation, seq, stateVersion: Number(sv), payload },
+    signed: b.subarray(0, o),
+    mac: b.subarray(o),
+  };
+}
+
+/**
+ * Anti-replay state for one peer: the highest incarnation seen, and within it a sliding window of
+ * sequence numbers (RFC 4303 §3.4.3 style, 64 wide) so that the same packet is never accepted
+ * twice while packets reordered between the two paths are still accepted.
+ */
+export class ReplayGuard {
+  incarnation = -1n;
+  private top = -1n;
+  private window = 0n; // bit i = top - i was seen
+  private static readonly W = 64n;
+
+  /** Check only (no update). */
+  check(inc: bigint, seq: bigint): 'ok' | 'new_incarnation' | 'old_incarnation' | 'replayed' {
+    if (inc < this.incarnation) return 'old_incarnation';
+    if (inc > this.incarnation) return 'new_incarnation';
+    if (seq > this.top) return 'ok';
+    const d = this.top - seq;
+    if (d >= ReplayGuard.W) return 'replayed';
+    return (this.window >> d) & 1n ? 'replayed' : 'ok';
+  }
+
+  /** Record an authenticated, accepted packet. */
+  accept(inc: bigint, seq: bigint): void {
+    if (inc > this.incarnation) { this.incarnation = inc; this.top = -1n; this.window = 0n; }
+    if (seq > this.top) {
+      const shift = this.top < 0n ? ReplayGuard.W : seq - this.top;
+      this.window = shift >= ReplayGuard.W ? 1n : ((this.window << shift) | 1n) & ((1n << ReplayGuard.W) - 1n);
+      this.top = seq;
+    } else {
+      this.window |= 1n << (this.top - seq);
+    }
+  }
+}
+
+export interface CheckContext { key: Buffer; cluster: string; self: string; peer: string; guard: ReplayGuard }
+
+/**
+ * The order matters: cheap structural checks first, then the MAC (nothing unauthenticated may touch
+ * the replay state), then incarnation and sequence.
+ */
+export function check(buf: Buffer, c: CheckContext): Verdict {
+  const d = decode(buf);
+  if (!d) return { ok: false, reason: 'garbage', detail: `${buf.length} bytes, not a heartbeat` };
+  const p = d.packet;
+  if (p.cluster !== c.cluster) return { ok: false, reason: 'foreign_cluster', detail: `cluster ${JSON.stringify(p.cluster)}` };
+  const want = mac(c.key, d.signed);
+  if (!timingSafeEqual(want, d.mac)) return { ok: false, reason: 'bad_mac', detail: `from node ${JSON.stringify(p.node)}` };
+  if (p.node === c.self) return { ok: false, reason: 'self', detail: 'own packet (broadcast loop)' };
+  if (p.node !== c.peer) return { ok: false, reason: 'unknown_node', detail: `node ${JSON.stringify(p.node)}` };
+  const r = c.guard.check(p.incarnation, p.seq);
+  if (r === 'old_incarnation') return { ok: false, reason: 'old_incarnation', detail: `incarnation ${p.incarnation} < ${c.guard.incarnation}` };
+  if (r === 'replayed') return { ok: false, reason: 'replayed', detail: `seq ${p.seq} already seen or too old` };
+  c.guard.accept(p.incarnation, p.seq);
+  return { ok: true, packet: p, newIncarnation: r === 'new_incarnation' };
+}
+
+/**
+ * Read the shared key. Like heartbeat with authkeys, refuse a file that group or others may read:
+ * anyone who can read it can forge heartbeats and steal the VIP.
+ */
+export function readKeyFile(file: string): Buffer {
+  let st;
+  try { st = statSync(file); } catch (e) {
+    throw new PairlbError('PAIRLB_HA_KEY', `ha.key_file ${file}: ${(e as Error).message}`);
+  }
+  if (!st.isFile()) throw new PairlbError('PAIRLB_HA_KEY', `ha.key_file ${file}: not a regular file`);
+  if (st.mode & 0o077) throw new PairlbError('PAIRLB_HA_KEY_PERMS', `ha.key_file ${file}: bad permissions ${(st.mode & 0o777).toString(8)}: group/others must have no access (chmod 600 ${file})`);
+  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'utf8');
+  if (key.length < 16) throw new PairlbError('PAIRLB_HA_KEY', `ha.key_file ${file}: key too short (${key.length} bytes, need at least 16)`);
+  return key;
+}

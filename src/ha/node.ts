@@ -1,0 +1,431 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { spawn } from 'node:child_process';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { App, moduleFactories, type Module } from '../app.js';
+import type { Config } from '../config/schema.js';
+import { parseHostPort, type HostPort } from '../config/types.js';
+import type { StateDoc } from '../state/store.js';
+import type { Logger } from '../log.js';
+import type { HaConfig } from './config.js';
+import { check, encode, readKeyFile, ReplayGuard, MsgType, FLAG_HANDOVER, FLAG_HEALTHY, REJECT_REASONS, type Packet, type RejectReason } from './advert.js';
+import { initialState, step, type Action, type FsmEvent, type FsmState, type HaRole } from './fsm.js';
+import { Vip } from './vip.js';
+
+/**
+ * The HA shell: runs the pure state machine (fsm.ts) over UDP heartbeats, timers, the VIP and the
+ * replicated state.
+ *
+ * Paths: one socket on the dedicated link (unicast to the peer, or broadcast) and one on the public
+ * side. Every packet gets a fresh sequence number, so the same advert on both paths is two distinct
+ * packets and neither is ever "replayed". The peer is dead only when no valid packet came on any
+ * path for `deadtime`: losing only the dedicated link never makes two masters.
+ *
+ * Replication (master → backup; "the highest state version wins"): adverts carry the sender's state
+ * version. A master that sees a peer behind sends its full state document; a node that sees the peer
+ * ahead asks for it (both nodes restarted and the older one became master). Changes are pushed at
+ * once on the state store's 'change' event. State goes over the dedicated link while it works,
+ * otherwise over the public path. Lost datagrams are repaired by the next advert's version check.
+ */
+
+export interface HaStatus {
+  role: HaRole;
+  node: string;
+  peer: { name: string; role?: HaRole; alive: boolean; lastSeenMs?: number; paths: { dedicated: boolean; public: boolean } };
+  incarnation: string;
+  stateVersion: number;
+  peerStateVersion?: number;
+  rejected: Record<RejectReason, number>;
+  received: number;
+  sent: number;
+  garps: number;
+  lateHeartbeats: number;
+  transitions: number;
+}
+
+const statusOf = new WeakMap<App, () => HaStatus>();
+/** Read-only status for the stats page / admin API. */
+export function haStatus(app: App): HaStatus | undefined { return statusOf.get(app)?.(); }
+
+interface PathSock { name: 'dedicated' | 'public'; id: 0 | 1; sock: Socket; to: HostPort; lastRx: number }
+
+export class HaNode implements Module {
+  readonly name = 'ha';
+  private cfg: HaConfig;
+  private readonly log: Logger;
+  private key!: Buffer;
+  private fsm: FsmState;
+  private readonly incarnation = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  private seq = 0n;
+  private readonly guard = new ReplayGuard();
+  private paths: PathSock[] = [];
+  private vip: Vip;
+  private chain: Promise<void> = Promise.resolve();
+  private timers: { hb?: NodeJS.Timeout; warn?: NodeJS.Timeout; dead?: NodeJS.Timeout; initdead?: NodeJS.Timeout; failback?: NodeJS.Timeout; handover?: NodeJS.Timeout; retry?: NodeJS.Timeout; release?: NodeJS.Timeout } = {};
+  private lastRx = 0;
+  private warned = false;
+  private preProbe: { at: number; result: Promise<boolean> } | undefined;
+  private stopResolve: (() => void) | undefined;
+  private peerStateVersion: number | undefined;
+  private lastStateSent = 0;
+  private lastStateReq = 0;
+  private healthReason = '';
+  private readonly counts = { rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, received: 0, sent: 0, late: 0, transitions: 0 };
+  private onStateChange = (): void => { if (this.fsm.role === 'master') setImmediate(() => this.pushState('change')); };
+
+  constructor(private readonly app: App, cfg: HaConfig) {
+    this.cfg = cfg;
+    this.log = app.log.child({ mod: 'ha' });
+    this.fsm = initialState({ name: app.node, priority: cfg.priority, autoFailback: cfg.auto_failback, probe: cfg.garp.probe });
+    this.vip = new Vip(cfg.vip, cfg.garp, this.log);
+    statusOf.set(app, () => this.status());
+  }
+
+  status(): HaStatus {
+    const now = Date.now();
+    return {
+      role: this.fsm.role,
+      node: this.app.node,
+      peer: {
+        name: this.cfg.peer.name, role: this.fsm.peer?.role, alive: !!this.fsm.peer, lastSeenMs: this.lastRx ? now - this.lastRx : undefined,
+        paths: { dedicated: this.pathAlive('dedicated', now), public: this.pathAlive('public', now) },
+      },
+      incarnation: this.incarnation.toString(),
+      stateVersion: this.app.state.version,
+      peerStateVersion: this.peerStateVersion,
+      rejected: { ...this.counts.rejected },
+      received: this.counts.received,
+      sent: this.counts.sent,
+      garps: this.vip.garpsSent,
+      lateHeartbeats: this.counts.late,
+      transitions: this.counts.transitions,
+    };
+  }
+
+  private pathAlive(name: string, now: number): boolean {
+    const p = this.paths.find((x) => x.name === name);
+    return !!p && p.lastRx > 0 && now - p.lastRx < this.cfg.deadtime;
+  }
+
+  async start(): Promise<void> {
+    this.key = readKeyFile(this.cfg.key_file);
+    // A previous incarnation (crash, kill -9) may have left the VIP on the interface: we do not
+    // hold it until the state machine says so, and a stale copy would answer ARP for it.
+    await this.vip.remove().catch((e) => this.log.warn({ err: e }, 'could not remove a stale VIP'));
+    await this.openPaths();
+    this.app.setRole('init', 'ha starting');
+    this.app.state.on('change', this.onStateChange);
+    this.fsm.healthy = this.healthNow();
+    if (!this.fsm.healthy) this.dispatch({ type: 'health', ok: false, reason: this.healthReason });
+    this.timers.initdead = setTimeout(() => this.dispatch({ type: 'initdead' }), this.cfg.initdead);
+    this.timers.hb = setInterval(() => this.tick(), this.cfg.keepalive);
+    this.sendAdvert();
+    this.log.info({ incarnation: this.incarnation.toString(), peer: this.cfg.peer.name, vip: this.cfg.vip.address, priority: this.cfg.priority, paths: this.paths.map((p) => `${p.name}->${p.to.host}:${p.to.port}`) }, 'ha started');
+  }
+
+  private async openPaths(): Promise<void> {
+    const open = async (name: 'dedicated' | 'public', id: 0 | 1, local: string, to: HostPort, broadcast?: string): Promise<void> => {
+      const l = parseHostPort(local)!;
+      const sock = createSocket({ type: 'udp4', reuseAddr: true });
+      const path: PathSock = { name, id, sock, to: broadcast ? { host: broadcast, port: to.port } : to, lastRx: 0 };
+      sock.on('message', (msg, rinfo) => this.onPacket(msg, path, rinfo.address));
+      sock.on('error', (e) => this.log.error({ err: e, path: name }, 'heartbeat socket error'));
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        // Broadcasts are not delivered to a socket bound to a unicast address.
+        sock.bind(l.port, broadcast ? '0.0.0.0' : l.host, () => { sock.off('error', reject); resolve(); });
+      });
+      if (broadcast) sock.setBroadcast(true);
+      this.paths.push(path);
+    };
+    await open('dedicated', 0, this.cfg.node.dedicated, parseHostPort(this.cfg.peer.dedicated)!, this.cfg.node.broadcast);
+    if (this.cfg.node.public && this.cfg.peer.public) await open('public', 1, this.cfg.node.public, parseHostPort(this.cfg.peer.public)!);
+  }
+
+  // ---- timers ---------------------------------------------------------------------------------
+
+  private tick(): void {
+    const ok = this.healthNow();
+    if (ok !== this.fsm.healthy) this.dispatch({ type: 'health', ok, reason: ok ? 'healthy again' : this.healthReason });
+    this.sendAdvert();
+  }
+
+  /** FAULT when the public interface is down or this node's proxy is not serving. */
+  private healthNow(): boolean {
+    if (!this.vip.linkUp()) { this.healthReason = `interface ${this.cfg.vip.interface} is down`; return false; }
+    if (!this.app.proxy.isServing()) { this.healthReason = 'proxy is not serving'; return false; }
+    return true;
+  }
+
+  private armPeerTimers(): void {
+    const now = Date.now();
+    this.lastRx = now;
+    this.warned = false;
+    if (this.timers.warn) this.timers.warn.refresh();
+    else this.timers.warn = setTimeout(() => this.onWarn(), this.cfg.warntime);
+    if (this.timers.dead) this.timers.dead.refresh();
+    else this.timers.dead = setTimeout(() => this.onDead(), this.cfg.deadtime);
+  }
+
+  private onWarn(): void {
+    if (!this.fsm.peer || this.warned) return;
+    this.warned = true;
+    this.counts.late++;
+    this.log.warn({ lateMs: Date.now() - this.lastRx, peer: this.cfg.peer.name }, 'late heartbeat from peer (warntime)');
+    // Start the RFC 5227 probe now, so a dead master costs deadtime and not deadtime + probe.
+    if (this.fsm.role === 'backup' && this.cfg.garp.probe) this.preProbe = { at: Date.now(), result: this.vip.probe() };
+  }
+
+  private onDead(): void {
+    this.timers.dead = undefined;
+    clearTimeout(this.timers.warn); this.timers.warn = undefined;
+    if (!this.fsm.peer) return;
+    this.log.warn({ silentMs: Date.now() - this.lastRx, peer: this.cfg.peer.name }, 'peer dead: no heartbeat on any path for deadtime');
+    this.peerStateVersion = undefined;
+    this.dispatch({ type: 'peer_dead' });
+  }
+
+  // ---- state machine --------------------------------------------------------------------------
+
+  private dispatch(ev: FsmEvent): void {
+    const r = step(this.fsm, ev);
+    this.fsm = r.state;
+    if (r.actions.length) this.log.debug({ ev: ev.type, actions: r.actions.map((a) => a.type), role: r.state.role }, 'fsm step');
+    for (const a of r.actions) this.perform(a);
+  }
+
+  /**
+   * Actions that touch the system are serialized on one chain so that, e.g., the MASTER advert goes
+   * out only after `ip addr add` finished and the GARPs were spawned.
+   */
+  private perform(a: Action): void {
+    switch (a.type) {
+      case 'set_role':
+        this.counts.transitions++;
+        this.app.setRole(a.role, a.reason);
+        this.notify(a.role, a.reason);
+        return;
+      case 'arm_failback':
+        clearTimeout(this.timers.failback);
+        this.timers.failback = setTimeout(() => this.failbackDue(), this.cfg.failback_delay);
+        return;
+      case 'cancel_failback':
+        clearTimeout(this.timers.failback); this.timers.failback = undefined;
+        return;
+      case 'retry_later':
+        clearTimeout(this.timers.retry);
+        this.timers.retry = setTimeout(() => this.dispatch({ type: 'retry_claim' }), this.cfg.deadtime);
+        return;
+      case 'probe': {
+        const pre = this.preProbe;
+        this.preProbe = undefined;
+        const fresh = pre && Date.now() - pre.at < this.cfg.deadtime;
+        const res = fresh ? pre.result : this.vip.probe();
+        res.then((answered) => {
+          if (answered) this.log.warn({ vip: this.vip.ip }, 'RFC 5227 probe: the VIP answers on the network; not claiming it');
+          this.dispatch({ type: 'probe_done', answered });
+        });
+        return;
+      }
+      case 'stopped':
+        this.log.info({ reason: a.reason }, 'ha stopped');
+        this.enqueue(async () => { this.stopResolve?.(); });
+        return;
+      case 'send_advert':
+        this.enqueue(async () => this.sendAdvert());
+        return;
+      case 'take_vip':
+        clearTimeout(this.timers.release); this.timers.release = undefined;
+        this.enqueue(async () => {
+          const t0 = performance.now();
+          try { await this.vip.add(); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
+          this.vip.startAnnouncing();
+          this.log.info({ vip: this.cfg.vip.address, dev: this.cfg.vip.interface, ms: +(performance.now() - t0).toFixed(1) }, 'VIP added and announced (gratuitous ARP)');
+          if (this.fsm.peer) this.pushState('takeover');
+        });
+        return;
+      case 'garp':
+        this.enqueue(async () => { this.vip.announce(this.cfg.garp.burst); this.log.info({ vip: this.vip.ip }, 're-announced the VIP (split brain settled in our favour)'); });
+        return;
+      case 'release_vip': {
+        // After the peer has announced the VIP, keep it a few heartbeats longer: a client whose
+        // SYN was already on its way to our MAC is still answered (make-before-break).
+        const linger = this.fsm.peer?.role === 'master' ? Math.max(100, 3 * this.cfg.keepalive) : 0;
+        const release = (): void => this.enqueue(async () => {
+          if (this.fsm.role === 'master' && !this.fsm.stopping) return; // taken again meanwhile
+          try { await this.vip.remove(); this.log.info({ vip: this.cfg.vip.address, lingerMs: linger }, 'VIP released'); } catch (e) { this.log.error({ err: e }, 'could not remove the VIP'); }
+        });
+        this.vip.stopAnnouncing();
+        if (linger) { clearTimeout(this.timers.release); this.timers.release = setTimeout(release, linger); }
+        else release();
+        return;
+      }
+    }
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.chain = this.chain.then(fn).catch((e) => this.log.error({ err: e }, 'ha action failed'));
+  }
+
+  private failbackDue(): void {
+    this.timers.failback = undefined;
+    // Fail back only when in sync: the new master must serve exactly what the old one served.
+    if (this.cfg.replicate && this.peerStateVersion !== undefined && this.peerStateVersion > this.app.state.version) {
+      this.log.info({ ours: this.app.state.version, peer: this.peerStateVersion }, 'auto_failback waits for the replicated state');
+      this.timers.failback = setTimeout(() => this.failbackDue(), this.cfg.keepalive * 4);
+      return;
+    }
+    this.dispatch({ type: 'failback_due' });
+  }
+
+  private notify(role: HaRole, reason: string): void {
+    const n = this.cfg.notify;
+    const cmds = [role === 'master' ? n.master : role === 'backup' ? n.backup : role === 'fault' ? n.fault : undefined, n.any].filter((c): c is string => !!c);
+    for (const cmd of cmds) {
+      // Never awaited: a slow hook must not delay a takeover (keepalived runs notify scripts async too).
+      const c = spawn('/bin/sh', ['-c', `${cmd} "$@"`, 'pairlb-notify', role, reason], {
+        stdio: 'ignore',
+        env: { ...process.env, PAIRLB_ROLE: role, PAIRLB_REASON: reason, PAIRLB_NODE: this.app.node, PAIRLB_PEER: this.cfg.peer.name, PAIRLB_VIP: this.cfg.vip.address },
+      });
+      const t = setTimeout(() => { this.log.warn({ cmd }, 'notify hook timed out: killed'); c.kill('SIGKILL'); }, n.timeout);
+      t.unref();
+      c.on('error', (e) => { clearTimeout(t); this.log.error({ err: e, cmd }, 'notify hook failed to start'); });
+      c.on('exit', (code, sig) => { clearTimeout(t); if (code !== 0) this.log.warn({ cmd, code, sig }, 'notify hook failed'); });
+    }
+  }
+
+  // ---- packets --------------------------------------------------------------------------------
+
+  private send(type: MsgType, payload: Buffer, only?: PathSock): void {
+    const s = this.fsm;
+    for (const p of only ? [only] : this.paths) {
+      const pkt: Packet = {
+        type, role: s.role, priority: this.cfg.priority,
+        flags: (s.stopping && s.role === 'master' ? FLAG_HANDOVER : 0) | (s.healthy ? FLAG_HEALTHY : 0),
+        path: p.id, cluster: this.cfg.cluster, node: this.app.node, incarnation: this.incarnation, seq: ++this.seq,
+        stateVersion: this.app.state.version, payload,
+      };
+      const buf = encode(pkt, this.key);
+      this.counts.sent++;
+      p.sock.send(buf, p.to.port, p.to.host, (e) => { if (e && this.fsm.peer) this.log.debug({ err: e, path: p.name }, 'heartbeat send failed'); });
+    }
+  }
+
+  private sendAdvert(): void {
+    if (!this.paths.length || !this.key) return;
+    this.send(MsgType.Advert, Buffer.alloc(0));
+  }
+
+  /** The path state goes over: the dedicated link while it carries heartbeats, else the public one. */
+  private statePath(): PathSock | undefined {
+    const now = Date.now();
+    return this.paths.find((p) => p.lastRx && now - p.lastRx < this.cfg.deadtime) ?? this.paths[0];
+  }
+
+  private pushState(why: string): void {
+    if (!this.cfg.replicate || !this.fsm.peer || this.fsm.stopped || !this.key) return;
+    const doc = this.app.state.snapshot();
+    const payload = deflateRawSync(Buffer.from(JSON.stringify(doc)));
+    try {
+      this.send(MsgType.State, payload, this.statePath());
+      this.lastStateSent = Date.now();
+      this.log.debug({ version: doc.version, bytes: payload.length, why }, 'replicated state sent');
+    } catch (e) {
+      this.log.error({ err: e }, 'could not replicate state');
+    }
+  }
+
+  private onPacket(buf: Buffer, path: PathSock, from: string): void {
+    const v = check(buf, { key: this.key, cluster: this.cfg.cluster, self: this.app.node, peer: this.cfg.peer.name, guard: this.guard });
+    if (!v.ok) {
+      if (v.reason === 'self') return;
+      const n = ++this.counts.rejected[v.reason];
+      // First few of each reason, then every 100th: a flood must not flood the log.
+      if (n <= 10 || n % 100 === 0) this.log.warn({ reject: v.reason, count: n, from, path: path.name, detail: v.detail }, `heartbeat rejected: ${v.reason}`);
+      return;
+    }
+    const p = v.packet;
+    this.counts.received++;
+    path.lastRx = Date.now();
+    if (v.newIncarnation) this.log.info({ peer: p.node, incarnation: p.incarnation.toString() }, 'peer (re)started: new incarnation');
+    this.armPeerTimers();
+    this.peerStateVersion = p.stateVersion;
+    switch (p.type) {
+      case MsgType.Advert:
+        this.dispatch({ type: 'advert', peer: { name: p.node, role: p.role, priority: p.priority, handover: !!(p.flags & FLAG_HANDOVER), healthy: !!(p.flags & FLAG_HEALTHY) } });
+        this.syncCheck(p);
+        break;
+      case MsgType.State:
+        this.onState(p);
+        break;
+      case MsgType.StateRequest:
+        if (this.app.state.version > p.stateVersion) this.pushState('requested');
+        break;
+    }
+  }
+
+  private syncCheck(p: Packet): void {
+    if (!this.cfg.replicate || this.fsm.stopped) return;
+    const ours = this.app.state.version;
+    const now = Date.now();
+    // Rate-limited to one per deadtime: a datagram in flight must get the chance to arrive.
+    if (this.fsm.role === 'master' && p.stateVersion < ours && now - this.lastStateSent > this.cfg.deadtime) this.pushState(p.stateVersion === 0 ? 'peer appeared' : 'peer behind');
+    else if (p.stateVersion > ours && now - this.lastStateReq > this.cfg.deadtime) {
+      this.lastStateReq = now;
+      this.send(MsgType.StateRequest, Buffer.alloc(0), this.statePath());
+    }
+  }
+
+  private onState(p: Packet): void {
+    let doc: StateDoc;
+    try { doc = JSON.parse(inflateRawSync(p.payload).toString('utf8')) as StateDoc; } catch (e) {
+      this.log.error({ err: e }, 'replicated state undecodable (authenticated, so a bug or version skew)');
+      return;
+    }
+    if (typeof doc.version !== 'number' || typeof doc.sections !== 'object' || !doc.sections) return;
+    if (doc.version <= this.app.state.version) return;
+    const from = this.app.state.version;
+    this.app.state.apply(doc);
+    this.log.info({ from, to: doc.version, peer: p.node }, 'replicated state applied');
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  reload(cfg: Config): void {
+    if (!cfg.ha) return;
+    if (JSON.stringify(cfg.ha) !== JSON.stringify(this.cfg)) this.log.warn('ha section changed: takes effect at the next restart');
+  }
+
+  /**
+   * Graceful stop, make-before-break: the master tells the backup (HANDOVER flag), waits until the
+   * backup advertises MASTER (it adds and announces the VIP before it says so), then lets go.
+   * Bounded by handover_timeout. App.stop() stops the proxy only after this, so requests that
+   * still arrive on our MAC meanwhile are served.
+   */
+  async stop(): Promise<void> {
+    this.app.state.off('change', this.onStateChange);
+    if (this.key && this.paths.length) {
+      const done = new Promise<void>((resolve) => { this.stopResolve = resolve; });
+      this.dispatch({ type: 'stop' });
+      if (!this.fsm.stopped) {
+        this.log.info({ peer: this.cfg.peer.name }, 'graceful stop: handing the VIP over to the peer');
+        this.timers.handover = setTimeout(() => this.dispatch({ type: 'handover_timeout' }), this.cfg.handover_timeout);
+      }
+      await done;
+      clearTimeout(this.timers.release);
+      // The release may still be lingering: wait for it, bounded.
+      await new Promise((r) => setTimeout(r, this.fsm.peer?.role === 'master' ? Math.max(100, 3 * this.cfg.keepalive) : 0));
+      await this.vip.remove().catch((e) => this.log.error({ err: e }, 'could not remove the VIP'));
+      await this.chain;
+    }
+    for (const t of Object.values(this.timers)) if (t) { clearTimeout(t); clearInterval(t); }
+    this.vip.close();
+    for (const p of this.paths) p.sock.close();
+    this.paths = [];
+  }
+}
+
+moduleFactories.push((app) => {
+  const ha = app.cfg.ha;
+  if (!ha || !ha.enabled) return undefined;
+  return new HaNode(app, ha);
+});

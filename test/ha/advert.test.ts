@@ -1,0 +1,135 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { check, decode, encode, readKeyFile, ReplayGuard, MsgType, FLAG_HANDOVER, type Packet } from '../../src/ha/advert.js';
+import { haSchema } from '../../src/ha/config.js';
+import { parseConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+
+const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
+const pkt = (o: Partial<Packet> = {}): Packet => ({
+  type: MsgType.Advert, role: 'master', priority: 150, flags: FLAG_HANDOVER, path: 0, cluster: 'c1', node: 'lb1',
+  incarnation: 1000n, seq: 1n, stateVersion: 7, payload: Buffer.alloc(0), ...o,
+});
+const ctx = (guard = new ReplayGuard()) => ({ key: KEY, cluster: 'c1', self: 'lb2', peer: 'lb1', guard });
+
+describe('ha advert codec', () => {
+  it('round-trips every field', () => {
+    const p = pkt({ type: MsgType.State, payload: Buffer.from('hello'), path: 1, seq: 2n ** 40n });
+    const d = decode(encode(p, KEY));
+    expect(d?.packet).toEqual(p);
+  });
+
+  it('accepts a good packet once, then calls the copy replayed', () => {
+    const c = ctx();
+    const b = encode(pkt(), KEY);
+    expect(check(b, c)).toMatchObject({ ok: true, newIncarnation: true });
+    expect(check(b, c)).toMatchObject({ ok: false, reason: 'replayed' });
+  });
+
+  it('accepts packets reordered between the two paths, not duplicates', () => {
+    const c = ctx();
+    const verdicts = [3n, 1n, 2n, 5n, 4n, 2n, 5n].map((seq) => { const v = check(encode(pkt({ seq }), KEY), c); return v.ok ? 'ok' : v.reason; });
+    expect(verdicts).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'replayed', 'replayed']);
+  });
+
+  it('drops sequence numbers older than the window', () => {
+    const c = ctx();
+    check(encode(pkt({ seq: 100n }), KEY), c);
+    expect(check(encode(pkt({ seq: 30n }), KEY), c)).toMatchObject({ ok: false, reason: 'replayed' });
+  });
+
+  it('a new incarnation resets the window; the old incarnation is then refused', () => {
+    const c = ctx();
+    const old = encode(pkt({ incarnation: 1000n, seq: 50n }), KEY);
+    check(old, c);
+    expect(check(encode(pkt({ incarnation: 2000n, seq: 1n }), KEY), c)).toMatchObject({ ok: true, newIncarnation: true });
+    expect(check(encode(pkt({ incarnation: 1000n, seq: 51n }), KEY), c)).toMatchObject({ ok: false, reason: 'old_incarnation' });
+  });
+
+  it('rejection verdicts by reason', () => {
+    const c = ctx();
+    const good = encode(pkt(), KEY);
+    const flipped = Buffer.from(good); flipped[flipped.length - 1] ^= 1;
+    const tampered = Buffer.from(good); tampered[7] = 254; // priority raised, MAC unchanged
+    const cases: [string, Buffer][] = [
+      ['garbage', Buffer.from('GET / HTTP/1.1\r\n\r\n')],
+      ['garbage', good.subarray(0, good.length - 1)],
+      ['garbage', Buffer.alloc(0)],
+      ['foreign_cluster', encode(pkt({ cluster: 'other' }), KEY)],
+      ['bad_mac', encode(pkt(), Buffer.from('another key of 32 bytes........!'))],
+      ['bad_mac', flipped],
+      ['bad_mac', tampered],
+      ['unknown_node', encode(pkt({ node: 'intruder' }), KEY)],
+      ['self', encode(pkt({ node: 'lb2' }), KEY)],
+    ];
+    for (const [reason, b] of cases) expect(check(b, c)).toMatchObject({ ok: false, reason });
+    // None of them touched the replay state: the genuine packet is still accepted.
+    expect(check(good, c).ok).toBe(true);
+  });
+});
+
+describe('ha key file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pairlb-key-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const f = join(dir, 'ha.key');
+
+  it('refuses a key readable by group or others, like heartbeat with authkeys', () => {
+    writeFileSync(f, 'k'.repeat(32) + '\n');
+    for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+      chmodSync(f, mode);
+      expect(() => readKeyFile(f)).toThrow(/bad permissions .*chmod 600/);
+    }
+    chmodSync(f, 0o600);
+    expect(readKeyFile(f).toString()).toBe('k'.repeat(32));
+  });
+
+  it('refuses a short or missing key', () => {
+    writeFileSync(f, 'short'); chmodSync(f, 0o600);
+    expect(() => readKeyFile(f)).toThrow(/too short/);
+    expect(() => readKeyFile(join(dir, 'nope'))).toThrow(/ENOENT/);
+  });
+});
+
+describe('ha config', () => {
+  const base = {
+    key_file: '/etc/pairlb/ha.key',
+    node: { dedicated: '198.19.0.1:694', public: '198.18.0.11:694' },
+    peer: { name: 'lb2', dedicated: '198.19.0.2:694', public: '198.18.0.12:694' },
+    vip: { address: '198.18.0.10/24', interface: 'eth0' },
+  };
+  const issues = (o: Record<string, unknown>): string[] => {
+    const r = haSchema.safeParse({ ...base, ...o });
+    return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  };
+
+  it('defaults are sub-second and consistent', () => {
+    const c = haSchema.parse(base);
+    expect([c.keepalive, c.warntime, c.deadtime, c.initdead, c.failback_delay]).toEqual([50, 120, 200, 2000, 2000]);
+    expect(c.garp).toMatchObject({ burst: 3, repeat: 3, probe: true });
+  });
+
+  it('rejects the classic ha.cf mistake: warntime ≥ deadtime', () => {
+    expect(issues({ deadtime: '5s', warntime: '10s', initdead: '10s' })).toEqual([expect.stringMatching(/^warntime: warntime \(10000 ms\) must be shorter than deadtime \(5000 ms\)/)]);
+  });
+
+  it('rejects a deadtime shorter than two intervals', () => {
+    expect(issues({ keepalive: '1s', warntime: '1s', deadtime: '1500ms' })).toEqual([expect.stringMatching(/^deadtime: .*two keepalive intervals/)]);
+  });
+
+  it('rejects bad addresses, a lone public path and heartbeats on the VIP', () => {
+    expect(issues({ vip: { address: '198.18.0.10', interface: 'eth0' } })).toEqual([expect.stringMatching(/^vip.address: expected IPv4\/prefix/)]);
+    expect(issues({ node: { dedicated: '198.19.0.1:694' } })).toEqual([expect.stringMatching(/^node.public: node.public and peer.public go together/)]);
+    expect(issues({ peer: { ...base.peer, public: '198.18.0.10:694' } })).toEqual([expect.stringMatching(/^peer.public: heartbeats must not use the VIP/)]);
+    expect(issues({ peer: { ...base.peer, dedicated: 'lb2:694' } })).toEqual([expect.stringMatching(/^peer.dedicated: dedicated: expected an IPv4/)]);
+  });
+
+  it('pairlb check reports the path and line', () => {
+    const yaml = `listen:\n  - name: web\n    bind: 0.0.0.0:80\nha:\n  key_file: /k\n  node: {dedicated: "198.19.0.1:694"}\n  peer: {name: lb2, dedicated: "198.19.0.2:694"}\n  deadtime: 5s\n  warntime: 10s\n  initdead: 10s\n  vip: {address: 198.18.0.10/24, interface: eth0}\n`;
+    try { parseConfig(yaml, 'ha.yaml'); expect.unreachable(); } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      expect((e as ConfigError).problems).toEqual([{ path: 'ha.warntime', message: expect.stringMatching(/must be shorter than deadtime/), line: 9 }]);
+    }
+  });
+});
