@@ -6,5 +6,4 @@ import './health/checker.js';
 import './stats/module.js';
 import './admin/module.js';
 import './ha/node.js';
-import './ha/node.js';
 export {};
