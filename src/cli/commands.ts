@@ -3,3 +3,6 @@
  * main.ts stays a dispatcher. Each file calls register() from ./registry.js.
  */
 import './reload.js';
+import './ops-status.js';
+import './ops-backend.js';
+import './ops-hash.js';
