@@ -3,6 +3,7 @@
  * factory onto `moduleFactories` when imported; this file only fixes the order.
  */
 import './health/checker.js';
+import './scale/scaler.js';
 import './stats/module.js';
 import './admin/module.js';
 import './ha/node.js';

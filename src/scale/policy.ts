@@ -38,8 +38,10 @@ export interface GroupView {
   original: readonly Sample[];
   /** Clones that joined the pool (only these can be removed or make the group hot). */
   clones: readonly { name: string; samples: readonly Sample[] }[];
-  /** Clones of this group being created, joining or removed (they count against the limits). */
+  /** Clones of this group being created or joining: they block another clone and count against the limits. */
   pending: number;
+  /** Clones of this group being drained or destroyed: they still count against the limits. */
+  leaving?: number;
   /** Clones of every group, including pending ones. */
   totalClones: number;
   /** An operation (clone or removal) of this group is running: decide nothing. */
@@ -81,7 +83,7 @@ export function decide(p: PolicyParams, g: GroupView, now: number): Decision {
 
   if (hot) {
     const why = `${hot.name} load ${hot.loads.map(fmt).join(',')} >= ${p.up} for ${p.up_samples} samples`;
-    const mine = g.clones.length + g.pending;
+    const mine = g.clones.length + g.pending + (g.leaving ?? 0);
     if (g.pending > 0) return none(`${why}; a clone is already in progress`);
     if (mine >= p.max_clones_per_vds) return none(`${why}; max_clones_per_vds (${p.max_clones_per_vds}) reached`);
     if (g.totalClones >= p.max_clones) return none(`${why}; max_clones (${p.max_clones}) reached`);
