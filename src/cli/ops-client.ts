@@ -62,7 +62,7 @@ export function call(t: Target, method: string, path: string, body?: unknown): P
   if (data !== undefined) { headers['content-type'] = 'application/json'; headers['content-length'] = String(Buffer.byteLength(data)); }
   if (t.token) headers.authorization = 'Bearer ' + t.token;
   return new Promise((ok, fail) => {
-    const req = request({ socketPath: t.socketPath, host: t.host, port: t.port, method, path, headers, timeout: t.timeoutMs }, (res) => {
+    const req = request({ socketPath: t.socketPath, host: t.host, port: t.port, method, path, headers, timeout: t.timeoutMs, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -1,0 +1,195 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startApp } from '../helpers/app.js';
+import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { hashPassword } from '../../src/stats/auth.js';
+import { COLUMNS } from '../../src/stats/columns.js';
+import type { StatsModule } from '../../src/stats/module.js';
+import type { App } from '../../src/app.js';
+
+/**
+ * The stats server against a real App with a real proxy and real backends: auth, one table for
+ * HTML/CSV/JSON/Prometheus, admin actions only by same-origin POST with a valid anti-CSRF token.
+ */
+
+const basic = (u: string, p: string) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64');
+export function statsUrl(app: App): string {
+  const m = app.modules.find((x) => x.name === 'stats') as StatsModule;
+  const a = m.address()!;
+  return `http://127.0.0.1:${a.port}`;
+}
+
+let b1: TestBackend, b2: TestBackend;
+let h: Awaited<ReturnType<typeof startApp>>;
+let base: string;
+const OPS = basic('ops', 'correct horse');
+
+beforeAll(async () => {
+  b1 = await startBackend('web1'); b2 = await startBackend('web2');
+  const hash = await hashPassword('correct horse', 10);
+  h = await startApp(`
+listen:
+  - name: web
+    bind: 127.0.0.1:0
+    check: { interval: 200ms }
+    backends:
+      - { name: web1, address: "${b1.address}" }
+      - { name: web2, address: "${b2.address}" }
+stats:
+  bind: 127.0.0.1:0
+  refresh: 2s
+  admin: true
+  auth:
+    - { user: ops, password: "${hash}" }
+    - { user: viewer, password: "plain-text-pw" }
+`);
+  base = statsUrl(h.app);
+  for (let i = 0; i < 6; i++) await (await fetch(h.url() + '/req' + i)).text();
+});
+afterAll(async () => { await h?.stop(); await b1?.close(); await b2?.close(); });
+
+describe('stats page', () => {
+  test('401 with WWW-Authenticate without or with wrong credentials, everywhere', async () => {
+    for (const p of ['/', '/stats.csv', '/stats.json', '/metrics']) {
+      const r = await fetch(base + p);
+      expect(r.status, p).toBe(401);
+      expect(r.headers.get('www-authenticate')).toBe('Basic realm="pairlb", charset="UTF-8"');
+      await r.text();
+    }
+    const r = await fetch(base + '/', { headers: { authorization: basic('ops', 'wrong') } });
+    expect(r.status).toBe(401);
+    await r.text();
+  });
+
+  test('HTML with every backend row, TOTAL row, security headers', async () => {
+    const r = await fetch(base + '/', { headers: { authorization: OPS } });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(r.headers.get('x-frame-options')).toBe('DENY');
+    const html = await r.text();
+    for (const n of ['web1', 'web2', 'TOTAL']) expect(html).toContain(`data-backend="${n}"`);
+    expect(html).toContain('name="csrf"');
+    expect(html).toContain('HA not configured');
+    expect(html).toContain('Scaling not configured');
+    expect(html).toMatch(/<td class="status"[^>]*>UP<\/td>/);
+  });
+
+  test('plaintext user can read but the form carries its own token', async () => {
+    const r = await fetch(base + '/', { headers: { authorization: basic('viewer', 'plain-text-pw') } });
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain('signed in as viewer');
+  });
+
+  test('CSV and JSON carry the same columns as the table', async () => {
+    const csv = await (await fetch(base + '/stats.csv', { headers: { authorization: OPS } })).text();
+    const lines = csv.trim().split('\n');
+    expect(lines[0]).toBe(COLUMNS.map((c) => c.key).join(','));
+    expect(lines.length).toBe(1 + 2 + 1);
+    const total = lines[3].split(',');
+    expect(total[1]).toBe('TOTAL');
+    expect(Number(total[COLUMNS.findIndex((c) => c.key === 'total')])).toBeGreaterThanOrEqual(6);
+    const j = await (await fetch(base + '/stats.json', { headers: { authorization: OPS } })).json() as { listens: { name: string; total: Record<string, unknown>; backends: Record<string, unknown>[] }[] };
+    expect(j.listens[0].name).toBe('web');
+    expect(Object.keys(j.listens[0].backends[0])).toEqual(COLUMNS.map((c) => c.key));
+    expect(j.listens[0].backends.map((b) => b.name)).toEqual(['web1', 'web2']);
+    expect((j.listens[0].backends[0].total as number) + (j.listens[0].backends[1].total as number)).toBe(j.listens[0].total.total);
+    expect(j.listens[0].backends[0].http_2xx).toBe(j.listens[0].backends[0].total);
+  });
+
+  test('metrics: counters and histogram read at scrape time', async () => {
+    const r = await fetch(base + '/metrics', { headers: { authorization: OPS } });
+    expect(r.headers.get('content-type')).toContain('text/plain');
+    const t = await r.text();
+    expect(t).toMatch(/^pairlb_backend_sessions_total\{listen="web",backend="web1"\} 3$/m);
+    expect(t).toMatch(/^pairlb_listen_responses_total\{listen="web",code="2xx"\} 6$/m);
+    expect(t).toMatch(/^pairlb_backend_state\{listen="web",backend="web2",state="UP"\} 1$/m);
+    expect(t).toMatch(/^pairlb_backend_response_time_seconds_bucket\{listen="web",backend="web1",le="\+Inf"\} 3$/m);
+    expect(t).toMatch(/^pairlb_backend_response_time_seconds_count\{listen="web",backend="web1"\} 3$/m);
+    expect(t).toMatch(/^pairlb_backend_check_duration_seconds\{listen="web",backend="web1"\} [0-9.e-]+$/m);
+    expect(t).toMatch(/^pairlb_node_role\{node="[^"]+",role="standalone"\} 1$/m);
+    expect(t).toContain('# TYPE pairlb_backend_bytes_out_total counter');
+  });
+});
+
+describe('admin actions from the page', () => {
+  async function token(user = OPS): Promise<string> {
+    const html = await (await fetch(base + '/', { headers: { authorization: user } })).text();
+    return /name="csrf" value="([^"]+)"/.exec(html)![1];
+  }
+  const post = (body: Record<string, string>, headers: Record<string, string> = {}) => fetch(base + '/action', {
+    method: 'POST', redirect: 'manual', body: new URLSearchParams(body),
+    headers: { authorization: OPS, ...headers },
+  });
+
+  test('POST without a token, with a forged one, or cross-site: refused, state unchanged', async () => {
+    let r = await post({ listen: 'web', backend: 'web2', action: 'drain' });
+    expect(r.status).toBe(403);
+    expect(await r.text()).toContain('anti-CSRF');
+    r = await post({ listen: 'web', backend: 'web2', action: 'drain', csrf: 'lzz0.AAAA' });
+    expect(r.status).toBe(403); await r.text();
+    // The viewer's token is not valid for ops (tokens are bound to the user).
+    r = await post({ listen: 'web', backend: 'web2', action: 'drain', csrf: await token(basic('viewer', 'plain-text-pw')) });
+    expect(r.status).toBe(403); await r.text();
+    r = await post({ listen: 'web', backend: 'web2', action: 'drain', csrf: await token() }, { origin: 'http://evil.example' });
+    expect(r.status).toBe(403); await r.text();
+    r = await post({ listen: 'web', backend: 'web2', action: 'drain', csrf: await token() }, { 'sec-fetch-site': 'cross-site' });
+    expect(r.status).toBe(403); await r.text();
+    r = await fetch(base + '/action', { method: 'POST', body: new URLSearchParams({ listen: 'web', backend: 'web2', action: 'drain' }) });
+    expect(r.status).toBe(401); await r.text();
+    expect(h.app.backends.get('web', 'web2')!.admin).toBe('ready');
+  });
+
+  test('POST with a valid token: drain, weight, ready; bad values come back as a message', async () => {
+    let r = await post({ listen: 'web', backend: 'web2', action: 'drain', csrf: await token() }, { origin: base });
+    expect(r.status).toBe(303);
+    expect(decodeURIComponent(r.headers.get('location')!)).toBe('./?ok=web/web2: drain (now DRAIN)');
+    expect(h.app.backends.get('web', 'web2')!.admin).toBe('drain');
+    const html = await (await fetch(base + '/', { headers: { authorization: OPS } })).text();
+    expect(html).toMatch(/<tr class="s-DRAIN[^"]*" data-backend="web2">/);
+    r = await post({ listen: 'web', backend: 'web2', action: 'weight', weight: '7', csrf: await token() });
+    expect(r.status).toBe(303);
+    expect(h.app.backends.get('web', 'web2')!.weight).toBe(7);
+    r = await post({ listen: 'web', backend: 'web2', action: 'weight', weight: '999', csrf: await token() });
+    expect(r.headers.get('location')).toMatch(/^\.\/\?err=/);
+    r = await post({ listen: 'web', backend: 'nope', action: 'maint', csrf: await token() });
+    expect(decodeURIComponent(r.headers.get('location')!)).toContain('no backend "nope"');
+    r = await post({ listen: 'web', backend: 'web2', action: 'ready', csrf: await token() });
+    expect(h.app.backends.get('web', 'web2')!.admin).toBe('ready');
+  });
+});
+
+describe('metrics scrape cost', () => {
+  test('100 backends: a scrape takes < 50 ms', async () => {
+    const backends = Array.from({ length: 100 }, (_, i) => `      - { name: b${i}, address: "127.0.0.1:${20000 + i}", check: false }`).join('\n');
+    const big = await startApp(`
+listen:
+  - name: big
+    bind: 127.0.0.1:0
+    backends:
+${backends}
+stats:
+  bind: 127.0.0.1:0
+  auth: []
+`);
+    try {
+      // Fill the counters as traffic would (what the scrape reads), without a network round trip each.
+      for (const b of big.app.backends.all()) {
+        const c = big.app.counters.backend(b.id);
+        for (let i = 0; i < 50; i++) { c.begin(Date.now()); c.observe(200, 0.003 * i); c.cur--; }
+      }
+      const url = statsUrl(big.app) + '/metrics';
+      await (await fetch(url)).text(); // warm-up (JIT)
+      const times: number[] = [];
+      let text = '';
+      for (let i = 0; i < 15; i++) {
+        const t0 = performance.now();
+        text = await (await fetch(url)).text();
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      const median = times[7];
+      console.log(`scrape of 100 backends: median ${median.toFixed(1)} ms, min ${times[0].toFixed(1)}, max ${times[14].toFixed(1)} (${text.length} bytes, ${text.split('\n').length} lines)`);
+      expect(text.match(/^pairlb_backend_sessions_total\{/gm)!.length).toBe(100);
+      expect(median).toBeLessThan(50);
+    } finally { await big.stop(); }
+  });
+});
