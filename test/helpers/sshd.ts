@@ -46,6 +46,8 @@ export interface Hypervisor {
   clones(): string[];
   /** Commands received, in order (from the dispatch script's log). */
   commands(): string[];
+  /** Destroy every clone with the fixture's own destroy script (test cleanup). */
+  destroyAll(): void;
   stop(): Promise<void>;
 }
 
@@ -81,6 +83,12 @@ export async function startHypervisor(name: string, opts: { creds?: SnmpCreds; k
   });
   const hostKey = fingerprintOfPub(readFileSync(join(dir, 'host_key.pub'), 'utf8'));
   const clones = () => readdirSync(join(dir, 'clones')).sort();
+  const destroyAll = () => {
+    rmSync(join(dir, 'destroy-fail'), { force: true });
+    for (const c of clones()) {
+      try { execFileSync('/bin/sh', [join(FIXTURES, 'destroy.sh'), dir, c], { stdio: 'ignore', timeout: 10_000 }); } catch { /* reported by the test */ }
+    }
+  };
   let stopped = false;
   return {
     name, port, dir, hostKey, keyFile,
@@ -92,16 +100,14 @@ export async function startHypervisor(name: string, opts: { creds?: SnmpCreds; k
     commands: () => existsSync(join(dir, 'commands.log'))
       ? readFileSync(join(dir, 'commands.log'), 'utf8').split('\n').filter(Boolean).map((l) => l.replace(/^\S+ /, ''))
       : [],
+    destroyAll,
     async stop() {
       if (stopped) return;
       stopped = true;
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-      rmSync(join(dir, 'destroy-fail'), { force: true });
-      // Never leave a clone's processes behind: destroy what is left with the fixture's own script.
-      for (const c of clones()) {
-        try { execFileSync('/bin/sh', [join(FIXTURES, 'destroy.sh'), dir, c], { stdio: 'ignore', timeout: 10_000 }); } catch { /* reported by the test */ }
-      }
+      // Never leave a clone's processes behind.
+      destroyAll();
       rmSync(dir, { recursive: true, force: true });
     },
   };

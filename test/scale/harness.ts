@@ -22,10 +22,11 @@ export interface ScaleHarnessOpts {
   hypervisors: HvEntry[];
   /** Extra YAML lines under `scale:` (indented 2), e.g. policy overrides. */
   scaleExtra?: string;
-  snmp?: string;
   pollMs?: number;
   stateDir?: string;
-  role?: 'backup';
+  cloneHealth?: string;
+  /** YAML lines (indented 4) overriding SNMP settings for vds-01 only. */
+  vdsSnmp?: string;
   log?: boolean;
 }
 
@@ -69,10 +70,10 @@ scale:
     interval: ${poll}ms
     timeout: 300ms
     retries: 0
-${o.snmp ?? ''}
   vds:
     - name: vds-01
       listen: web
+${o.vdsSnmp ? '      snmp:\n' + o.vdsSnmp.replace(/^/gm, '    ') : ''}
   policy:
     up: 2.0
     up_samples: 2
@@ -89,7 +90,7 @@ ${hvs}
     clone: 10s
     destroy: 10s
     list: 5s
-    clone_health: 4s
+    clone_health: ${o.cloneHealth ?? '4s'}
     drain: 2s
 ${o.scaleExtra ?? ''}
 `;
