@@ -19,6 +19,7 @@ const BIN_OF: Record<string, string> = {
   wrk: '/usr/bin/wrk',
   keepalived: '/usr/sbin/keepalived',
   systemd: '/usr/bin/systemd-analyze',
+  procps: '/usr/sbin/sysctl',
 };
 
 let updated = false;

@@ -1,0 +1,227 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Agent, request, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { MAIN, cleanup, ensureBuilt, freePort, startDaemon, tempDir, type Daemon } from './daemon.js';
+
+/**
+ * Live reload of the real daemon (`pairlb start` as a child process, as under systemd) while a
+ * bounded load runs through it: backends added and removed, a listen section added, changed and
+ * removed, with zero failed requests, zero reset connections and no idle keep-alive connection lost.
+ * Then an invalid reload: refused with every error logged, old config keeps serving.
+ */
+
+const run = promisify(execFile);
+
+interface Result { status: number; body: string; socket: Socket; reused: boolean }
+
+function get(port: number, agent: Agent | false, path = '/', timeout = 10_000): Promise<Result> {
+  return new Promise((ok, fail) => {
+    const req = request({ host: '127.0.0.1', port, path, agent, timeout }, (res: IncomingMessage) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { body += c; });
+      res.on('end', () => ok({ status: res.statusCode!, body, socket: req.socket!, reused: req.reusedSocket }));
+      res.on('error', fail);
+    });
+    req.on('timeout', () => req.destroy(new Error('client timeout')));
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+function yamlFor(o: { port: number; apiPort?: number; backends: TestBackend[]; xff?: string }): string {
+  const lines = [
+    'global:', '  node: reload-test', '  log:', '    level: info', '    access: "off"',
+    'listen:',
+    '  - name: web', `    bind: 127.0.0.1:${o.port}`,
+    '    forwardfor:', `      header: ${o.xff ?? 'X-Forwarded-For'}`,
+    '    timeouts:', '      drain: 5s',
+    '    check:', '      interval: 500ms',
+    '    backends:',
+    ...o.backends.flatMap((b) => [`      - name: ${b.name}`, `        address: ${b.address}`]),
+  ];
+  if (o.apiPort) {
+    lines.push('  - name: api', `    bind: 127.0.0.1:${o.apiPort}`, '    backends:',
+      ...o.backends.flatMap((b) => [`      - name: ${b.name}`, `        address: ${b.address}`]));
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Backends answer after 0-20 ms so that requests are in flight at every reload. */
+function slowish(name: string): Promise<TestBackend> {
+  return startBackend(name, (_req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': name.length, 'x-backend': name });
+      res.end(name);
+    }, Math.floor(Math.random() * 20));
+  });
+}
+
+describe('pairlb daemon: reload', () => {
+  let dir: string;
+  let a: TestBackend, b: TestBackend, c: TestBackend;
+  let d: Daemon | undefined;
+  let port: number, apiPort: number;
+  let cfgFile: string;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    dir = tempDir('reload');
+    [a, b, c] = await Promise.all([slowish('php-a'), slowish('php-b'), slowish('php-c')]);
+    port = await freePort();
+    apiPort = await freePort();
+    cfgFile = join(dir, 'pairlb.yaml');
+  });
+
+  afterAll(async () => {
+    await d?.kill();
+    await Promise.all([a, b, c].map((x) => x?.close()));
+    cleanup(dir);
+  });
+
+  it('applies backends and listen sections added, changed and removed under load: 0 failed, 0 reset', async () => {
+    d = await startDaemon(dir, yamlFor({ port, backends: [a, b] }));
+    const reloads = (): number => d!.logs.filter((l) => l.msg === 'config reloaded').length;
+
+    // An idle keep-alive connection opened before the reloads, used again after them.
+    const idleAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const first = await get(port, idleAgent);
+    expect(first.status).toBe(200);
+
+    // Bounded load: 16 keep-alive clients, at most 12 s and 40 000 requests.
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const stats = { ok: 0, failed: 0, errors: [] as string[], serverClosed: 0, bodies: new Map<string, number>() };
+    const tracked = new Set<Socket>();
+    let loading = true;
+    const deadline = performance.now() + 12_000;
+    const worker = async (): Promise<void> => {
+      while (loading && performance.now() < deadline && stats.ok + stats.failed < 40_000) {
+        try {
+          const r = await get(port, agent);
+          if (!tracked.has(r.socket)) {
+            tracked.add(r.socket);
+            r.socket.on('close', () => { if (loading) stats.serverClosed++; });
+          }
+          if (r.status === 200) { stats.ok++; stats.bodies.set(r.body, (stats.bodies.get(r.body) ?? 0) + 1); } else { stats.failed++; stats.errors.push(`status ${r.status}`); }
+        } catch (e) {
+          stats.failed++;
+          stats.errors.push((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+        }
+      }
+    };
+    const workers = Array.from({ length: 16 }, worker);
+
+    await new Promise((r) => setTimeout(r, 1000));
+    // Reload 1, through `pairlb reload`: php-a removed, php-c added, listen `api` added.
+    writeFileSync(cfgFile, yamlFor({ port, apiPort, backends: [b, c] }));
+    const n0 = reloads();
+    const out = await run(process.execPath, [MAIN, 'reload', '--pidfile', d.pidfile], { timeout: 20_000 });
+    expect(out.stdout).toContain(`Sent SIGHUP to pairlb (pid ${d.pid})`);
+    await d.waitLog(() => reloads() > n0, 10_000);
+    const api = await get(apiPort, false);
+    expect(api.status).toBe(200);
+    expect(['php-b', 'php-c']).toContain(api.body);
+    // Requests that were in flight on php-a finish; after that it gets nothing.
+    await new Promise((r) => setTimeout(r, 300));
+    const aAfterRemove = a.seen.length;
+    const cAtReload = c.seen.length;
+
+    await new Promise((r) => setTimeout(r, 1500));
+    // Reload 2, plain SIGHUP (what systemd's ExecReload sends): `api` removed, `web` changed in place.
+    writeFileSync(cfgFile, yamlFor({ port, backends: [b, c], xff: 'X-Client-IP' }));
+    const n1 = reloads();
+    d.signal('SIGHUP');
+    await d.waitLog(() => reloads() > n1, 10_000);
+    await new Promise((r) => setTimeout(r, 1500));
+
+    loading = false;
+    await Promise.all(workers);
+    const total = stats.ok + stats.failed;
+    // Figures for the report (printed, not asserted beyond the zero counts).
+    console.log(`reload under load: ${total} requests, ${stats.ok} ok, ${stats.failed} failed, ${stats.serverClosed} connections closed by the proxy, per backend ${JSON.stringify(Object.fromEntries(stats.bodies))}`);
+    expect(stats.errors).toEqual([]);
+    expect(stats.failed).toBe(0);
+    expect(stats.serverClosed).toBe(0);
+    expect(total).toBeGreaterThan(200);
+
+    expect(a.seen.length).toBe(aAfterRemove);
+    expect(c.seen.length).toBeGreaterThan(cAtReload);
+    expect(stats.bodies.get('php-c') ?? 0).toBeGreaterThan(0);
+    // The in-place change is live: new requests carry the new header name.
+    const last = b.seen[b.seen.length - 1];
+    expect(last.headers['x-client-ip']).toBe('127.0.0.1');
+    // The removed listen section no longer accepts connections.
+    await expect(get(apiPort, false, '/', 2000)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+
+    // The idle keep-alive connection survived both reloads.
+    const again = await get(port, idleAgent);
+    expect(again.status).toBe(200);
+    expect(again.reused).toBe(true);
+    expect(again.socket).toBe(first.socket);
+    agent.destroy();
+    idleAgent.destroy();
+  });
+
+  it('refuses an invalid config with every error logged and keeps serving the old one', async () => {
+    // Continues with the daemon of the previous test (web: php-b + php-c, header X-Client-IP).
+    expect(d).toBeDefined();
+    const good = yamlFor({ port, backends: [b, c], xff: 'X-Client-IP' });
+    const bad = [
+      'global:', '  node: reload-test',
+      'listen:',
+      '  - name: web', '    bind: "not-an-address"',
+      '    backends:',
+      `      - name: php-a`, `        address: ${a.address}`, '        weight: 999',
+      '    frobnicate: true',
+      'unknown_section: {}',
+    ].join('\n') + '\n';
+    writeFileSync(cfgFile, bad);
+
+    // `pairlb reload` validates first: prints every error, exits 1, does not signal.
+    const before = d!.logs.length;
+    const r = await run(process.execPath, [MAIN, 'reload', '--pidfile', d!.pidfile], { timeout: 20_000 }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+    expect(r.code).toBe(1);
+    for (const p of ['listen[0].bind', 'listen[0].backends[0].weight', 'listen[0].frobnicate', 'unknown_section']) expect(r.stderr).toContain(p);
+    expect(r.stderr).toContain('keeps running with its current config');
+
+    // SIGHUP anyway (as a careless `kill -HUP` would): the daemon refuses and logs every problem.
+    d!.signal('SIGHUP');
+    const refused = await d!.waitLog((l) => /reload refused/.test(String(l.msg)), 10_000, before);
+    const paths = (refused.problems as { path: string; line?: number }[]).map((p) => p.path);
+    expect(paths).toEqual(expect.arrayContaining(['listen[0].bind', 'listen[0].backends[0].weight', 'listen[0].frobnicate', 'unknown_section']));
+    expect((refused.problems as { line?: number }[]).every((p) => typeof p.line === 'number')).toBe(true);
+    expect(d!.logs.slice(before).filter((l) => l.msg === 'config reloaded')).toEqual([]);
+
+    // Still the old config: php-b and php-c answer, php-a (named in the bad file) gets nothing.
+    const aBefore = a.seen.length;
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    const bodies = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const res = await get(port, agent);
+      expect(res.status).toBe(200);
+      bodies.add(res.body);
+    }
+    agent.destroy();
+    expect([...bodies].sort()).toEqual(['php-b', 'php-c']);
+    expect(a.seen.length).toBe(aBefore);
+    expect(b.seen[b.seen.length - 1].headers['x-client-ip']).toBe('127.0.0.1');
+
+    // Fixing the file makes the next reload work.
+    writeFileSync(cfgFile, good);
+    const n = d!.logs.length;
+    const ok = await run(process.execPath, [MAIN, 'reload', '--pidfile', d!.pidfile], { timeout: 20_000 });
+    expect(ok.stdout).toContain('Configuration file is valid');
+    await d!.waitLog((l) => l.msg === 'config reloaded', 10_000, n);
+
+    // A raw socket check that the process is the same one (no restart happened).
+    const s = connect(port, '127.0.0.1');
+    await new Promise<void>((okk, fail) => { s.once('connect', () => okk()); s.once('error', fail); });
+    s.destroy();
+    expect(d!.proc.exitCode).toBe(null);
+  });
+});
