@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { App, Module } from '../app.js';
 import { moduleFactories } from '../app.js';
 import type { BackendSet, StateChange } from '../backends/backend-set.js';
@@ -75,6 +76,8 @@ export class HealthChecker {
   private entries = new Map<string, Entry>();
   private reconcilePending = false;
   private running = false;
+  /** Aborts every check in flight on stop(), so stopping never waits for a check timeout. */
+  private abort = newController();
   private readonly onChange = (ev: StateChange) => {
     if (ev.from === 'ABSENT' || ev.to === 'ABSENT') this.scheduleReconcile();
   };
@@ -88,6 +91,7 @@ export class HealthChecker {
   start(): void {
     if (this.running) return;
     this.running = true;
+    if (this.abort.signal.aborted) this.abort = newController();
     this.backends.on('change', this.onChange);
     this.reconcile();
   }
@@ -97,6 +101,7 @@ export class HealthChecker {
     this.backends.off('change', this.onChange);
     for (const e of this.entries.values()) this.drop(e);
     this.entries.clear();
+    this.abort.abort();
   }
 
   /** Progress of one backend's checks, or undefined when it is not checked. */
@@ -176,7 +181,7 @@ export class HealthChecker {
     e.nextAt = 0;
     const at = Date.now();
     let r: ProbeOutcome;
-    try { r = await probe(e.spec); } catch (err) {
+    try { r = await probe(e.spec, this.abort.signal); } catch (err) {
       r = { code: 'L4CON', ok: false, durationMs: Date.now() - at, detail: (err as Error).message };
     }
     if (e.stopped) return;
@@ -200,6 +205,13 @@ export class HealthChecker {
     const jittered = e.intervalMs * (1 - 0.1 * this.random());
     this.arm(e, Math.max(0, Math.round(jittered - (Date.now() - at))));
   }
+}
+
+/** One listener per check in flight: hundreds of backends are normal, not a leak. */
+function newController(): AbortController {
+  const c = new AbortController();
+  setMaxListeners(0, c.signal);
+  return c;
 }
 
 /** "L7STS 500", "L4CON ECONNREFUSED", "L7TOUT no response after 1000ms", "L7OK 200". */

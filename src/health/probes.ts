@@ -81,7 +81,8 @@ export function buildRequest(method: string, path: string, hostHeader: string): 
     'Connection: close\r\n\r\n', 'latin1');
 }
 
-export function probe(spec: ProbeSpec): Promise<ProbeOutcome> {
+/** `signal` aborts a check in flight (module stop): it resolves at once as L4CON "aborted". */
+export function probe(spec: ProbeSpec, signal?: AbortSignal): Promise<ProbeOutcome> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     let connected = false;
@@ -92,6 +93,7 @@ export function probe(spec: ProbeSpec): Promise<ProbeOutcome> {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       sock.destroy();
       const ok = code === 'L4OK' || code === 'L7OK';
       resolve({ code, ok, status, durationMs: Math.round((performance.now() - t0) * 10) / 10, detail });
@@ -100,6 +102,9 @@ export function probe(spec: ProbeSpec): Promise<ProbeOutcome> {
       if (!connected) finish('L4TOUT', undefined, `no connection after ${spec.timeoutMs}ms`);
       else finish('L7TOUT', undefined, `no response after ${spec.timeoutMs}ms`);
     }, spec.timeoutMs);
+    const onAbort = () => finish('L4CON', undefined, 'aborted');
+    if (signal?.aborted) { onAbort(); return; }
+    signal?.addEventListener('abort', onAbort);
     sock.on('connect', () => {
       connected = true;
       if (spec.type === 'tcp') { finish('L4OK'); return; }

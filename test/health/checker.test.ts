@@ -157,6 +157,21 @@ describe('health checker', () => {
     expect(checker.list().map((p) => p.backend)).toEqual(['b']);
   });
 
+  it('stop() aborts checks in flight and runs no more', async () => {
+    const s = await hangServer();
+    cleanups.push(s.close);
+    const { checker } = setup(listens({ interval: '10ms', timeout: '5s' }, [{ name: 'a', port: s.port }]));
+    await until(() => s.accepted >= 1, 3000, 'a check in flight');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.open()).toBe(1);
+    checker.stop();
+    expect(checker.list()).toEqual([]);
+    await until(() => s.open() === 0, 1000, 'the check in flight to be closed'); // not after 5 s
+    const n = s.accepted;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.accepted).toBe(n);
+  });
+
   it('spreads the first checks of many backends over the interval', async () => {
     const port = await closedPort();
     const many = Array.from({ length: 40 }, (_, i) => ({ name: `b${i}`, port }));

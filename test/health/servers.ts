@@ -47,9 +47,9 @@ export async function httpServer(opts: { status?: number; port?: number } = {}):
 }
 
 /** Accepts connections and reads, never answers. */
-export async function hangServer(): Promise<TestServer & { accepted: number }> {
+export async function hangServer(): Promise<TestServer & { accepted: number; open(): number }> {
   const sockets = new Set<Socket>();
-  const self = { port: 0, seen: [] as TestServer['seen'], accepted: 0, close: async () => {} };
+  const self = { port: 0, seen: [] as TestServer['seen'], accepted: 0, open: () => sockets.size, close: async () => {} };
   const srv = createNetServer((s) => { self.accepted++; sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); s.resume(); });
   self.port = await listen(srv);
   self.close = closer(srv, sockets);
