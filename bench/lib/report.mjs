@@ -12,10 +12,10 @@ export function median(xs) {
 const min = (xs) => Math.min(...xs.filter(Number.isFinite));
 const max = (xs) => Math.max(...xs.filter(Number.isFinite));
 
-/** Per-round ratio a/b over rounds present in both, then the median. */
-export function ratioMedian(runsA, runsB) {
-  const byRound = new Map(runsB.map((r) => [r.round, r.rps]));
-  const ratios = runsA.filter((r) => byRound.get(r.round) > 0).map((r) => r.rps / byRound.get(r.round));
+/** Per-round ratio a/b of `field` over rounds present in both, then the median. */
+export function ratioMedian(runsA, runsB, field = 'rps') {
+  const byRound = new Map(runsB.map((r) => [r.round, r[field]]));
+  const ratios = runsA.filter((r) => byRound.get(r.round) > 0 && Number.isFinite(r[field])).map((r) => r[field] / byRound.get(r.round));
   return { median: median(ratios), min: ratios.length ? min(ratios) : NaN, max: ratios.length ? max(ratios) : NaN, n: ratios.length };
 }
 
@@ -25,7 +25,9 @@ export function ratioMedian(runsA, runsB) {
  */
 export function summarize(runs, baseline) {
   const rps = runs.map((r) => r.rps);
-  const ratio = baseline ? ratioMedian(runs, baseline) : { median: NaN, min: NaN, max: NaN, n: 0 };
+  const none = { median: NaN, min: NaN, max: NaN, n: 0 };
+  const ratio = baseline ? ratioMedian(runs, baseline) : none;
+  const effRatio = baseline ? ratioMedian(runs, baseline, 'req_per_cpu_s') : none;
   const errs = runs.reduce((a, r) => a + r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout + r.errors.non2xx, 0);
   return {
     n: runs.length,
@@ -37,6 +39,8 @@ export function summarize(runs, baseline) {
     cpu_pct: median(runs.map((r) => r.proxy_cpu_pct)),
     rss_mb: runs.some((r) => Number.isFinite(r.rss_mb)) ? max(runs.map((r) => r.rss_mb)) : NaN,
     ratio,
+    eff: median(runs.map((r) => r.req_per_cpu_s)),
+    effRatio,
     errors: errs,
     cpu0_pct: median(runs.map((r) => r.cpu0_pct)),
     cpu1_pct: median(runs.map((r) => r.cpu1_pct)),
@@ -67,10 +71,12 @@ export function scenarioTable(sums, targets) {
       Number.isFinite(s.cpu1_pct) ? `${fmt(s.cpu1_pct, 0)}%` : '–',
       Number.isFinite(s.rss_mb) ? fmt(s.rss_mb, 0) : '–',
       Number.isFinite(s.ratio.median) ? `${fmt(s.ratio.median)} [${fmt(s.ratio.min)}–${fmt(s.ratio.max)}]` : '–',
+      fmtInt(s.eff),
+      Number.isFinite(s.effRatio.median) ? fmt(s.effRatio.median) : '–',
       s.errors ? String(s.errors) : '0',
     ];
   });
-  return table(['target', 'req/s median [min–max]', 'p50 ms', 'p99 ms', 'proxy CPU', 'CPU1 busy', 'RSS MB', '× HAProxy [min–max]', 'errors'], rows);
+  return table(['target', 'req/s median [min–max]', 'p50 ms', 'p99 ms', 'proxy CPU', 'CPU1 busy', 'RSS MB', '× HAProxy [min–max]', 'req/CPU-s', '× HAProxy per CPU', 'errors'], rows);
 }
 
 /** The JSON of issue 2: { scenario: { target: { rps, p50_ms, p99_ms, rss_mb, ratio_vs_haproxy } } }. */
