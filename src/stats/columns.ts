@@ -64,8 +64,11 @@ export interface Column {
   group: string;
   /** Tooltip on the page; HELP text where no PromSpec help is given. */
   help: string;
-  /** Hidden on narrow screens (phones): the at-a-glance columns stay. */
-  wide?: boolean;
+  /**
+   * Page visibility: 1 (default) always, 2 hidden on phones, 3 only on wide screens (>= 1500 px).
+   * The at-a-glance columns stay on every screen; the rest is in CSV/JSON/metrics anyway.
+   */
+  tier?: 2 | 3;
   value(r: Row): Value;
   /** Display form on the page (escaped by the renderer); default String(value). */
   display?(v: Value, r: Row): string;
@@ -123,102 +126,102 @@ function stateOf(b: Backend): EffectiveState {
 export const COLUMNS: readonly Column[] = [
   { key: 'listen', title: 'Listen', group: '', help: 'listen section', value: (r) => r.listen },
   { key: 'name', title: 'Name', group: '', help: 'backend name (TOTAL: the listen section)', value: (r) => r.name },
-  { key: 'address', title: 'Address', group: '', help: 'backend host:port', wide: true, value: backendOnly((_r, b) => b.address) },
+  { key: 'address', title: 'Address', group: '', help: 'backend host:port', tier: 3, value: backendOnly((_r, b) => b.address) },
   {
     key: 'status', title: 'Status', group: 'Server', help: 'UP, DOWN, DRAIN (no new sessions), MAINT (out of service); "DOWN 1/2" = 1 of 2 checks needed to change',
     value: statusText,
     prom: { metric: 'state', type: 'gauge', help: 'Effective state: 1 for the current one of UP, DOWN, DRAIN, MAINT', enumLabel: 'state', enumValues: STATES, kinds: ['backend'] },
   },
   {
-    key: 'up', title: 'Up', group: 'Server', help: '1 when the backend takes new sessions (UP), else 0; for TOTAL: backends UP', wide: true,
-    value: (r) => (r.b ? (stateOf(r.b) === 'UP' ? 1 : 0) : r.upCount ?? 0),
+    key: 'up', title: 'Up', group: 'Server', help: '1 when the backend takes new sessions (UP), else 0; for TOTAL: backends UP',
+    tier: 3, value: (r) => (r.b ? (stateOf(r.b) === 'UP' ? 1 : 0) : r.upCount ?? 0),
     display: (v, r) => (r.b ? '' : `${v}/${r.backendCount ?? 0}`),
     prom: { metric: 'up', type: 'gauge', help: 'Backend takes new sessions (1) or not (0); listen: number of backends UP' },
   },
   {
     key: 'last_check', title: 'Check', group: 'Server', help: 'last health check result (HAProxy codes: L7OK, L7STS, L4CON, L4TOUT…)',
-    value: backendOnly((_r, b) => (b.lastCheck ? b.lastCheck.code + (b.lastCheck.status ? '/' + b.lastCheck.status : '') : b.check ? '' : 'no check')),
+    tier: 2, value: backendOnly((_r, b) => (b.lastCheck ? b.lastCheck.code + (b.lastCheck.status ? '/' + b.lastCheck.status : '') : b.check ? '' : 'no check')),
   },
   {
-    key: 'check_ms', title: 'Chk ms', group: 'Server', help: 'duration of the last health check', wide: true,
-    value: backendOnly((_r, b) => b.lastCheck?.durationMs ?? null),
+    key: 'check_ms', title: 'Chk ms', group: 'Server', help: 'duration of the last health check',
+    tier: 3, value: backendOnly((_r, b) => b.lastCheck?.durationMs ?? null),
     display: (v) => (typeof v === 'number' ? String(Math.round(v)) : ''),
     prom: { metric: 'check_duration_seconds', type: 'gauge', help: 'Duration of the last health check', scale: 1 / 1000, kinds: ['backend'] },
   },
   {
-    key: 'weight', title: 'Wght', group: 'Server', help: 'configured/admin weight (slow start share in parentheses)',
+    key: 'weight', title: 'Wght', group: 'Server', help: 'configured/admin weight (slow start share in parentheses)', tier: 2,
     value: backendOnly((_r, b) => b.weight),
     display: (v, r) => (r.b && r.effWeight !== undefined && r.effWeight < r.b.weight ? `${v} (${Math.round((100 * r.effWeight) / r.b.weight)}%)` : String(v ?? '')),
     prom: { metric: 'weight', type: 'gauge', help: 'Configured or admin-set weight', kinds: ['backend'] },
   },
   {
-    key: 'effective_weight', title: 'Eff', group: 'Server', help: 'weight used now (slow start applied)', wide: true,
-    value: (r) => (r.b ? Math.round((r.effWeight ?? r.b.weight) * 100) / 100 : null),
+    key: 'effective_weight', title: 'Eff', group: 'Server', help: 'weight used now (slow start applied)',
+    tier: 3, value: (r) => (r.b ? Math.round((r.effWeight ?? r.b.weight) * 100) / 100 : null),
     prom: { metric: 'effective_weight', type: 'gauge', help: 'Weight used by the balancer now (slow start applied)', kinds: ['backend'] },
   },
-  { key: 'role', title: 'Act/Bck', group: 'Server', help: 'active or backup server', wide: true, value: backendOnly((_r, b) => (b.backup ? 'backup' : 'active')), display: (v) => (v === 'backup' ? 'bck' : v ? 'act' : '') },
+  { key: 'role', title: 'Act/Bck', group: 'Server', help: 'active or backup server', tier: 3, value: backendOnly((_r, b) => (b.backup ? 'backup' : 'active')), display: (v) => (v === 'backup' ? 'bck' : v ? 'act' : '') },
   {
-    key: 'check_failures', title: 'Chk fail', group: 'Server', help: 'failed health checks', wide: true,
-    value: (r) => r.checkFailures ?? null,
+    key: 'check_failures', title: 'Chk fail', group: 'Server', help: 'failed health checks',
+    tier: 3, value: (r) => r.checkFailures ?? null,
     prom: { metric: 'check_failures_total', type: 'counter', help: 'Failed health checks', kinds: ['backend'] },
   },
   {
     key: 'downs', title: 'Downs', group: 'Server', help: 'transitions to DOWN',
-    value: backendOnly((_r, b) => b.downs),
+    tier: 2, value: backendOnly((_r, b) => b.downs),
     prom: { metric: 'downs_total', type: 'counter', help: 'Transitions to DOWN', kinds: ['backend'] },
   },
   {
-    key: 'downtime_s', title: 'Downtime', group: 'Server', help: 'total time spent DOWN', wide: true,
-    value: backendOnly((r, b) => Math.round((b.downtimeMs + (b.downSince ? r.now - b.downSince : 0)) / 100) / 10),
+    key: 'downtime_s', title: 'Downtime', group: 'Server', help: 'total time spent DOWN',
+    tier: 3, value: backendOnly((r, b) => Math.round((b.downtimeMs + (b.downSince ? r.now - b.downSince : 0)) / 100) / 10),
     display: (v) => (v ? fmtDuration(v) : ''),
     prom: { metric: 'downtime_seconds_total', type: 'counter', help: 'Total time spent DOWN', kinds: ['backend'] },
   },
   {
-    key: 'since_change_s', title: 'Since', group: 'Server', help: 'time since the last state change (reason in the tooltip)', wide: true,
-    value: backendOnly((r, b) => Math.max(0, Math.round((r.now - b.lastChange) / 1000))),
+    key: 'since_change_s', title: 'Since', group: 'Server', help: 'time since the last state change (reason in the tooltip)',
+    tier: 3, value: backendOnly((r, b) => Math.max(0, Math.round((r.now - b.lastChange) / 1000))),
     display: (v) => fmtDuration(v),
   },
   {
     key: 'cur', title: 'Cur', group: 'Sessions', help: 'sessions (requests) in flight',
     value: (r) => r.c.cur, prom: { metric: 'current_sessions', type: 'gauge', help: 'Requests in flight' },
   },
-  { key: 'max', title: 'Max', group: 'Sessions', help: 'most sessions in flight at once', wide: true, value: (r) => r.c.max, prom: { metric: 'max_sessions', type: 'gauge', help: 'Most requests in flight at once since start' } },
-  { key: 'total', title: 'Total', group: 'Sessions', help: 'sessions since start', value: (r) => r.c.total, display: fmtCount, prom: { metric: 'sessions_total', type: 'counter', help: 'Requests since start' } },
-  { key: 'rate', title: 'Rate/s', group: 'Sessions', help: 'sessions per second (last 5 s)', value: (r) => Math.round(r.rate * 10) / 10, display: fmtCount },
+  { key: 'max', title: 'Max', group: 'Sessions', help: 'most sessions in flight at once', tier: 3, value: (r) => r.c.max, prom: { metric: 'max_sessions', type: 'gauge', help: 'Most requests in flight at once since start' } },
+  { key: 'total', title: 'Total', group: 'Sessions', help: 'sessions since start', tier: 2, value: (r) => r.c.total, display: fmtCount, prom: { metric: 'sessions_total', type: 'counter', help: 'Requests since start' } },
+  { key: 'rate', title: 'Rate', group: 'Sessions', help: 'sessions per second (last 5 s)', value: (r) => Math.round(r.rate * 10) / 10, display: fmtCount },
   {
-    key: 'last_session_s', title: 'Last', group: 'Sessions', help: 'time since the last session', wide: true,
-    value: (r) => (r.c.lastSession ? Math.max(0, Math.round((r.now - r.c.lastSession) / 100) / 10) : null),
+    key: 'last_session_s', title: 'Last', group: 'Sessions', help: 'time since the last session',
+    tier: 2, value: (r) => (r.c.lastSession ? Math.max(0, Math.round((r.now - r.c.lastSession) / 100) / 10) : null),
     display: (v) => (v === null ? 'never' : fmtDuration(v)),
     prom: { metric: 'last_session_seconds', type: 'gauge', help: 'Seconds since the last request started (absent if none)' },
   },
-  { key: 'bytes_in', title: 'In', group: 'Bytes', help: 'bytes received from clients', value: (r) => r.c.bytesIn, display: fmtBytes, prom: { metric: 'bytes_in_total', type: 'counter', help: 'Request bytes received from clients' } },
-  { key: 'bytes_out', title: 'Out', group: 'Bytes', help: 'bytes sent to clients', value: (r) => r.c.bytesOut, display: fmtBytes, prom: { metric: 'bytes_out_total', type: 'counter', help: 'Response bytes sent to clients' } },
-  { key: 'err_req', title: 'Req', group: 'Errors', help: 'requests refused before routing (malformed, timeouts)', wide: true, value: (r) => r.c.errReq, prom: { metric: 'errors_total', type: 'counter', help: 'Errors by type: request (refused before routing), connection (to a backend), response (failed or aborted)', labels: { type: 'request' } } },
-  { key: 'err_conn', title: 'Conn', group: 'Errors', help: 'connection failures to a backend', value: (r) => r.c.errConn, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'connection' } } },
-  { key: 'err_resp', title: 'Resp', group: 'Errors', help: 'failed or aborted responses', value: (r) => r.c.errResp, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'response' } } },
-  { key: 'retries', title: 'Retr', group: 'Warnings', help: 'retries to another attempt', wide: true, value: (r) => r.c.retries, prom: { metric: 'retries_total', type: 'counter', help: 'Retried attempts' } },
-  { key: 'redispatches', title: 'Redis', group: 'Warnings', help: 'requests redispatched to another backend', wide: true, value: (r) => r.c.redispatches, prom: { metric: 'redispatches_total', type: 'counter', help: 'Requests redispatched to another backend' } },
+  { key: 'bytes_in', title: 'In', group: 'Bytes', help: 'bytes received from clients', tier: 2, value: (r) => r.c.bytesIn, display: fmtBytes, prom: { metric: 'bytes_in_total', type: 'counter', help: 'Request bytes received from clients' } },
+  { key: 'bytes_out', title: 'Out', group: 'Bytes', help: 'bytes sent to clients', tier: 2, value: (r) => r.c.bytesOut, display: fmtBytes, prom: { metric: 'bytes_out_total', type: 'counter', help: 'Response bytes sent to clients' } },
+  { key: 'err_req', title: 'Req', group: 'Errors', help: 'requests refused before routing (malformed, timeouts)', tier: 3, value: (r) => r.c.errReq, prom: { metric: 'errors_total', type: 'counter', help: 'Errors by type: request (refused before routing), connection (to a backend), response (failed or aborted)', labels: { type: 'request' } } },
+  { key: 'err_conn', title: 'Conn', group: 'Errors', help: 'connection failures to a backend', tier: 2, value: (r) => r.c.errConn, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'connection' } } },
+  { key: 'err_resp', title: 'Resp', group: 'Errors', help: 'failed or aborted responses', tier: 2, value: (r) => r.c.errResp, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'response' } } },
+  { key: 'retries', title: 'Retr', group: 'Warnings', help: 'retries to another attempt', tier: 3, value: (r) => r.c.retries, prom: { metric: 'retries_total', type: 'counter', help: 'Retried attempts' } },
+  { key: 'redispatches', title: 'Redis', group: 'Warnings', help: 'requests redispatched to another backend', tier: 3, value: (r) => r.c.redispatches, prom: { metric: 'redispatches_total', type: 'counter', help: 'Requests redispatched to another backend' } },
   ...(['1xx', '2xx', '3xx', '4xx', '5xx'] as const).map((code, i): Column => ({
-    key: 'http_' + code, title: code, group: 'Responses', help: `responses with status ${code}`, wide: code !== '2xx' && code !== '5xx',
+    key: 'http_' + code, title: code, group: 'HTTP', help: `responses with status ${code}`, tier: code === '5xx' ? undefined : code === '2xx' || code === '4xx' ? 2 : 3,
     value: (r) => r.c.status[i + 1], display: fmtCount,
     prom: { metric: 'responses_total', type: 'counter', help: 'Responses by status class', labels: { code } },
   })),
-  { key: 'http_other', title: 'other', group: 'Responses', help: 'responses with another status', wide: true, value: (r) => r.c.status[0], prom: { metric: 'responses_total', type: 'counter', help: '', labels: { code: 'other' } } },
+  { key: 'http_other', title: 'other', group: 'HTTP', help: 'responses with another status', tier: 3, value: (r) => r.c.status[0], prom: { metric: 'responses_total', type: 'counter', help: '', labels: { code: 'other' } } },
   {
-    key: 'rt_avg_ms', title: 'Avg ms', group: 'Responses', help: 'mean total response time since start', wide: true,
-    value: (r) => {
+    key: 'rt_avg_ms', title: 'Avg ms', group: 'HTTP', help: 'mean total response time since start',
+    tier: 3, value: (r) => {
       let n = 0;
       for (let i = 0; i < r.c.rtCounts.length; i++) n += r.c.rtCounts[i];
       return n ? Math.round((r.c.rtSum / n) * 10000) / 10 : null;
     },
     prom: { metric: 'response_time_seconds', type: 'histogram', help: 'Total response time (first byte in to last byte out)' },
   },
-  { key: 'origin', title: 'Origin', group: '', help: 'config, runtime (admin API) or clone (scaler)', wide: true, value: backendOnly((_r, b) => b.origin) },
-  { key: 'reason', title: 'Reason', group: '', help: 'reason of the last state change', wide: true, value: backendOnly((_r, b) => b.lastReason) },
+  { key: 'origin', title: 'Origin', group: '', help: 'config, runtime (admin API) or clone (scaler)', tier: 3, value: backendOnly((_r, b) => b.origin) },
+  { key: 'reason', title: 'Reason', group: '', help: 'reason of the last state change', tier: 3, value: backendOnly((_r, b) => b.lastReason) },
 ];
 
-/** Columns the page shows as table cells (listen is the table caption; reason is a tooltip). */
-export const PAGE_COLUMNS = COLUMNS.filter((c) => c.key !== 'listen' && c.key !== 'reason' && c.key !== 'origin' && c.key !== 'effective_weight' && c.key !== 'up');
+/** Columns the page shows as cells (listen is the caption; address sits under the name; reason is the status tooltip). */
+export const PAGE_COLUMNS = COLUMNS.filter((c) => c.key !== 'listen' && c.key !== 'reason' && c.key !== 'origin' && c.key !== 'effective_weight' && c.key !== 'up' && c.key !== 'address');
 
 export function rowValues(r: Row): Record<string, Value> {
   const o: Record<string, Value> = {};

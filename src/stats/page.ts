@@ -47,6 +47,7 @@ main{padding:.6rem 1rem 2rem}
 .panel dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:0}
 .panel dt{color:var(--mut)}.panel dd{margin:0;overflow-wrap:anywhere}
 .off{color:var(--mut);font-style:italic;margin:0}
+.off-panel h2,.off-panel p{display:inline;margin-right:.6rem}
 section.listen{margin:0 0 1.2rem}
 section.listen h2{font-size:1.1rem;margin:.2rem 0 .35rem;display:flex;gap:.8rem;align-items:baseline;flex-wrap:wrap}
 section.listen h2 .sum{font-size:.9rem;font-weight:500;color:var(--mut)}
@@ -56,7 +57,8 @@ table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:.3rem .45rem;border-bottom:1px solid var(--line);white-space:nowrap;text-align:right}
 th{background:#eef0f4;font-weight:600;font-size:.8rem;color:#394355}
 thead tr.g th{font-size:.72rem;text-transform:uppercase;letter-spacing:.03em;color:var(--mut);text-align:center;border-bottom:0}
-td.name,th.name{text-align:left;position:sticky;left:0;background:inherit;z-index:1}
+td.name,th.name{text-align:left;position:sticky;left:0;z-index:1}
+th.name{background:#eef0f4}td.name{background:inherit}
 tbody tr{background:#fff}
 td.name{font-weight:600}
 td.name small{display:block;font-weight:400;color:var(--mut);font-size:.75rem}
@@ -69,7 +71,8 @@ tr.s-DOWN td.name{box-shadow:inset 4px 0 var(--downf)}
 tr.t td.status{background:var(--trans);color:var(--transf)}
 tr.s-MAINT,tr.s-DRAIN{color:#4a5364}
 tfoot td{font-weight:700;background:#eef0f4;border-bottom:0}
-td.act{text-align:left}
+td.act,th.act{text-align:left}
+.wt{display:inline-flex;gap:.25rem;margin-left:.3rem}
 td.act form{display:flex;gap:.25rem;align-items:center;margin:0}
 button{font:inherit;font-size:.8rem;padding:.2rem .5rem;border:1px solid #9aa5b6;border-radius:.3rem;background:#fff;cursor:pointer}
 button:hover{background:#eef3ff}
@@ -77,13 +80,19 @@ button[disabled]{opacity:.45;cursor:default}
 button.drain{border-color:#6d8fd6}button.maint{border-color:#a08a5f}button.ready{border-color:#5aa56e}
 input[type=number]{width:3.6rem;font:inherit;font-size:.8rem;padding:.15rem .25rem}
 footer{color:var(--mut);font-size:.8rem;padding:0 1rem 1rem}
+@media (max-width:1499px){.x{display:none}}
 @media (max-width:760px){
  body{font-size:13px}
- .w{display:none}
+ .w,.x,.wt{display:none}
+ .panel.off-panel{padding:.3rem .6rem}
+ .panels{gap:.4rem;margin-bottom:.6rem}
  header .links{margin-left:0}
  main{padding:.5rem}
- th,td{padding:.3rem .3rem}
- td.act form{flex-wrap:wrap}
+ th,td{padding:.3rem .2rem}
+ header{padding:.5rem .6rem}
+ td.name small{display:none}
+ td.act button{padding:.3rem .3rem;font-size:.75rem}
+ td.act form{gap:.15rem}
 }
 `;
 
@@ -97,6 +106,8 @@ function stateClass(r: Row): string {
   return 's-' + s + (r.transition && !r.removing ? ' t' : '');
 }
 
+const tierClass = (c: Column): string => (c.tier === 3 ? 'x' : c.tier === 2 ? 'w' : '');
+
 function groupHeader(cols: readonly Column[], admin: boolean): string {
   const out: string[] = [];
   let i = 0;
@@ -104,35 +115,38 @@ function groupHeader(cols: readonly Column[], admin: boolean): string {
     const g = cols[i].group;
     let j = i;
     while (j < cols.length && cols[j].group === g) j++;
-    // Spans must count only the columns visible at each width: emit one <th> per column, merged
-    // visually by CSS would be fragile, so groups use colspan over their narrow-visible columns and
-    // hidden wide columns get their own (hidden) cells.
-    const narrow = cols.slice(i, j).filter((c) => !c.wide).length;
-    const wide = j - i - narrow;
-    if (narrow) out.push(`<th colspan="${narrow}">${esc(g)}</th>`);
-    if (wide) out.push(`<th class="w" colspan="${wide}">${narrow ? '' : esc(g)}</th>`);
-    if (admin && g === 'Server') out.push('<th></th>');
+    // One <th> per visibility tier of the group, so the spans stay right at every screen width
+    // (hidden columns have hidden header cells too); the label goes on the first one.
+    let labelled = false;
+    for (const t of [undefined, 2, 3] as const) {
+      const n = cols.slice(i, j).filter((c) => c.tier === t).length;
+      if (!n) continue;
+      const cls = t === 3 ? ' class="x"' : t === 2 ? ' class="w"' : '';
+      out.push(`<th${cls} colspan="${n}">${labelled ? '' : esc(g)}</th>`);
+      labelled = true;
+    }
     i = j;
   }
+  if (admin) out.push('<th></th>');
   return out.join('');
 }
 
 function orderCols(): Column[] {
-  // Group columns so that each group's narrow columns come first (keeps the group header aligned).
+  // Within a group, the always-visible columns first, then phone-hidden, then wide-screen only.
   const groups: Column[][] = [];
   for (const c of PAGE_COLUMNS) {
     const last = groups[groups.length - 1];
     if (last && last[0].group === c.group) last.push(c); else groups.push([c]);
   }
-  return groups.flatMap((g) => [...g.filter((c) => !c.wide), ...g.filter((c) => c.wide)]);
+  return groups.flatMap((g) => [...g.filter((c) => !c.tier), ...g.filter((c) => c.tier === 2), ...g.filter((c) => c.tier === 3)]);
 }
 
 const COLS = orderCols();
 
 function cell(c: Column, r: Row): string {
-  const cls = [c.key === 'name' ? 'name' : c.key === 'status' ? 'status' : '', c.wide ? 'w' : ''].filter(Boolean).join(' ');
+  const cls = [c.key === 'name' ? 'name' : c.key === 'status' ? 'status' : '', tierClass(c)].filter(Boolean).join(' ');
   let inner = esc(fmtCell(c, r));
-  if (c.key === 'name' && r.b) inner += `<small class="w">${esc(r.b.address)}${r.b.backup ? ' · backup' : ''}${r.b.origin !== 'config' ? ' · ' + esc(r.b.origin) : ''}</small>`;
+  if (c.key === 'name' && r.b) inner += `<small>${esc(r.b.address)}${r.b.backup ? ' · backup' : ''}${r.b.origin !== 'config' ? ' · ' + esc(r.b.origin) : ''}</small>`;
   const title = c.key === 'status' && r.b ? ` title="${esc(r.b.lastReason)}"` : c.key === 'last_check' && r.b?.lastCheck?.detail ? ` title="${esc(r.b.lastCheck.detail)}"` : '';
   return `<td${cls ? ` class="${cls}"` : ''}${title}>${inner}</td>`;
 }
@@ -144,27 +158,22 @@ function actions(r: Row, csrf: string): string {
   return `<td class="act"><form method="post" action="./action">` +
     `<input type="hidden" name="csrf" value="${esc(csrf)}"><input type="hidden" name="listen" value="${esc(b.listen)}"><input type="hidden" name="backend" value="${esc(b.name)}">` +
     btn('ready', 'Ready') + btn('drain', 'Drain') + btn('maint', 'Maint') +
-    `<input type="number" name="weight" min="0" max="256" value="${b.weight}" aria-label="weight of ${esc(b.name)}"><button name="action" value="weight">Set</button>` +
+    `<span class="wt"><input type="number" name="weight" min="0" max="256" value="${b.weight}" aria-label="weight of ${esc(b.name)}"><button name="action" value="weight">Set</button></span>` +
     '</form></td>';
 }
 
 function row(r: Row, csrf: string | undefined): string {
-  const cells: string[] = [];
-  for (const c of COLS) {
-    cells.push(cell(c, r));
-    if (csrf !== undefined && c.key === lastServerCol) cells.push(r.b ? actions(r, csrf) : '<td></td>');
-  }
+  const cells = COLS.map((c) => cell(c, r));
+  if (csrf !== undefined) cells.push(r.b ? actions(r, csrf) : '<td></td>');
   return `<tr class="${stateClass(r)}" data-backend="${esc(r.name)}">${cells.join('')}</tr>`;
 }
 
-const lastServerCol = [...COLS].reverse().find((c) => c.group === 'Server')!.key;
-
 function titles(admin: boolean): string {
-  const out: string[] = [];
-  for (const c of COLS) {
-    out.push(`<th${c.key === 'name' ? ' class="name"' : c.wide ? ' class="w"' : ''} title="${esc(c.help)}">${esc(c.title)}</th>`);
-    if (admin && c.key === lastServerCol) out.push('<th>Actions</th>');
-  }
+  const out = COLS.map((c) => {
+    const cls = [c.key === 'name' ? 'name' : '', tierClass(c)].filter(Boolean).join(' ');
+    return `<th${cls ? ` class="${cls}"` : ''} title="${esc(c.help)}">${esc(c.title)}</th>`;
+  });
+  if (admin) out.push('<th class="act">Actions</th>');
   return out.join('');
 }
 
@@ -193,7 +202,7 @@ function ago(ms: unknown): string | undefined {
 }
 
 function pairPanel(p: PageInput): string {
-  if (!p.ha) return `<div class="panel"><h2>Pair</h2><p class="off">HA not configured: this node (${esc(p.node)}) runs standalone.</p></div>`;
+  if (!p.ha) return `<div class="panel off-panel"><h2>Pair</h2><p class="off">HA not configured: this node (${esc(p.node)}) runs standalone.</p></div>`;
   const h = p.ha;
   const peer = (h.peer && typeof h.peer === 'object' ? h.peer : undefined) as Record<string, unknown> | undefined;
   const known: Record<string, unknown> = {
@@ -209,7 +218,7 @@ function pairPanel(p: PageInput): string {
 }
 
 function scalePanel(p: PageInput): string {
-  if (!p.scale) return '<div class="panel"><h2>Scaling</h2><p class="off">Scaling not configured.</p></div>';
+  if (!p.scale) return '<div class="panel off-panel"><h2>Scaling</h2><p class="off">Scaling not configured.</p></div>';
   return `<div class="panel"><h2>Scaling</h2>${kv(p.scale)}</div>`;
 }
 

@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { ensurePackages } from '../helpers/sys.js';
+import { startApp } from '../helpers/app.js';
+import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { hashPassword } from '../../src/stats/auth.js';
+import type { StatsModule } from '../../src/stats/module.js';
+
+/**
+ * The stats page in a real headless Chromium (Debian chromium + playwright-core): log in, see every
+ * backend, click Drain, see DRAIN and see the proxy stop sending traffic to it. Screenshots (laptop
+ * and phone) are saved under test-artifacts/. Without credentials: 401; a POST without a valid
+ * token from the logged-in browser: refused.
+ */
+
+const ARTIFACTS = resolve(import.meta.dirname, '../../test-artifacts');
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let backends: TestBackend[] = [];
+let h: Awaited<ReturnType<typeof startApp>>;
+let statsBase: string;
+const profiles: string[] = [];
+const contexts: BrowserContext[] = [];
+
+async function browser(opts: Parameters<typeof chromium.launchPersistentContext>[1] = {}): Promise<BrowserContext> {
+  const profile = mkdtempSync(join(tmpdir(), 'pairlb-chromium-'));
+  profiles.push(profile);
+  // launchPersistentContext = a fresh --user-data-dir of our own (Playwright refuses it in args).
+  const ctx = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: ARGS, headless: true, timeout: 30_000, ...opts });
+  contexts.push(ctx);
+  return ctx;
+}
+
+beforeAll(async () => {
+  ensurePackages(['chromium']);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  backends = [await startBackend('web1'), await startBackend('web2'), await startBackend('web3')];
+  const hash = await hashPassword('browser-pw', 10);
+  h = await startApp(`
+global: { node: lb-01 }
+listen:
+  - name: web
+    bind: 127.0.0.1:0
+    slowstart: 0
+    check: { interval: 500ms }
+    backends:
+${backends.map((b) => `      - { name: ${b.name}, address: "${b.address}" }`).join('\n')}
+  - name: api
+    bind: 127.0.0.1:0
+    backends:
+      - { name: api1, address: "127.0.0.1:9", check: false, state: maint }
+stats:
+  bind: 127.0.0.1:0
+  refresh: 3s
+  admin: true
+  auth: [{ user: ops, password: "${hash}" }]
+`);
+  const a = (h.app.modules.find((m) => m.name === 'stats') as StatsModule).address()!;
+  statsBase = `http://127.0.0.1:${a.port}`;
+});
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  await h?.stop();
+  for (const b of backends) await b.close();
+  for (const p of profiles) rmSync(p, { recursive: true, force: true });
+});
+
+const hits = (b: TestBackend) => b.seen.filter((s) => s.url.startsWith('/t')).length;
+async function traffic(n: number): Promise<number[]> {
+  const before = backends.map(hits);
+  for (let i = 0; i < n; i++) await (await fetch(`${h.url('web')}/t${i}`)).text();
+  return backends.map((b, i) => hits(b) - before[i]);
+}
+
+test('without credentials: 401', async () => {
+  const ctx = await browser();
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  // Headless Chromium cancels the login prompt (ERR_INVALID_AUTH_CREDENTIALS) after receiving the 401.
+  const seen = page.waitForResponse((x) => x.url() === statsBase + '/');
+  const nav = await page.goto(statsBase + '/').then(() => 'loaded', (e: Error) => e.message);
+  const r = await seen;
+  expect(r.status()).toBe(401);
+  expect(r.headers()['www-authenticate']).toBe('Basic realm="pairlb", charset="UTF-8"');
+  expect(nav === 'loaded' || /ERR_INVALID_AUTH_CREDENTIALS/.test(nav)).toBe(true);
+  const api = await ctx.request.get(statsBase + '/stats.json');
+  expect(api.status()).toBe(401);
+  await ctx.close();
+}, 60_000);
+
+test('log in, see every backend, drain one from the page, traffic stops going to it', async () => {
+  expect(await traffic(9)).toEqual([3, 3, 3]);
+  const ctx = await browser({ httpCredentials: { username: 'ops', password: 'browser-pw' }, viewport: { width: 1366, height: 768 } });
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  const r = await page.goto(statsBase + '/');
+  expect(r!.status()).toBe(200);
+  const rows = page.locator('section#l-web tbody tr[data-backend]');
+  expect(await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-backend')))).toEqual(['web1', 'web2', 'web3']);
+  for (const n of ['web1', 'web2', 'web3']) expect((await page.locator(`tr[data-backend="${n}"] td.status`).innerText()).trim()).toBe('UP');
+  expect((await page.locator('section#l-api tr[data-backend="api1"] td.status').innerText()).trim()).toBe('MAINT');
+
+  // A POST from the logged-in browser without a valid token is refused (what a forged form would do).
+  const forged = await ctx.request.post(statsBase + '/action', { form: { listen: 'web', backend: 'web1', action: 'maint', csrf: 'x.y' }, maxRedirects: 0 });
+  expect(forged.status()).toBe(403);
+  const noToken = await ctx.request.post(statsBase + '/action', { form: { listen: 'web', backend: 'web1', action: 'maint' }, maxRedirects: 0 });
+  expect(noToken.status()).toBe(403);
+  expect(h.app.backends.get('web', 'web1')!.admin).toBe('ready');
+
+  await Promise.all([page.waitForURL(/\?ok=/), page.click('tr[data-backend="web2"] button[value="drain"]')]);
+  await expect.poll(async () => (await page.locator('tr[data-backend="web2"] td.status').innerText()).trim()).toBe('DRAIN');
+  expect(await page.locator('.flash').innerText()).toContain('web/web2: drain (now DRAIN)');
+  expect(h.app.backends.get('web', 'web2')!.admin).toBe('drain');
+
+  expect(await traffic(8)).toEqual([4, 0, 4]);
+
+  // After a refresh, the page shows the new totals (auto-refresh replaces the URL without ?ok=).
+  await page.waitForURL((u) => !u.search.includes('ok='), { timeout: 10_000 });
+  await page.locator('tr[data-backend="web1"]').waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'stats-laptop.png'), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.reload();
+  await page.screenshot({ path: join(ARTIFACTS, 'stats-phone.png'), fullPage: true });
+  // On a phone the at-a-glance columns and the actions stay visible.
+  expect(await page.locator('tr[data-backend="web2"] td.status').isVisible()).toBe(true);
+  for (const sel of ['td.status', 'button[value="ready"]', 'button[value="maint"]']) {
+    const box = await page.locator(`tr[data-backend="web2"] ${sel}`).boundingBox();
+    expect(box, sel).not.toBeNull();
+    expect(box!.x + box!.width, `${sel} fits a 390 px screen without scrolling`).toBeLessThanOrEqual(390);
+  }
+  await ctx.close();
+}, 90_000);
