@@ -478,7 +478,12 @@ export class Scaler implements Module {
       else { failed.push(hv.name); this.failed(hv, l.res, { what: 'list' }); }
     }));
     if (!this.running) return;
-    const actions: (() => void)[] = [];
+    // Repairs per VDS group, run in order under the group's single operation slot.
+    const repairs = new Map<string, (() => Promise<void>)[]>();
+    const repair = (source: string, fn: () => Promise<void>) => {
+      const l = repairs.get(source);
+      if (l) l.push(fn); else repairs.set(source, [fn]);
+    };
     for (const r of [...this.records.values()]) {
       if (this.busy.has(r.source)) continue;
       const listed = lists.get(r.hypervisor);
@@ -498,24 +503,24 @@ export class Scaler implements Module {
         case 'creating':
           if (vm.address && parseHostPort(vm.address)) {
             this.setState(r, 'joining', { address: vm.address, snmp: vm.snmp });
-            actions.push(() => this.runOp(r.source, async () => { this.join(r); await this.waitHealthy(r); }));
+            repair(r.source, async () => { this.join(r); await this.waitHealthy(r); });
           } else {
             this.setState(r, 'destroying', { error: 'found half-created at reconcile' });
-            actions.push(() => this.runOp(r.source, async () => { await this.destroyAndConfirm(r); }));
+            repair(r.source, async () => { await this.destroyAndConfirm(r); });
           }
           break;
         case 'joining':
-          actions.push(() => this.runOp(r.source, async () => { this.setState(r, 'joining'); this.join(r); await this.waitHealthy(r); }));
+          repair(r.source, async () => { this.setState(r, 'joining'); this.join(r); await this.waitHealthy(r); });
           break;
         case 'active':
-          if (!inPool) { this.setState(r, 'joining'); actions.push(() => this.runOp(r.source, async () => { this.join(r); await this.waitHealthy(r); })); }
+          if (!inPool) { this.setState(r, 'joining'); repair(r.source, async () => { this.join(r); await this.waitHealthy(r); }); }
           break;
         case 'removing':
-          actions.push(() => this.runOp(r.source, () => this.removeClone(r, 'resumed after restart')));
+          repair(r.source, () => this.removeClone(r, 'resumed after restart'));
           break;
         case 'destroying':
           if (inPool) this.app.backends.removeBackend(r.listen, r.name, 'scale: destroying');
-          actions.push(() => this.runOp(r.source, async () => { await this.destroyAndConfirm(r); }));
+          repair(r.source, async () => { await this.destroyAndConfirm(r); });
           break;
       }
     }
@@ -536,13 +541,13 @@ export class Scaler implements Module {
           const r: CloneRecord = { name: vm.name, source: v.name, listen: v.listen, hypervisor: hvName, state: 'joining', address: vm.address, snmp: vm.snmp, createdAt: now, since: now, adopted: true };
           this.records.set(r.name, r);
           this.persist();
-          actions.push(() => this.runOp(v.name, async () => { this.join(r); await this.waitHealthy(r); }));
+          repair(v.name, async () => { this.join(r); await this.waitHealthy(r); });
         } else if (policy === 'destroy') {
           const now = Date.now();
           const r: CloneRecord = { name: vm.name, source: v.name, listen: v.listen, hypervisor: hvName, state: 'destroying', createdAt: now, since: now, error: 'unknown clone' };
           this.records.set(r.name, r);
           this.persist();
-          actions.push(() => this.runOp(v.name, async () => { await this.destroyAndConfirm(r); }));
+          repair(v.name, async () => { await this.destroyAndConfirm(r); });
         }
       }
     }
@@ -561,8 +566,9 @@ export class Scaler implements Module {
     const msg = `${lists.size}/${this.clients.size} hypervisors listed, ${this.records.size} clone(s) known, ${unknown.length} unknown${failed.length ? `, unreachable: ${failed.join(', ')}` : ''}`;
     this.lastReconcile = { at: Date.now(), ok: !failed.length, message: msg };
     this.log.info({ failed, known: this.records.size, unknown: unknown.length }, `reconcile: ${msg}`);
-    // Repairs start once the lists are read; runOp keeps one operation per VDS group.
-    queueMicrotask(() => { for (const a of actions) a(); });
+    for (const [source, fns] of repairs) {
+      this.runOp(source, async () => { for (const fn of fns) { if (!this.running) return; await fn(); } });
+    }
   }
 
   // ---- reporting ------------------------------------------------------------------------------------
