@@ -121,6 +121,7 @@ export class Scaler implements Module {
   private lastReconcile: ScaleStatus['lastReconcile'];
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | undefined;
+  private retryPending = false;
   private clients = new Map<string, HypervisorClient>();
   private readonly onRole = () => { void this.syncRole(); };
 
@@ -447,7 +448,8 @@ export class Scaler implements Module {
     const why = !l.ok ? `list failed: ${l.res.reason}` : `still listed after destroy (${d.ok ? 'destroy exit 0' : d.reason}${d.stderr ? ': ' + d.stderr.trim().slice(0, 200) : ''})`;
     rec.error = why;
     this.persist();
-    this.alarm({ code: 'PAIRLB_DESTROY_FAILED', clone: rec.name, hypervisor: hv.name, message: `clone ${rec.name} on ${hv.name} not confirmed destroyed: ${why}; will retry` });
+    this.alarm({ code: 'PAIRLB_DESTROY_FAILED', clone: rec.name, hypervisor: hv.name, message: `clone ${rec.name} on ${hv.name} not confirmed destroyed: ${why}; retry in ${this.cfg.retry_interval} ms` });
+    this.scheduleRetry();
     return false;
   }
 
@@ -457,9 +459,17 @@ export class Scaler implements Module {
     clearTimeout(this.reconcileTimer);
     if (!this.running) return;
     this.reconcileTimer = setTimeout(() => {
-      void this.reconcile().finally(() => this.scheduleReconcile(this.cfg.reconcile_interval));
+      this.retryPending = false;
+      void this.reconcile().finally(() => { if (!this.retryPending) this.scheduleReconcile(this.cfg.reconcile_interval); });
     }, delay);
     this.reconcileTimer.unref?.();
+  }
+
+  /** Bring the next reconcile forward to retry_interval (it finishes 'destroying' records). */
+  private scheduleRetry(): void {
+    if (!this.running || this.retryPending) return;
+    this.retryPending = true;
+    this.scheduleReconcile(this.cfg.retry_interval);
   }
 
   /** Public for the admin API and tests: compare records with `list` on every hypervisor and repair. */
@@ -565,6 +575,7 @@ export class Scaler implements Module {
     this.rebuildTargets();
     const msg = `${lists.size}/${this.clients.size} hypervisors listed, ${this.records.size} clone(s) known, ${unknown.length} unknown${failed.length ? `, unreachable: ${failed.join(', ')}` : ''}`;
     this.lastReconcile = { at: Date.now(), ok: !failed.length, message: msg };
+    if (failed.length && this.records.size) this.scheduleRetry();
     this.log.info({ failed, known: this.records.size, unknown: unknown.length }, `reconcile: ${msg}`);
     for (const [source, fns] of repairs) {
       this.runOp(source, async () => { for (const fn of fns) { if (!this.running) return; await fn(); } });

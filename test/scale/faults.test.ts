@@ -135,6 +135,22 @@ describe('scaler faults', () => {
     expect(x.app.backends.get('web', rec.name)).toBeUndefined();
   });
 
+  it('destroy failing: out of the pool, record kept as destroying and alarmed, retried until list confirms', async () => {
+    const x = await start({ hypervisors: [{ name: 'hv1', hv: hv1 }], scaleExtra: '  retry_interval: 1s' });
+    agent.setLoad(2.5);
+    const rec = await until('clone active', () => x.scaler.status().clones.find((c) => c.state === 'active'), 15_000);
+    agent.setLoad(1.5);
+    hv1.setDestroyFail(true);
+    hv1.setCloneLoad(rec.name, 0.4);
+    await until('destroy alarm', () => alarms(x, 'PAIRLB_DESTROY_FAILED').length > 0, 15_000);
+    expect(alarms(x, 'PAIRLB_DESTROY_FAILED')[0].message).toMatch(/still listed after destroy \(exit status 3: destroy vds-01-clone-[0-9a-f]{6}: storage busy\)/);
+    expect(x.app.backends.get('web', rec.name)).toBeUndefined();
+    expect(x.scaler.status().clones).toMatchObject([{ name: rec.name, state: 'destroying' }]);
+    expect(hv1.clones()).toEqual([rec.name]);
+    hv1.setDestroyFail(false);
+    await until('destroyed on retry', () => x.scaler.status().clones.length === 0 && hv1.clones().length === 0, 10_000);
+  });
+
   it.each([
     ['agent down', async () => `    port: ${await freeUdpPort()}`, /timeout/],
     ['wrong v2c community', async () => '    version: "2c"\n    community: not-the-community', /timeout/],
