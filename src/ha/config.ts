@@ -60,7 +60,7 @@ export const garpSchema = z.object({
 }).strict();
 
 export const notifySchema = z.object({
-  /** Shell commands run (not awaited) on entering a role; get ROLE REASON as $1 $2 and PAIRLB_* env. */
+  /** Shell snippets run (not awaited) on entering a role, with ROLE and REASON as $1 $2 (`/path/hook "$@"` passes them on) and PAIRLB_ROLE/REASON/NODE/PEER/VIP in the environment. */
   master: z.string().optional(),
   backup: z.string().optional(),
   fault: z.string().optional(),

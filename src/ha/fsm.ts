@@ -168,14 +168,14 @@ export function step(state: FsmState, ev: FsmEvent): StepResult {
           break;
         case 'master':
           disarmFailback(d);
-          if (peerHolds) {
-            if (prefers(s.self, p)) {
-              // Split brain healing or the peer failing back too early: we stay and re-announce so
-              // clients that followed the peer come back (keepalived#166). Once per episode.
-              if (before?.role !== 'master') d.actions.push({ type: 'garp' }, { type: 'send_advert' });
-            } else {
-              toBackup(d, `peer ${p.name} is master and preferred (priority ${p.priority} vs ${s.self.priority})`);
-            }
+          if (peerHolds && !prefers(s.self, p)) {
+            toBackup(d, `peer ${p.name} is master and preferred (priority ${p.priority} vs ${s.self.priority})`);
+          } else if (before === null || (peerHolds && before.role !== 'master')) {
+            // The peer is back after a silence (it may have been master meanwhile, and its first
+            // advert we hear may already say BACKUP), or it claims the VIP while we are preferred:
+            // we stay and re-announce so clients that followed it come back (keepalived#166).
+            // Once per episode.
+            d.actions.push({ type: 'garp' }, { type: 'send_advert' });
           }
           break;
         case 'fault':

@@ -244,7 +244,7 @@ export class HaNode implements Module {
         });
         return;
       case 'garp':
-        this.enqueue(async () => { this.vip.announce(this.cfg.garp.burst); this.log.info({ vip: this.vip.ip }, 're-announced the VIP (split brain settled in our favour)'); });
+        this.enqueue(async () => { this.vip.announce(this.cfg.garp.burst); this.log.info({ vip: this.vip.ip }, 're-announced the VIP (peer back or split brain settled in our favour)'); });
         return;
       case 'release_vip': {
         // After the peer has announced the VIP, keep it a few heartbeats longer: a client whose
@@ -282,7 +282,8 @@ export class HaNode implements Module {
     const cmds = [role === 'master' ? n.master : role === 'backup' ? n.backup : role === 'fault' ? n.fault : undefined, n.any].filter((c): c is string => !!c);
     for (const cmd of cmds) {
       // Never awaited: a slow hook must not delay a takeover (keepalived runs notify scripts async too).
-      const c = spawn('/bin/sh', ['-c', `${cmd} "$@"`, 'pairlb-notify', role, reason], {
+      // The command is a shell snippet with ROLE and REASON as $1 and $2 (`/path/hook "$@"` passes them on).
+      const c = spawn('/bin/sh', ['-c', cmd, 'pairlb-notify', role, reason], {
         stdio: 'ignore',
         env: { ...process.env, PAIRLB_ROLE: role, PAIRLB_REASON: reason, PAIRLB_NODE: this.app.node, PAIRLB_PEER: this.cfg.peer.name, PAIRLB_VIP: this.cfg.vip.address },
       });

@@ -49,7 +49,7 @@ export class Vip {
       await execFileP(this.ipBin, args, { timeout: 5000 });
     } catch (e) {
       const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message);
-      if (!/Cannot assign requested address|Cannot find device/.test(msg)) throw new PairlbError('PAIRLB_HA_VIP', `ip ${args.join(' ')}: ${msg.trim()}`);
+      if (!/Cannot assign requested address|Address not found|Cannot find device/.test(msg)) throw new PairlbError('PAIRLB_HA_VIP', `ip ${args.join(' ')}: ${msg.trim()}`);
     }
   }
 

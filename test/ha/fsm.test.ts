@@ -57,13 +57,14 @@ const rows: Row[] = [
   { name: 'BACKUP stop → stopped at once', state: st('backup', { peer: hiPeer('master') }), ev: { type: 'stop' }, role: 'backup', actions: A('stopped'), check: (s) => expect(s.stopped).toBe(true) },
 
   // ---- MASTER
-  { name: 'MASTER hears BACKUP → stays', state: st('master'), ev: { type: 'advert', peer: peer('backup') }, role: 'master', actions: [] },
+  { name: 'MASTER hears BACKUP → stays', state: st('master', { peer: peer('backup') }), ev: { type: 'advert', peer: peer('backup') }, role: 'master', actions: [] },
+  { name: 'MASTER hears a peer back from silence → re-announces (it may have held the VIP)', state: st('master', { peer: null }), ev: { type: 'advert', peer: peer('backup') }, role: 'master', actions: A('garp', 'send_advert') },
   { name: 'MASTER peer dead → stays', state: st('master', { peer: peer('backup') }), ev: { type: 'peer_dead' }, role: 'master', actions: [] },
   { name: 'MASTER hears preferred MASTER (split brain / failback) → BACKUP, releases', state: st('master', { self: { ...ME, priority: 50 }, peer: peer('backup') }), ev: { type: 'advert', peer: peer('master') }, role: 'backup', actions: A('release_vip', 'set_role:backup', 'send_advert') },
   { name: 'MASTER preferred hears MASTER → stays and re-announces (keepalived#166)', state: st('master', { peer: null }), ev: { type: 'advert', peer: peer('master') }, role: 'master', actions: A('garp', 'send_advert') },
   { name: 'MASTER preferred hears MASTER again → no GARP storm', state: st('master', { peer: peer('master') }), ev: { type: 'advert', peer: peer('master') }, role: 'master', actions: [] },
   { name: 'MASTER equal priority: lower name wins', state: st('master', { self: { ...ME, priority: 100, name: 'lb3' } }), ev: { type: 'advert', peer: peer('master') }, role: 'backup', actions: A('release_vip', 'set_role:backup', 'send_advert') },
-  { name: 'MASTER hears handing-over MASTER → stays', state: st('master'), ev: { type: 'advert', peer: hiPeer('master', { handover: true }) }, role: 'master', actions: [] },
+  { name: 'MASTER hears handing-over MASTER → stays', state: st('master', { peer: hiPeer('backup') }), ev: { type: 'advert', peer: hiPeer('master', { handover: true }) }, role: 'master', actions: [] },
   { name: 'MASTER not healthy → FAULT, releases', state: st('master', { peer: peer('backup') }), ev: { type: 'health', ok: false, reason: 'eth0 down' }, role: 'fault', actions: A('release_vip', 'set_role:fault', 'send_advert') },
   { name: 'MASTER stop with healthy backup → handover advert, waits', state: st('master', { peer: peer('backup') }), ev: { type: 'stop' }, role: 'master', actions: A('send_advert'), check: (s) => { expect(s.stopping).toBe(true); expect(s.stopped).toBe(false); } },
   { name: 'MASTER stop without peer → releases, stopped', state: st('master'), ev: { type: 'stop' }, role: 'master', actions: A('release_vip', 'stopped') },

@@ -1,0 +1,51 @@
+/**
+ * Network-namespace testbed for the HA pair (client, lb1, lb2, web1, web2, a switch namespace with a
+ * bridge, a dedicated lb1–lb2 link). The implementation is plain ESM in bench/failover-lib.mjs so
+ * that `npm run bench:failover` shares it without a build step; this file gives it types.
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
+// @ts-ignore plain .mjs without declarations (tests are not type-checked by tsc -p .)
+import * as lib from '../../bench/failover-lib.mjs';
+
+export interface LogLine { mod?: string; msg?: string; to?: string; from?: string; reason?: string; _at: number; [k: string]: unknown }
+export interface Sample { s: number; e: number; ok: boolean; lb?: string; be?: string; err?: string }
+export interface Proc extends EventEmitter {
+  child: ChildProcess; name: string; pid: number; lines: string[]; logs: LogLine[]; stderr: string; exitCode?: number | null;
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  kill(sig?: NodeJS.Signals): void;
+  waitFor(pred: (x: any) => boolean, ms?: number, what?: string): Promise<any>;
+  roles(): { to: string; reason: string; at: number }[];
+  role(): string | undefined;
+  waitRole(role: string, ms?: number, after?: number): Promise<LogLine>;
+}
+export interface Poller extends Proc { samples: Sample[]; stop(): Promise<Sample[]> }
+export interface Topology {
+  prefix: string;
+  ns(n: string): string;
+  ip(n: string, args: string[], opts?: { allowFail?: boolean }): Promise<string>;
+  exec(n: string, cmd: string, args: string[], opts?: { allowFail?: boolean }): Promise<string>;
+  spawn(n: string, cmd: string, args: string[], opts?: { env?: Record<string, string>; name?: string }): Proc;
+  startWeb(n: 'w1' | 'w2'): Proc;
+  destroy(): Promise<void>;
+}
+export interface Figures { first_reply_ms: number | null; outage_ms: number; failed: number; errors: string[]; requests: number; by: Record<string, number> }
+
+export const NET = lib.NET as {
+  vip: string; prefix: number; client: string; lb1: { pub: string; ded: string }; lb2: { pub: string; ded: string };
+  web1: string; web2: string; webPort: number;
+};
+export const createTopology = (): Promise<Topology> => lib.Topology.create();
+export const cleanupStale = (): Promise<void> => lib.cleanupStale();
+export const startPoller = (t: Topology, o?: { interval?: number; timeout?: number; maxMs?: number }): Poller => lib.startPoller(t, o);
+export const analyse = (samples: Sample[], t0: number, to: string, tEnd?: number): Figures => lib.analyse(samples, t0, to, tEnd);
+export const pairlbConfig = (node: 'lb1' | 'lb2', o: { dir: string; ha?: boolean; extra?: string; haExtra?: string; admin?: boolean }): string => lib.pairlbConfig(node, o);
+export const startPairlb = (t: Topology, node: 'lb1' | 'lb2', cfgFile: string, stateDir: string): Proc => lib.startPairlb(t, node, cfgFile, stateDir);
+export const clientNeigh = (t: Topology): Promise<string | undefined> => lib.clientNeigh(t);
+export const mac = (t: Topology, n: string, dev?: string): Promise<string | undefined> => lib.mac(t, n, dev);
+export const vipOn = (t: Topology, n: string): Promise<boolean> => lib.vipOn(t, n);
+export const sleep = (ms: number): Promise<void> => lib.sleep(ms);
+export const MAIN: string = lib.MAIN;
+export const sendUdp = (t: Topology, n: string, host: string, port: number, bufs: Buffer[]): Promise<void> => lib.sendUdp(t, n, host, port, bufs);
+export const tcpdump = (t: Topology, n: string, dev: string, filter: string): Proc => lib.tcpdump(t, n, dev, filter);
+export const captureUdp = (t: Topology, n: string, dev: string, filter: string, count: number, file: string): Promise<Buffer[]> => lib.captureUdp(t, n, dev, filter, count, file);
