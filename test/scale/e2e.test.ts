@@ -12,7 +12,7 @@ import { hit, startHarness, until, type Harness } from './harness.js';
  * destroyed, `list` empty. Prints the two latencies with the poll interval.
  */
 
-const POLL_MS = 250;
+const POLL_MS = Number(process.env.PAIRLB_SCALE_POLL_MS ?? 250);
 let agent: Snmpd;
 let hv: Hypervisor;
 let h: Harness;
