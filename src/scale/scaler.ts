@@ -271,8 +271,14 @@ export class Scaler implements Module {
     t.timer = setTimeout(async () => {
       const s = await t.poller.read();
       if (this.targets.get(t.key) !== t || !this.running) return;
+      const prev = this.samples.get(t.key)?.at(-1);
       this.pushSample(t.key, s);
-      if (s.status === 'unknown') this.log.debug({ target: t.name, reason: s.reason }, 'load unknown');
+      // Log transitions only: an agent down for an hour is one line, not 720.
+      if (s.status === 'unknown' && prev?.status !== 'unknown') {
+        this.log.warn({ target: t.name, agent: `${t.snmp.host}:${t.snmp.port}`, reason: s.reason }, `load of ${t.name} unknown: ${s.reason}`);
+      } else if (s.status === 'ok' && prev?.status === 'unknown') {
+        this.log.info({ target: t.name, load: s.load }, `load of ${t.name} known again: ${s.load}`);
+      }
       this.evaluate(t.source);
       if (this.targets.get(t.key) === t && this.running) this.schedulePoll(t, t.snmp.interval);
     }, delay);
