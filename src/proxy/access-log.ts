@@ -34,7 +34,7 @@ export class AccessLog {
     const ms = (t: number) => (t ? Math.round((t - ex.start) * 100) / 100 : -1);
     if (this.mode === 'json') {
       this.log.info({
-        client: req.socket.remoteAddress, client_port: req.socket.remotePort,
+        client: ex.socket.remoteAddress, client_port: ex.socket.remotePort,
         listen: l.s.name, server: ex.route?.name ?? '<NOSRV>',
         Tw: 0, Tc: ms(ex.tConnect), Tr: ms(ex.tHeaders), Ta: ms(now),
         status: ex.status, bytes_read: ex.bytesOut, bytes_in: bytesIn,
@@ -42,19 +42,19 @@ export class AccessLog {
         method: req.method, uri: req.url,
       });
     } else {
-      this.line(req, ex.status, ex.bytesOut);
+      this.line(req, ex.socket.remoteAddress, ex.status, ex.bytesOut);
     }
   }
 
   /** A request refused before routing (414 and the like). */
   reject(l: Listener, req: IncomingMessage, status: number): void {
     if (!this.enabled) return;
-    if (this.mode === 'json') this.log.info({ client: req.socket.remoteAddress, client_port: req.socket.remotePort, listen: l.s.name, server: '<NOSRV>', status, termination: 'PR', method: req.method, uri: req.url?.slice(0, 256) });
-    else this.line(req, status, 0);
+    if (this.mode === 'json') this.log.info({ client: req.socket?.remoteAddress, client_port: req.socket?.remotePort, listen: l.s.name, server: '<NOSRV>', status, termination: 'PR', method: req.method, uri: req.url?.slice(0, 256) });
+    else this.line(req, req.socket?.remoteAddress, status, 0);
   }
 
-  private line(req: IncomingMessage, status: number, bytes: number): void {
+  private line(req: IncomingMessage, client: string | undefined, status: number, bytes: number): void {
     const h = req.headers;
-    process.stdout.write(`${req.socket.remoteAddress} - - [${clfDate(new Date())}] "${q(req.method)} ${q(req.url)} HTTP/${req.httpVersion}" ${status} ${bytes || '-'} "${q(h.referer)}" "${q(h['user-agent'])}"\n`);
+    process.stdout.write(`${client ?? '-'} - - [${clfDate(new Date())}] "${q(req.method)} ${q(req.url)} HTTP/${req.httpVersion}" ${status} ${bytes || '-'} "${q(h.referer)}" "${q(h['user-agent'])}"\n`);
   }
 }

@@ -50,9 +50,10 @@ export class ListenSettings {
   readonly passiveConnect: number;
   readonly passive5xx: number;
   readonly maxRequestLine: number;
+  /** The bound port (differs from the config with port 0), for X-Forwarded-Port. */
   readonly port: string;
 
-  constructor(readonly cfg: ListenConfig) {
+  constructor(readonly cfg: ListenConfig, boundPort?: number) {
     this.name = cfg.name;
     this.engine = ENGINES[cfg.engine];
     this.retries = cfg.retries;
@@ -72,7 +73,7 @@ export class ListenSettings {
     this.passiveConnect = cfg.passive.connect_errors;
     this.passive5xx = cfg.passive.http_5xx;
     this.maxRequestLine = cfg.max_request_line;
-    this.port = String(parseHostPort(cfg.bind)!.port);
+    this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
   }
 }
 
@@ -150,6 +151,8 @@ class Exchange {
   /** The client's sticky cookie named a usable server (no need to re-issue it). */
   stickyOk = false;
   readonly resumeUpstream = (): void => { const r = this.resumeFn; if (r) r(); };
+  /** Kept: req.socket is nulled when the response finishes. */
+  readonly socket: Socket;
 
   constructor(
     readonly l: Listener,
@@ -158,7 +161,7 @@ class Exchange {
     readonly headers: string[],
     readonly hasBody: boolean,
     readonly path: string,
-  ) {}
+  ) { this.socket = req.socket; }
 
   send(route: Route): void {
     this.route = route;
@@ -352,6 +355,7 @@ export class Listener {
     });
     const a = server.address();
     this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
+    this.s = new ListenSettings(cfg, this.bound.port);
     this.server = server;
     this.rebuild();
   }
@@ -359,7 +363,7 @@ export class Listener {
   /** New settings for the same bind address (reload). Pools are rebuilt if timeouts/engine changed. */
   update(cfg: ListenConfig): void {
     const old = this.s.cfg;
-    this.s = new ListenSettings(cfg);
+    this.s = new ListenSettings(cfg, this.bound?.port);
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
       this.server.headersTimeout = cfg.timeouts.http_request;
@@ -533,7 +537,7 @@ export class Listener {
     lc.observe(ex.status, rt);
     lc.bytesOut += ex.bytesOut;
     // Bytes read from the client since the previous request on this connection (head + body).
-    const sock = ex.req.socket as Socket & { [kRead]?: number };
+    const sock = ex.socket as Socket & { [kRead]?: number };
     const read = sock.bytesRead;
     const bytesIn = read - (sock[kRead] ?? 0);
     sock[kRead] = read;

@@ -22,12 +22,14 @@ proxy.on('proxyReq', (proxyReq: ClientRequest, req: Tagged) => {
   const sink = req[kSink]!;
   const up = req[kUp]!;
   const abort = (err?: Error) => proxyReq.destroy(err);
-  proxyReq.once('socket', (s) => {
-    if (!s.connecting) { sink.onConnect(abort); return; }
+  // http-proxy emits 'proxyReq' from the request's 'socket' event: the socket is already assigned.
+  const s = proxyReq.socket!;
+  if (!s.connecting) sink.onConnect(abort);
+  else {
     const t = setTimeout(() => proxyReq.destroy(new PairlbError('UND_ERR_CONNECT_TIMEOUT', 'connect timeout')), up.l.timeouts.connect);
     s.once('connect', () => { clearTimeout(t); sink.onConnect(abort); });
     s.once('close', () => clearTimeout(t));
-  });
+  }
   proxyReq.setTimeout(up.l.timeouts.server, () => proxyReq.destroy(new PairlbError('UND_ERR_HEADERS_TIMEOUT', 'server timeout')));
 });
 
