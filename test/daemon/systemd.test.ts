@@ -55,7 +55,7 @@ describe('systemd units', () => {
   const prefix = `plbsd${process.pid % 100000}`;
 
   beforeAll(() => {
-    ensurePackages(['systemd', 'iproute2', 'procps']);
+    ensurePackages(['systemd', 'iproute2', 'procps', 'iputils-arping']);
     ensureBuilt();
     dir = tempDir('systemd');
     // Namespaces a crashed earlier run may have left behind (only ours: same prefix scheme).
@@ -162,6 +162,35 @@ describe('systemd units', () => {
       await d.kill();
       await backend.close();
     }
+  });
+
+  it("the unit's privileges (non-root user, ambient capabilities, bounding set, no new privileges) are enough for ip, arping and port 80, and needed", () => {
+    // setpriv reproduces the unit's credentials (not its seccomp/namespace sandbox) in a namespace of
+    // our own with a veth pair: what the HA module runs on takeover and release.
+    const s = parseUnit(UNIT).get('Service')!;
+    const caps = s.get('AmbientCapabilities')![0].split(/\s+/).map((c) => c.replace(/^CAP_/, '').toLowerCase());
+    const bounding = s.get('CapabilityBoundingSet')![0].split(/\s+/).map((c) => c.replace(/^CAP_/, '').toLowerCase());
+    expect(s.get('NoNewPrivileges')![0]).toBe('yes');
+    const ns = `${prefix}c`;
+    execFileSync('ip', ['netns', 'add', ns]); netns.push(ns);
+    execFileSync('ip', ['-n', ns, 'link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'pub1']);
+    for (const dev of ['lo', 'pub0', 'pub1']) execFileSync('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    const as = (withCaps: boolean, cmd: string[]) => spawnSync('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+      `--inh-caps=-all${withCaps ? caps.map((c) => `,+${c}`).join('') : ''}`,
+      ...(withCaps ? [`--ambient-caps=-all${caps.map((c) => `,+${c}`).join('')}`] : []),
+      `--bounding-set=-all${withCaps ? bounding.map((c) => `,+${c}`).join('') : ''}`,
+      '--no-new-privs', ...cmd], { encoding: 'utf8', timeout: 10_000 });
+    const ok = (r: ReturnType<typeof as>) => `${r.status} ${r.stderr.trim()}`;
+    expect(ok(as(true, ['ip', 'addr', 'add', '198.18.0.10/24', 'dev', 'pub0']))).toBe('0 ');
+    expect(execFileSync('ip', ['-n', ns, '-br', 'addr', 'show', 'pub0'], { encoding: 'utf8' })).toContain('198.18.0.10/24');
+    expect(as(true, ['arping', '-U', '-c', '1', '-I', 'pub0', '198.18.0.10']).status).toBe(0);
+    expect(as(true, ['arping', '-D', '-c', '1', '-w', '1', '-I', 'pub0', '198.18.0.99']).status).toBe(0);
+    const bind80 = "require('net').createServer().listen(80,'0.0.0.0',function(){console.log('bound');this.close()}).on('error',e=>console.log(e.code))";
+    expect(as(true, [process.execPath, '-e', bind80]).stdout.trim()).toBe('bound');
+    expect(ok(as(true, ['ip', 'addr', 'del', '198.18.0.10/24', 'dev', 'pub0']))).toBe('0 ');
+    // Control: the same user without the capabilities can do none of it.
+    expect(as(false, ['ip', 'addr', 'add', '198.18.0.10/24', 'dev', 'pub0']).status).not.toBe(0);
+    expect(as(false, [process.execPath, '-e', bind80]).stdout.trim()).toBe('EACCES');
   });
 
   it('sysusers and tmpfiles snippets apply to a scratch root', () => {
