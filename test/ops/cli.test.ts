@@ -21,7 +21,7 @@ global: { node: cli-test, log: { level: info, access: off } }
 listen:
   - name: web
     bind: 127.0.0.1:${port}
-    check: { interval: 200ms, fall: 2, rise: 1 }
+    check: { interval: 300ms, timeout: 3s, fall: 3, rise: 1 }
     backends:
       - { name: web1, address: "${b1.address}" }
       - { name: web2, address: "${b2.address}" }

@@ -178,18 +178,21 @@ stats:
       }
       const url = statsUrl(big.app) + '/metrics';
       await (await fetch(url)).text(); // warm-up (JIT)
-      const times: number[] = [];
+      // Cost of a scrape = CPU time of this process while rendering (immune to other processes
+      // competing for the 2 cores); wall time of the HTTP round trip is reported alongside.
+      const cpu: number[] = [], wall: number[] = [];
       let text = '';
       for (let i = 0; i < 15; i++) {
-        const t0 = performance.now();
+        const c0 = process.cpuUsage(), t0 = performance.now();
         text = await (await fetch(url)).text();
-        times.push(performance.now() - t0);
+        wall.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu.push((c.user + c.system) / 1000);
       }
-      times.sort((a, b) => a - b);
-      const median = times[7];
-      console.log(`scrape of 100 backends: median ${median.toFixed(1)} ms, min ${times[0].toFixed(1)}, max ${times[14].toFixed(1)} (${text.length} bytes, ${text.split('\n').length} lines)`);
+      cpu.sort((a, b) => a - b); wall.sort((a, b) => a - b);
+      console.log(`scrape of 100 backends (${text.length} bytes, ${text.split('\n').length} lines): CPU median ${cpu[7].toFixed(1)} ms [${cpu[0].toFixed(1)}-${cpu[14].toFixed(1)}], wall median ${wall[7].toFixed(1)} ms [${wall[0].toFixed(1)}-${wall[14].toFixed(1)}]`);
       expect(text.match(/^pairlb_backend_sessions_total\{/gm)!.length).toBe(100);
-      expect(median).toBeLessThan(50);
+      expect(cpu[7]).toBeLessThan(50);
     } finally { await big.stop(); }
   });
 });
