@@ -210,16 +210,17 @@ export function startPoller(topo, { interval = 20, timeout = 1000, maxMs = 120_0
 /**
  * Figures of one failover from the client's samples:
  *   first_reply_ms: from t0 to the earliest successful answer from `to` to a request sent after t0
- *   outage_ms:      longest gap between consecutive successful answers (by completion) in the window
+ *   outage_ms:      longest gap between the send times of consecutive answered requests in the window
  *   failed:         requests sent in the window that got no HTTP answer
  */
 export function analyse(samples, t0, to, tEnd = Infinity) {
   const win = samples.filter((x) => x.s >= t0 - 200 && x.s <= tEnd).sort((a, b) => a.s - b.s);
   // Earliest *answer* (a request sent just after t0 may only succeed on its SYN retransmit, 1 s later).
   const firstNew = win.filter((x) => x.ok && x.lb === to && x.s >= t0).sort((a, b) => a.e - b.e)[0];
-  const okEnds = win.filter((x) => x.ok).map((x) => x.e).sort((a, b) => a - b);
-  let outage = 0;
-  for (let i = 1; i < okEnds.length; i++) outage = Math.max(outage, okEnds[i] - okEnds[i - 1]);
+  // Outage as the client lives it: the longest stretch of sending time in which no request got an
+  // answer (gap between the send times of consecutive answered requests; 20 ms when nothing failed).
+  let outage = 0, lastOk;
+  for (const x of win) if (x.ok) { if (lastOk !== undefined) outage = Math.max(outage, x.s - lastOk); lastOk = x.s; }
   const failed = win.filter((x) => !x.ok && x.s >= t0 - 50);
   return {
     first_reply_ms: firstNew ? Math.round(firstNew.e - t0) : null,
@@ -287,7 +288,7 @@ vrrp_instance VI_1 {
 
 export function startKeepalived(topo, node, cfgFile, dir) {
   const n = node === 'lb1' ? 'l1' : 'l2';
-  return topo.spawn(n, '/usr/sbin/keepalived', ['-n', '-l', '-D', '-P', '-f', cfgFile,
+  return topo.spawn(n, '/usr/sbin/keepalived', ['-n', '-l', '-D', '-G', '-P', '-f', cfgFile,
     `--pid=${dir}/${node}-ka.pid`, `--vrrp_pid=${dir}/${node}-vrrp.pid`], { name: `keepalived-${node}` });
 }
 

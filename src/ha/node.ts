@@ -144,6 +144,7 @@ export class HaNode implements Module {
   // ---- timers ---------------------------------------------------------------------------------
 
   private tick(): void {
+    if (this.fsm.role !== 'master' && !this.fsm.stopping) this.vip.prepare();
     const ok = this.healthNow();
     if (ok !== this.fsm.healthy) this.dispatch({ type: 'health', ok, reason: ok ? 'healthy again' : this.healthReason });
     this.sendAdvert();
@@ -237,9 +238,10 @@ export class HaNode implements Module {
         clearTimeout(this.timers.release); this.timers.release = undefined;
         this.enqueue(async () => {
           const t0 = performance.now();
-          try { await this.vip.add(); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
-          this.vip.startAnnouncing();
-          this.log.info({ vip: this.cfg.vip.address, dev: this.cfg.vip.interface, ms: +(performance.now() - t0).toFixed(1) }, 'VIP added and announced (gratuitous ARP)');
+          let r;
+          try { r = await this.vip.add(); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
+          this.vip.startAnnouncing(!r.garpSent);
+          this.log.info({ vip: this.cfg.vip.address, dev: this.cfg.vip.interface, ms: +(performance.now() - t0).toFixed(1), preforked: r.garpSent }, 'VIP added and announced (gratuitous ARP)');
           if (this.fsm.peer) this.pushState('takeover');
         });
         return;

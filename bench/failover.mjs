@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+// npm run bench:failover [-- --rounds 5] [--json FILE] [--targets pairlb,keepalived-1s,keepalived-100ms]
+//                             [--scenarios node-dies,graceful,failback,link-cut,split-heal]
+//
+// Failover of the HA pair in network namespaces (topology in bench/failover-lib.mjs): pairlb with
+// its default HA config against keepalived 2.2.7 (Debian) with advert_int 1 and 0.1, in the same
+// topology and the same run. For keepalived the data plane on each balancer is pairlb standalone
+// (no `ha:` section), so only the VIP handling differs. The client opens a new connection for
+// each request, one every 20 ms, each with a 1 s timeout (shared/testbed.md).
+//
+// Scenarios (each round starts with lb1 master and the client served by lb1):
+//   node-dies   t0 = every process of lb1 SIGKILLed and lb1's public link set down
+//   failback    t0 = lb1 (link up again) restarted after node-dies; includes pairlb's failback_delay
+//               (2 s by default) and keepalived's preemption
+//   graceful    t0 = SIGTERM to lb1's pairlb (pairlb) or keepalived (keepalived targets)
+//   link-cut    t0 = the dedicated link loses carrier (ip link set eth1 down) for 2 s
+//   split-heal  the dedicated link silently drops everything (tc pfifo limit 0) for 3 s; t0 = heal
+// Figures per round: first_reply_ms (t0 → earliest answer from the node that should serve: lb2 for
+// node-dies/graceful, lb1 otherwise), outage_ms (longest gap between answers), failed (requests sent
+// after t0 that got no answer within 1 s). Printed as min/median/max over the rounds.
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as L from './failover-lib.mjs';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    json: { type: 'string' },
+    targets: { type: 'string', default: 'pairlb,keepalived-1s,keepalived-100ms' },
+    scenarios: { type: 'string', default: 'node-dies,failback,graceful,link-cut,split-heal' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+const ROUNDS = Number(values.rounds);
+const TARGETS = values.targets.split(',');
+const SCENARIOS = values.scenarios.split(',');
+const SPLIT_MAX_MS = 35_000; // keepalived's blackhole after a split lasts ~26 s (keepalived#166)
+
+if (process.getuid?.() !== 0) { console.error('bench:failover needs root (network namespaces)'); process.exit(2); }
+for (const [bin, pkg] of [['/usr/sbin/keepalived', 'keepalived'], ['/usr/bin/arping', 'iputils-arping'], ['/usr/sbin/ip', 'iproute2']]) {
+  if (!existsSync(bin)) { console.error(`missing ${bin}: apt-get install -y ${pkg}`); process.exit(2); }
+}
+if (!existsSync(L.MAIN)) { console.error('dist/ missing: run npx tsc -p . first'); process.exit(2); }
+
+const log = (...a) => { if (values.verbose) console.error(new Date().toISOString().slice(11, 23), ...a); };
+const sleep = L.sleep;
+
+async function until(f, ms, what) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { if (await f()) return true; await sleep(20); }
+  throw new Error(`timeout after ${ms} ms: ${what}`);
+}
+
+class Rig {
+  constructor(target, topo, dir) {
+    this.target = target; this.t = topo; this.dir = dir;
+    this.ka = target.startsWith('keepalived') ? (target === 'keepalived-1s' ? 1 : 0.1) : undefined;
+    this.procs = { lb1: [], lb2: [] };
+  }
+
+  async setup() {
+    writeFileSync(join(this.dir, 'ha.key'), 'bench-key-' + 'x'.repeat(32), { mode: 0o600 });
+    for (const n of ['lb1', 'lb2']) {
+      writeFileSync(join(this.dir, `${n}.yaml`), L.pairlbConfig(n, { dir: this.dir, ha: this.ka === undefined, admin: false }));
+      if (this.ka !== undefined) writeFileSync(join(this.dir, `${n}-ka.conf`), L.keepalivedConfig(n, { advertInt: this.ka, dir: this.dir }));
+    }
+    await this.startNode('lb1');
+    await this.startNode('lb2');
+    this.poll = L.startPoller(this.t, { interval: 20, timeout: 1000, maxMs: 3_600_000 });
+    await this.servedBy('lb1', Date.now(), 5, 15_000);
+  }
+
+  async startNode(n) {
+    const p = L.startPairlb(this.t, n, join(this.dir, `${n}.yaml`), join(this.dir, `state-${n}`));
+    this.procs[n] = [p];
+    await p.waitFor((j) => typeof j === 'object' && j.msg === 'pairlb started', 10_000, `${n} started`);
+    if (this.ka !== undefined) this.procs[n].push(L.startKeepalived(this.t, n, join(this.dir, `${n}-ka.conf`), this.dir));
+  }
+
+  /** The HA process of a node: pairlb itself, or keepalived. */
+  haProc(n) { return this.procs[n][this.procs[n].length - 1]; }
+
+  servedBy(lb, since, n = 5, ms = 15_000) {
+    return until(() => this.poll.samples.filter((x) => x.ok && x.lb === lb && x.s >= since).length >= n, ms, `${n} answers from ${lb} (${this.target})`);
+  }
+
+  async killNode(n) {
+    const ns = this.t.ns(n === 'lb1' ? 'l1' : 'l2');
+    const pids = (await L.run('ip', ['netns', 'pids', ns], { allowFail: true })).split('\n').filter(Boolean);
+    for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ } }
+    await Promise.all(this.procs[n].map((p) => p.exited));
+  }
+
+  /** Wait until the answers in flight have finished, then measure. */
+  async measure(t0, to, tEnd) {
+    await sleep(1200);
+    return L.analyse(this.poll.samples, t0, to, tEnd);
+  }
+
+  async nodeDiesThenFailback() {
+    const t0 = Date.now();
+    await Promise.all([this.killNode('lb1'), this.t.ip('l1', ['link', 'set', 'eth0', 'down'])]);
+    await this.servedBy('lb2', t0, 10, 15_000);
+    const dies = await this.measure(t0, 'lb2', Date.now());
+    await this.t.ip('l1', ['addr', 'flush', 'dev', 'eth0', 'to', `${L.NET.vip}/32`]); // a rebooted box has no VIP
+    await this.t.ip('l1', ['link', 'set', 'eth0', 'up']);
+    await sleep(300);
+    const t1 = Date.now();
+    await this.startNode('lb1');
+    await this.servedBy('lb1', t1, 10, 20_000);
+    await sleep(300);
+    const back = await this.measure(t1, 'lb1', Date.now());
+    return { 'node-dies': dies, failback: back };
+  }
+
+  async graceful() {
+    const t0 = Date.now();
+    const p = this.haProc('lb1');
+    p.kill('SIGTERM');
+    await this.servedBy('lb2', t0, 10, 15_000);
+    await p.exited;
+    const r = await this.measure(t0, 'lb2', Date.now());
+    // Restore lb1 as master (not measured).
+    if (this.ka !== undefined) this.procs.lb1.push(L.startKeepalived(this.t, 'lb1', join(this.dir, 'lb1-ka.conf'), this.dir));
+    else await this.startNode('lb1');
+    const t1 = Date.now();
+    await this.servedBy('lb1', t1, 10, 20_000);
+    await sleep(500);
+    return r;
+  }
+
+  async linkCut() {
+    const t0 = Date.now();
+    await this.t.ip('l1', ['link', 'set', 'eth1', 'down']);
+    await sleep(2000);
+    await this.t.ip('l1', ['link', 'set', 'eth1', 'up']);
+    const tUp = Date.now();
+    await this.servedBy('lb1', tUp, 10, 20_000);
+    await sleep(500);
+    return this.measure(t0, 'lb1', Date.now());
+  }
+
+  async splitHeal() {
+    const cut = Date.now();
+    for (const n of ['l1', 'l2']) await this.t.exec(n, 'tc', ['qdisc', 'replace', 'dev', 'eth1', 'root', 'pfifo', 'limit', '0']);
+    await sleep(3000);
+    const t0 = Date.now();
+    for (const n of ['l1', 'l2']) await this.t.exec(n, 'tc', ['qdisc', 'del', 'dev', 'eth1', 'root']);
+    // Settled when lb1 serves steadily again (keepalived: once the client's neighbour entry expires).
+    await until(() => {
+      const s = this.poll.samples.filter((x) => x.s >= t0).slice(-25);
+      return s.length >= 25 && s.every((x) => x.ok && x.lb === 'lb1');
+    }, SPLIT_MAX_MS, `lb1 steadily serving after the split (${this.target})`).catch((e) => log(String(e)));
+    const r = await this.measure(t0, 'lb1', Date.now());
+    r.split_ms = t0 - cut;
+    return r;
+  }
+
+  async teardown() {
+    await this.poll?.stop();
+    for (const n of ['lb1', 'lb2']) await this.killNode(n).catch(() => {});
+  }
+}
+
+const stats = (xs) => {
+  const v = xs.filter((x) => x !== null && x !== undefined).sort((a, b) => a - b);
+  if (!v.length) return null;
+  return [v[0], v[Math.floor((v.length - 1) / 2)], v[v.length - 1]];
+};
+
+const results = {}; // scenario -> target -> [round figures]
+const add = (sc, tg, f) => { ((results[sc] ??= {})[tg] ??= []).push(f); };
+
+const started = Date.now();
+for (const target of TARGETS) {
+  const dir = mkdtempSync(join(tmpdir(), `pairlb-failover-${target}-`));
+  const topo = await L.Topology.create();
+  const webs = [topo.startWeb('w1'), topo.startWeb('w2')];
+  const rig = new Rig(target, topo, dir);
+  try {
+    await Promise.all(webs.map((w) => w.waitFor((l) => l === 'listening', 5000, 'web listening')));
+    await rig.setup();
+    for (let r = 0; r < ROUNDS; r++) {
+      if (SCENARIOS.includes('node-dies') || SCENARIOS.includes('failback')) {
+        const x = await rig.nodeDiesThenFailback();
+        for (const [k, v] of Object.entries(x)) if (SCENARIOS.includes(k)) { add(k, target, v); log(target, k, JSON.stringify(v)); }
+      }
+      if (SCENARIOS.includes('graceful')) { const v = await rig.graceful(); add('graceful', target, v); log(target, 'graceful', JSON.stringify(v)); }
+      if (SCENARIOS.includes('link-cut')) { const v = await rig.linkCut(); add('link-cut', target, v); log(target, 'link-cut', JSON.stringify(v)); }
+      if (SCENARIOS.includes('split-heal')) { const v = await rig.splitHeal(); add('split-heal', target, v); log(target, 'split-heal', JSON.stringify(v)); }
+      process.stderr.write(`${target}: round ${r + 1}/${ROUNDS} done (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+    }
+  } catch (e) {
+    console.error(`${target}: ${e.stack ?? e}`);
+    process.exitCode = 1;
+  } finally {
+    await rig.teardown().catch(() => {});
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fmt = (s) => (s ? `${s[0]} / ${s[1]} / ${s[2]}` : 'n/a');
+const out = {};
+console.log(`\nfailover: ${ROUNDS} rounds per scenario; client: new connection every 20 ms, 1 s timeout; min / median / max`);
+for (const sc of SCENARIOS) {
+  console.log(`\n${sc}`);
+  console.log(`  ${'target'.padEnd(18)} ${'first reply ms'.padEnd(22)} ${'outage ms'.padEnd(22)} ${'failed requests'.padEnd(18)}`);
+  for (const tg of TARGETS) {
+    const rs = results[sc]?.[tg] ?? [];
+    const fr = stats(rs.map((x) => x.first_reply_ms)), ou = stats(rs.map((x) => x.outage_ms)), fa = stats(rs.map((x) => x.failed));
+    (out[sc] ??= {})[tg] = { first_reply_ms: fr, outage_ms: ou, failed: fa, rounds: rs.length };
+    console.log(`  ${tg.padEnd(18)} ${fmt(fr).padEnd(22)} ${fmt(ou).padEnd(22)} ${fmt(fa).padEnd(18)}`);
+  }
+}
+if (values.json) { writeFileSync(values.json, JSON.stringify(out, null, 2) + '\n'); console.log(`\nwrote ${values.json}`); }
