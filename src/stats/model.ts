@@ -100,16 +100,38 @@ function backendRow(app: App, b: Backend, now: number, opts: RowOpts, progress: 
   };
 }
 
+export interface RoleChange { at: number; from: string; to: string; reason: string }
+const lastRoleChange = new WeakMap<App, RoleChange>();
+
+/** Remember the App's last role change (HA emits 'role'): the pair panel shows it as the last failover. */
+export function watchRoles(app: App): () => void {
+  const on = (to: string, reason: string) => {
+    const prev = lastRoleChange.get(app);
+    lastRoleChange.set(app, { at: Date.now(), from: prev?.to ?? 'start', to, reason });
+  };
+  app.on('role', on);
+  return () => app.off('role', on);
+}
+
 /** JSON for a panel provided by another module, or undefined when that module is not configured. */
 export function panelStatus(app: App, name: 'ha' | 'scale'): Record<string, unknown> | undefined {
   const m = findModule<StatusLike>(app, name);
   if (!m) return undefined;
+  let s: Record<string, unknown>;
   try {
-    const s = typeof m.status === 'function' ? m.status() : {};
-    return s && typeof s === 'object' ? (s as Record<string, unknown>) : { status: s };
+    const v = typeof m.status === 'function' ? m.status() : {};
+    s = v && typeof v === 'object' ? { ...(v as Record<string, unknown>) } : { status: v };
   } catch (e) {
-    return { error: (e as Error).message };
+    s = { error: (e as Error).message };
   }
+  if (name === 'ha') {
+    // What the HA status may not carry itself: the VIP (from the config) and the last role change.
+    const vip = (app.cfg.ha as { vip?: { address?: string; interface?: string } } | undefined)?.vip;
+    if (s.vip === undefined && vip?.address) s.vip = vip.address + (vip.interface ? ` on ${vip.interface}` : '');
+    const rc = lastRoleChange.get(app);
+    if (s.lastFailover === undefined && rc) s.lastFailover = { at: new Date(rc.at).toISOString(), from: rc.from, to: rc.to, reason: rc.reason };
+  }
+  return s;
 }
 
 /** The JSON export: same columns as the page and CSV, plus the pair and scaling panels. */

@@ -10,7 +10,7 @@ import { readBody } from '../admin/http.js';
 import { Authenticator, CsrfTokens } from './auth.js';
 import type { StatsConfig } from './config.js';
 import { renderCsv } from './csv.js';
-import { RateSampler, buildTables, panelStatus, statsJson, type RowOpts } from './model.js';
+import { RateSampler, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
 import { renderPage } from './page.js';
 import { PromExporter } from './prometheus.js';
 
@@ -41,6 +41,7 @@ export class StatsModule implements Module {
   private readonly prom: PromExporter;
   private readonly log: Logger;
   private bind = '';
+  private unwatch: (() => void) | undefined;
 
   constructor(private readonly app: App, private cfg: StatsConfig) {
     this.log = app.log.child({ mod: 'stats' });
@@ -67,6 +68,7 @@ export class StatsModule implements Module {
   }
 
   async start(): Promise<void> {
+    this.unwatch = watchRoles(this.app);
     this.rates.start();
     await this.listen();
   }
@@ -97,6 +99,7 @@ export class StatsModule implements Module {
   }
 
   async stop(): Promise<void> {
+    this.unwatch?.();
     this.rates.stop();
     await this.close();
   }

@@ -44,6 +44,8 @@ main{padding:.6rem 1rem 2rem}
 .panels{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.8rem;margin-bottom:1rem}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.5rem .8rem}
 .panel h2{font-size:1rem;margin:.1rem 0 .4rem}
+.panel.warn{border-color:var(--downf);box-shadow:inset 4px 0 var(--downf)}
+.panel details{margin-top:.3rem;color:var(--mut)}
 .panel dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:0}
 .panel dt{color:var(--mut)}.panel dd{margin:0;overflow-wrap:anywhere}
 .off{color:var(--mut);font-style:italic;margin:0}
@@ -201,25 +203,65 @@ function ago(ms: unknown): string | undefined {
   return typeof ms === 'number' && Number.isFinite(ms) ? fmtDuration(ms / 1000) + ' ago' : undefined;
 }
 
+function failover(v: unknown, now: number): string | undefined {
+  if (!v || typeof v !== 'object') return v === undefined || v === null ? undefined : String(v);
+  const f = v as Record<string, unknown>;
+  const at = typeof f.at === 'string' || typeof f.at === 'number' ? new Date(f.at).getTime() : NaN;
+  const when = Number.isFinite(at) ? ago(now - at) : undefined;
+  return [f.from !== undefined && f.to !== undefined ? `${f.from} → ${f.to}` : undefined, when, f.reason ? `(${f.reason})` : undefined].filter(Boolean).join(' ');
+}
+
 function pairPanel(p: PageInput): string {
   if (!p.ha) return `<div class="panel off-panel"><h2>Pair</h2><p class="off">HA not configured: this node (${esc(p.node)}) runs standalone.</p></div>`;
   const h = p.ha;
   const peer = (h.peer && typeof h.peer === 'object' ? h.peer : undefined) as Record<string, unknown> | undefined;
+  const hb = peer ? (ago(peer.lastSeenMs ?? peer.ageMs ?? peer.lastHeardMs) ?? 'never') : ago(h.peerAgeMs ?? h.heartbeatAgeMs);
+  const paths = peer?.paths && typeof peer.paths === 'object' ? Object.entries(peer.paths as Record<string, unknown>).map(([k, v]) => `${k} ${v ? 'up' : 'DOWN'}`).join(', ') : undefined;
   const known: Record<string, unknown> = {
     node: h.node ?? p.node,
     role: h.role ?? p.role,
-    peer: peer ? [peer.name ?? peer.node, peer.role, peer.address].filter(Boolean).join(' · ') : h.peer,
-    'last heartbeat': peer ? (ago(peer.lastSeenMs ?? peer.ageMs ?? peer.lastHeardMs) ?? (peer.alive === false ? 'silent' : 'never')) : ago(h.peerAgeMs ?? h.heartbeatAgeMs),
+    peer: peer ? [peer.name ?? peer.node, peer.role, peer.alive === false ? 'SILENT' : undefined].filter(Boolean).join(' · ') : h.peer,
+    'last heartbeat': hb,
+    paths,
     VIP: h.vip,
-    'last failover': h.lastFailover,
+    'last failover': failover(h.lastFailover, p.now) ?? 'none since start',
   };
-  const rest = Object.fromEntries(Object.entries(h).filter(([k]) => !['node', 'role', 'peer', 'vip', 'lastFailover', 'peerAgeMs', 'heartbeatAgeMs'].includes(k)));
-  return `<div class="panel"><h2>Pair</h2>${kv({ ...known, ...rest })}</div>`;
+  const skip = ['node', 'role', 'peer', 'vip', 'lastFailover', 'peerAgeMs', 'heartbeatAgeMs'];
+  const rest = Object.fromEntries(Object.entries(h).filter(([k]) => !skip.includes(k)));
+  const silent = peer?.alive === false;
+  return `<div class="panel${silent ? ' warn' : ''}"><h2>Pair</h2>${kv(known)}${Object.keys(rest).length ? `<details><summary>details</summary>${kv(rest)}</details>` : ''}</div>`;
 }
 
+type Obj = Record<string, unknown>;
+const arr = (v: unknown): Obj[] => (Array.isArray(v) ? (v.filter((x) => x && typeof x === 'object') as Obj[]) : []);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+/** Scaling panel from the scaler's status() (src/scale/scaler.ts ScaleStatus), read defensively. */
 function scalePanel(p: PageInput): string {
   if (!p.scale) return '<div class="panel off-panel"><h2>Scaling</h2><p class="off">Scaling not configured.</p></div>';
-  return `<div class="panel"><h2>Scaling</h2>${kv(p.scale)}</div>`;
+  const s = p.scale;
+  const since = (at: unknown) => { const t = num(at); return t !== undefined ? ago(p.now - t) : undefined; };
+  const rows: Obj = {};
+  rows.scaler = s.enabled === false ? 'disabled' : s.active === false ? 'standby (runs on the master)' : s.active === true ? 'active on this node' : undefined;
+  const targets = arr(s.targets);
+  if (targets.length) {
+    rows['load (SNMP)'] = targets.map((t) => {
+      const last = t.last as Obj | undefined;
+      const v = !last ? 'no sample yet' : last.status === 'ok' && num(last.load) !== undefined ? (num(last.load) as number).toFixed(2) : `unknown${last.reason ? ': ' + String(last.reason) : ''}`;
+      return `${String(t.name)} ${v}${last ? ' (' + (since(last.at) ?? '') + ')' : ''}`;
+    }).join(' · ');
+  }
+  const clones = arr(s.clones);
+  rows.clones = clones.length ? clones.map((c) => `${String(c.name)} ${String(c.state ?? '')}${c.address ? ' ' + String(c.address) : ''}${c.error ? ' ERROR ' + String(c.error) : ''}`).join(' · ') : 'none';
+  const decisions = arr(s.decisions);
+  if (decisions.length) rows['last decisions'] = decisions.slice(-6).map((d) => `${String(d.source ?? '')}: ${String(d.action ?? '')}${d.clone ? ' ' + String(d.clone) : ''} (${String(d.reason ?? '')}) ${since(d.at) ?? ''}`.trim()).join(' · ');
+  const alarms = arr(s.alarms);
+  if (alarms.length) rows.alarms = alarms.slice(-3).map((a) => `${String(a.code ?? '')}: ${String(a.message ?? '')} ${since(a.at) ?? ''}`.trim()).join(' · ');
+  const rc = s.lastReconcile as Obj | undefined;
+  if (rc) rows['last reconcile'] = `${rc.ok ? 'ok' : 'FAILED'} ${since(rc.at) ?? ''}${rc.ok ? '' : ': ' + String(rc.message ?? '')}`;
+  const events = arr(s.events);
+  const ev = events.length ? `<details><summary>recent events</summary><dl>${events.slice(-8).reverse().map((e) => `<dt>${esc(since(e.at) ?? '')}</dt><dd>${esc(String(e.message ?? e.event ?? ''))}</dd>`).join('')}</dl></details>` : '';
+  return `<div class="panel${alarms.length ? ' warn' : ''}"><h2>Scaling</h2>${kv(rows)}${ev}</div>`;
 }
 
 export function renderPage(p: PageInput): string {

@@ -8,6 +8,8 @@ import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { hashPassword } from '../../src/stats/auth.js';
 import type { StatsModule } from '../../src/stats/module.js';
+import { renderPage } from '../../src/stats/page.js';
+import { buildTables } from '../../src/stats/model.js';
 
 /**
  * The stats page in a real headless Chromium (Debian chromium + playwright-core): log in, see every
@@ -132,3 +134,40 @@ test('log in, see every backend, drain one from the page, traffic stops going to
   }
   await ctx.close();
 }, 90_000);
+
+test('pair and scaling panels render the HA and scaler status readably (laptop and phone)', async () => {
+  // Pure rendering (renderPage) of status objects shaped as src/ha/node.ts HaStatus and
+  // src/scale/scaler.ts ScaleStatus, with this run's real tables; the integration of those modules
+  // is tested where they run (namespaces, snmpd, sshd).
+  const now = Date.now();
+  const html = renderPage({
+    node: 'lb-01', role: 'master', now, tables: buildTables(h.app, { now }), refreshMs: 0, nonce: 'n',
+    ha: {
+      role: 'master', node: 'lb-01', vip: '10.0.0.1/24 on eth0',
+      peer: { name: 'lb-02', role: 'backup', alive: true, lastSeenMs: 180, paths: { dedicated: true, public: false } },
+      lastFailover: { at: new Date(now - 754_000).toISOString(), from: 'backup', to: 'master', reason: 'peer dead: no heartbeat on any path for 1500 ms' },
+      incarnation: '1763768400123', stateVersion: 42, received: 1234, sent: 1240, garps: 10, lateHeartbeats: 1, transitions: 3,
+      rejected: { bad_hmac: 0, replay: 2 },
+    },
+    scale: {
+      enabled: true, active: true,
+      targets: [
+        { key: 'vds-01', kind: 'vds', name: 'vds-01', source: 'vds-01', agent: '10.0.0.21:161', version: '3', intervalMs: 10000, last: { at: now - 3000, status: 'ok', load: 2.41 }, samples: [] },
+        { key: 'vds-02', kind: 'vds', name: 'vds-02', source: 'vds-02', agent: '10.0.0.22:161', version: '3', intervalMs: 10000, last: { at: now - 4000, status: 'unknown', reason: 'timeout' }, samples: [] },
+      ],
+      decisions: [{ action: 'clone', source: 'vds-01', reason: 'load 2.41 >= 2 for 3 samples', at: now - 60_000 }, { action: 'none', source: 'vds-02', reason: 'load unknown', at: now - 4000 }],
+      clones: [{ name: 'vds-01-clone-a1b2c3', source: 'vds-01', listen: 'web', hypervisor: 'hv1', state: 'active', address: '10.0.0.31:80', createdAt: now - 50_000, since: now - 20_000 }],
+      events: [{ at: now - 50_000, event: 'clone', message: 'cloned vds-01 as vds-01-clone-a1b2c3 on hv1' }],
+      alarms: [], unknownClones: [], lastReconcile: { at: now - 30_000, ok: true, message: '' },
+    },
+  });
+  expect(html).toContain('backup → master');
+  expect(html).toContain('vds-01 2.41');
+  const ctx = await browser({ viewport: { width: 1366, height: 768 } });
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  await page.setContent(html);
+  await page.screenshot({ path: join(ARTIFACTS, 'stats-panels-laptop.png'), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(ARTIFACTS, 'stats-panels-phone.png'), fullPage: true });
+  await ctx.close();
+}, 60_000);
