@@ -103,7 +103,7 @@ async function main() {
   const plan = cpuPlan();
   if (!values['no-build']) { const w = build(ROOT); if (w) process.stdout.write(`note: ${w}\n`); }
   const dir = mkdtempSync(join(tmpdir(), 'pairlb-prof-'));
-  const out = resolve(values.out ?? join(ROOT, 'bench', 'profiles'));
+  const out = resolve(values.out ?? join(ROOT, 'bench', 'results', 'profiles'));
   mkdirSync(out, { recursive: true });
   const before = new Set(readdirSync(out));
   process.on('exit', killAllSync);

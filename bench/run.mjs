@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBinaries, versions, cpuPlan, nofile, loadAvg, build } from './lib/env.mjs';
-import { startBackends, startTarget, TARGET_NAMES } from './lib/targets.mjs';
+import { startBackends, startTarget, TARGET_NAMES, REF_TARGETS } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
 import { stopAll, killAllSync, treeCpu, treeRssMb, cpuTimes, cpuBusyPct, cpuSeconds, processTree, httpGet } from './lib/procs.mjs';
 import { summarize, scenarioTable, toJson, ratioMedian, fmt, fmtInt, median } from './lib/report.mjs';
@@ -26,7 +26,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --connections N   wrk connections (default 64)
   --scenarios LIST  comma list (default all): small-keepalive,large-keepalive,small-close,
                     sticky-small-keepalive,sticky-large-keepalive,sticky-small-close,stats-small-keepalive
-  --targets LIST    comma list (default all): ${TARGET_NAMES.join(',')} (haproxy is always kept: it is the reference)
+  --targets LIST    comma list (default: ${TARGET_NAMES.join(',')}; haproxy is always kept, it is the
+                    reference); opt-in: ${REF_TARGETS.join(',')} (bench/ref/: minimal proxies, the
+                    design ceilings pairlb's overhead is measured against)
   --json FILE       write { scenario: { target: { rps, p50_ms, p99_ms, rss_mb, ratio_vs_haproxy } } }
   --raw FILE        write every single run (per round) as JSON
   --node-flags STR  extra flags for the pairlb node processes (e.g. "--max-semi-space-size=64")
@@ -84,7 +86,7 @@ function parseOptions(argv) {
     return xs;
   };
   o.scenarios = list(values.scenarios, SCENARIOS.map((s) => s.name), 'scenario').map((n) => SCENARIOS.find((s) => s.name === n));
-  o.targets = list(values.targets, TARGET_NAMES, 'target');
+  o.targets = values.targets ? list(values.targets, [...TARGET_NAMES, ...REF_TARGETS], 'target') : [...TARGET_NAMES];
   if (!o.targets.includes('haproxy')) o.targets.push('haproxy');
   return o;
 }
@@ -92,8 +94,9 @@ function parseOptions(argv) {
 /** Which targets run in a scenario, in their base order (rotated per round). */
 function targetsOf(scen, available) {
   if (scen.stats) return ['pairlb', 'pairlb-stats'].filter((t) => available.has(t));
-  const ts = TARGET_NAMES.filter((t) => available.has(t));
-  return scen.sticky ? ts.filter((t) => t !== 'nginx' && t !== 'direct') : ts;
+  const ts = [...TARGET_NAMES, ...REF_TARGETS].filter((t) => available.has(t));
+  // Only targets with a sticky listener (pairlb engines, HAProxy) run the sticky scenarios.
+  return scen.sticky ? ts.filter((t) => available.get(t).stickyPort) : ts;
 }
 
 const log = (s) => process.stdout.write(s + '\n');

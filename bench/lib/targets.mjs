@@ -5,6 +5,8 @@ import * as cfg from './configs.mjs';
 import { freePort, startPinned, waitHttp, processTree, httpGet } from './procs.mjs';
 
 export const TARGET_NAMES = ['pairlb', 'pairlb-http-proxy', 'haproxy', 'nginx', 'direct'];
+/** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
+export const REF_TARGETS = ['ref-undici', 'ref-llhttp'];
 
 /** Two nginx backends (one worker each) pinned to the client CPU. Returns their ports and handles. */
 export async function startBackends(dir, bins, cpu) {
@@ -47,6 +49,13 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     const port = await freePort();
     writeFileSync(join(dir, 'nginx-proxy.conf'), cfg.nginxProxy(dir, 'nginx-proxy', port, bports));
     const handle = startPinned(name, cpu, bins.nginx, cfg.nginxArgs(dir, 'nginx-proxy'), { logFd: log(name) });
+    await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
+    return { name, port, handle, pids: () => processTree(handle.pid) };
+  }
+  if (name === 'ref-undici' || name === 'ref-llhttp') {
+    const port = await freePort();
+    const file = join(root, 'bench', 'ref', name === 'ref-undici' ? 'undici-dispatch.mjs' : 'llhttp-upstream.mjs');
+    const handle = startPinned(name, cpu, process.execPath, [...nodeFlags, file, String(port), ...bports.map(String)], { logFd: log(name) });
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
