@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { Authenticator, CsrfTokens, hashPassword, parseHash, secretEquals } from '../../src/stats/auth.js';
 import { verdict, type ListenSummary, type PairSummary } from '../../src/admin/status.js';
 import { COLUMNS } from '../../src/stats/columns.js';
@@ -87,6 +88,12 @@ describe('column table and escaping', () => {
       const t = types.get(c.prom.metric);
       if (t) expect(c.prom.type).toBe(t); else types.set(c.prom.metric, c.prom.type);
     }
+  });
+  test('docs/operations-stats.md documents every column', () => {
+    const doc = readFileSync(new URL('../../docs/operations-stats.md', import.meta.url), 'utf8');
+    const missing = COLUMNS.map((c) => c.key).filter((k) => !doc.includes('`' + k + '`') && !/^http_[1-5]xx$/.test(k));
+    expect(missing).toEqual([]);
+    for (const c of COLUMNS) if (c.prom) expect(doc, c.prom.metric).toContain(c.prom.metric);
   });
   test('csv escaping, spreadsheet formulas neutralised', () => {
     expect(csvEscape('a,b')).toBe('"a,b"');
