@@ -122,6 +122,7 @@ export class Scaler implements Module {
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | undefined;
   private retryPending = false;
+  private inflight = new Set<Promise<void>>();
   private clients = new Map<string, HypervisorClient>();
   private readonly onRole = () => { void this.syncRole(); };
 
@@ -156,6 +157,9 @@ export class Scaler implements Module {
     this.stopped = true;
     this.app.off('role', this.onRole);
     await this.deactivate();
+    // Operations stop at their next step; give a running SSH command a moment to return so its
+    // outcome is recorded. Whatever is still running is in the state file for the next start.
+    if (this.inflight.size) await Promise.race([Promise.allSettled([...this.inflight]), sleep(2000)]);
   }
 
   private buildClients(): void {
@@ -184,6 +188,7 @@ export class Scaler implements Module {
     this.running = false;
     clearTimeout(this.reconcileTimer);
     this.reconcileTimer = undefined;
+    this.retryPending = false;
     this.closeTargets();
     this.event({ event: 'inactive', message: `scaler inactive (role ${this.app.role})` });
   }
@@ -333,8 +338,9 @@ export class Scaler implements Module {
   private runOp(source: string, fn: () => Promise<void>): void {
     if (this.busy.has(source)) return;
     this.busy.add(source);
-    void fn().catch((e) => this.log.error({ err: e, source }, 'scale operation crashed'))
-      .finally(() => { this.busy.delete(source); });
+    const p = fn().catch((e) => this.log.error({ err: e, source }, 'scale operation crashed'))
+      .finally(() => { this.busy.delete(source); this.inflight.delete(p); });
+    this.inflight.add(p);
   }
 
   // ---- clone ------------------------------------------------------------------------------------
