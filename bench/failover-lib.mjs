@@ -219,8 +219,10 @@ export function analyse(samples, t0, to, tEnd = Infinity) {
   const firstNew = win.filter((x) => x.ok && x.lb === to && x.s >= t0).sort((a, b) => a.e - b.e)[0];
   // Outage as the client lives it: the longest stretch of sending time in which no request got an
   // answer (gap between the send times of consecutive answered requests; 20 ms when nothing failed).
-  let outage = 0, lastOk;
-  for (const x of win) if (x.ok) { if (lastOk !== undefined) outage = Math.max(outage, x.s - lastOk); lastOk = x.s; }
+  let lastOk = Math.max(...samples.filter((x) => x.ok && x.s < t0).map((x) => x.s));
+  if (!Number.isFinite(lastOk)) lastOk = t0;
+  let outage = 0;
+  for (const x of win) if (x.ok && x.s >= lastOk) { outage = Math.max(outage, x.s - lastOk); lastOk = x.s; }
   const failed = win.filter((x) => !x.ok && x.s >= t0 - 50);
   return {
     first_reply_ms: firstNew ? Math.round(firstNew.e - t0) : null,

@@ -69,7 +69,7 @@ class Rig {
     await this.startNode('lb1');
     await this.startNode('lb2');
     this.poll = L.startPoller(this.t, { interval: 20, timeout: 1000, maxMs: 3_600_000 });
-    await this.servedBy('lb1', Date.now(), 5, 15_000);
+    await this.steady('lb1', 30_000);
   }
 
   async startNode(n) {
@@ -82,14 +82,26 @@ class Rig {
   /** The HA process of a node: pairlb itself, or keepalived. */
   haProc(n) { return this.procs[n][this.procs[n].length - 1]; }
 
+  /** lb serves steadily: the last 25 requests (0.5 s) all answered by it. */
+  steady(lb, ms = 20_000) {
+    return until(() => {
+      const s = this.poll.samples.slice(-25);
+      return s.length === 25 && s.every((x) => x.ok && x.lb === lb);
+    }, ms, `${lb} steadily serving (${this.target})`);
+  }
+
   servedBy(lb, since, n = 5, ms = 15_000) {
     return until(() => this.poll.samples.filter((x) => x.ok && x.lb === lb && x.s >= since).length >= n, ms, `${n} answers from ${lb} (${this.target})`);
   }
 
-  async killNode(n) {
+  /** Every process of the node (pairlb, keepalived, their children): our own, in our namespace. */
+  async pids(n) {
     const ns = this.t.ns(n === 'lb1' ? 'l1' : 'l2');
-    const pids = (await L.run('ip', ['netns', 'pids', ns], { allowFail: true })).split('\n').filter(Boolean);
-    for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ } }
+    return (await L.run('ip', ['netns', 'pids', ns], { allowFail: true })).split('\n').filter(Boolean).map(Number);
+  }
+
+  async killNode(n, pids) {
+    for (const pid of pids ?? await this.pids(n)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     await Promise.all(this.procs[n].map((p) => p.exited));
   }
 
@@ -100,17 +112,23 @@ class Rig {
   }
 
   async nodeDiesThenFailback() {
+    const pids = await this.pids('lb1');
     const t0 = Date.now();
-    await Promise.all([this.killNode('lb1'), this.t.ip('l1', ['link', 'set', 'eth0', 'down'])]);
+    await Promise.all([this.killNode('lb1', pids), this.t.ip('l1', ['link', 'set', 'eth0', 'down'])]);
     await this.servedBy('lb2', t0, 10, 15_000);
     const dies = await this.measure(t0, 'lb2', Date.now());
+    if (values.verbose) {
+      const tl = this.haProc('lb2').logs.filter((j) => j.time && Date.parse(j.time) >= t0 - 100)
+        .map((j) => `${Date.parse(j.time) - t0}ms ${j.msg}${j.ms !== undefined ? ` (${j.ms} ms)` : ''}`);
+      log('lb2 timeline after kill:', tl.slice(0, 8).join(' | '));
+    }
     await this.t.ip('l1', ['addr', 'flush', 'dev', 'eth0', 'to', `${L.NET.vip}/32`]); // a rebooted box has no VIP
     await this.t.ip('l1', ['link', 'set', 'eth0', 'up']);
     await sleep(300);
     const t1 = Date.now();
     await this.startNode('lb1');
     await this.servedBy('lb1', t1, 10, 20_000);
-    await sleep(300);
+    await this.steady('lb1');
     const back = await this.measure(t1, 'lb1', Date.now());
     return { 'node-dies': dies, failback: back };
   }
@@ -127,7 +145,7 @@ class Rig {
     else await this.startNode('lb1');
     const t1 = Date.now();
     await this.servedBy('lb1', t1, 10, 20_000);
-    await sleep(500);
+    await this.steady('lb1');
     return r;
   }
 
@@ -138,7 +156,7 @@ class Rig {
     await this.t.ip('l1', ['link', 'set', 'eth1', 'up']);
     const tUp = Date.now();
     await this.servedBy('lb1', tUp, 10, 20_000);
-    await sleep(500);
+    await this.steady('lb1');
     return this.measure(t0, 'lb1', Date.now());
   }
 

@@ -206,13 +206,30 @@ describe('ha pair in network namespaces', () => {
     expect(analyse(poll.samples, t0, 'lb1', await settle()).failed).toBe(0);
   });
 
+  it('public interface down on the master: FAULT, VIP released, the backup takes over; up again: failback', async () => {
+    const t0 = Date.now();
+    await t.ip('l1', ['link', 'set', 'eth0', 'down']);
+    const f = await lb1.waitRole('fault', 3000, t0);
+    expect(f.reason).toBe('interface eth0 is down');
+    const m2 = await lb2.waitRole('master', 3000, t0);
+    expect(m2.reason).toMatch(/peer lb1 is in fault/);
+    await servedBy('lb2', t0, 5);
+    expect(await vipOn(t, 'l1')).toBe(false);
+    const t1 = Date.now();
+    await t.ip('l1', ['link', 'set', 'eth0', 'up']);
+    await lb1.waitRole('backup', 3000, t1);
+    const m = await lb1.waitRole('master', 6000, t1);
+    await servedBy('lb1', m._at, 5);
+    expect(analyse(poll.samples, t1, 'lb1', await settle()).failed).toBe(0);
+  });
+
   it('notify hooks ran on each role change', async () => {
     const { readFileSync } = await import('node:fs');
     const lines = readFileSync(join(dir, 'notify.log'), 'utf8').trim().split('\n');
     expect(lines).toEqual(expect.arrayContaining([
       'lb1 master VIP free (RFC 5227 probe unanswered)', 'lb2 backup peer lb1 is preferred',
       'lb2 master peer hands over (graceful stop)', 'lb1 backup handed over: peer holds and announced the VIP',
-      'lb1 master auto_failback: preferred over peer lb2',
+      'lb1 master auto_failback: preferred over peer lb2', 'lb1 fault interface eth0 is down',
     ]));
   });
 
