@@ -27,6 +27,21 @@ export class AdminActions {
 
   constructor(private readonly app: App, private readonly log: Logger) {}
 
+  /**
+   * On the backup of a replicating pair, runtime state comes from the master and a local change
+   * would be overwritten (or fight the master's): changes are refused with a pointer to the master.
+   */
+  readOnlyReason(): string | undefined {
+    const ha = this.app.cfg.ha as { replicate?: boolean } | undefined;
+    if (ha && ha.replicate !== false && this.app.role === 'backup') return 'this node is the HA backup: runtime state is replicated from the master; make the change on the master';
+    return undefined;
+  }
+
+  private writable(): void {
+    const why = this.readOnlyReason();
+    if (why) throw new PairlbError('PAIRLB_NOT_MASTER', why);
+  }
+
   view(b: Backend): BackendView {
     const state = b.admin === 'maint' ? 'MAINT' : b.health === 'down' ? 'DOWN' : b.admin === 'drain' ? 'DRAIN' : 'UP';
     return {
@@ -55,6 +70,7 @@ export class AdminActions {
   }
 
   setState(listen: string, name: string, state: string, who: Actor): BackendView {
+    this.writable();
     if (state !== 'ready' && state !== 'drain' && state !== 'maint') throw new PairlbError('PAIRLB_BAD_STATE', `state must be ready, drain or maint (got ${JSON.stringify(state)})`);
     const b = this.must(listen, name);
     if (this.removing.has(listen + '/' + name)) throw new PairlbError('PAIRLB_REMOVING', `${listen}/${name} is being removed`);
@@ -65,6 +81,7 @@ export class AdminActions {
   }
 
   setWeight(listen: string, name: string, weight: unknown, who: Actor): BackendView {
+    this.writable();
     const w = typeof weight === 'string' && /^\d{1,3}$/.test(weight.trim()) ? Number(weight) : weight;
     if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 256) throw new PairlbError('PAIRLB_BAD_WEIGHT', `weight must be an integer 0..256 (got ${JSON.stringify(weight)})`);
     const b = this.must(listen, name);
@@ -75,6 +92,7 @@ export class AdminActions {
   }
 
   add(listen: string, spec: { name?: unknown; address?: unknown; weight?: unknown; backup?: unknown; check?: unknown; state?: unknown; cookie?: unknown }, who: Actor): BackendView {
+    this.writable();
     if (typeof spec.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(spec.name)) throw new PairlbError('PAIRLB_BAD_NAME', 'name: expected letters, digits, . _ - (max 64)');
     if (typeof spec.address !== 'string') throw new PairlbError('PAIRLB_BAD_ADDRESS', 'address: expected host:port');
     const weight = spec.weight === undefined ? 1 : spec.weight;
@@ -95,6 +113,7 @@ export class AdminActions {
    * A backend already being removed is not removed twice: the second caller waits for the first.
    */
   async remove(listen: string, name: string, timeoutMs: number, who: Actor): Promise<{ removed: true; waitedMs: number; forced: boolean; inflight: number }> {
+    this.writable();
     const b = this.must(listen, name);
     const key = listen + '/' + name;
     const t0 = Date.now();

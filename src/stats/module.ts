@@ -142,7 +142,8 @@ export class StatsModule implements Module {
             node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts),
             ha: panelStatus(this.app, 'ha'), scale: panelStatus(this.app, 'scale'),
             refreshMs: this.cfg.refresh, nonce, user,
-            csrf: this.cfg.admin && user ? this.csrf.issue(user, now) : undefined,
+            csrf: this.cfg.admin && user && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,
+            note: this.cfg.admin ? adminActions(this.app).readOnlyReason() : undefined,
             flash: ok ? { ok: true, text: ok.slice(0, 200) } : err ? { ok: false, text: err.slice(0, 200) } : undefined,
           });
           return this.send(res, 200, 'text/html; charset=utf-8', html, {

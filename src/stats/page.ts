@@ -21,6 +21,8 @@ export interface PageInput {
   csrf?: string;
   user?: string;
   flash?: { ok: boolean; text: string };
+  /** Why admin actions are not offered here (e.g. this node is the HA backup). */
+  note?: string;
 }
 
 export function esc(s: unknown): string {
@@ -41,6 +43,7 @@ header .links{margin-left:auto;display:flex;gap:.8rem}
 main{padding:.6rem 1rem 2rem}
 .flash{margin:.3rem 0 .8rem;padding:.5rem .8rem;border-radius:.4rem;background:var(--up);color:var(--upf)}
 .flash.err{background:var(--down);color:var(--downf)}
+.flash.note{background:var(--drain);color:var(--drainf)}
 .panels{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.8rem;margin-bottom:1rem}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.5rem .8rem}
 .panel h2{font-size:1rem;margin:.1rem 0 .4rem}
@@ -289,6 +292,7 @@ export function renderPage(p: PageInput): string {
     `<span class="k">${esc(time)}</span>` +
     `<span class="links"><a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
+    (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
     `<div class="panels">${pairPanel(p)}${scalePanel(p)}</div>${sections}</main>` +
     `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : ''} · ` : ''}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
     refresh + '</body></html>';

@@ -160,6 +160,21 @@ describe('runtime admin API', () => {
     expect(r.body.verdict).toMatchObject({ code: 2, label: 'CRITICAL' });
   });
 
+  test('on the backup of a replicating pair, changes are refused with a pointer to the master', async () => {
+    rmSync(join(dir, 'state'), { recursive: true, force: true });
+    const h = await boot();
+    // The role and ha section as the HA module would leave them on the backup (HA itself is tested in namespaces).
+    h.app.cfg = { ...h.app.cfg, ha: { replicate: true } as unknown as typeof h.app.cfg.ha };
+    h.app.setRole('backup', 'test');
+    const r = await call(T(), 'POST', '/v1/backends/web/web1/state', { state: 'drain' });
+    expect(r.status).toBe(409);
+    expect(r.body.error).toMatchObject({ code: 'PAIRLB_NOT_MASTER' });
+    expect(h.app.backends.get('web', 'web1')!.admin).toBe('ready');
+    expect((await call(T(), 'GET', '/v1/backends')).status).toBe(200);
+    h.app.setRole('master', 'test');
+    expect((await call(T(), 'POST', '/v1/backends/web/web1/state', { state: 'drain' })).status).toBe(200);
+  });
+
   test('TCP transport needs the bearer token', async () => {
     rmSync(join(dir, 'state'), { recursive: true, force: true });
     const tokenFile = join(dir, 'admin.token');
