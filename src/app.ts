@@ -84,7 +84,7 @@ export class App extends EventEmitter {
     }
     for (const m of this.modules) await m.start();
     this.started = true;
-    this.log.info({ node: this.node, listens: this.cfg.listen.map((l) => `${l.name}@${l.bind}`) }, 'pairlb started');
+    this.log.info({ node: this.node, listens: Object.fromEntries(this.cfg.listen.map((l) => { const a = this.proxy.address(l.name); return [l.name, a ? `${a.host}:${a.port}` : l.bind]; })) }, 'pairlb started');
   }
 
   /** Apply a new validated config live. The caller validated it: an invalid file never gets here. */
