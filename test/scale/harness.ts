@@ -25,6 +25,8 @@ export interface ScaleHarnessOpts {
   pollMs?: number;
   stateDir?: string;
   cloneHealth?: string;
+  /** Listen address (default 127.0.0.1:0; a separate daemon process needs a real port). */
+  bind?: string;
   /** YAML lines (indented 4) overriding SNMP settings for vds-01 only. */
   vdsSnmp?: string;
   log?: boolean;
@@ -54,7 +56,7 @@ global:
   node: scale-test
 listen:
   - name: web
-    bind: 127.0.0.1:0
+    bind: ${o.bind ?? '127.0.0.1:0'}
     slowstart: 1s
     check: { type: http, path: /, interval: 100ms, timeout: 500ms, rise: 2, fall: 2 }
     backends:
