@@ -61,7 +61,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
   for (const e of doc.errors) {
-    const line = e.linePos?.[0]?.line;
+    const line = e.linePos?.[0]?.line ?? (e.pos ? lc.linePos(e.pos[0]).line : undefined);
     problems.push({ path: '(yaml)', message: e.message.split('\n')[0], line });
   }
   if (problems.length) throw new ConfigError(file, problems);

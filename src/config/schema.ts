@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, hostPort, name } from './types.js';
+import { duration, durationAtLeast, hostPort, name } from './types.js';
 import { haSchema } from '../ha/config.js';
 import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
@@ -11,7 +11,7 @@ import { statsSchema, adminSchema } from '../stats/config.js';
  */
 
 /** Check timings: a zero interval would spin; 10 ms is already far below anything sensible. */
-const checkDelay = duration.refine((ms) => ms >= 10, 'expected at least 10ms');
+const checkDelay = durationAtLeast(10);
 
 export const checkSchema = z.object({
   type: z.enum(['http', 'tcp']).default('http'),

@@ -14,14 +14,23 @@ export function parseDuration(v: string | number): number | undefined {
   return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']);
 }
 
-export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (ms === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a duration such as 500ms, 2s, 1m (got ${JSON.stringify(v)})` });
-    return z.NEVER;
-  }
-  return ms;
-});
+/** A duration in ms, at least `min` ms; one clear error per bad value. */
+export function durationAtLeast(min: number) {
+  return z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a duration such as 500ms, 2s, 1m (got ${JSON.stringify(v)})` });
+      return z.NEVER;
+    }
+    if (ms < min) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected at least ${min}ms (got ${JSON.stringify(v)})` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+export const duration = durationAtLeast(0);
 
 const HOSTPORT_RE = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.\-_]+)):(\d{1,5})$/;
 
