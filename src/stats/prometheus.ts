@@ -2,7 +2,7 @@ import { Registry } from 'prom-client';
 import type { App, Role } from '../app.js';
 import { COLUMNS, type Column, type Row, type RowKind } from './columns.js';
 import { RT_BUCKETS } from './counters.js';
-import { buildTables, type ListenTable, type RowOpts } from './model.js';
+import { buildTables, panelStatus, type ListenTable, type RowOpts } from './model.js';
 
 /**
  * Prometheus exposition with prom-client, driven by the same column table as the page.
@@ -66,6 +66,60 @@ export class PromExporter {
       get: async () => ({ name: 'pairlb_node_role', help: 'Role of this node: 1 for the current one', type: 'gauge', aggregator: 'sum',
         values: ROLES.map((role) => ({ labels: { node: this.app.node, role }, value: this.app.role === role ? 1 : 0 })) }),
     });
+    this.addStatusMetrics();
+  }
+
+  /** A collector whose samples come from fn() at scrape time. */
+  private fromFn(name: string, help: string, type: 'counter' | 'gauge', fn: () => Sample[]): void {
+    const base = { name, help, type, aggregator: 'sum' as const };
+    this.add({ ...base, reset() {}, get: async () => ({ ...base, values: fn() }) });
+  }
+
+  /**
+   * HA and scaler metrics, read from their status() at scrape time (src/ha/node.ts HaStatus,
+   * src/scale/scaler.ts ScaleStatus). No samples when the module is not configured.
+   */
+  private addStatusMetrics(): void {
+    type O = Record<string, unknown>;
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+    const ha = (): O | undefined => panelStatus(this.app, 'ha');
+    const peerOf = (h: O) => (h.peer && typeof h.peer === 'object' ? h.peer as O : {});
+    const haOne = (f: (h: O, peer: O) => number | undefined) => (): Sample[] => {
+      const h = ha();
+      if (!h) return [];
+      const v = f(h, peerOf(h));
+      return v === undefined ? [] : [{ labels: { node: this.app.node }, value: v }];
+    };
+    this.fromFn('pairlb_ha_peer_alive', 'The HA peer is heard (1) or silent (0)', 'gauge', haOne((_h, p) => (typeof p.alive === 'boolean' ? (p.alive ? 1 : 0) : undefined)));
+    this.fromFn('pairlb_ha_peer_last_heartbeat_seconds', 'Seconds since the last valid heartbeat from the peer', 'gauge', haOne((_h, p) => { const ms = num(p.lastSeenMs); return ms === undefined ? undefined : ms / 1000; }));
+    this.fromFn('pairlb_ha_transitions_total', 'HA role transitions of this node (failovers and failbacks)', 'counter', haOne((h) => num(h.transitions)));
+    this.fromFn('pairlb_ha_heartbeats_sent_total', 'Heartbeats sent', 'counter', haOne((h) => num(h.sent)));
+    this.fromFn('pairlb_ha_heartbeats_received_total', 'Valid heartbeats received', 'counter', haOne((h) => num(h.received)));
+    this.fromFn('pairlb_ha_late_heartbeats_total', 'Heartbeats later than warntime', 'counter', haOne((h) => num(h.lateHeartbeats)));
+    this.fromFn('pairlb_ha_garps_total', 'Gratuitous ARPs sent for the VIP', 'counter', haOne((h) => num(h.garps)));
+    this.fromFn('pairlb_ha_rejected_total', 'Heartbeat packets rejected, by reason', 'counter', () => {
+      const r = ha()?.rejected;
+      if (!r || typeof r !== 'object') return [];
+      return Object.entries(r as O).filter(([, v]) => num(v) !== undefined).map(([reason, v]) => ({ labels: { node: this.app.node, reason }, value: v as number }));
+    });
+
+    const sc = (): O | undefined => panelStatus(this.app, 'scale');
+    const list = (v: unknown): O[] => (Array.isArray(v) ? v.filter((x) => x && typeof x === 'object') as O[] : []);
+    this.fromFn('pairlb_scale_active', 'The scaler runs on this node (1: master or standalone)', 'gauge', () => {
+      const s = sc();
+      return s && typeof s.active === 'boolean' ? [{ labels: { node: this.app.node }, value: s.active ? 1 : 0 }] : [];
+    });
+    this.fromFn('pairlb_scale_clones', 'Clones by source VDS and state', 'gauge', () => {
+      const counts = new Map<string, number>();
+      for (const c of list(sc()?.clones)) { const k = `${String(c.source)}\0${String(c.state)}`; counts.set(k, (counts.get(k) ?? 0) + 1); }
+      return [...counts].map(([k, v]) => { const [source, state] = k.split('\0'); return { labels: { source, state }, value: v }; });
+    });
+    this.fromFn('pairlb_scale_load', 'Last SNMP load average (laLoad.1) per VDS or clone; absent when unknown', 'gauge', () =>
+      list(sc()?.targets).flatMap((t) => { const l = t.last as O | undefined; const v = l && l.status === 'ok' ? num(l.load) : undefined; return v === undefined ? [] : [{ labels: { target: String(t.name), kind: String(t.kind) }, value: v }]; }));
+    this.fromFn('pairlb_scale_sample_ok', 'Last SNMP sample was known (1) or unknown: timeout, auth, noSuch (0)', 'gauge', () =>
+      list(sc()?.targets).flatMap((t) => { const l = t.last as O | undefined; return l ? [{ labels: { target: String(t.name), kind: String(t.kind) }, value: l.status === 'ok' ? 1 : 0 }] : []; }));
+    this.fromFn('pairlb_scale_sample_age_seconds', 'Age of the last SNMP sample', 'gauge', () =>
+      list(sc()?.targets).flatMap((t) => { const at = num((t.last as O | undefined)?.at); return at === undefined ? [] : [{ labels: { target: String(t.name), kind: String(t.kind) }, value: (Date.now() - at) / 1000 }]; }));
   }
 
   private add(c: Collector): void {

@@ -196,3 +196,39 @@ stats:
     } finally { await big.stop(); }
   });
 });
+
+describe('HA and scaler metrics (mapping of their status objects, read at scrape time)', () => {
+  test('samples appear when the modules report, none when they are absent', async () => {
+    const { PromExporter } = await import('../../src/stats/prometheus.js');
+    const x = await startApp(`
+global: { node: lb-01 }
+listen:
+  - name: web
+    bind: 127.0.0.1:0
+    backends: [{ name: w, address: "127.0.0.1:9", check: false }]
+`);
+    try {
+      const exp = new PromExporter(x.app);
+      let t = await exp.text();
+      expect(t).toContain('# TYPE pairlb_ha_peer_alive gauge');
+      expect(t).not.toMatch(/^pairlb_ha_peer_alive\{/m);
+      expect(t).not.toMatch(/^pairlb_scale_load\{/m);
+      // Status objects shaped as src/ha/node.ts HaStatus and src/scale/scaler.ts ScaleStatus.
+      const now = Date.now();
+      x.app.modules.push(
+        { name: 'ha', start() {}, stop() {}, status: () => ({ role: 'master', node: 'lb-01', peer: { name: 'lb-02', role: 'backup', alive: true, lastSeenMs: 250, paths: { dedicated: true, public: true } }, transitions: 3, sent: 100, received: 98, lateHeartbeats: 1, garps: 10, rejected: { bad_hmac: 2, replay: 0 } }) } as never,
+        { name: 'scale', start() {}, stop() {}, status: () => ({ enabled: true, active: true, targets: [{ name: 'vds-01', kind: 'vds', last: { at: now - 2000, status: 'ok', load: 2.5 } }, { name: 'vds-02', kind: 'vds', last: { at: now - 1000, status: 'unknown', reason: 'timeout' } }], clones: [{ name: 'vds-01-clone-aaaaaa', source: 'vds-01', state: 'active' }, { name: 'vds-01-clone-bbbbbb', source: 'vds-01', state: 'joining' }], decisions: [], events: [], alarms: [] }) } as never,
+      );
+      t = await exp.text();
+      expect(t).toMatch(/^pairlb_ha_peer_alive\{node="lb-01"\} 1$/m);
+      expect(t).toMatch(/^pairlb_ha_peer_last_heartbeat_seconds\{node="lb-01"\} 0.25$/m);
+      expect(t).toMatch(/^pairlb_ha_transitions_total\{node="lb-01"\} 3$/m);
+      expect(t).toMatch(/^pairlb_ha_rejected_total\{node="lb-01",reason="bad_hmac"\} 2$/m);
+      expect(t).toMatch(/^pairlb_scale_load\{target="vds-01",kind="vds"\} 2.5$/m);
+      expect(t).not.toMatch(/^pairlb_scale_load\{target="vds-02"/m);
+      expect(t).toMatch(/^pairlb_scale_sample_ok\{target="vds-02",kind="vds"\} 0$/m);
+      expect(t).toMatch(/^pairlb_scale_clones\{source="vds-01",state="joining"\} 1$/m);
+      expect(t).toMatch(/^pairlb_scale_active\{node="lb-01"\} 1$/m);
+    } finally { await x.stop(); }
+  });
+});
