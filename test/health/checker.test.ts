@@ -157,6 +157,18 @@ describe('health checker', () => {
     expect(checker.list().map((p) => p.backend)).toEqual(['b']);
   });
 
+  it('turning checks off on reload releases a backend that checks had taken DOWN', async () => {
+    const s = await httpServer({ status: 503 });
+    cleanups.push(s.close);
+    const { set, checker, changes } = setup(listens(FAST, [{ name: 'a', port: s.port }]));
+    await until(() => set.get('web', 'a')!.health === 'down', 3000, 'DOWN');
+    set.applyConfig(listens(FAST, [{ name: 'a', port: s.port, check: false }]));
+    checker.reconcile();
+    expect(set.get('web', 'a')!.health).toBe('up');
+    expect(changes.at(-1)).toMatchObject({ from: 'DOWN', to: 'UP', reason: 'check: disabled' });
+    expect(checker.progress('web', 'a')).toBeUndefined();
+  });
+
   it('stop() aborts checks in flight and runs no more', async () => {
     const s = await hangServer();
     cleanups.push(s.close);
