@@ -193,7 +193,7 @@ describe.each(['undici', 'http-proxy'])('a backend killed under load (engine %s)
       const byId = new Map(r.recs.map((x) => [x.id, x]));
       const tail = r.logs.b1.slice(-40).map((id) => { const x = byId.get(id)!; return `${id} ${x?.status} ${x?.backend} ${x ? x.start - r.killAt : ''} ${x ? x.end - r.killAt : ''}`; });
       console.log('B1 TAIL\n' + tail.join('\n'));
-      console.log('FAILED ' + JSON.stringify(r.recs.filter((x) => x.status !== 200).map((x) => [x.start - r.killAt, x.end - r.killAt, r.logs.b1.includes(x.id), x.status, x.error ?? ''])));
+      console.log('FAILED ' + JSON.stringify(r.recs.filter((x) => x.status !== 200).map((x) => [x.start - r.killAt, x.end - r.killAt, r.logs.b1.includes(x.id), x.status, x.error ?? '', r.logs.a.includes(x.id) ? 'seen by a' : ''])));
     }
     expect(r.recs.length).toBeGreaterThan(1000);
     const failed = r.recs.filter((x) => x.status !== 200);
