@@ -144,7 +144,9 @@ export class BackendSet extends EventEmitter {
         const old = prev?.backends.get(bc.name);
         const b = this.makeBackend(l.name, bc.name, bc.address, bc.cookie, bc.backup, bc.check, 'config', old);
         b.weight = ov2?.weight ?? bc.weight;
-        b.admin = ov2?.admin ?? (old && old.origin === 'config' ? old.admin : bc.state);
+        // No overlay entry = no runtime change, or one the config has since overridden (dropped just
+        // above): either way the config's state applies (a later config change wins).
+        b.admin = ov2?.admin ?? bc.state;
         le.backends.set(bc.name, b);
       }
       for (const ov of this.overlay.values()) {

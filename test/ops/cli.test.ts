@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { Daemon, MAIN, ROOT, cleanup, ensureBuilt, freePort, startDaemon, tempDir } from '../daemon/daemon.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { Authenticator } from '../../src/stats/auth.js';
@@ -16,14 +17,14 @@ let d: Daemon | undefined;
 let b1: TestBackend, b2: TestBackend, b3: TestBackend;
 let port: number;
 const sock = () => join(dir, 'admin.sock');
-const yaml = () => `
+const yaml = (w1 = 1) => `
 global: { node: cli-test, log: { level: info, access: off } }
 listen:
   - name: web
     bind: 127.0.0.1:${port}
     check: { interval: 300ms, timeout: 3s, fall: 3, rise: 1 }
     backends:
-      - { name: web1, address: "${b1.address}" }
+      - { name: web1, address: "${b1.address}", weight: ${w1} }
       - { name: web2, address: "${b2.address}" }
 admin:
   socket: ${sock()}
@@ -105,6 +106,21 @@ test('backend add/list/drain/weight/remove and status exit codes; changes surviv
   const list = (JSON.parse(r.stdout) as { backends: { name: string; state: string; origin: string }[] }).backends;
   expect(list.map((b) => [b.name, b.state, b.origin])).toEqual([['web1', 'DRAIN', 'config'], ['web3', 'UP', 'runtime']]);
   expect(await spread(4)).toEqual({ web3: 4 });
+
+  // Reload (SIGHUP) with the same file: runtime changes stay. Then the file changes web1's entry
+  // (weight 4) after web1 was drained at runtime: the later change — the file — wins for web1.
+  const from = d.logs.length;
+  d.signal('SIGHUP');
+  await d.waitLog((l) => l.msg === 'config reloaded', 10_000, from);
+  expect(JSON.parse((await pb('list', '--json')).stdout).backends.map((b: { name: string; state: string }) => [b.name, b.state])).toEqual([['web1', 'DRAIN'], ['web3', 'UP']]);
+  writeFileSync(join(dir, 'pairlb.yaml'), yaml(4));
+  const from2 = d.logs.length;
+  d.signal('SIGHUP');
+  await d.waitLog((l) => l.msg === 'config reloaded', 10_000, from2);
+  const after = JSON.parse((await pb('list', '--json')).stdout).backends as { name: string; state: string; weight: number; origin: string }[];
+  expect(after.map((b) => [b.name, b.state, b.weight, b.origin])).toEqual([['web1', 'UP', 4, 'config'], ['web3', 'UP', 1, 'runtime']]);
+  expect(await spread(5)).toEqual({ web1: 4, web3: 1 });
+  expect((await pb('drain', 'web', 'web1')).code).toBe(0);
 
   // web3 dies: the health check takes it DOWN -> no backend UP (web1 drained) -> CRITICAL;
   // web1 ready again -> one up, one down -> WARNING.
