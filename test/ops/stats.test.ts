@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { hashPassword } from '../../src/stats/auth.js';
+import { parseConfig } from '../../src/config/load.js';
 import { COLUMNS } from '../../src/stats/columns.js';
 import type { StatsModule } from '../../src/stats/module.js';
 import type { App } from '../../src/app.js';
@@ -230,5 +231,28 @@ listen:
       expect(t).toMatch(/^pairlb_scale_clones\{source="vds-01",state="joining"\} 1$/m);
       expect(t).toMatch(/^pairlb_scale_active\{node="lb-01"\} 1$/m);
     } finally { await x.stop(); }
+  });
+});
+
+describe('reload', () => {
+  test('new users apply at once; old credentials stop working', async () => {
+    const cfg = parseConfig(`
+listen:
+  - name: web
+    bind: 127.0.0.1:0
+    backends:
+      - { name: web1, address: "${b1.address}" }
+      - { name: web2, address: "${b2.address}" }
+stats:
+  bind: 127.0.0.1:0
+  admin: false
+  auth: [{ user: night, password: "${await hashPassword('shift', 10)}" }]
+`);
+    await h.app.reload(cfg);
+    let r = await fetch(base + '/', { headers: { authorization: OPS } });
+    expect(r.status).toBe(401); await r.text();
+    r = await fetch(base + '/', { headers: { authorization: basic('night', 'shift') } });
+    expect(r.status).toBe(200);
+    expect(await r.text()).not.toContain('name="csrf"'); // admin: false now
   });
 });
