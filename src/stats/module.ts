@@ -141,7 +141,7 @@ export class StatsModule implements Module {
           const html = renderPage({
             node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts),
             ha: panelStatus(this.app, 'ha'), scale: panelStatus(this.app, 'scale'),
-            refreshMs: this.cfg.refresh, nonce, user,
+            refreshMs: this.cfg.refresh, nonce, user, all: url.searchParams.get('all') === '1',
             csrf: this.cfg.admin && user && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,
             note: this.cfg.admin ? adminActions(this.app).readOnlyReason() : undefined,
             flash: ok ? { ok: true, text: ok.slice(0, 200) } : err ? { ok: false, text: err.slice(0, 200) } : undefined,

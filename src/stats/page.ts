@@ -23,6 +23,8 @@ export interface PageInput {
   flash?: { ok: boolean; text: string };
   /** Why admin actions are not offered here (e.g. this node is the HA backup). */
   note?: string;
+  /** Show every column whatever the screen width (?all=1). */
+  all?: boolean;
 }
 
 export function esc(s: unknown): string {
@@ -85,10 +87,10 @@ button[disabled]{opacity:.45;cursor:default}
 button.drain{border-color:#6d8fd6}button.maint{border-color:#a08a5f}button.ready{border-color:#5aa56e}
 input[type=number]{width:3.6rem;font:inherit;font-size:.8rem;padding:.15rem .25rem}
 footer{color:var(--mut);font-size:.8rem;padding:0 1rem 1rem}
-@media (max-width:1499px){.x{display:none}}
+@media (max-width:1499px){body:not(.all) .x{display:none}}
 @media (max-width:760px){
  body{font-size:13px}
- .w,.x,.wt{display:none}
+ body:not(.all) .w,body:not(.all) .x,.wt{display:none}
  .panel.off-panel{padding:.3rem .6rem}
  .panels{gap:.4rem;margin-bottom:.6rem}
  header .links{margin-left:0}
@@ -283,14 +285,14 @@ export function renderPage(p: PageInput): string {
   }).join('');
   const time = new Date(p.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
   const refresh = p.refreshMs > 0
-    ? `<script nonce="${esc(p.nonce)}">(function(){var ms=${Math.max(1000, p.refreshMs | 0)};function t(){var a=document.activeElement;if(a&&(a.tagName==='INPUT'||a.tagName==='SELECT')){setTimeout(t,2000);return}location.replace(location.pathname)}setTimeout(t,ms)})();</script>` +
+    ? `<script nonce="${esc(p.nonce)}">(function(){var ms=${Math.max(1000, p.refreshMs | 0)};function t(){var a=document.activeElement;if(a&&(a.tagName==='INPUT'||a.tagName==='SELECT')){setTimeout(t,2000);return}location.replace(location.pathname+(${p.all ? 'true' : 'false'}?'?all=1':''))}setTimeout(t,ms)})();</script>` +
       `<noscript><meta http-equiv="refresh" content="${Math.max(1, Math.round(p.refreshMs / 1000))}"></noscript>`
     : '';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
-    `<title>pairlb ${esc(p.node)} · ${esc(p.role)}</title><style nonce="${esc(p.nonce)}">${CSS}</style></head><body>` +
+    `<title>pairlb ${esc(p.node)} · ${esc(p.role)}</title><style nonce="${esc(p.nonce)}">${CSS}</style></head><body${p.all ? ' class="all"' : ''}>` +
     `<header><h1>pairlb</h1><span><span class="k">node</span> ${esc(p.node)}</span><span class="role role-${esc(p.role)}">${esc(p.role)}</span>` +
     `<span class="k">${esc(time)}</span>` +
-    `<span class="links"><a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
+    `<span class="links">${p.all ? '<a href="./">fewer columns</a>' : '<a href="./?all=1">all columns</a>'}<a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
     (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
     `<div class="panels">${pairPanel(p)}${scalePanel(p)}</div>${sections}</main>` +

@@ -122,6 +122,11 @@ test('log in, see every backend, drain one from the page, traffic stops going to
   await page.waitForURL((u) => !u.search.includes('ok='), { timeout: 10_000 });
   await page.locator('tr[data-backend="web1"]').waitFor();
   await page.screenshot({ path: join(ARTIFACTS, 'stats-laptop.png'), fullPage: true });
+  await page.goto(statsBase + '/?all=1');
+  expect(await page.locator('tr[data-backend="web1"] td.x').first().isVisible()).toBe(true);
+  await page.screenshot({ path: join(ARTIFACTS, 'stats-laptop-all-columns.png'), fullPage: true });
+  await page.goto(statsBase + '/');
+  expect(await page.locator('tr[data-backend="web1"] td.x').first().isVisible()).toBe(false);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.reload();
   await page.screenshot({ path: join(ARTIFACTS, 'stats-phone.png'), fullPage: true });
