@@ -49,6 +49,7 @@ function unwrap(s, named) {
     const t = s._def.typeName;
     if (t === 'ZodDefault') { if (!info.hasDefault) { info.hasDefault = true; info.default = s._def.defaultValue(); } s = s._def.innerType; continue; }
     if (t === 'ZodOptional' || t === 'ZodNullable') { info.optional = true; s = s._def.innerType; continue; }
+    if (t === 'ZodEffects' && !info.label && isDurationLike(s)) { info.label = 'duration'; info.inner = s; info.durationMin = durationMin(s); }
     if (t === 'ZodEffects') { if (!info.label) info.refined = true; s = s._def.schema; continue; }
     if (t === 'ZodBranded' || t === 'ZodReadonly' || t === 'ZodCatch') { s = s._def.type ?? s._def.innerType; continue; }
     if (t === 'ZodPipeline') { s = s._def.in; continue; }
@@ -56,6 +57,25 @@ function unwrap(s, named) {
     break;
   }
   return { s, info };
+}
+
+/**
+ * Durations are built by a factory (durationAtLeast(min)), so identity is not enough: a transform
+ * over `number | string` that accepts "1s" and returns 1000 is a duration.
+ */
+function isDurationLike(s) {
+  const inner = s._def.schema;
+  if (s._def.effect?.type !== 'transform' || inner?._def.typeName !== 'ZodUnion') return false;
+  const kinds = inner._def.options.map((o) => o._def.typeName).sort().join(',');
+  if (kinds !== 'ZodNumber,ZodString') return false;
+  const r = s.safeParse('1h');
+  return r.success && r.data === 3_600_000;
+}
+
+/** Smallest accepted value among a few probes (the factory's `min` lives in a closure). */
+function durationMin(s) {
+  for (const ms of [0, 1, 10, 50, 100, 1000, 10_000, 60_000]) if (s.safeParse(ms).success) return ms;
+  return undefined;
 }
 
 function constraintsOf(s) {
@@ -111,7 +131,8 @@ function visit(schema, segs, out, named, isRoot = false) {
   const t = s._def.typeName;
   const entry = {
     path: segs.join('.').replace(/\.\[\]/g, '[]'), segs, hasDefault: info.hasDefault, default: info.default,
-    optional: info.optional, refined: info.refined, constraints: info.label ? [] : constraintsOf(s), type: typeName(schema, named),
+    optional: info.optional, refined: info.refined, type: typeName(schema, named),
+    constraints: info.label ? (info.durationMin ? [`≥ ${info.durationMin}ms`] : []) : constraintsOf(s),
   };
   if (t === 'ZodObject' && !info.label) {
     entry.kind = 'section';
