@@ -154,6 +154,17 @@ describe('systemd units', () => {
       const killArgs = kill.slice(1).map((a) => a.replace('$MAINPID', String(d.pid)));
       expect(spawnSync(kill[0], killArgs).status).toBe(0);
       await d.waitLog((l) => l.msg === 'config reloaded', 10_000);
+      // An invalid file: ExecReload's check fails first (systemctl reload reports the failure and
+      // never sends the signal), and the process keeps serving.
+      const good = readFileSync(cfg, 'utf8');
+      writeFileSync(cfg, good.replace(`bind: 127.0.0.1:${port}`, 'bind: nowhere'));
+      const bad = spawnSync(process.execPath, [MAIN, ...chk.slice(1)], { encoding: 'utf8' });
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain('listen[0].bind: expected host:port');
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('php-01');
+      writeFileSync(cfg, good);
       // KillSignal (SIGTERM): graceful stop, exit 0, so Restart=on-failure does not restart it.
       d.signal(s.get('KillSignal')![0] as NodeJS.Signals);
       expect(await d.exited).toEqual({ code: 0, signal: null });
