@@ -67,7 +67,7 @@ describe('pairlb daemon: reload', () => {
   let dir: string;
   let a: TestBackend, b: TestBackend, c: TestBackend;
   let d: Daemon | undefined;
-  let port: number, apiPort: number;
+  let port: number, apiPort: number, apiPort2: number;
   let cfgFile: string;
   let adminSocket: string;
 
@@ -77,6 +77,7 @@ describe('pairlb daemon: reload', () => {
     [a, b, c] = await Promise.all([slowish('php-a'), slowish('php-b'), slowish('php-c')]);
     port = await freePort();
     apiPort = await freePort();
+    apiPort2 = await freePort();
     cfgFile = join(dir, 'pairlb.yaml');
     adminSocket = join(dir, 'admin.sock');
   });
@@ -87,7 +88,7 @@ describe('pairlb daemon: reload', () => {
     cleanup(dir);
   });
 
-  it('applies backends and listen sections added, changed and removed under load: 0 failed, 0 reset', async () => {
+  it('applies backends added and removed, a listen section added, moved (bind) and one changed in place, under load: 0 failed, 0 reset', async () => {
     d = await startDaemon(dir, yamlFor({ port, backends: [a, b], adminSocket }));
     const reloads = (): number => d!.logs.filter((l) => l.msg === 'config reloaded').length;
 
@@ -135,8 +136,9 @@ describe('pairlb daemon: reload', () => {
     const cAtReload = c.seen.length;
 
     await new Promise((r) => setTimeout(r, 1500));
-    // Reload 2, plain SIGHUP (what systemd's ExecReload sends): `api` removed, `web` changed in place.
-    writeFileSync(cfgFile, yamlFor({ port, backends: [b, c], xff: 'X-Client-IP', adminSocket }));
+    // Reload 2, plain SIGHUP (what systemd's ExecReload sends): `api` moves to another port (bind
+    // changed), `web` changed in place.
+    writeFileSync(cfgFile, yamlFor({ port, apiPort: apiPort2, backends: [b, c], xff: 'X-Client-IP', adminSocket }));
     const n1 = reloads();
     const tHup = performance.now();
     d.signal('SIGHUP');
@@ -160,8 +162,9 @@ describe('pairlb daemon: reload', () => {
     // The in-place change is live: new requests carry the new header name.
     const last = b.seen[b.seen.length - 1];
     expect(last.headers['x-client-ip']).toBe('127.0.0.1');
-    // The removed listen section no longer accepts connections.
+    // `api` left its old address for the new one.
     await expect(get(apiPort, false, '/', 2000)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect((await get(apiPort2, false)).status).toBe(200);
 
     // The idle keep-alive connection survived both reloads.
     const again = await get(port, idleAgent);
@@ -222,6 +225,8 @@ describe('pairlb daemon: reload', () => {
     const ok = await run(process.execPath, [MAIN, 'reload', '--pidfile', d!.pidfile], { timeout: 20_000 });
     expect(ok.stdout).toContain('Configuration file is valid');
     await d!.waitLog((l) => l.msg === 'config reloaded', 10_000, n);
+    // That reload removed the `api` section: its port no longer accepts connections.
+    await expect(get(apiPort2, false, '/', 2000)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
 
     // A raw socket check that the process is the same one (no restart happened).
     const s = connect(port, '127.0.0.1');
