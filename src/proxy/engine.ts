@@ -36,6 +36,11 @@ export interface AttemptRequest {
 
 export interface Engine {
   readonly name: string;
+  /**
+   * Whether a request with a body may be retried after a connect failure: true only when the
+   * engine does not read the body before the connection is established.
+   */
+  readonly retriesBody: boolean;
   createUpstream(host: string, port: number, listen: ListenConfig): Upstream;
   send(up: Upstream, req: AttemptRequest, sink: AttemptSink): void;
 }

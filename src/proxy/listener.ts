@@ -22,7 +22,11 @@ const ENGINES: Record<string, Engine> = { undici: undiciEngine, 'http-proxy': ht
  */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
 
-/** Errors that mean the request never left: safe to send elsewhere whatever the method. */
+/** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */
+const RES_LENS = new Uint8Array(32);
+for (const n of [...HOP, 'set-cookie', 'cache-control']) RES_LENS[n.length] = 1;
+
+/** Timeouts waiting on the backend: 504, retried only when retry_on has response-timeout. */
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -50,6 +54,8 @@ export class ListenSettings {
   readonly passiveConnect: number;
   readonly passive5xx: number;
   readonly maxRequestLine: number;
+  /** Request header name lengths worth lowercasing (1 = maybe special); indexed by length. */
+  readonly interestingLengths: Uint8Array;
   /** The bound port (differs from the config with port 0), for X-Forwarded-Port. */
   readonly port: string;
 
@@ -74,6 +80,9 @@ export class ListenSettings {
     this.passive5xx = cfg.passive.http_5xx;
     this.maxRequestLine = cfg.max_request_line;
     this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
+    const names = [...HOP, 'host', 'content-length', 'cookie', 'forwarded', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', this.xffLower];
+    this.interestingLengths = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
+    for (const n of names) this.interestingLengths[n.length] = 1;
   }
 }
 
@@ -189,6 +198,10 @@ class Exchange {
     let hadCacheControl = -1;
     for (let i = 0; i < raw.length; i += 2) {
       const k = typeof raw[i] === 'string' ? raw[i] as string : (raw[i] as Buffer).toString('latin1');
+      if (k.length >= RES_LENS.length || RES_LENS[k.length] === 0) {
+        out.push(k, typeof raw[i + 1] === 'string' ? raw[i + 1] as string : (raw[i + 1] as Buffer).toString('latin1'));
+        continue;
+      }
       const lk = k.toLowerCase();
       if (HOP.has(lk)) {
         if (lk === 'connection') {
@@ -252,7 +265,7 @@ class Exchange {
       route.counters.errConn++;
       const rc = route.counters;
       if (s.passiveConnect > 0 && ++rc.connectFailStreak >= s.passiveConnect) this.l.passiveDown(route, `passive: ${rc.connectFailStreak} consecutive connect errors (${code || err.message})`);
-      retry = true;
+      retry = !this.hasBody || s.engine.retriesBody;
       status = 502;
       this.termination = 'SC';
     } else {
@@ -407,7 +420,7 @@ export class Listener {
     }
     const c = this.s.cfg.cookie;
     return {
-      id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight,
+      id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight, checked: b.check,
       cookieId: b.cookie,
       setCookie: c && c.mode === 'insert' ? insertCookieValue(c, b.cookie) : undefined,
       counters: this.app.counters.backend(b.id),
@@ -415,7 +428,12 @@ export class Listener {
     };
   }
 
+  /**
+   * Passive checks only take down backends that active checks can bring back: a backend with
+   * `check: false` would otherwise stay DOWN for ever (HAProxy's `observe` also needs `check`).
+   */
   passiveDown(route: Route, reason: string): void {
+    if (!route.checked) return;
     this.app.backends.setHealth(this.s.name, route.name, 'down', reason);
   }
 
@@ -432,16 +450,27 @@ export class Listener {
     let xff: string | undefined;
     let stickyId: string | undefined;
     let connTokens: string | null = null;
+    let host: string | undefined;
+    let hasBody = false;
+    const lens = s.interestingLengths;
     for (let i = 0; i < raw.length; i += 2) {
       const k = raw[i];
+      // Only names whose length is one we care about are lowercased and compared: most headers
+      // (user-agent, accept…) are copied without allocating.
+      if (k.length >= lens.length || lens[k.length] === 0) { headers.push(k, raw[i + 1]); continue; }
       const lk = k.toLowerCase();
       if (HOP.has(lk)) {
         if (lk === 'connection') connTokens = connTokens === null ? raw[i + 1].toLowerCase() : connTokens + ',' + raw[i + 1].toLowerCase();
+        // Framing (RFC 9112 §6.3): a body follows when Transfer-Encoding is present; llhttp already
+        // refused requests that also carry Content-Length.
+        else if (lk === 'transfer-encoding') hasBody = true;
         continue;
       }
       if (s.xff && lk === s.xffLower) { xff = xff === undefined ? raw[i + 1] : xff + ', ' + raw[i + 1]; continue; }
-      if (s.xproto && lk.startsWith('x-forwarded-') && (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host' || lk === 'x-forwarded-port')) continue;
-      if (s.cookieMode !== 0 && lk === 'cookie') {
+      if (lk === 'host') host = raw[i + 1];
+      else if (lk === 'content-length') { if (raw[i + 1] !== '0') hasBody = true; }
+      else if (s.xproto && (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host' || lk === 'x-forwarded-port')) continue;
+      else if (s.cookieMode !== 0 && lk === 'cookie') {
         const r = s.cookieMode === 1 ? readInsertCookie(raw[i + 1], s.cookieName, s.cookieIndirect) : readPrefixCookie(raw[i + 1], s.cookieName);
         if (r.id !== undefined) stickyId = r.id;
         if (r.forward !== null) headers.push(k, r.forward);
@@ -460,7 +489,6 @@ export class Listener {
     if (s.xff) {
       headers.push(s.xffName, xff === undefined ? ip : xff + ', ' + ip);
       if (s.xproto) {
-        const host = req.headers.host;
         headers.push('X-Forwarded-Proto', 'http', 'X-Forwarded-Port', s.port);
         if (host !== undefined) headers.push('X-Forwarded-Host', host);
       }
@@ -468,17 +496,11 @@ export class Listener {
     if (s.forwarded) {
       // RFC 7239 §4, §6: IPv6 nodes are quoted and bracketed.
       const node = ip.includes(':') ? `"[${ip}]"` : ip;
-      const host = req.headers.host;
       const v = `for=${node};proto=http` + (host ? `;host="${host}"` : '');
       let j = -1;
       for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 9 && headers[i].toLowerCase() === 'forwarded') j = i;
       if (j >= 0) headers[j + 1] += ', ' + v; else headers.push('Forwarded', v);
     }
-    // A body is present when framed by Content-Length > 0 or Transfer-Encoding (RFC 9112 §6.3);
-    // the parser already refused ambiguous framing.
-    const te = req.headers['transfer-encoding'];
-    const cl = req.headers['content-length'];
-    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
     let path = url;
     if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
       // absolute-form (RFC 9112 §3.2.2): forward origin-form.

@@ -10,6 +10,8 @@ export interface Route {
   readonly host: string;
   readonly port: number;
   readonly backup: boolean;
+  /** Active checks run on it (passive checks may then mark it DOWN). */
+  readonly checked: boolean;
   readonly state: EffectiveState;
   /** Effective weight (slow start applied). */
   readonly weight: number;

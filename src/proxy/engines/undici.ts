@@ -29,6 +29,8 @@ class UndiciUpstream implements Upstream {
 
 export const undiciEngine: Engine = {
   name: 'undici',
+  // undici starts reading a stream body only once it writes the request on a connected socket.
+  retriesBody: true,
   createUpstream(host, port, l) { return new UndiciUpstream(host, port, l); },
   send(up, r: AttemptRequest, sink: AttemptSink) {
     (up as UndiciUpstream).pool.dispatch(
