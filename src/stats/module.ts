@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { moduleFactories, type App, type Module } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { parseHostPort } from '../config/types.js';
@@ -42,6 +42,8 @@ export class StatsModule implements Module {
   private readonly log: Logger;
   private bind = '';
   private unwatch: (() => void) | undefined;
+  /** Signs the one-line result shown after an action, so a crafted link cannot put text on the page. */
+  private readonly flashKey = randomBytes(32);
 
   constructor(private readonly app: App, private cfg: StatsConfig) {
     this.log = app.log.child({ mod: 'stats' });
@@ -137,14 +139,14 @@ export class StatsModule implements Module {
         case '/':
         case '/stats': {
           const nonce = randomBytes(12).toString('base64');
-          const ok = url.searchParams.get('ok'), err = url.searchParams.get('err');
+          const ok = this.flashOk(url, 'ok'), err = this.flashOk(url, 'err');
           const html = renderPage({
             node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts),
             ha: panelStatus(this.app, 'ha'), scale: panelStatus(this.app, 'scale'),
             refreshMs: this.cfg.refresh, nonce, user, all: url.searchParams.get('all') === '1',
             csrf: this.cfg.admin && user && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,
             note: this.cfg.admin ? adminActions(this.app).readOnlyReason() : undefined,
-            flash: ok ? { ok: true, text: ok.slice(0, 200) } : err ? { ok: false, text: err.slice(0, 200) } : undefined,
+            flash: ok ? { ok: true, text: ok } : err ? { ok: false, text: err } : undefined,
           });
           return this.send(res, 200, 'text/html; charset=utf-8', html, {
             'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
@@ -165,6 +167,20 @@ export class StatsModule implements Module {
       if (!res.headersSent) this.send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
       else res.destroy();
     }
+  }
+
+  private flashSig(kind: string, text: string): string {
+    return createHmac('sha256', this.flashKey).update(kind + '\0' + text).digest('base64url').slice(0, 22);
+  }
+
+  private flashUrl(kind: 'ok' | 'err', text: string): string {
+    const t = text.slice(0, 200);
+    return `./?${kind}=${encodeURIComponent(t)}&sig=${this.flashSig(kind, t)}`;
+  }
+
+  private flashOk(url: URL, kind: 'ok' | 'err'): string | null {
+    const t = url.searchParams.get(kind);
+    return t !== null && url.searchParams.get('sig') === this.flashSig(kind, t) ? t : null;
   }
 
   /** Is this POST from our own page? Origin (or Sec-Fetch-Site) must not name another site. */
@@ -195,9 +211,9 @@ export class StatsModule implements Module {
       else { const v = actions.setState(listen, backend, action, who); msg = `${listen}/${backend}: ${action} (now ${v.state})`; }
     } catch (e) {
       if (!(e instanceof PairlbError)) throw e;
-      return this.send(res, 303, 'text/plain; charset=utf-8', '', { location: './?err=' + encodeURIComponent(e.message) });
+      return this.send(res, 303, 'text/plain; charset=utf-8', '', { location: this.flashUrl('err', e.message) });
     }
-    this.send(res, 303, 'text/plain; charset=utf-8', '', { location: './?ok=' + encodeURIComponent(msg) });
+    this.send(res, 303, 'text/plain; charset=utf-8', '', { location: this.flashUrl('ok', msg) });
   }
 }
 

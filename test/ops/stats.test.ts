@@ -142,7 +142,13 @@ describe('admin actions from the page', () => {
   test('POST with a valid token: drain, weight, ready; bad values come back as a message', async () => {
     let r = await post({ listen: 'web', backend: 'web2', action: 'drain', csrf: await token() }, { origin: base });
     expect(r.status).toBe(303);
-    expect(decodeURIComponent(r.headers.get('location')!)).toBe('./?ok=web/web2: drain (now DRAIN)');
+    const loc = r.headers.get('location')!;
+    expect(decodeURIComponent(loc)).toMatch(/^\.\/\?ok=web\/web2: drain \(now DRAIN\)&sig=[\w-]{22}$/);
+    // The result line shows only with its signature: a crafted link cannot put text on the page.
+    const shown = await (await fetch(new URL(loc, base + '/'), { headers: { authorization: OPS } })).text();
+    expect(shown).toContain('<div class="flash" role="status">web/web2: drain (now DRAIN)</div>');
+    const forged = await (await fetch(base + '/?ok=' + encodeURIComponent('Session expired: log in at evil.example') + '&sig=AAAAAAAAAAAAAAAAAAAAAA', { headers: { authorization: OPS } })).text();
+    expect(forged).not.toContain('evil.example');
     expect(h.app.backends.get('web', 'web2')!.admin).toBe('drain');
     const html = await (await fetch(base + '/', { headers: { authorization: OPS } })).text();
     expect(html).toMatch(/<tr class="s-DRAIN[^"]*" data-backend="web2">/);
