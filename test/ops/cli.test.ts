@@ -79,6 +79,10 @@ test('backend add/list/drain/weight/remove and status exit codes; changes surviv
   expect([r.code, r.stdout]).toEqual([0, 'web/web1: drain (now DRAIN)\n']);
   r = await pb('weight', 'web', 'web3', '1');
   expect(r.code).toBe(0);
+  // Every action is logged with who did it and from where.
+  const logged = await d.waitLog((l) => l.mod === 'admin' && l.action === 'state' && l.backend === 'web1');
+  expect(logged).toMatchObject({ via: 'cli', listen: 'web', from: 'ready', to: 'drain' });
+  expect(typeof logged.user).toBe('string');
   expect(await spread(4)).toEqual({ web2: 2, web3: 2 });
   r = await pb('remove', 'web', 'web2', '--drain-timeout', '3s');
   expect(r.stdout).toMatch(/^removed web\/web2 after \d+ ms \(no request in flight\)\n$/);
