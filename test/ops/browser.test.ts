@@ -47,7 +47,7 @@ listen:
   - name: web
     bind: 127.0.0.1:0
     slowstart: 0
-    check: { interval: 500ms }
+    check: { interval: 500ms, timeout: 3s }
     backends:
 ${backends.map((b) => `      - { name: ${b.name}, address: "${b.address}" }`).join('\n')}
   - name: api

@@ -38,7 +38,7 @@ global: { node: t1 }
 listen:
   - name: web
     bind: 127.0.0.1:0
-    check: { interval: 300ms }
+    check: { interval: 300ms, timeout: 3s }
     backends:
       - { name: web1, address: "${B1().address}", weight: ${w1} }
       - { name: web2, address: "${B2().address}" }

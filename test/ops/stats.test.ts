@@ -31,7 +31,7 @@ beforeAll(async () => {
 listen:
   - name: web
     bind: 127.0.0.1:0
-    check: { interval: 200ms }
+    check: { interval: 200ms, timeout: 3s }
     backends:
       - { name: web1, address: "${b1.address}" }
       - { name: web2, address: "${b2.address}" }
