@@ -1,0 +1,31 @@
+import { afterAll, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI } from '../helpers/proc.js';
+
+/**
+ * `npm start` = `pairlb start --demo`: the README's first command. Two demo backends + balancer on
+ * 127.0.0.1:8080 + stats on :8404; two curls show round robin; SIGINT (Ctrl-C) stops it cleanly.
+ */
+let child: ChildProcess | undefined;
+afterAll(() => { if (child && child.exitCode === null) child.kill('SIGKILL'); });
+
+it('npm start runs the demo: round robin, sticky cookie, stats page with auth, clean Ctrl-C', async () => {
+  child = spawn(process.execPath, [CLI, 'start', '--demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  await new Promise<void>((ok, fail) => {
+    const t = setTimeout(() => fail(new Error('demo did not start: ' + err)), 15_000);
+    child!.stderr!.on('data', (d) => { err += d; if (err.includes('pairlb demo: balancer on http://127.0.0.1:8080/')) { clearTimeout(t); ok(); } });
+    child!.once('exit', (c) => fail(new Error(`demo exited ${c}: ${err}`)));
+  });
+  const bodies: string[] = [];
+  for (let i = 0; i < 2; i++) bodies.push(await (await fetch('http://127.0.0.1:8080/')).text());
+  expect(bodies.map((b) => b.split(' ')[2]).sort()).toEqual(['web1', 'web2']);
+  const sticky = await fetch('http://127.0.0.1:8080/', { headers: { cookie: 'SERVERID=w1' } });
+  expect(await sticky.text()).toMatch(/^hello from web1/);
+  expect((await fetch('http://127.0.0.1:8404/')).status).toBe(401);
+  const page = await fetch('http://127.0.0.1:8404/', { headers: { authorization: 'Basic ' + Buffer.from('admin:admin').toString('base64') } });
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('web2');
+  const code = await new Promise<number | null>((ok) => { child!.once('exit', (c) => ok(c)); child!.kill('SIGINT'); });
+  expect(code).toBe(0);
+});
