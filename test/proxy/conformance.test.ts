@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, createServer as createTcpServer } from 'node:net';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
@@ -303,6 +303,48 @@ describe('access log', () => {
   });
 });
 
-let unused: TcpServer | undefined;
-beforeAll(() => { unused = undefined; });
-afterAll(() => { unused?.close(); });
+
+describe('listen sections and client timeouts', () => {
+  it('several listen sections in one process, each with its own pool', async () => {
+    const a = await startBackend('a');
+    const b = await startBackend('b');
+    const p = await startApp(`listen:\n  - name: one\n    bind: 127.0.0.1:0\n    backends:\n      - name: a\n        address: ${a.address}\n        check: false\n  - name: two\n    bind: 127.0.0.1:0\n    backends:\n      - name: b\n        address: ${b.address}\n        check: false\n`);
+    try {
+      expect((await get(p.url('one') + '/')).body).toBe('a');
+      expect((await get(p.url('two') + '/')).body).toBe('b');
+      expect(p.app.counters.listen('one').total).toBe(1);
+      expect(p.app.counters.listen('two').total).toBe(1);
+    } finally { await p.stop(); await a.close(); await b.close(); }
+  });
+
+  it('an idle client keep-alive connection is closed after timeouts.client', async () => {
+    const a = await startBackend('a');
+    const p = await startApp(listenYaml('undici', [a], '    timeouts:\n      client: 300ms\n'));
+    try {
+      const t0 = Date.now();
+      const closedAfter = await new Promise<number>((ok) => {
+        const s = connect(p.port(), '127.0.0.1');
+        s.on('data', () => {});
+        s.on('close', () => ok(Date.now() - t0));
+        s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      expect(closedAfter).toBeGreaterThanOrEqual(250);
+      expect(closedAfter).toBeLessThan(3000);
+    } finally { await p.stop(); await a.close(); }
+  });
+
+  it('access log in Apache combined format', async () => {
+    const a = await startBackend('a');
+    const cfg = `global:\n  log:\n    access: combined\n` + listenYaml('undici', [a]);
+    const writes: string[] = [];
+    const orig = process.stdout.write.bind(process.stdout);
+    const p = await startApp(cfg);
+    (process.stdout as unknown as { write: (s: string) => boolean }).write = (s: string) => { writes.push(String(s)); return true; };
+    try {
+      await get(p.url() + '/page?q=1', { referer: 'http://ref/', 'user-agent': 'ua "x"' });
+      await new Promise((r) => setTimeout(r, 20));
+    } finally { (process.stdout as unknown as { write: typeof orig }).write = orig; await p.stop(); await a.close(); }
+    const line = writes.find((w) => w.includes('/page?q=1'))!;
+    expect(line).toMatch(/^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/page\?q=1 HTTP\/1\.1" 200 1 "http:\/\/ref\/" "ua \\"x\\""\n$/);
+  });
+});
