@@ -21,7 +21,8 @@ const execFileP = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO = join(HERE, '..');
 export const POLLER = join(HERE, 'failover-poller.mjs');
-export const MAIN = join(REPO, 'dist/cli/main.js');
+// PAIRLB_MAIN: run a private build (the shared dist/ may be rebuilt by someone else mid-run).
+export const MAIN = process.env.PAIRLB_MAIN ?? join(REPO, 'dist/cli/main.js');
 
 export const NET = {
   vip: '198.18.0.10', prefix: 24,

@@ -14,7 +14,7 @@
 //               (2 s by default) and keepalived's preemption
 //   graceful    t0 = SIGTERM to lb1's pairlb (pairlb) or keepalived (keepalived targets)
 //   link-cut    t0 = the dedicated link loses carrier (ip link set eth1 down) for 2 s
-//   split-heal  the dedicated link silently drops everything (tc pfifo limit 0) for 3 s; t0 = heal
+//   split-heal  the dedicated link silently drops everything (tc pfifo limit 0) for 5 s; t0 = heal
 // Figures per round: first_reply_ms (t0 → earliest answer from the node that should serve: lb2 for
 // node-dies/graceful, lb1 otherwise), outage_ms (longest gap between answers), failed (requests sent
 // after t0 that got no answer within 1 s). Printed as min/median/max over the rounds.
@@ -85,8 +85,9 @@ class Rig {
   /** lb serves steadily: the last 25 requests (0.5 s) all answered by it. */
   steady(lb, ms = 20_000) {
     return until(() => {
+      // The newest answer must be fresh too: requests hanging on a dead MAC are not in the samples yet.
       const s = this.poll.samples.slice(-25);
-      return s.length === 25 && s.every((x) => x.ok && x.lb === lb);
+      return s.length === 25 && s.every((x) => x.ok && x.lb === lb) && Date.now() - s[24].s < 150;
     }, ms, `${lb} steadily serving (${this.target})`);
   }
 
@@ -163,7 +164,8 @@ class Rig {
   async splitHeal() {
     const cut = Date.now();
     for (const n of ['l1', 'l2']) await this.t.exec(n, 'tc', ['qdisc', 'replace', 'dev', 'eth1', 'root', 'pfifo', 'limit', '0']);
-    await sleep(3000);
+    // Longer than keepalived's master-down interval at advert_int 1 (3 × 1 s + skew ≈ 3.6 s).
+    await sleep(5000);
     const t0 = Date.now();
     for (const n of ['l1', 'l2']) await this.t.exec(n, 'tc', ['qdisc', 'del', 'dev', 'eth1', 'root']);
     // Settled when lb1 serves steadily again (keepalived: once the client's neighbour entry expires).
@@ -192,9 +194,17 @@ const results = {}; // scenario -> target -> [round figures]
 const add = (sc, tg, f) => { ((results[sc] ??= {})[tg] ??= []).push(f); };
 
 const started = Date.now();
+let current;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    console.error(`${sig}: cleaning up namespaces`);
+    (current ? current.destroy() : Promise.resolve()).finally(() => process.exit(130));
+  });
+}
 for (const target of TARGETS) {
   const dir = mkdtempSync(join(tmpdir(), `pairlb-failover-${target}-`));
   const topo = await L.Topology.create();
+  current = topo;
   const webs = [topo.startWeb('w1'), topo.startWeb('w2')];
   const rig = new Rig(target, topo, dir);
   try {

@@ -1,6 +1,8 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { App, moduleFactories, type Module } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { parseHostPort, type HostPort } from '../config/types.js';
@@ -54,7 +56,7 @@ export class HaNode implements Module {
   private readonly log: Logger;
   private key!: Buffer;
   private fsm: FsmState;
-  private readonly incarnation = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  private incarnation = 0n;
   private seq = 0n;
   private readonly guard = new ReplayGuard();
   private paths: PathSock[] = [];
@@ -106,8 +108,25 @@ export class HaNode implements Module {
     return !!p && p.lastRx > 0 && now - p.lastRx < this.cfg.deadtime;
   }
 
+  /**
+   * A new incarnation per start, strictly above the last one: the start time in µs, but never below
+   * the persisted previous value + 1, so a clock stepped backwards cannot make the peer refuse all
+   * our packets as "old incarnation".
+   */
+  private nextIncarnation(): bigint {
+    let inc = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+    const file = this.app.state.file ? join(dirname(this.app.state.file), 'ha-incarnation') : undefined;
+    if (!file) return inc;
+    try { const last = BigInt(readFileSync(file, 'utf8').trim()); if (last >= inc) inc = last + 1n; } catch { /* first start */ }
+    try { mkdirSync(dirname(file), { recursive: true, mode: 0o750 }); writeFileSync(file, inc.toString() + '\n', { mode: 0o640 }); } catch (e) {
+      this.log.warn({ err: e, file }, 'could not persist the incarnation');
+    }
+    return inc;
+  }
+
   async start(): Promise<void> {
     this.key = readKeyFile(this.cfg.key_file);
+    this.incarnation = this.nextIncarnation();
     // A previous incarnation (crash, kill -9) may have left the VIP on the interface: we do not
     // hold it until the state machine says so, and a stale copy would answer ARP for it.
     await this.vip.remove().catch((e) => this.log.warn({ err: e }, 'could not remove a stale VIP'));
@@ -251,7 +270,7 @@ export class HaNode implements Module {
       case 'release_vip': {
         // After the peer has announced the VIP, keep it a few heartbeats longer: a client whose
         // SYN was already on its way to our MAC is still answered (make-before-break).
-        const linger = this.fsm.peer?.role === 'master' ? Math.max(100, 3 * this.cfg.keepalive) : 0;
+        const linger = this.fsm.peer?.role === 'master' ? Math.max(250, 4 * this.cfg.keepalive) : 0;
         const release = (): void => this.enqueue(async () => {
           if (this.fsm.role === 'master' && !this.fsm.stopping) return; // taken again meanwhile
           try { await this.vip.remove(); this.log.info({ vip: this.cfg.vip.address, lingerMs: linger }, 'VIP released'); } catch (e) { this.log.error({ err: e }, 'could not remove the VIP'); }
@@ -416,7 +435,7 @@ export class HaNode implements Module {
       await done;
       clearTimeout(this.timers.release);
       // The release may still be lingering: wait for it, bounded.
-      await new Promise((r) => setTimeout(r, this.fsm.peer?.role === 'master' ? Math.max(100, 3 * this.cfg.keepalive) : 0));
+      await new Promise((r) => setTimeout(r, this.fsm.peer?.role === 'master' ? Math.max(250, 4 * this.cfg.keepalive) : 0));
       await this.vip.remove().catch((e) => this.log.error({ err: e }, 'could not remove the VIP'));
       await this.chain;
     }
