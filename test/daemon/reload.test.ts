@@ -53,13 +53,14 @@ function yamlFor(o: { port: number; apiPort?: number; backends: TestBackend[]; x
   return lines.join('\n') + '\n';
 }
 
-/** Backends answer after 0-20 ms so that requests are in flight at every reload. */
+/** Backends answer after 0-20 ms so that requests are in flight at every reload; /slow after 5 s. */
 function slowish(name: string): Promise<TestBackend> {
-  return startBackend(name, (_req, res) => {
-    setTimeout(() => {
+  return startBackend(name, (req, res) => {
+    const t = setTimeout(() => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': name.length, 'x-backend': name });
       res.end(name);
-    }, Math.floor(Math.random() * 20));
+    }, req.url === '/slow' ? 5000 : Math.floor(Math.random() * 20));
+    res.on('close', () => clearTimeout(t));
   });
 }
 
@@ -123,10 +124,24 @@ describe('pairlb daemon: reload', () => {
     await new Promise((r) => setTimeout(r, 1000));
     // Reload 1, through `pairlb reload`: php-a removed, php-c added, listen `api` added.
     writeFileSync(cfgFile, yamlFor({ port, apiPort, backends: [b, c], adminSocket }));
+    // Slow requests (5 s) until one is on php-a, which the reload then removes mid-request.
+    const slowSeen = a.seen.length;
+    let slowDone = 0;
+    const slow: Promise<Result>[] = [];
+    const onA = () => a.seen.slice(slowSeen).some((x) => x.url === '/slow');
+    for (let i = 0; i < 10 && !onA(); i++) {
+      slow.push(get(port, false, '/slow').finally(() => { slowDone++; }));
+      for (let j = 0; j < 50 && !onA() && b.seen.filter((x) => x.url === '/slow').length + c.seen.filter((x) => x.url === '/slow').length < slow.length; j++) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(onA()).toBe(true);
     const n0 = reloads();
     const out = await run(process.execPath, [MAIN, 'reload', '--pidfile', d.pidfile], { timeout: 20_000 });
     expect(out.stdout).toContain(`Sent SIGHUP to pairlb (pid ${d.pid})`);
     await d.waitLog(() => reloads() > n0, 10_000);
+    expect(slowDone).toBe(0); // php-a was removed while its request was in flight …
+    const slowRes = await Promise.all(slow);
+    expect(slowRes.map((r) => r.status).every((st) => st === 200)).toBe(true);
+    expect(slowRes.map((r) => r.body)).toContain('php-a'); // … and that request completed.
     const api = await get(apiPort, false);
     expect(api.status).toBe(200);
     expect(['php-b', 'php-c']).toContain(api.body);
