@@ -86,7 +86,7 @@ function constraintsOf(s) {
       if (k.kind === 'regex') c.push(`matches \`${k.regex.source}\``);
       else if (k.kind === 'startsWith') c.push(`starts with \`${k.value}\``);
       else if (k.kind === 'endsWith') c.push(`ends with \`${k.value}\``);
-      else if (k.kind === 'min') c.push(`at least ${k.value} characters`);
+      else if (k.kind === 'min') c.push(k.value === 1 ? 'non-empty' : `at least ${k.value} characters`);
       else if (k.kind === 'max') c.push(`at most ${k.value} characters`);
       else if (k.kind === 'length') c.push(`exactly ${k.value} characters`);
       else c.push(k.kind);
