@@ -182,9 +182,10 @@ async function main() {
       req_per_cpu_s: pids.length && cpuS > 0 ? res.requests / cpuS : NaN,
       backends_cpu_pct: backCpu, wrk_cpu_pct: wrkPct, cpu0_pct: busy[0].busy, cpu1_pct: busy[1]?.busy ?? NaN,
       softirq_pct: busy.slice(0, 2).reduce((a, b) => a + b.irq, 0),
-      // CPU time on the two cores charged neither to wrk, the backends, the proxy nor to irq/softirq
-      // (loopback packet work): other tenants of this machine.
-      foreign_pct: busy.slice(0, 2).reduce((a, b) => a + b.busy - b.irq, 0) - ours,
+      // CPU time on the two cores not charged to wrk, the backends or the proxy: other tenants of
+      // this machine. (Softirq work for loopback mostly runs in the sending process's context and
+      // is charged to it, so it is not subtracted again: doing so drove this below 0 when quiet.)
+      foreign_pct: busy.slice(0, 2).reduce((a, b) => a + b.busy, 0) - ours,
       scrapes: t.statsPort ? { ok: scrapes, failed: scrapeFail } : undefined,
     };
     return r;
