@@ -380,7 +380,8 @@ export class Listener {
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
       this.server.headersTimeout = cfg.timeouts.http_request;
-      this.server.maxHeadersCount = null as unknown as number;
+      // Read by node:http for each new connection's parser; connections already open keep theirs.
+      (this.server as Server & { maxHeaderSize?: number }).maxHeaderSize = cfg.max_header_size;
     }
     if (old.engine !== cfg.engine || JSON.stringify(old.timeouts) !== JSON.stringify(cfg.timeouts)) {
       for (const [id, u] of this.upstreams) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
