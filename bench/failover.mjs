@@ -36,7 +36,7 @@ const { values } = parseArgs({
 const ROUNDS = Number(values.rounds);
 const TARGETS = values.targets.split(',');
 const SCENARIOS = values.scenarios.split(',');
-const SPLIT_MAX_MS = 35_000; // keepalived's blackhole after a split lasts ~26 s (keepalived#166)
+const SPLIT_MAX_MS = 60_000; // keepalived's blackhole after a split lasts ~26-33 s (keepalived#166)
 
 if (process.getuid?.() !== 0) { console.error('bench:failover needs root (network namespaces)'); process.exit(2); }
 for (const [bin, pkg] of [['/usr/sbin/keepalived', 'keepalived'], ['/usr/bin/arping', 'iputils-arping'], ['/usr/sbin/ip', 'iproute2']]) {
@@ -113,6 +113,7 @@ class Rig {
   }
 
   async nodeDiesThenFailback() {
+    await this.steady('lb1', 60_000);
     const pids = await this.pids('lb1');
     const t0 = Date.now();
     await Promise.all([this.killNode('lb1', pids), this.t.ip('l1', ['link', 'set', 'eth0', 'down'])]);
@@ -135,6 +136,7 @@ class Rig {
   }
 
   async graceful() {
+    await this.steady('lb1', 60_000);
     const t0 = Date.now();
     const p = this.haProc('lb1');
     p.kill('SIGTERM');
@@ -151,6 +153,7 @@ class Rig {
   }
 
   async linkCut() {
+    await this.steady('lb1', 60_000);
     const t0 = Date.now();
     await this.t.ip('l1', ['link', 'set', 'eth1', 'down']);
     await sleep(2000);
@@ -162,6 +165,7 @@ class Rig {
   }
 
   async splitHeal() {
+    await this.steady('lb1', 60_000);
     const cut = Date.now();
     for (const n of ['l1', 'l2']) await this.t.exec(n, 'tc', ['qdisc', 'replace', 'dev', 'eth1', 'root', 'pfifo', 'limit', '0']);
     // Longer than keepalived's master-down interval at advert_int 1 (3 × 1 s + skew ≈ 3.6 s).
