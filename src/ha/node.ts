@@ -412,6 +412,14 @@ export class HaNode implements Module {
 
   // ---- lifecycle ------------------------------------------------------------------------------
 
+  /** Node's http.Server.closeIdleConnections() on every listener of the data plane. */
+  private closeIdleClientConnections(): void {
+    const listeners = (this.app.proxy as unknown as { listeners?: Map<string, { server?: { closeIdleConnections?: () => void } }> }).listeners;
+    let n = 0;
+    for (const l of listeners?.values() ?? []) { l.server?.closeIdleConnections?.(); n++; }
+    this.log.debug({ listeners: n }, 'closed idle client connections after the handover');
+  }
+
   reload(cfg: Config): void {
     if (!cfg.ha) return;
     if (JSON.stringify(cfg.ha) !== JSON.stringify(this.cfg)) this.log.warn('ha section changed: takes effect at the next restart');
@@ -434,8 +442,14 @@ export class HaNode implements Module {
       }
       await done;
       clearTimeout(this.timers.release);
-      // The release may still be lingering: wait for it, bounded.
-      await new Promise((r) => setTimeout(r, this.fsm.peer?.role === 'master' ? Math.max(250, 4 * this.cfg.keepalive) : 0));
+      const handedOver = this.fsm.peer?.role === 'master';
+      // Clients now send to the new master's MAC: an idle keep-alive connection to us would get a
+      // RST from it on its next request. Our FIN still reaches the client (our → client direction is
+      // unaffected), so closing them now makes the client open a new connection, to the new master.
+      if (handedOver) this.closeIdleClientConnections();
+      // Keep the VIP a little longer (a SYN already on its way to our MAC), bounded.
+      await new Promise((r) => setTimeout(r, handedOver ? Math.max(250, 4 * this.cfg.keepalive) : 0));
+      if (handedOver) this.closeIdleClientConnections(); // those whose response ended meanwhile
       await this.vip.remove().catch((e) => this.log.error({ err: e }, 'could not remove the VIP'));
       await this.chain;
     }

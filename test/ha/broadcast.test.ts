@@ -58,6 +58,7 @@ describe('ha heartbeats by broadcast on the dedicated link', () => {
     await t.ip('l1', ['link', 'set', 'eth0', 'down']);
     const m = await lb2.waitRole('master', 5000, t1);
     expect(m.reason).toBe('VIP free (RFC 5227 probe unanswered)');
+    await lb2.waitFor((j) => j.msg === 'VIP added and announced (gratuitous ARP)' && j._at >= t1, 3000, 'VIP added');
     expect(await vipOn(t, 'l2')).toBe(true);
   });
 });
