@@ -158,13 +158,14 @@ async function main() {
     let wrkPid = 0, wrkCpu = 0;
     const poll = setInterval(() => { if (wrkPid) wrkCpu = Math.max(wrkCpu, cpuSeconds(wrkPid)); }, 100);
     let scrapes = 0, scrapeFail = 0;
-    const scraper = t.statsPort ? setInterval(() => {
-      httpGet(t.statsPort, '/metrics').then((r) => { if (r.status === 200) scrapes++; else scrapeFail++; }, () => { scrapeFail++; });
-    }, o.scrapeMs) : undefined;
+    // First scrape 1 s into the run (so even a short run has one), then every --scrape-interval.
+    const scrape = () => httpGet(t.statsPort, '/metrics').then((r) => { if (r.status === 200) scrapes++; else scrapeFail++; }, () => { scrapeFail++; });
+    let scraper;
+    const firstScrape = t.statsPort ? setTimeout(() => { scrape(); scraper = setInterval(scrape, o.scrapeMs); }, 1000) : undefined;
     let res;
     try {
       res = await runWrk({ url: `http://127.0.0.1:${port}${scen.path}`, secs, conns: o.connections, headers: scen.headers, cpu: plan.client, onStart: (p) => { wrkPid = p; } });
-    } finally { clearInterval(poll); if (scraper) clearInterval(scraper); }
+    } finally { clearInterval(poll); clearTimeout(firstScrape); clearInterval(scraper); }
     const wall = Number(process.hrtime.bigint() - w0) / 1e9;
     const s1 = cpuTimes();
     const busy = cpuBusyPct(s0, s1);
