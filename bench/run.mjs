@@ -21,8 +21,9 @@ const USAGE = `Usage: npm run bench -- [options]
 
   --rounds N        interleaved rounds (default 5)
   --duration S      seconds per wrk run (default 6)
-  --warmup S        seconds of warm-up per scenario and target before round 1 (default 1)
-  --quick           1 round x 2 s, warm-up 1 s (smoke run, ~1.5 min)
+  --warmup S        seconds of warm-up per scenario and target before round 1 (default 1; at least
+                    3 s per target in total)
+  --quick           1 round x 2 s, warm-up 1 s (a smoke run of the harness, not a measurement)
   --connections N   wrk connections (default 64)
   --scenarios LIST  comma list (default all): small-keepalive,large-keepalive,small-close,
                     sticky-small-keepalive,sticky-large-keepalive,sticky-small-close,stats-small-keepalive
@@ -197,8 +198,12 @@ async function main() {
   try {
     if (o.warmup > 0) {
       const t0 = Date.now();
-      for (const p of plans) for (const t of p.targets) await measure(p.scen, t, 0, o.warmup);
-      log(`warm-up: ${plans.reduce((a, p) => a + p.targets.length, 0)} runs of ${o.warmup}s (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      // Every target gets at least 3 s of warm-up in total (pairlb-stats runs in one scenario only,
+      // pairlb in all of them: without this, the stats-on process starts colder than the other).
+      const count = new Map();
+      for (const p of plans) for (const t of p.targets) count.set(t, (count.get(t) ?? 0) + 1);
+      for (const p of plans) for (const t of p.targets) await measure(p.scen, t, 0, Math.max(o.warmup, Math.ceil(3 / count.get(t))));
+      log(`warm-up: ${plans.reduce((a, p) => a + p.targets.length, 0)} runs (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
     for (let round = 1; round <= o.rounds; round++) {
       for (const p of plans) {
