@@ -245,6 +245,8 @@ listen:
   - name: web
     bind: 0.0.0.0:80
     check: { type: http, path: /, interval: 500ms }
+    # A connection whose client moved to the new master can never finish here: do not wait 30 s for it.
+    timeouts: { drain: 5s }
     backends:
       - { name: web1, address: "${NET.web1}:${NET.webPort}" }
       - { name: web2, address: "${NET.web2}:${NET.webPort}" }
