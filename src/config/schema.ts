@@ -93,7 +93,8 @@ export const listenSchema = z.object({
   bind: hostPort,
   mode: z.literal('http').default('http'),
   balance: z.enum(['roundrobin']).default('roundrobin'),
-  engine: z.enum(['undici', 'http-proxy']).default('undici'),
+  /** Forwarding engine: undici (default), http-proxy (the design card's library), native (experimental: Node's llhttp over a socket pool). */
+  engine: z.enum(['undici', 'http-proxy', 'native']).default('undici'),
   cookie: cookieSchema.optional(),
   forwardfor: forwardforSchema.default({}),
   timeouts: timeoutsSchema.default({}),

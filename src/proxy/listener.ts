@@ -8,13 +8,14 @@ import { Counters } from '../stats/counters.js';
 import type { AttemptSink, Engine, Upstream } from './engine.js';
 import { undiciEngine } from './engines/undici.js';
 import { httpProxyEngine } from './engines/http-proxy.js';
+import { nativeEngine } from './engines/native.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import { Routing, type Route } from './routing.js';
 import { insertCookieValue, prefixSetCookie, readInsertCookie, readPrefixCookie } from './sticky.js';
 import { AccessLog } from './access-log.js';
 import { tunnelUpgrade } from './upgrade.js';
 
-const ENGINES: Record<string, Engine> = { undici: undiciEngine, 'http-proxy': httpProxyEngine };
+const ENGINES: Record<string, Engine> = { undici: undiciEngine, 'http-proxy': httpProxyEngine, native: nativeEngine };
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) plus those a proxy must regenerate. Never forwarded in

@@ -48,7 +48,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((ok) => backend.listen(0, '127.0.0.1', () => ok()));
   backendPort = (backend.address() as AddressInfo).port;
-  lb = await startPairlb(`global:\n  log:\n    level: info\n    access: off\nlisten:\n  - name: web\n    bind: 127.0.0.1:0\n    backends:\n      - name: a\n        address: 127.0.0.1:${backendPort}\n        check: false\n`);
+  const listen = (engine: string) => `  - name: ${engine}\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${backendPort}\n        check: false\n`;
+  lb = await startPairlb(`global:\n  log:\n    level: info\n    access: off\nlisten:\n${listen('undici')}${listen('native')}`);
 });
 
 afterAll(async () => {
@@ -57,18 +58,18 @@ afterAll(async () => {
   await new Promise<void>((ok) => backend.close(() => ok()));
 });
 
-describe('streaming through the pairlb process', () => {
+describe.each(['undici', 'native'])('streaming through the pairlb process (engine %s)', (engine) => {
   // Measured: the peak growth is ~45-50 MB whatever the body size (256 MiB or 1 GiB): it is garbage
   // Buffers waiting for V8's external-memory GC trigger (64 MB), not data held by the proxy.
   // A leak or missing backpressure would grow with the body (1 GiB), far past this bound.
   it('1 GiB download and 1 GiB upload pass with bounded RSS (no buffering of the body)', async () => {
-    await fetch(`http://127.0.0.1:${lb.port()}/warm`).then((r) => r.text());
+    await fetch(`http://127.0.0.1:${lb.port(engine)}/warm`).then((r) => r.text());
     const rss0 = lb.rssKb();
     let peak = rss0;
     const sampler = setInterval(() => { try { peak = Math.max(peak, lb.rssKb()); } catch { /* exited */ } }, 100);
     try {
       const got = await new Promise<number>((ok, fail) => {
-        request(`http://127.0.0.1:${lb.port()}/download`, (res) => {
+        request(`http://127.0.0.1:${lb.port(engine)}/download`, (res) => {
           let n = 0;
           res.on('data', (c: Buffer) => { n += c.length; });
           res.on('end', () => ok(n));
@@ -77,7 +78,7 @@ describe('streaming through the pairlb process', () => {
       });
       expect(got).toBe(GiB);
       const echoed = await new Promise<string>((ok, fail) => {
-        const r = request(`http://127.0.0.1:${lb.port()}/upload`, { method: 'POST', headers: { 'content-length': GiB } }, (res) => {
+        const r = request(`http://127.0.0.1:${lb.port(engine)}/upload`, { method: 'POST', headers: { 'content-length': GiB } }, (res) => {
           let s = '';
           res.on('data', (c) => { s += c; });
           res.on('end', () => ok(s));
@@ -87,13 +88,13 @@ describe('streaming through the pairlb process', () => {
       });
       expect(echoed).toBe(String(GiB));
     } finally { clearInterval(sampler); }
-    console.log(`1 GiB each way: proxy RSS ${Math.round(rss0 / 1024)} MB, peak ${Math.round(peak / 1024)} MB`);
+    console.log(`${engine}: 1 GiB each way: proxy RSS ${Math.round(rss0 / 1024)} MB, peak ${Math.round(peak / 1024)} MB`);
     expect((peak - rss0) / 1024).toBeLessThan(64);
   }, 120_000);
 
-  // 100k aborts take ~80 s on a busy 2-core machine; the suite runs 50k (same code path, same bound).
-  it('50k aborted requests: upstream requests aborted, RSS back where it was', async () => {
-    const port = lb.port();
+  // 100k aborts per engine: ~20-30 s each on a quiet 2-core machine (PAIRLB_ABORTS overrides).
+  it('100k aborted requests: upstream requests aborted, RSS back where it was', async () => {
+    const port = lb.port(engine);
     async function abortMany(total: number, conc: number): Promise<void> {
       let started = 0;
       await Promise.all(Array.from({ length: conc }, async () => {
@@ -114,14 +115,14 @@ describe('streaming through the pairlb process', () => {
     await new Promise((r) => setTimeout(r, 500));
     const rss0 = lb.rssKb();
     const t0 = Date.now();
-    await abortMany(Number(process.env.PAIRLB_ABORTS ?? 50_000), 64);
+    await abortMany(Number(process.env.PAIRLB_ABORTS ?? 100_000), 64);
     const elapsed = Date.now() - t0;
     // Let in-flight aborts settle and the GC run.
     const deadline = Date.now() + 5000;
     while (openUpstream > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(openUpstream).toBe(0);
     const rss1 = lb.rssKb();
-    console.log(`${process.env.PAIRLB_ABORTS ?? 50_000} aborts in ${elapsed} ms; proxy RSS ${Math.round(rss0 / 1024)} MB -> ${Math.round(rss1 / 1024)} MB`);
+    console.log(`${engine}: ${process.env.PAIRLB_ABORTS ?? 100_000} aborts in ${elapsed} ms; proxy RSS ${Math.round(rss0 / 1024)} MB -> ${Math.round(rss1 / 1024)} MB`);
     expect((rss1 - rss0) / 1024).toBeLessThan(20);
   }, 240_000);
 });

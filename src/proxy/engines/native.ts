@@ -1,0 +1,245 @@
+import { connect, type Socket } from 'node:net';
+import { createRequire } from 'node:module';
+import type { ListenConfig } from '../../config/schema.js';
+import { PairlbError } from '../../errors.js';
+import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
+
+/**
+ * `engine: native` (opt-in, experimental): a purpose-built upstream client. A keep-alive pool of
+ * net.Sockets per backend; the request head is written as one latin1 string; responses are parsed
+ * by Node's own native llhttp binding, the `HTTPParser` that node:http's client uses (it handles
+ * chunked bodies, bodies delimited by close, 1xx, 204/304 and header limits).
+ *
+ * Why: the profile of the undici engine spends ~19% in undici itself (its wasm parser called back
+ * through JS, header re-validation); the bench's reference prototype of this design served ~1.4×
+ * the requests per CPU-second (bench/RESULTS.md). Held to the same conformance suite as the other
+ * engines. `_http_common` is an internal module of Node (present in Node 20 and 22): it is used in
+ * this file only, and undici stays the default.
+ */
+const require = createRequire(import.meta.url);
+interface ParserCtor {
+  new (): Parser;
+  RESPONSE: number;
+  kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number;
+}
+interface Parser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(b: Buffer): number | Error;
+  finish(): number | Error | undefined;
+  close(): void;
+  [k: number]: unknown;
+}
+const { HTTPParser } = require('_http_common') as { HTTPParser: ParserCtor };
+const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute } = HTTPParser;
+
+/** Idle upstream connections are closed after this (backends usually keep them 5-75 s). */
+const IDLE_MS = 4_000;
+const MAX_IDLE = 512;
+
+function lowerIs(name: string, want: string): boolean {
+  return name.length === want.length && name.toLowerCase() === want;
+}
+
+class Conn {
+  readonly s: Socket;
+  readonly p: Parser;
+  sink: AttemptSink | null = null;
+  connected = false;
+  /** The current request's method is HEAD: its response has no body (RFC 9110 §9.3.2). */
+  head = false;
+  /** Request body fully written (a connection is reused only then). */
+  sent = true;
+  gotHeaders = false;
+  keepAlive = true;
+  partial: string[] | null = null;
+  private pending: AttemptRequest | null = null;
+
+  constructor(readonly up: NativeUpstream) {
+    const s = (this.s = connect({ host: up.host, port: up.port, noDelay: true }));
+    s.setTimeout(up.l.timeouts.connect);
+    const p = (this.p = new HTTPParser());
+    p.initialize(HTTPParser.RESPONSE, {}, up.maxHeaderSize, 0);
+    p[kOnHeaders] = (headers: string[]) => { this.partial = this.partial ? this.partial.concat(headers) : headers; };
+    p[kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, msg: string, _upg: boolean, keepAlive: boolean) => this.onHeadersComplete(headers, status, msg, keepAlive);
+    p[kOnBody] = (b: Buffer) => this.onBody(b);
+    p[kOnMessageComplete] = () => this.onMessageComplete();
+    p[kOnExecute] = () => {};
+    s.on('connect', () => {
+      this.connected = true;
+      s.setTimeout(up.l.timeouts.server);
+      const r = this.pending;
+      this.pending = null;
+      if (r) this.write(r);
+    });
+    s.on('data', (d: Buffer) => {
+      const ret = this.p.execute(d);
+      if (ret instanceof Error) this.fail(new PairlbError('UND_ERR_SOCKET', `invalid response from backend: ${(ret as Error & { code?: string }).code ?? ret.message}`));
+    });
+    // A response delimited by the end of the connection completes at EOF (RFC 9112 §6.3 rule 8).
+    s.on('end', () => { this.p.finish(); s.end(); });
+    s.on('timeout', () => {
+      if (!this.sink) { s.destroy(); return; }
+      this.fail(this.connected
+        ? new PairlbError(this.gotHeaders ? 'UND_ERR_BODY_TIMEOUT' : 'UND_ERR_HEADERS_TIMEOUT', 'server timeout')
+        : new PairlbError('UND_ERR_CONNECT_TIMEOUT', 'connect timeout'));
+    });
+    s.on('error', (e) => this.fail(e));
+    s.on('close', () => {
+      this.up.forget(this);
+      this.fail(new PairlbError('UND_ERR_SOCKET', 'other side closed'));
+      this.p.close();
+    });
+  }
+
+  /** Begin one exchange on this connection (fresh: after connect; reused: now). */
+  start(r: AttemptRequest, sink: AttemptSink): void {
+    this.sink = sink;
+    this.gotHeaders = false;
+    this.partial = null;
+    this.head = r.method === 'HEAD';
+    if (this.connected) this.write(r); else this.pending = r;
+  }
+
+  private readonly abort = (err?: Error): void => {
+    this.sink = null;
+    this.s.destroy(err);
+  };
+
+  private write(r: AttemptRequest): void {
+    const sink = this.sink;
+    if (!sink) return;
+    sink.onConnect(this.abort);
+    if (this.sink !== sink) return; // aborted in onConnect
+    const s = this.s;
+    const h = r.headers;
+    let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
+    let hasHost = false;
+    let hasLength = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const k = h[i];
+      if (k.length === 4 && !hasHost) hasHost = lowerIs(k, 'host');
+      else if (k.length === 14 && !hasLength) hasLength = lowerIs(k, 'content-length');
+      head += `${k}: ${h[i + 1]}\r\n`;
+    }
+    if (!hasHost) head += `Host: ${this.up.hostHeader}\r\n`;
+    const body = r.body;
+    if (body === null) {
+      this.sent = true;
+      s.write(head + '\r\n', 'latin1');
+      return;
+    }
+    // A body without Content-Length came chunked from the client (we removed its framing):
+    // re-frame it chunked (RFC 9112 §7.1).
+    const chunked = !hasLength;
+    if (chunked) head += 'Transfer-Encoding: chunked\r\n';
+    s.write(head + '\r\n', 'latin1');
+    this.sent = false;
+    const onData = (c: Buffer) => {
+      const ok = chunked ? (s.write(c.length.toString(16) + '\r\n'), s.write(c), s.write('\r\n')) : s.write(c);
+      if (!ok) { body.pause(); s.once('drain', () => body.resume()); }
+    };
+    body.on('data', onData);
+    body.once('end', () => {
+      if (chunked) s.write('0\r\n\r\n');
+      this.sent = true;
+    });
+  }
+
+  private onHeadersComplete(headers: string[] | undefined, status: number, msg: string, keepAlive: boolean): number {
+    const raw = this.partial ? (headers ? this.partial.concat(headers) : this.partial) : (headers ?? []);
+    this.partial = null;
+    // 1xx (100 Continue, 103 Early Hints) are not the response: wait for the final one.
+    if (status < 200) return 0;
+    this.keepAlive = keepAlive;
+    this.gotHeaders = true;
+    const sink = this.sink;
+    if (sink && sink.onHeaders(status, raw, this.resume, msg) === false) this.s.pause();
+    // 1 = skip the body: a response to HEAD has none whatever its headers say.
+    return this.head ? 1 : 0;
+  }
+
+  private readonly resume = (): void => { this.s.resume(); };
+
+  private onBody(b: Buffer): void {
+    const sink = this.sink;
+    if (sink && sink.onData(b) === false) this.s.pause();
+  }
+
+  private onMessageComplete(): void {
+    if (!this.gotHeaders) return; // end of a 1xx
+    const sink = this.sink;
+    this.sink = null;
+    this.gotHeaders = false;
+    if (sink) sink.onComplete(null);
+    if (this.keepAlive && this.sent && !this.s.destroyed) this.up.release(this);
+    else this.s.destroy();
+  }
+
+  private fail(err: Error): void {
+    const sink = this.sink;
+    this.sink = null;
+    this.pending = null;
+    if (!this.s.destroyed) this.s.destroy();
+    if (sink) sink.onError(err);
+  }
+}
+
+class NativeUpstream implements Upstream {
+  private readonly idle: Conn[] = [];
+  private readonly all = new Set<Conn>();
+  private closing = false;
+  readonly hostHeader: string;
+  readonly maxHeaderSize: number;
+
+  constructor(readonly host: string, readonly port: number, readonly l: ListenConfig) {
+    this.hostHeader = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.maxHeaderSize = Math.max(l.max_header_size, 16384);
+  }
+
+  acquire(): Conn {
+    let c: Conn | undefined;
+    while ((c = this.idle.pop()) !== undefined) {
+      if (!c.s.destroyed) {
+        c.s.setTimeout(this.l.timeouts.server);
+        c.s.ref();
+        return c;
+      }
+    }
+    c = new Conn(this);
+    this.all.add(c);
+    return c;
+  }
+
+  release(c: Conn): void {
+    if (this.closing || this.idle.length >= MAX_IDLE) { c.s.destroy(); return; }
+    c.s.setTimeout(IDLE_MS);
+    // An idle pool must not keep a stopping process alive.
+    c.s.unref();
+    this.idle.push(c);
+  }
+
+  forget(c: Conn): void {
+    this.all.delete(c);
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const c of this.idle.splice(0)) c.s.destroy();
+  }
+
+  destroy(): void {
+    this.closing = true;
+    for (const c of this.all) c.s.destroy();
+    this.idle.length = 0;
+  }
+}
+
+export const nativeEngine: Engine = {
+  name: 'native',
+  // The client body is read only once the request head has been written on a connected socket.
+  retriesBody: true,
+  createUpstream(host, port, l) { return new NativeUpstream(host, port, l); },
+  send(up, r, sink) { (up as NativeUpstream).acquire().start(r, sink); },
+};
