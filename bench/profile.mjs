@@ -109,7 +109,7 @@ async function main() {
   process.on('exit', killAllSync);
   try {
     const backends = await startBackends(dir, bins, plan.client);
-    const name = values.engine === 'http-proxy' ? 'pairlb-http-proxy' : 'pairlb';
+    const name = values.engine === 'http-proxy' ? 'pairlb-http-proxy' : values.engine === 'native' ? 'pairlb-native' : 'pairlb';
     const nodeFlags = values['node-flags'] ? values['node-flags'].split(/\s+/).filter(Boolean) : [];
     const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn: Math.floor((nofile() - 200) / 2), root: ROOT, nodeFlags, profileDir: out });
     const url = `http://127.0.0.1:${scen.sticky ? t.stickyPort : t.port}${scen.path}`;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as cfg from './configs.mjs';
 import { freePort, startPinned, waitHttp, processTree, httpGet } from './procs.mjs';
 
-export const TARGET_NAMES = ['pairlb', 'pairlb-http-proxy', 'haproxy', 'nginx', 'direct'];
+export const TARGET_NAMES = ['pairlb', 'pairlb-http-proxy', 'pairlb-native', 'haproxy', 'nginx', 'direct'];
 /** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
 export const REF_TARGETS = ['ref-undici', 'ref-llhttp'];
 
@@ -59,8 +59,8 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
-  // pairlb (undici), pairlb-http-proxy, pairlb-stats: one node process each.
-  const engine = name === 'pairlb-http-proxy' ? 'http-proxy' : 'undici';
+  // pairlb (undici), pairlb-http-proxy, pairlb-native, pairlb-stats: one node process each.
+  const engine = name === 'pairlb-http-proxy' ? 'http-proxy' : name === 'pairlb-native' ? 'native' : 'undici';
   const main = join(root, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
   const port = await freePort(); const stickyPort = stats ? undefined : await freePort();

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Client } from 'ssh2';
+import type { Client as SshClient } from 'ssh2';
+import { lazy } from '../lazy.js';
+
+const ssh2 = lazy<{ Client: typeof SshClient }>('ssh2');
 import type { HypervisorConfig } from './config.js';
 import { parseHostPort } from '../config/types.js';
 
@@ -104,7 +107,7 @@ export class HypervisorClient {
     }
     const pin = normFp(cfg.host_key);
     return new Promise<ExecResult>((resolve) => {
-      const c = new Client();
+      const c = new (ssh2().Client)();
       let stdout = '';
       let stderr = '';
       let done = false;

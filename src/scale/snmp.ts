@@ -1,4 +1,5 @@
-import snmp from 'net-snmp';
+import type snmpT from 'net-snmp';
+import { lazy } from '../lazy.js';
 import type { SnmpTarget } from './config.js';
 import type { Sample } from './policy.js';
 
@@ -11,34 +12,37 @@ import type { Sample } from './policy.js';
  * same: no answer (timeout). A wrong v3 auth key is rejected at once (ResponseInvalidError).
  */
 
-const AUTH: Record<SnmpTarget['auth_protocol'], snmp.AuthProtocols> = {
-  md5: snmp.AuthProtocols.md5, sha: snmp.AuthProtocols.sha, sha224: snmp.AuthProtocols.sha224,
-  sha256: snmp.AuthProtocols.sha256, sha384: snmp.AuthProtocols.sha384, sha512: snmp.AuthProtocols.sha512,
-};
-const PRIV: Record<SnmpTarget['priv_protocol'], snmp.PrivProtocols> = {
-  des: snmp.PrivProtocols.des, aes: snmp.PrivProtocols.aes, aes256b: snmp.PrivProtocols.aes256b, aes256r: snmp.PrivProtocols.aes256r,
-};
+const netSnmp = lazy<typeof snmpT>('net-snmp');
+
+function authProtocol(p: SnmpTarget['auth_protocol']): snmpT.AuthProtocols {
+  const a = netSnmp().AuthProtocols;
+  return { md5: a.md5, sha: a.sha, sha224: a.sha224, sha256: a.sha256, sha384: a.sha384, sha512: a.sha512 }[p];
+}
+function privProtocol(p: SnmpTarget['priv_protocol']): snmpT.PrivProtocols {
+  const v = netSnmp().PrivProtocols;
+  return { des: v.des, aes: v.aes, aes256b: v.aes256b, aes256r: v.aes256r }[p];
+}
 
 export class SnmpPoller {
-  private session: snmp.Session | undefined;
+  private session: snmpT.Session | undefined;
   private readonly oid: string;
 
   constructor(readonly target: SnmpTarget, private readonly now: () => number = Date.now) {
     this.oid = target.oid.replace(/^\./, '');
   }
 
-  private open(): snmp.Session {
+  private open(): snmpT.Session {
     if (this.session) return this.session;
     const t = this.target;
     // Always explicit: net-snmp's default is 5 s × 2 tries, far too long for a poll loop.
     const common = { port: t.port, timeout: t.timeout, retries: t.retries, transport: 'udp4' as const };
     const s = t.version === '2c'
-      ? snmp.createSession(t.host, t.community!, { ...common, version: snmp.Version2c })
-      : snmp.createV3Session(t.host, {
-        name: t.user!, level: snmp.SecurityLevel.authPriv,
-        authProtocol: AUTH[t.auth_protocol], authKey: t.auth_password!,
-        privProtocol: PRIV[t.priv_protocol], privKey: t.priv_password!,
-      }, { ...common, version: snmp.Version3 });
+      ? netSnmp().createSession(t.host, t.community!, { ...common, version: netSnmp().Version2c })
+      : netSnmp().createV3Session(t.host, {
+        name: t.user!, level: netSnmp().SecurityLevel.authPriv,
+        authProtocol: authProtocol(t.auth_protocol), authKey: t.auth_password!,
+        privProtocol: privProtocol(t.priv_protocol), privKey: t.priv_password!,
+      }, { ...common, version: netSnmp().Version3 });
     // A socket error must not crash the process; the pending request then times out as unknown.
     s.on('error', () => { this.close(); });
     this.session = s;
@@ -54,14 +58,14 @@ export class SnmpPoller {
       const finish = (s: Sample) => { if (!done) { done = true; clearTimeout(guard); resolve(s); } };
       // Belt and braces: net-snmp calls back after timeout × (retries + 1); never wait longer.
       const guard = setTimeout(() => { this.close(); finish(unknown('timeout (no callback)')); }, this.target.timeout * (this.target.retries + 1) + 1000);
-      let session: snmp.Session;
+      let session: snmpT.Session;
       try { session = this.open(); } catch (e) { finish(unknown(`session: ${(e as Error).message}`)); return; }
       try {
         session.get([this.oid], (err, varbinds) => {
           if (err) { finish(unknown(describeError(err))); return; }
           const vb = varbinds?.[0];
           if (!vb) { finish(unknown('empty response')); return; }
-          if (snmp.isVarbindError(vb)) { finish(unknown(snmp.varbindError(vb))); return; }
+          if (netSnmp().isVarbindError(vb)) { finish(unknown(netSnmp().varbindError(vb))); return; }
           const load = parseValue(vb.value) / this.target.divisor;
           if (!Number.isFinite(load) || load < 0) { finish(unknown(`unparsable value ${JSON.stringify(String(vb.value)).slice(0, 40)}`)); return; }
           finish({ at, status: 'ok', load });

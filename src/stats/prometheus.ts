@@ -1,4 +1,7 @@
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { lazy } from '../lazy.js';
+
+const promClient = lazy<{ Registry: typeof Registry }>('prom-client');
 import type { App, Role } from '../app.js';
 import { COLUMNS, type Column, type Row, type RowKind } from './columns.js';
 import { RT_BUCKETS } from './counters.js';
@@ -21,7 +24,7 @@ const registries = new WeakMap<App, Registry>();
 /** The prom-client registry served at /metrics for this App. */
 export function metricsRegistry(app: App): Registry {
   let r = registries.get(app);
-  if (!r) registries.set(app, (r = new Registry()));
+  if (!r) registries.set(app, (r = new (promClient().Registry)()));
   return r;
 }
 
