@@ -273,7 +273,7 @@ export class HaNode implements Module {
         const linger = this.fsm.peer?.role === 'master' ? Math.max(250, 4 * this.cfg.keepalive) : 0;
         const release = (): void => this.enqueue(async () => {
           if (this.fsm.role === 'master' && !this.fsm.stopping) return; // taken again meanwhile
-          try { await this.vip.remove(); this.log.info({ vip: this.cfg.vip.address, lingerMs: linger }, 'VIP released'); } catch (e) { this.log.error({ err: e }, 'could not remove the VIP'); }
+          try { await this.vip.remove(); this.log.info({ vip: this.cfg.vip.address, lingerMs: linger }, 'VIP released'); this.dropVipConnectionsSoon(); } catch (e) { this.log.error({ err: e }, 'could not remove the VIP'); }
         });
         this.vip.stopAnnouncing();
         if (linger) { clearTimeout(this.timers.release); this.timers.release = setTimeout(release, linger); }
@@ -412,12 +412,23 @@ export class HaNode implements Module {
 
   // ---- lifecycle ------------------------------------------------------------------------------
 
-  /** Node's http.Server.closeIdleConnections() on every listener of the data plane. */
+  /** Idle keep-alive client connections on every listener of the data plane. */
   private closeIdleClientConnections(): void {
-    const listeners = (this.app.proxy as unknown as { listeners?: Map<string, { server?: { closeIdleConnections?: () => void } }> }).listeners;
-    let n = 0;
-    for (const l of listeners?.values() ?? []) { l.server?.closeIdleConnections?.(); n++; }
-    this.log.debug({ listeners: n }, 'closed idle client connections after the handover');
+    this.app.proxy.closeIdleConnections();
+    this.log.debug('closed idle client connections after the handover');
+  }
+
+  /**
+   * After the VIP left: connections to it still in flight get a short grace (a response already
+   * being sent can still reach the client), then they are destroyed: the client's ACKs now go to
+   * the peer, so they would otherwise hold a stopping process until timeouts.drain.
+   */
+  private dropVipConnectionsSoon(): void {
+    const t = setTimeout(() => {
+      const n = this.app.proxy.destroyConnectionsTo(this.vip.ip);
+      if (n) this.log.info({ vip: this.vip.ip, connections: n }, 'closed client connections to the released VIP');
+    }, 2000);
+    t.unref();
   }
 
   reload(cfg: Config): void {
@@ -450,7 +461,7 @@ export class HaNode implements Module {
       // Keep the VIP a little longer (a SYN already on its way to our MAC), bounded.
       await new Promise((r) => setTimeout(r, handedOver ? Math.max(250, 4 * this.cfg.keepalive) : 0));
       if (handedOver) this.closeIdleClientConnections(); // those whose response ended meanwhile
-      await this.vip.remove().catch((e) => this.log.error({ err: e }, 'could not remove the VIP'));
+      await this.vip.remove().then(() => this.dropVipConnectionsSoon(), (e) => this.log.error({ err: e }, 'could not remove the VIP'));
       await this.chain;
     }
     for (const t of Object.values(this.timers)) if (t) { clearTimeout(t); clearInterval(t); }

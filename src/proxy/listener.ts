@@ -577,6 +577,15 @@ export class Listener {
     if (this.access.enabled) this.access.write(this, ex, now, bytesIn);
   }
 
+  destroyConnectionsTo(address: string): number {
+    let n = 0;
+    for (const sock of this.sockets) {
+      const a = sock.localAddress;
+      if (a === address || a === '::ffff:' + address) { sock.destroy(); n++; }
+    }
+    return n;
+  }
+
   async stop(drainMs: number): Promise<void> {
     const server = this.server;
     if (!server) return;

@@ -44,6 +44,25 @@ export class ProxyManager {
     this.listeners.clear();
   }
 
+  /**
+   * Close idle keep-alive client connections on every listener. HA calls it after handing the VIP
+   * over: a client's next request on such a connection would reach the new master and be reset.
+   */
+  closeIdleConnections(): void {
+    for (const l of this.listeners.values()) l.server?.closeIdleConnections();
+  }
+
+  /**
+   * Destroy client connections whose local address is `address` (a VIP this node gave up): the
+   * client's packets now go to the other node, so they can never finish; without this a stopping
+   * process would wait for them until timeouts.drain. Returns how many were destroyed.
+   */
+  destroyConnectionsTo(address: string): number {
+    let n = 0;
+    for (const l of this.listeners.values()) n += l.destroyConnectionsTo(address);
+    return n;
+  }
+
   /** True when every listen section is bound and accepting. HA uses it for FAULT. */
   isServing(): boolean {
     if (this.listeners.size === 0) return false;
