@@ -34,7 +34,7 @@ export async function startBackends(dir, bins, cpu) {
  * Start one target. Each returns { name, port, stickyPort?, statsPort?, handle?, pids() }.
  * `direct` starts nothing: it is wrk straight to backend 1.
  */
-export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, profileDir }) {
+export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir }) {
   const bports = backends.map((b) => b.port);
   const log = (n) => openSync(join(dir, `${n}.out`), 'a');
   if (name === 'direct') return { name, port: bports[0], pids: () => [] };
@@ -59,11 +59,12 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
-  // pairlb (undici), pairlb-http-proxy, pairlb-native, pairlb-stats: one node process each.
+  // pairlb (undici), pairlb-http-proxy, pairlb-native, pairlb-stats and its twin pairlb-nostats:
+  // one node process each.
   const engine = name === 'pairlb-http-proxy' ? 'http-proxy' : name === 'pairlb-native' ? 'native' : 'undici';
   const main = join(root, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
-  const port = await freePort(); const stickyPort = stats ? undefined : await freePort();
+  const port = await freePort(); const stickyPort = stats || single ? undefined : await freePort();
   const statsPort = stats ? await freePort() : undefined;
   const stateDir = join(dir, `${name}.state`);
   mkdirSync(stateDir, { recursive: true });
