@@ -97,6 +97,8 @@ describe('stats page', () => {
   });
 
   test('metrics: counters and histogram read at scrape time', async () => {
+    // The first health check runs at a random point of its 200 ms interval: wait for it (bounded).
+    for (let i = 0; i < 100 && !h.app.backends.get('web', 'web1')?.lastCheck; i++) await new Promise((ok) => setTimeout(ok, 20));
     const r = await fetch(base + '/metrics', { headers: { authorization: OPS } });
     expect(r.headers.get('content-type')).toContain('text/plain');
     const t = await r.text();

