@@ -87,19 +87,38 @@ export class App extends EventEmitter {
     this.log.info({ node: this.node, listens: Object.fromEntries(this.cfg.listen.map((l) => { const a = this.proxy.address(l.name); return [l.name, a ? `${a.host}:${a.port}` : l.bind]; })) }, 'pairlb started');
   }
 
-  /** Apply a new validated config live. The caller validated it: an invalid file never gets here. */
-  async reload(cfg: Config): Promise<void> {
-    this.cfg = cfg;
-    this.backends.applyConfig(cfg.listen);
-    await this.proxy.reload(cfg);
-    for (const m of this.modules) {
-      try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }
-    }
-    this.log.info('config reloaded');
+  /**
+   * Apply a new validated config live. The caller validated it: an invalid file never gets here.
+   * Reloads are serialized (SIGHUP and the admin API may overlap): each waits for the previous one,
+   * and a reload queued behind a newer one is skipped, so the newest config always ends up applied.
+   * A stopping App ignores reloads (a listener opened now would never be closed).
+   */
+  reload(cfg: Config): Promise<void> {
+    if (this.stopping) { this.log.warn('reload ignored: stopping'); return Promise.resolve(); }
+    const gen = ++this.reloadGen;
+    const run = this.reloading.then(async () => {
+      if (gen !== this.reloadGen || this.stopping) return;
+      this.cfg = cfg;
+      this.backends.applyConfig(cfg.listen);
+      await this.proxy.reload(cfg);
+      for (const m of this.modules) {
+        try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }
+      }
+      this.log.info('config reloaded');
+    });
+    this.reloading = run.catch(() => {});
+    return run;
   }
+
+  private reloading: Promise<void> = Promise.resolve();
+  private reloadGen = 0;
+  /** Set by stop(): reloads are refused from then on. */
+  stopping = false;
 
   /** Graceful stop: modules first (HA hands the VIP over), then the proxy drains in-flight requests. */
   async stop(drainMs?: number): Promise<void> {
+    this.stopping = true;
+    await this.reloading;
     for (const m of [...this.modules].reverse()) {
       try { await m.stop(); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module stop failed'); }
     }

@@ -103,6 +103,7 @@ register('start', {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGHUP', () => {
+        if (stopping) { log.warn('reload ignored: stopping'); return; }
         let next: Config;
         try { next = loadConfigFile(file); } catch (e) {
           const problems = e instanceof ConfigError ? e.problems : [{ path: '(file)', message: String(e) }];

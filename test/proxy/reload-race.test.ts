@@ -1,0 +1,39 @@
+import { expect, it } from 'vitest';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { parseConfig } from '../../src/config/load.js';
+import { startApp } from '../helpers/app.js';
+import { startBackend } from '../helpers/backend.js';
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', () => ok()));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise<void>((ok) => s.close(() => ok()));
+  return p;
+}
+
+const yaml = (addr: string, port: number) => `listen:\n  - name: web\n    bind: 127.0.0.1:${port}\n    backends:\n      - name: a\n        address: ${addr}\n        check: false\n`;
+
+it('overlapping reloads are serialized and the newest config wins', async () => {
+  const a = await startBackend('a');
+  const p = await startApp(yaml(a.address, 0));
+  try {
+    const [p1, p2] = [await freePort(), await freePort()];
+    const results = await Promise.allSettled([p.app.reload(parseConfig(yaml(a.address, p1))), p.app.reload(parseConfig(yaml(a.address, p2)))]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect(p.app.proxy.address('web')!.port).toBe(p2);
+    expect(await (await fetch(`http://127.0.0.1:${p2}/`)).text()).toBe('a');
+  } finally { await p.stop(); await a.close(); }
+});
+
+it('a reload during a stop is ignored: no listener is left open', async () => {
+  const a = await startBackend('a');
+  const p = await startApp(yaml(a.address, 0));
+  const p2 = await freePort();
+  const stopping = p.stop();
+  await p.app.reload(parseConfig(yaml(a.address, p2)));
+  await stopping;
+  await expect(fetch(`http://127.0.0.1:${p2}/`)).rejects.toThrow();
+  await a.close();
+});
