@@ -37,3 +37,19 @@ it('a reload during a stop is ignored: no listener is left open', async () => {
   await expect(fetch(`http://127.0.0.1:${p2}/`)).rejects.toThrow();
   await a.close();
 });
+
+it('destroyConnectionsTo(address) closes client connections to that local address (a released VIP)', async () => {
+  const hang = await startBackend('hang', () => true /* never answers */);
+  const p = await startApp(yaml(hang.address, 0));
+  try {
+    const { connect } = await import('node:net');
+    const s = connect(p.port(), '127.0.0.1');
+    const closed = new Promise<void>((ok) => s.on('close', () => ok()));
+    s.on('error', () => {});
+    s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(p.app.proxy.destroyConnectionsTo('127.0.0.2')).toBe(0);
+    expect(p.app.proxy.destroyConnectionsTo('127.0.0.1')).toBe(1);
+    await closed;
+  } finally { await p.stop(); await hang.close(); }
+});
