@@ -193,6 +193,26 @@ describe.each(['undici', 'http-proxy', 'native'])('proxy conformance (engine %s)
     expect(chunked).toContain('POST:11:hello');
   });
 
+  it('an upstream connection reused after a backpressured response still reads the next response', async () => {
+    const big = Buffer.alloc(4 << 20, 120);
+    const a = await startBackend('a', (req, res) => {
+      if (req.url === '/big') { res.writeHead(200, { 'content-length': big.length }); res.end(big); }
+      else { res.writeHead(200, { 'content-length': 2 }); res.end('ok'); }
+    });
+    cleanups.push(() => a.close());
+    const p = await app(listenYaml(engine, [a], '    retries: 0\n    timeouts:\n      server: 1500ms\n'));
+    // A slow reader: the proxy must pause the backend, then finish the response.
+    const n = await new Promise<number>((ok, fail) => {
+      request(p.url() + '/big', { agent: false }, (res) => {
+        let got = 0;
+        res.pause();
+        setTimeout(() => { res.on('data', (c: Buffer) => { got += c.length; }); res.on('end', () => ok(got)); res.resume(); }, 300);
+      }).on('error', fail).end();
+    });
+    expect(n).toBe(big.length);
+    for (let i = 0; i < 3; i++) expect((await get(p.url() + '/small')).body).toBe('ok');
+  });
+
   it('WebSocket / Upgrade requests are tunnelled', async () => {
     const [a] = await backends('a');
     a.server.on('upgrade', (req, sock) => {

@@ -171,6 +171,9 @@ class Conn {
     this.sink = null;
     this.gotHeaders = false;
     if (sink) sink.onComplete(null);
+    // The client may have paused us for backpressure just before the end: its 'drain' never comes
+    // once the response is ended, and a pooled connection must read (to see the backend close it).
+    this.s.resume();
     if (this.keepAlive && this.sent && !this.s.destroyed) this.up.release(this);
     else this.s.destroy();
   }
