@@ -200,7 +200,6 @@ export class BackendSet extends EventEmitter {
   backends(listen: string): Backend[] { return [...(this.listens.get(listen)?.backends.values() ?? [])]; }
   all(): Backend[] { return [...this.listens.values()].flatMap((l) => [...l.backends.values()]); }
   get(listen: string, name: string): Backend | undefined { return this.listens.get(listen)?.backends.get(name); }
-  getById(id: number): Backend | undefined { return this.all().find((b) => b.id === id); }
 
   private must(listen: string, name: string): Backend {
     const le = this.listens.get(listen);
@@ -322,12 +321,6 @@ export class BackendSet extends EventEmitter {
     this.emit('publish', listen);
   }
 
-  setMeta(listen: string, name: string, meta: Record<string, unknown>): void {
-    const b = this.must(listen, name);
-    b.meta = meta;
-    const ov = this.overlay.get(listen + '/' + name);
-    if (ov?.added) { ov.added.meta = meta; this.bumpRuntime(); }
-  }
 
   // ---- runtime overlay: persisted and replicated -------------------------------------------
 

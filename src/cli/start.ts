@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
-import { loadConfigFile, parseConfig } from '../config/load.js';
+import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import { App } from '../app.js';
@@ -134,4 +134,3 @@ function removePidfile(file: string): void {
   } catch { /* already gone */ }
 }
 
-export { parseConfig };
