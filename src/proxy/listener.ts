@@ -11,17 +11,13 @@ import { httpProxyEngine } from './engines/http-proxy.js';
 import { nativeEngine } from './engines/native.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import { Routing, type Route } from './routing.js';
-import { insertCookieValue, prefixSetCookie, readInsertCookie, readPrefixCookie } from './sticky.js';
+import { insertCookieValue, prefixSetCookie } from './sticky.js';
+import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
 import { tunnelUpgrade } from './upgrade.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, 'http-proxy': httpProxyEngine, native: nativeEngine };
 
-/**
- * Hop-by-hop headers (RFC 9110 §7.6.1) plus those a proxy must regenerate. Never forwarded in
- * either direction; names listed in a Connection header are dropped too.
- */
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
 
 /** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */
 const RES_LENS = new Uint8Array(32);
@@ -87,7 +83,7 @@ export class ListenSettings {
   }
 }
 
-function clientIp(s: Socket): string {
+export function clientIp(s: Socket): string {
   const a = s.remoteAddress ?? '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
@@ -447,62 +443,7 @@ export class Listener {
     lc.begin(Date.now());
     const url = req.url!;
     if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414); return; }
-    const raw = req.rawHeaders;
-    const headers: string[] = [];
-    let xff: string | undefined;
-    let stickyId: string | undefined;
-    let connTokens: string | null = null;
-    let host: string | undefined;
-    let hasBody = false;
-    const lens = s.interestingLengths;
-    for (let i = 0; i < raw.length; i += 2) {
-      const k = raw[i];
-      // Only names whose length is one we care about are lowercased and compared: most headers
-      // (user-agent, accept…) are copied without allocating.
-      if (k.length >= lens.length || lens[k.length] === 0) { headers.push(k, raw[i + 1]); continue; }
-      const lk = k.toLowerCase();
-      if (HOP.has(lk)) {
-        if (lk === 'connection') connTokens = connTokens === null ? raw[i + 1].toLowerCase() : connTokens + ',' + raw[i + 1].toLowerCase();
-        // Framing (RFC 9112 §6.3): a body follows when Transfer-Encoding is present; llhttp already
-        // refused requests that also carry Content-Length.
-        else if (lk === 'transfer-encoding') hasBody = true;
-        continue;
-      }
-      if (s.xff && lk === s.xffLower) { xff = xff === undefined ? raw[i + 1] : xff + ', ' + raw[i + 1]; continue; }
-      if (lk === 'host') host = raw[i + 1];
-      else if (lk === 'content-length') { if (raw[i + 1] !== '0') hasBody = true; }
-      else if (s.xproto && (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host' || lk === 'x-forwarded-port')) continue;
-      else if (s.cookieMode !== 0 && lk === 'cookie') {
-        const r = s.cookieMode === 1 ? readInsertCookie(raw[i + 1], s.cookieName, s.cookieIndirect) : readPrefixCookie(raw[i + 1], s.cookieName);
-        if (r.id !== undefined) stickyId = r.id;
-        if (r.forward !== null) headers.push(k, r.forward);
-        continue;
-      }
-      headers.push(k, raw[i + 1]);
-    }
-    if (connTokens !== null && connTokens !== 'keep-alive' && connTokens !== 'close') {
-      for (const t of connTokens.split(',')) {
-        const tok = t.trim();
-        if (tok === 'keep-alive' || tok === 'close' || !tok) continue;
-        for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === tok) headers.splice(i, 2);
-      }
-    }
-    const ip = clientIp(req.socket);
-    if (s.xff) {
-      headers.push(s.xffName, xff === undefined ? ip : xff + ', ' + ip);
-      if (s.xproto) {
-        headers.push('X-Forwarded-Proto', 'http', 'X-Forwarded-Port', s.port);
-        if (host !== undefined) headers.push('X-Forwarded-Host', host);
-      }
-    }
-    if (s.forwarded) {
-      // RFC 7239 §4, §6: IPv6 nodes are quoted and bracketed.
-      const node = ip.includes(':') ? `"[${ip}]"` : ip;
-      const v = `for=${node};proto=http` + (host ? `;host="${host}"` : '');
-      let j = -1;
-      for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 9 && headers[i].toLowerCase() === 'forwarded') j = i;
-      if (j >= 0) headers[j + 1] += ', ' + v; else headers.push('Forwarded', v);
-    }
+    const { headers, stickyId, hasBody } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket));
     let path = url;
     if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
       // absolute-form (RFC 9112 §3.2.2): forward origin-form.

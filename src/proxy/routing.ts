@@ -39,8 +39,6 @@ export class Routing {
     this.backup = new SmoothRoundRobin(backup);
   }
 
-  get size(): number { return this.primary.items.length + this.backup.items.length; }
-
   /**
    * Next server, skipping `tried` (the servers this request already failed on). When every server
    * was tried, one is tried again, as HAProxy retries on the same server: a reset on a reused

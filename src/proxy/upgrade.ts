@@ -1,38 +1,23 @@
 import { connect, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import type { Listener } from './listener.js';
+import { clientIp, type Listener } from './listener.js';
 import { rawErrorResponse } from './error-pages.js';
-import { readInsertCookie, readPrefixCookie } from './sticky.js';
+import { rewriteRequestHeaders } from './headers.js';
 
 /**
- * `Upgrade` requests (WebSocket) are tunnelled: the request head is rewritten (X-Forwarded-For
- * appended) and sent to a backend over a new TCP connection, then bytes are relayed both ways
- * until either side closes. The backend's 101 (or refusal) goes back to the client untouched.
+ * `Upgrade` requests (WebSocket) are tunnelled: the request head is rewritten as for any request
+ * (rewriteRequestHeaders: forwarding headers, sticky cookie, hop-by-hop) and sent to a backend
+ * over a new TCP connection, then bytes are relayed both ways until either side closes. The backend's 101 (or refusal) goes back to the client untouched.
  */
 export function tunnelUpgrade(l: Listener, req: IncomingMessage, client: Socket, head: Buffer): void {
   const s = l.s;
   const lc = l.counters;
   lc.begin(Date.now());
-  let stickyId: string | undefined;
-  let xff: string | undefined;
+  const { headers, stickyId } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(client));
   let out = `${req.method} ${req.url} HTTP/1.1\r\n`;
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const lk = raw[i].toLowerCase();
-    let v = raw[i + 1];
-    if (lk === 'keep-alive' || lk === 'proxy-connection' || lk === 'te' || lk === 'trailer') continue;
-    if (s.xff && lk === s.xffLower) { xff = xff === undefined ? v : xff + ', ' + v; continue; }
-    if (s.cookieMode !== 0 && lk === 'cookie') {
-      const r = s.cookieMode === 1 ? readInsertCookie(v, s.cookieName, s.cookieIndirect) : readPrefixCookie(v, s.cookieName);
-      stickyId = r.id ?? stickyId;
-      if (r.forward === null) continue;
-      v = r.forward;
-    }
-    out += `${raw[i]}: ${v}\r\n`;
-  }
-  const ip = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
-  if (s.xff) out += `${s.xffName}: ${xff === undefined ? ip : xff + ', ' + ip}\r\n`;
-  out += '\r\n';
+  for (let i = 0; i < headers.length; i += 2) out += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  // The same rewriting as a proxied request, plus the two hop-by-hop headers that make it an upgrade.
+  out += `Connection: Upgrade\r\nUpgrade: ${req.headers.upgrade}\r\n\r\n`;
 
   const routing = l.routing;
   const route = (stickyId !== undefined ? routing.byCookie.get(stickyId) : undefined) ?? routing.pick(null);

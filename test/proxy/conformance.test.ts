@@ -216,7 +216,7 @@ describe.each(['undici', 'http-proxy', 'native'])('proxy conformance (engine %s)
   it('WebSocket / Upgrade requests are tunnelled', async () => {
     const [a] = await backends('a');
     a.server.on('upgrade', (req, sock) => {
-      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nX-Seen-XFF: ${req.headers['x-forwarded-for']}\r\n\r\n`);
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nX-Seen-XFF: ${req.headers['x-forwarded-for']}\r\nX-Seen-Proto: ${req.headers['x-forwarded-proto']}\r\nX-Seen-Upgrade: ${req.headers.connection}/${req.headers.upgrade}/${req.headers['x-private']}\r\n\r\n`);
       sock.on('data', (d) => sock.write(Buffer.from(d.toString().toUpperCase())));
       // Upgraded sockets are half-open capable: close our side when the proxy closes its side.
       sock.on('end', () => sock.end());
@@ -230,10 +230,13 @@ describe.each(['undici', 'http-proxy', 'native'])('proxy conformance (engine %s)
         if (buf.includes('\r\n\r\n') && !buf.includes('PING')) s.write('ping');
         if (buf.includes('PING')) { s.destroy(); ok(buf); }
       });
-      s.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+      s.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, X-Private\r\nX-Private: p\r\nUpgrade: echo\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n');
     });
     expect(out).toMatch(/^HTTP\/1.1 101/);
-    expect(out).toContain('X-Seen-XFF: 127.0.0.1');
+    // Rewritten as any proxied request: XFF appended, X-Forwarded-Proto set, Connection-listed headers dropped.
+    expect(out).toContain('X-Seen-XFF: 203.0.113.7, 127.0.0.1');
+    expect(out).toContain('X-Seen-Proto: http');
+    expect(out).toContain('X-Seen-Upgrade: Upgrade/echo/undefined');
     expect(out).toContain('PING');
   });
 
