@@ -166,7 +166,15 @@ export function check(buf: Buffer, c: CheckContext): Verdict {
 /**
  * Read the shared key. Like heartbeat with authkeys, refuse a file that group or others may read:
  * anyone who can read it can forge heartbeats and steal the VIP.
+ *
+ * The key is the file's bytes, all of them, verbatim: no text decoding, no trimming (docs/ha.md
+ * "Key file"). Decoding as UTF-8 turned every invalid byte of a `head -c 32 /dev/urandom` key into
+ * U+FFFD (13 of 32 bytes on average), so two different key files could give the same key.
+ * Both nodes read the same file, so a text key with a trailing newline works as well.
  */
+/** A key file larger than this is a wrong path (a certificate bundle, a log), not a key. */
+const MAX_KEY_FILE = 4096;
+
 export function readKeyFile(file: string): Buffer {
   let st;
   try { st = statSync(file); } catch (e) {
@@ -174,7 +182,8 @@ export function readKeyFile(file: string): Buffer {
   }
   if (!st.isFile()) throw new PairlbError('PAIRLB_HA_KEY', `ha.key_file ${file}: not a regular file`);
   if (st.mode & 0o077) throw new PairlbError('PAIRLB_HA_KEY_PERMS', `ha.key_file ${file}: bad permissions ${(st.mode & 0o777).toString(8)}: group/others must have no access (chmod 600 ${file})`);
-  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'utf8');
+  if (st.size > MAX_KEY_FILE) throw new PairlbError('PAIRLB_HA_KEY', `ha.key_file ${file}: ${st.size} bytes, not a key (at most ${MAX_KEY_FILE})`);
+  const key = readFileSync(file);
   if (key.length < 16) throw new PairlbError('PAIRLB_HA_KEY', `ha.key_file ${file}: key too short (${key.length} bytes, need at least 16)`);
   return key;
 }

@@ -82,7 +82,33 @@ describe('ha key file', () => {
       expect(() => readKeyFile(f)).toThrow(/bad permissions .*chmod 600/);
     }
     chmodSync(f, 0o600);
-    expect(readKeyFile(f).toString()).toBe('k'.repeat(32));
+    // Verbatim: the trailing newline is part of the key (both nodes read the same file).
+    expect(readKeyFile(f)).toEqual(Buffer.from('k'.repeat(32) + '\n'));
+  });
+
+  it('reads a binary key as bytes: two different keys that are not valid UTF-8 stay different, and their MACs too', () => {
+    // 0x80-0xbf are UTF-8 continuation bytes: alone, each one is invalid and used to decode to U+FFFD,
+    // so these two files once gave the same key.
+    const a = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x80 + i));
+    const b = Buffer.from(Array.from({ length: 32 }, (_, i) => 0xa0 + i));
+    const asUtf8 = (x: Buffer) => Buffer.from(x.toString('utf8').trim(), 'utf8'); // the old reading
+    expect(asUtf8(a)).toEqual(asUtf8(b));
+    const fa = join(dir, 'a.key'), fb = join(dir, 'b.key');
+    writeFileSync(fa, a, { mode: 0o600 }); writeFileSync(fb, b, { mode: 0o600 });
+    const ka = readKeyFile(fa), kb = readKeyFile(fb);
+    expect(ka).toEqual(a);
+    expect(kb).toEqual(b);
+    const pa = encode(pkt(), ka), pb = encode(pkt(), kb);
+    expect(pa.subarray(-32)).not.toEqual(pb.subarray(-32));
+    // A node holding the other key rejects the packet as bad_mac; the right key accepts it.
+    expect(check(pa, { ...ctx(), key: kb })).toMatchObject({ ok: false, reason: 'bad_mac' });
+    expect(check(pa, { ...ctx(), key: ka })).toMatchObject({ ok: true });
+  });
+
+  it('refuses a file too large to be a key (a wrong path)', () => {
+    const big = join(dir, 'big.key');
+    writeFileSync(big, Buffer.alloc(5000, 1), { mode: 0o600 });
+    expect(() => readKeyFile(big)).toThrow(/5000 bytes, not a key/);
   });
 
   it('refuses a short or missing key', () => {
