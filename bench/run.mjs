@@ -268,10 +268,10 @@ async function main() {
     const other = median(Object.values(sums).map((s) => s.foreign_pct));
     const otherMax = Math.max(...Object.values(sums).map((s) => s.foreign_max));
     notes.push(`noise: CPU used by other processes of this machine during the runs: median ${fmt(other, 0)}%, worst run ${fmt(otherMax, 0)}% of one core (0% = quiet).`);
-    if (sums.pairlb && sums['pairlb-http-proxy']) {
-      const r = ratioMedian(byScen(p.scen.name, 'pairlb'), byScen(p.scen.name, 'pairlb-http-proxy'));
-      const e = ratioMedian(byScen(p.scen.name, 'pairlb'), byScen(p.scen.name, 'pairlb-http-proxy'), 'req_per_cpu_s');
-      notes.push(`pairlb undici / http-proxy engine: ${fmt(r.median)}× [${fmt(r.min)}–${fmt(r.max)}]; per CPU-second ${fmt(e.median)}×.`);
+    if (sums.pairlb && sums['http-proxy']) {
+      const r = ratioMedian(byScen(p.scen.name, 'pairlb'), byScen(p.scen.name, 'http-proxy'));
+      const e = ratioMedian(byScen(p.scen.name, 'pairlb'), byScen(p.scen.name, 'http-proxy'), 'req_per_cpu_s');
+      notes.push(`pairlb undici / http-proxy (baseline peer): ${fmt(r.median)}× [${fmt(r.min)}–${fmt(r.max)}]; per CPU-second ${fmt(e.median)}×.`);
     }
     if (p.scen.stats && sums['pairlb-nostats'] && sums['pairlb-stats']) {
       const r = ratioMedian(byScen(p.scen.name, 'pairlb-stats'), byScen(p.scen.name, 'pairlb-nostats'));
@@ -288,9 +288,9 @@ async function main() {
   const sk = all['small-keepalive'];
   if (sk?.pairlb) {
     goals.push(goal('small keep-alive ≥ 0.35× HAProxy', sk.pairlb.ratio.median, 0.35, false, '×', `per CPU-second: ${fmt(sk.pairlb.effRatio.median)}×`));
-    if (sk['pairlb-http-proxy']) {
-      const a = byScen('small-keepalive', 'pairlb'), b = byScen('small-keepalive', 'pairlb-http-proxy');
-      goals.push(goal('small keep-alive ≥ 2× http-proxy engine', ratioMedian(a, b).median, 2, false, '×', `per CPU-second: ${fmt(ratioMedian(a, b, 'req_per_cpu_s').median)}×`));
+    if (sk['http-proxy']) {
+      const a = byScen('small-keepalive', 'pairlb'), b = byScen('small-keepalive', 'http-proxy');
+      goals.push(goal('small keep-alive ≥ 2× http-proxy', ratioMedian(a, b).median, 2, false, '×', `per CPU-second: ${fmt(ratioMedian(a, b, 'req_per_cpu_s').median)}×`));
     }
   }
   if (all['small-close']?.pairlb) goals.push(goal('Connection: close ≥ 0.5× HAProxy', all['small-close'].pairlb.ratio.median, 0.5, false, '×', `per CPU-second: ${fmt(all['small-close'].pairlb.effRatio.median)}×`));

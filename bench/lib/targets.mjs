@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as cfg from './configs.mjs';
 import { freePort, startPinned, waitHttp, processTree, httpGet } from './procs.mjs';
 
-export const TARGET_NAMES = ['pairlb', 'pairlb-http-proxy', 'pairlb-native', 'haproxy', 'nginx', 'direct'];
+export const TARGET_NAMES = ['pairlb', 'pairlb-native', 'http-proxy', 'haproxy', 'nginx', 'direct'];
 /** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
 export const REF_TARGETS = ['ref-undici', 'ref-llhttp'];
 
@@ -52,16 +52,15 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
-  if (name === 'ref-undici' || name === 'ref-llhttp') {
+  if (name === 'ref-undici' || name === 'ref-llhttp' || name === 'http-proxy') {
     const port = await freePort();
-    const file = join(root, 'bench', 'ref', name === 'ref-undici' ? 'undici-dispatch.mjs' : 'llhttp-upstream.mjs');
+    const file = join(root, 'bench', 'ref', name === 'ref-undici' ? 'undici-dispatch.mjs' : name === 'ref-llhttp' ? 'llhttp-upstream.mjs' : 'http-proxy.mjs');
     const handle = startPinned(name, cpu, process.execPath, [...nodeFlags, file, String(port), ...bports.map(String)], { logFd: log(name) });
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
-  // pairlb (undici), pairlb-http-proxy, pairlb-native, pairlb-stats and its twin pairlb-nostats:
-  // one node process each.
-  const engine = name === 'pairlb-http-proxy' ? 'http-proxy' : name === 'pairlb-native' ? 'native' : 'undici';
+  // pairlb (undici), pairlb-native, pairlb-stats and its twin pairlb-nostats: one node process each.
+  const engine = name === 'pairlb-native' ? 'native' : 'undici';
   const main = join(root, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
   const port = await freePort(); const stickyPort = stats || single ? undefined : await freePort();

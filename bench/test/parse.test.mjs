@@ -83,7 +83,7 @@ test('generated pairlb configs pass `pairlb check` (both engines, with stats)', 
   assert.ok(existsSync(main), `${main} missing: run npm ci (or npm run build) first`);
   const dir = mkdtempSync(join(tmpdir(), 'pairlb-bench-test-'));
   try {
-    for (const [engine, statsBind] of [['undici', undefined], ['http-proxy', undefined], ['undici', '127.0.0.1:8404']]) {
+    for (const [engine, statsBind] of [['undici', undefined], ['native', undefined], ['undici', '127.0.0.1:8404']]) {
       const f = join(dir, `${engine}.yaml`);
       writeFileSync(f, pairlbYaml({ engine, port: 18080, stickyPort: statsBind ? undefined : 18081, backends: [18090, 18091], stateDir: dir, statsBind }));
       execFileSync(process.execPath, [main, 'check', '-c', f], { stdio: 'pipe' });

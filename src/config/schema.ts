@@ -93,8 +93,18 @@ export const listenSchema = z.object({
   bind: hostPort,
   mode: z.literal('http').default('http'),
   balance: z.enum(['roundrobin']).default('roundrobin'),
-  /** Forwarding engine: undici (default), http-proxy (the design card's library), native (experimental: Node's llhttp over a socket pool). */
-  engine: z.enum(['undici', 'http-proxy', 'native']).default('undici'),
+  /**
+   * Forwarding engine: undici (default) or native (Node's llhttp over a socket pool). The former
+   * `http-proxy` engine was removed (request smuggling and a crash on two Host headers, issue 10):
+   * a config naming it is refused with a message naming the replacements.
+   */
+  engine: z.enum(['undici', 'native'], {
+    errorMap: (_i, ctx) => ({
+      message: ctx.data === 'http-proxy'
+        ? 'engine http-proxy was removed (unsafe: request smuggling, crash on two Host headers); use undici (the default) or native'
+        : ctx.defaultError,
+    }),
+  }).default('undici'),
   cookie: cookieSchema.optional(),
   forwardfor: forwardforSchema.default({}),
   timeouts: timeoutsSchema.default({}),

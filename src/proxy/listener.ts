@@ -7,7 +7,6 @@ import { effectiveState, type Backend } from '../backends/backend-set.js';
 import { Counters } from '../stats/counters.js';
 import type { AttemptSink, Engine, Upstream } from './engine.js';
 import { undiciEngine } from './engines/undici.js';
-import { httpProxyEngine } from './engines/http-proxy.js';
 import { nativeEngine } from './engines/native.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import { Routing, type Route } from './routing.js';
@@ -16,7 +15,7 @@ import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
 import { tunnelUpgrade } from './upgrade.js';
 
-const ENGINES: Record<string, Engine> = { undici: undiciEngine, 'http-proxy': httpProxyEngine, native: nativeEngine };
+const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
 
 
 /** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */

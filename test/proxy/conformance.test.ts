@@ -55,7 +55,7 @@ async function closedPort(): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
-describe.each(['undici', 'http-proxy', 'native'])('proxy conformance (engine %s)', (engine) => {
+describe.each(['undici', 'native'])('proxy conformance (engine %s)', (engine) => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => { while (cleanups.length) await cleanups.pop()!(); });
   async function app(yaml: string): Promise<Running> {
