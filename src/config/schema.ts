@@ -147,6 +147,12 @@ export const globalSchema = z.object({
   node: name.optional(),
   /** Where runtime state (admin changes, clones, replicated state) is persisted. */
   state_dir: z.string().default('/var/lib/pairlb'),
+  /**
+   * Most client connections open at once over every listen section; more are closed at accept,
+   * counted (refused_conn) and logged. Omitted: derived from the open-file limit,
+   * (limit - min(256, limit/4)) / 2, since a proxied connection also holds a backend descriptor.
+   */
+  maxconn: z.number().int().min(1).max(10_000_000).optional(),
   log: logSchema.default({}),
 }).strict();
 

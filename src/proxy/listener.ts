@@ -354,14 +354,18 @@ export class Listener {
     server.on('request', (req, res) => this.handle(req, res));
     server.on('clientError', (err, socket) => this.clientError(err as Error & { code?: string; rawPacket?: Buffer }, socket as Socket));
     server.on('upgrade', (req, socket, head) => tunnelUpgrade(this, req, socket as Socket, head));
+    const guard = this.app.proxy.guard;
     server.on('connection', (sock: Socket) => {
+      if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return; }
       this.sockets.add(sock);
-      sock.once('close', () => this.sockets.delete(sock));
+      sock.once('close', () => { this.sockets.delete(sock); guard.release(); });
     });
     await new Promise<void>((ok, fail) => {
       server.once('error', fail);
       server.listen(hp.port, hp.host, () => { server.off('error', fail); ok(); });
     });
+    // Bound: an 'error' now is an accept failure (EMFILE when libuv's reserve fd is gone too).
+    server.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
     const a = server.address();
     this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
     this.s = new ListenSettings(cfg, this.bound.port);

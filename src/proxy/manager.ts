@@ -1,6 +1,7 @@
 import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { Listener } from './listener.js';
+import { AcceptGuard } from './accept-guard.js';
 
 /**
  * The data plane: one Listener per listen section. Rebuilds a listener's routing snapshot when
@@ -9,12 +10,16 @@ import { Listener } from './listener.js';
  */
 export class ProxyManager {
   readonly listeners = new Map<string, Listener>();
+  /** Client connection budget over every listener (global.maxconn) and refused-accept visibility. */
+  readonly guard: AcceptGuard;
 
   constructor(private readonly app: App) {
+    this.guard = new AcceptGuard(app.log, app.cfg.global.maxconn);
     app.backends.on('publish', (listen: string) => this.listeners.get(listen)?.rebuild());
   }
 
   async start(): Promise<void> {
+    this.guard.start();
     for (const l of this.app.cfg.listen) {
       const li = new Listener(this.app, l);
       await li.start();
@@ -23,6 +28,7 @@ export class ProxyManager {
   }
 
   async reload(cfg: Config): Promise<void> {
+    this.guard.update(cfg.global.maxconn);
     const keep = new Set(cfg.listen.map((l) => l.name));
     const stops: Promise<void>[] = [];
     for (const [name, li] of this.listeners) {
@@ -42,6 +48,7 @@ export class ProxyManager {
   async stop(drainMs?: number): Promise<void> {
     await Promise.all([...this.listeners.values()].map((l) => l.stop(drainMs ?? l.s.cfg.timeouts.drain)));
     this.listeners.clear();
+    this.guard.stop();
   }
 
   /**

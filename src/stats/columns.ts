@@ -199,6 +199,11 @@ export const COLUMNS: readonly Column[] = [
   { key: 'err_req', title: 'Req', group: 'Errors', help: 'requests refused before routing (malformed, timeouts)', tier: 3, value: (r) => r.c.errReq, prom: { metric: 'errors_total', type: 'counter', help: 'Errors by type: request (refused before routing), connection (to a backend), response (failed or aborted)', labels: { type: 'request' } } },
   { key: 'err_conn', title: 'Conn', group: 'Errors', help: 'connection failures to a backend', tier: 2, value: (r) => r.c.errConn, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'connection' } } },
   { key: 'err_resp', title: 'Resp', group: 'Errors', help: 'failed or aborted responses', tier: 2, value: (r) => r.c.errResp, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'response' } } },
+  {
+    key: 'refused_conn', title: 'Refused', group: 'Errors', help: 'client connections refused at accept: global.maxconn reached or the open-file limit (TOTAL row only)',
+    tier: 2, value: (r) => (r.kind === 'total' ? r.c.refusedConn : null),
+    prom: { metric: 'refused_connections_total', type: 'counter', help: 'Client connections refused at accept (global.maxconn reached, or an accept failure such as EMFILE)', kinds: ['total'] },
+  },
   { key: 'retries', title: 'Retr', group: 'Warnings', help: 'retries to another attempt', tier: 3, value: (r) => r.c.retries, prom: { metric: 'retries_total', type: 'counter', help: 'Retried attempts' } },
   { key: 'redispatches', title: 'Redis', group: 'Warnings', help: 'requests redispatched to another backend', tier: 3, value: (r) => r.c.redispatches, prom: { metric: 'redispatches_total', type: 'counter', help: 'Requests redispatched to another backend' } },
   ...(['1xx', '2xx', '3xx', '4xx', '5xx'] as const).map((code, i): Column => ({

@@ -147,6 +147,7 @@ export class StatsModule implements Module {
             csrf: this.cfg.admin && user && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,
             note: this.cfg.admin ? adminActions(this.app).readOnlyReason() : undefined,
             flash: ok ? { ok: true, text: ok } : err ? { ok: false, text: err } : undefined,
+            conn: (({ open, maxconn, fdLimit, fdLimitHits }) => ({ open, maxconn, fdLimit, fdLimitHits }))(this.app.proxy.guard),
           });
           return this.send(res, 200, 'text/html; charset=utf-8', html, {
             'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,

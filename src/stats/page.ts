@@ -25,6 +25,14 @@ export interface PageInput {
   note?: string;
   /** Show every column whatever the screen width (?all=1). */
   all?: boolean;
+  /** Process limits for the footer (src/proxy/accept-guard.ts). */
+  conn?: { open: number; maxconn: number; fdLimit?: number; fdLimitHits: number };
+}
+
+function connText(c: PageInput['conn']): string {
+  if (!c) return '';
+  return `client connections ${c.open}/${c.maxconn}${c.fdLimit !== undefined ? ` (open-file limit ${c.fdLimit})` : ''}` +
+    (c.fdLimitHits ? ` · <span class="bad">open-file limit reached: ${c.fdLimitHits} s</span>` : '') + ' · ';
 }
 
 export function esc(s: unknown): string {
@@ -296,6 +304,6 @@ export function renderPage(p: PageInput): string {
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
     (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
     `<div class="panels">${pairPanel(p)}${scalePanel(p)}</div>${sections}</main>` +
-    `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : ''} · ` : ''}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
+    `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : ''} · ` : ''}${connText(p.conn)}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
     refresh + '</body></html>';
 }

@@ -106,6 +106,13 @@ export class PromExporter {
       return Object.entries(r as O).filter(([, v]) => num(v) !== undefined).map(([reason, v]) => ({ labels: { node: this.app.node, reason }, value: v as number }));
     });
 
+    const g = () => this.app.proxy.guard;
+    const one = (v: number | undefined): Sample[] => (v === undefined ? [] : [{ labels: {}, value: v }]);
+    this.fromFn('pairlb_client_connections', 'Client connections open now over every listen section', 'gauge', () => one(g().open));
+    this.fromFn('pairlb_maxconn', 'Client connection budget (global.maxconn, or derived from the open-file limit)', 'gauge', () => one(g().maxconn));
+    this.fromFn('pairlb_open_file_limit', 'Soft open-file limit (RLIMIT_NOFILE) of the process', 'gauge', () => one(g().fdLimit));
+    this.fromFn('pairlb_fd_limit_hits_total', 'Seconds (1 s probes) the process found its descriptor table full: connections were closed unseen', 'counter', () => one(g().fdLimitHits));
+
     const sc = (): O | undefined => panelStatus(this.app, 'scale');
     const list = (v: unknown): O[] => (Array.isArray(v) ? v.filter((x) => x && typeof x === 'object') as O[] : []);
     this.fromFn('pairlb_scale_active', 'The scaler runs on this node (1: master or standalone)', 'gauge', () => {

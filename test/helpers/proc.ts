@@ -21,11 +21,14 @@ export interface PairlbProc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startPairlb(yaml: string, opts: { dir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<PairlbProc> {
+export async function startPairlb(yaml: string, opts: { dir?: string; args?: string[]; env?: Record<string, string>; nofile?: number } = {}): Promise<PairlbProc> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'pairlb-test-'));
   const cfgFile = join(dir, 'pairlb.yaml');
   writeFileSync(cfgFile, yaml);
-  const child = spawn(process.execPath, [CLI, 'start', '-c', cfgFile, '--state-dir', join(dir, 'state'), ...(opts.args ?? [])], {
+  const argv = [CLI, 'start', '-c', cfgFile, '--state-dir', join(dir, 'state'), ...(opts.args ?? [])];
+  // prlimit execs node: the child's pid is pairlb's.
+  const [cmd, args] = opts.nofile ? ['prlimit', [`--nofile=${opts.nofile}`, '--', process.execPath, ...argv]] : [process.execPath, argv];
+  const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env },
   });
   const logs: Record<string, unknown>[] = [];
