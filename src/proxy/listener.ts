@@ -132,7 +132,28 @@ class Attempt implements AttemptSink {
 
 const kEx = Symbol('pairlb.exchange');
 const kRead = Symbol('pairlb.bytesRead');
+const kConn = Symbol('pairlb.conn');
 type TaggedRes = ServerResponse & { [kEx]?: Exchange };
+type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number };
+
+/**
+ * Pipelined requests parsed ahead of the one being served, per client connection. Beyond this many
+ * the connection stops being read (node:http parses a whole read chunk at once, so the queue can
+ * briefly exceed it by one chunk's worth); reading resumes when the queue is back under it.
+ */
+const PIPELINE_MAX = 32;
+
+/**
+ * One client connection's requests are served one at a time, in order, as HAProxy does: node:http
+ * emits 'request' for every pipelined request at once, which would turn 500 pipelined requests
+ * into 500 concurrent backend requests. `items` holds [req, res] pairs (or [req, head] for an
+ * Upgrade request) not yet started.
+ */
+class ConnQueue {
+  busy = false;
+  paused = false;
+  readonly items: (IncomingMessage | ServerResponse | Buffer)[] = [];
+}
 
 function onResClose(this: TaggedRes): void { this[kEx]!.clientClosed(); }
 function onReqError(this: IncomingMessage & { [kEx]?: Exchange }): void { const ex = this[kEx]; if (ex) ex.clientBodyError = true; }
@@ -351,14 +372,22 @@ export class Listener {
       joinDuplicateHeaders: false,
       noDelay: true,
     });
-    server.on('request', (req, res) => this.handle(req, res));
+    server.on('request', (req, res) => this.onRequest(req, res));
     server.on('clientError', (err, socket) => this.clientError(err as Error & { code?: string; rawPacket?: Buffer }, socket as Socket));
     server.on('upgrade', (req, socket, head) => tunnelUpgrade(this, req, socket as Socket, head));
     const guard = this.app.proxy.guard;
-    server.on('connection', (sock: Socket) => {
+    server.on('connection', (sock: ClientSocket) => {
+      // A socket handed back to the server after a refused Upgrade comes through here again.
+      if (this.sockets.has(sock)) return;
       if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return; }
       this.sockets.add(sock);
-      sock.once('close', () => { this.sockets.delete(sock); guard.release(); });
+      sock.once('close', () => {
+        this.sockets.delete(sock);
+        guard.release();
+        // Requests parsed but never started die with their connection (nothing was counted yet).
+        const q = sock[kConn];
+        if (q !== undefined) q.items.length = 0;
+      });
     });
     await new Promise<void>((ok, fail) => {
       server.once('error', fail);
@@ -440,6 +469,34 @@ export class Listener {
 
   // ---- hot path -----------------------------------------------------------------------------
 
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const sock = req.socket as ClientSocket;
+    let q = sock[kConn];
+    if (q === undefined) q = sock[kConn] = new ConnQueue();
+    if (q.busy) { this.enqueue(sock, q, req, res); return; }
+    q.busy = true;
+    this.handle(req, res);
+  }
+
+  /** A pipelined request (or Upgrade) arrived while another one of its connection is in flight. */
+  enqueue(sock: ClientSocket, q: ConnQueue, req: IncomingMessage, x: ServerResponse | Buffer): void {
+    q.items.push(req, x);
+    if (q.items.length >= 2 * PIPELINE_MAX) { q.paused = true; sock.pause(); }
+  }
+
+  /** The connection's current request is over: start the next pipelined one, if any. */
+  next(sock: ClientSocket): void {
+    const q = sock[kConn];
+    if (q === undefined) return;
+    q.busy = false;
+    if (q.items.length === 0) return;
+    const req = q.items.shift() as IncomingMessage;
+    const x = q.items.shift()!;
+    if (q.paused && q.items.length < 2 * PIPELINE_MAX) { q.paused = false; sock.resume(); }
+    q.busy = true;
+    this.handle(req, x as ServerResponse);
+  }
+
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const s = this.s;
     const lc = this.counters;
@@ -505,7 +562,7 @@ export class Listener {
     lc.observe(ex.status, rt);
     lc.bytesOut += ex.bytesOut;
     // Bytes read from the client since the previous request on this connection (head + body).
-    const sock = ex.socket as Socket & { [kRead]?: number };
+    const sock = ex.socket as ClientSocket;
     const read = sock.bytesRead;
     const bytesIn = read - (sock[kRead] ?? 0);
     sock[kRead] = read;
@@ -519,6 +576,7 @@ export class Listener {
       rc.bytesIn += bytesIn;
     }
     if (this.access.enabled) this.access.write(this, ex, now, bytesIn);
+    this.next(sock);
   }
 
   destroyConnectionsTo(address: string): number {
