@@ -1,17 +1,18 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { App, moduleFactories, type Module } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { parseHostPort, type HostPort } from '../config/types.js';
-import type { StateDoc } from '../state/store.js';
 import type { Logger } from '../log.js';
 import type { HaConfig } from './config.js';
 import { check, encode, readKeyFile, ReplayGuard, MsgType, FLAG_HANDOVER, FLAG_HEALTHY, REJECT_REASONS, type Packet, type RejectReason } from './advert.js';
 import { initialState, step, type Action, type FsmEvent, type FsmState, type HaRole } from './fsm.js';
 import { Vip } from './vip.js';
+import { decodeAdvertBody, encodeAdvertBody } from './advert-body.js';
+import { PathLiveness } from './paths.js';
+import { Replicator, type ReplicationStatus } from './replication.js';
 
 /**
  * The HA shell: runs the pure state machine (fsm.ts) over UDP heartbeats, timers, the VIP and the
@@ -22,11 +23,11 @@ import { Vip } from './vip.js';
  * packets and neither is ever "replayed". The peer is dead only when no valid packet came on any
  * path for `deadtime`: losing only the dedicated link never makes two masters.
  *
- * Replication (master → backup; "the highest state version wins"): adverts carry the sender's state
- * version. A master that sees a peer behind sends its full state document; a node that sees the peer
- * ahead asks for it (both nodes restarted and the older one became master). Changes are pushed at
- * once on the state store's 'change' event. State goes over the dedicated link while it works,
- * otherwise over the public path. Lost datagrams are repaired by the next advert's version check.
+ * A path is up only when the peer answers on it (paths.ts: it echoes the sequence numbers it got
+ * from us there). Replication (replication.ts): adverts carry the state version (version vector +
+ * content hash); the node that is ahead sends its document over the first path that is up, and
+ * resends it over every path that is up, with backoff, until the peer's adverts acknowledge it;
+ * diverged states are reconciled by "the master's state wins" and reported as a conflict.
  */
 
 export interface HaStatus {
@@ -36,6 +37,8 @@ export interface HaStatus {
   incarnation: string;
   stateVersion: number;
   peerStateVersion?: number;
+  /** Replication: versions, sync, unacknowledged document, conflicts. */
+  replication: ReplicationStatus;
   rejected: Record<RejectReason, number>;
   received: number;
   sent: number;
@@ -67,23 +70,30 @@ export class HaNode implements Module {
   private warned = false;
   private preProbe: { at: number; result: Promise<boolean> } | undefined;
   private stopResolve: (() => void) | undefined;
-  private peerStateVersion: number | undefined;
-  private lastStateSent = 0;
-  private lastStateReq = 0;
+  private readonly liveness: PathLiveness;
+  private readonly repl: Replicator;
+  private failbackWaitLogged = false;
   private healthReason = '';
   private readonly counts = { rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, received: 0, sent: 0, late: 0, transitions: 0 };
-  private onStateChange = (): void => { if (this.fsm.role === 'master') setImmediate(() => this.pushState('change')); };
+  private onStateChange = (): void => { setImmediate(() => this.repl.evaluate(Date.now())); };
 
   constructor(private readonly app: App, cfg: HaConfig) {
     this.cfg = cfg;
     this.log = app.log.child({ mod: 'ha' });
     this.fsm = initialState({ name: app.node, priority: cfg.priority, autoFailback: cfg.auto_failback, probe: cfg.garp.probe });
     this.vip = new Vip(cfg.vip, cfg.garp, this.log);
+    this.liveness = new PathLiveness(cfg.deadtime);
+    this.repl = new Replicator({
+      log: this.log, store: app.state, node: app.node, peer: cfg.peer.name, enabled: cfg.replicate,
+      role: () => this.fsm.role, peerAlive: () => !!this.fsm.peer,
+      send: (payload, attempt) => this.sendState(payload, attempt),
+    }, { first: Math.max(2 * cfg.keepalive, 50), max: Math.max(1000, 2 * cfg.deadtime) });
     statusOf.set(app, () => this.status());
   }
 
   status(): HaStatus {
     const now = Date.now();
+    const repl = this.repl.status(now);
     return {
       role: this.fsm.role,
       node: this.app.node,
@@ -93,7 +103,8 @@ export class HaNode implements Module {
       },
       incarnation: this.incarnation.toString(),
       stateVersion: this.app.state.version,
-      peerStateVersion: this.peerStateVersion,
+      peerStateVersion: repl.peer?.total,
+      replication: repl,
       rejected: { ...this.counts.rejected },
       received: this.counts.received,
       sent: this.counts.sent,
@@ -103,9 +114,10 @@ export class HaNode implements Module {
     };
   }
 
+  /** Up both ways: the peer is heard on it and echoes what we sent on it (paths.ts). */
   private pathAlive(name: string, now: number): boolean {
     const p = this.paths.find((x) => x.name === name);
-    return !!p && p.lastRx > 0 && now - p.lastRx < this.cfg.deadtime;
+    return !!p && this.liveness.up(p.id, now);
   }
 
   /**
@@ -167,6 +179,7 @@ export class HaNode implements Module {
     const ok = this.healthNow();
     if (ok !== this.fsm.healthy) this.dispatch({ type: 'health', ok, reason: ok ? 'healthy again' : this.healthReason });
     this.sendAdvert();
+    this.repl.evaluate(Date.now());
   }
 
   /** FAULT when the public interface is down or this node's proxy is not serving. */
@@ -200,7 +213,7 @@ export class HaNode implements Module {
     clearTimeout(this.timers.warn); this.timers.warn = undefined;
     if (!this.fsm.peer) return;
     this.log.warn({ silentMs: Date.now() - this.lastRx, peer: this.cfg.peer.name }, 'peer dead: no heartbeat on any path for deadtime');
-    this.peerStateVersion = undefined;
+    this.repl.onPeerGone();
     this.dispatch({ type: 'peer_dead' });
   }
 
@@ -223,6 +236,8 @@ export class HaNode implements Module {
         this.counts.transitions++;
         this.app.setRole(a.role, a.reason);
         this.notify(a.role, a.reason);
+        // Who wins a diverged state depends on the roles.
+        setImmediate(() => this.repl.evaluate(Date.now()));
         return;
       case 'arm_failback':
         clearTimeout(this.timers.failback);
@@ -261,7 +276,6 @@ export class HaNode implements Module {
           try { r = await this.vip.add(); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
           this.vip.startAnnouncing(!r.garpSent);
           this.log.info({ vip: this.cfg.vip.address, dev: this.cfg.vip.interface, ms: +(performance.now() - t0).toFixed(1), preforked: r.garpSent }, 'VIP added and announced (gratuitous ARP)');
-          if (this.fsm.peer) this.pushState('takeover');
         });
         return;
       case 'garp':
@@ -289,12 +303,18 @@ export class HaNode implements Module {
 
   private failbackDue(): void {
     this.timers.failback = undefined;
-    // Fail back only when in sync: the new master must serve exactly what the old one served.
-    if (this.cfg.replicate && this.peerStateVersion !== undefined && this.peerStateVersion > this.app.state.version) {
-      this.log.info({ ours: this.app.state.version, peer: this.peerStateVersion }, 'auto_failback waits for the replicated state');
-      this.timers.failback = setTimeout(() => this.failbackDue(), this.cfg.keepalive * 4);
+    // Fail back only when both states are the same version (a diverged one is reconciled first):
+    // the new master must serve exactly what the old one served.
+    if (!this.repl.inSync()) {
+      if (!this.failbackWaitLogged) {
+        this.failbackWaitLogged = true;
+        const st = this.repl.status(Date.now());
+        this.log.info({ sync: st.sync, ours: st.version.text, peer: st.peer?.text }, 'auto_failback waits until the replicated state is the same on both nodes');
+      }
+      this.timers.failback = setTimeout(() => this.failbackDue(), this.cfg.keepalive * 2);
       return;
     }
+    this.failbackWaitLogged = false;
     this.dispatch({ type: 'failback_due' });
   }
 
@@ -317,9 +337,9 @@ export class HaNode implements Module {
 
   // ---- packets --------------------------------------------------------------------------------
 
-  private send(type: MsgType, payload: Buffer, only?: PathSock): void {
+  private send(type: MsgType, payload: Buffer, only?: PathSock[]): void {
     const s = this.fsm;
-    for (const p of only ? [only] : this.paths) {
+    for (const p of only ?? this.paths) {
       const pkt: Packet = {
         type, role: s.role, priority: this.cfg.priority,
         flags: (s.stopping && s.role === 'master' ? FLAG_HANDOVER : 0) | (s.healthy ? FLAG_HEALTHY : 0),
@@ -334,26 +354,19 @@ export class HaNode implements Module {
 
   private sendAdvert(): void {
     if (!this.paths.length || !this.key) return;
-    this.send(MsgType.Advert, Buffer.alloc(0));
+    const body = encodeAdvertBody({ echo: this.liveness.echo(), version: this.cfg.replicate ? this.repl.advertVersion() : undefined, conflictAck: this.repl.conflictAck });
+    this.send(MsgType.Advert, body);
   }
 
-  /** The path state goes over: the dedicated link while it carries heartbeats, else the public one. */
-  private statePath(): PathSock | undefined {
+  /**
+   * A state document: the first copy over the first path that is up both ways (the dedicated link
+   * while it works), resends over every path that is up; over all paths when none is known up.
+   */
+  private sendState(payload: Buffer, attempt: number): void {
+    if (this.fsm.stopped || !this.key || !this.paths.length) return;
     const now = Date.now();
-    return this.paths.find((p) => p.lastRx && now - p.lastRx < this.cfg.deadtime) ?? this.paths[0];
-  }
-
-  private pushState(why: string): void {
-    if (!this.cfg.replicate || !this.fsm.peer || this.fsm.stopped || !this.key) return;
-    const doc = this.app.state.snapshot();
-    const payload = deflateRawSync(Buffer.from(JSON.stringify(doc)));
-    try {
-      this.send(MsgType.State, payload, this.statePath());
-      this.lastStateSent = Date.now();
-      this.log.debug({ version: doc.version, bytes: payload.length, why }, 'replicated state sent');
-    } catch (e) {
-      this.log.error({ err: e }, 'could not replicate state');
-    }
+    const up = this.paths.filter((p) => this.liveness.up(p.id, now));
+    this.send(MsgType.State, payload, up.length ? (attempt === 0 ? [up[0]] : up) : this.paths);
   }
 
   private onPacket(buf: Buffer, path: PathSock, from: string): void {
@@ -367,47 +380,26 @@ export class HaNode implements Module {
     }
     const p = v.packet;
     this.counts.received++;
-    path.lastRx = Date.now();
+    const now = Date.now();
+    path.lastRx = now;
+    this.liveness.received(path.id, p.seq, now, v.newIncarnation);
     if (v.newIncarnation) this.log.info({ peer: p.node, incarnation: p.incarnation.toString() }, 'peer (re)started: new incarnation');
     this.armPeerTimers();
-    this.peerStateVersion = p.stateVersion;
     switch (p.type) {
-      case MsgType.Advert:
+      case MsgType.Advert: {
+        const body = decodeAdvertBody(p.payload);
+        if (body.echo) this.liveness.echoed(body.echo, this.seq, now);
         this.dispatch({ type: 'advert', peer: { name: p.node, role: p.role, priority: p.priority, handover: !!(p.flags & FLAG_HANDOVER), healthy: !!(p.flags & FLAG_HEALTHY) } });
-        this.syncCheck(p);
+        if (this.cfg.replicate && !this.fsm.stopped) this.repl.onPeerAdvert(body.version, body.conflictAck, now);
         break;
+      }
       case MsgType.State:
-        this.onState(p);
+        if (this.cfg.replicate && !this.fsm.stopped) this.repl.onState(p.payload, p.role, now);
         break;
       case MsgType.StateRequest:
-        if (this.app.state.version > p.stateVersion) this.pushState('requested');
+        if (this.cfg.replicate && !this.fsm.stopped) this.repl.onRequest(now);
         break;
     }
-  }
-
-  private syncCheck(p: Packet): void {
-    if (!this.cfg.replicate || this.fsm.stopped) return;
-    const ours = this.app.state.version;
-    const now = Date.now();
-    // Rate-limited to one per deadtime: a datagram in flight must get the chance to arrive.
-    if (this.fsm.role === 'master' && p.stateVersion < ours && now - this.lastStateSent > this.cfg.deadtime) this.pushState(p.stateVersion === 0 ? 'peer appeared' : 'peer behind');
-    else if (p.stateVersion > ours && now - this.lastStateReq > this.cfg.deadtime) {
-      this.lastStateReq = now;
-      this.send(MsgType.StateRequest, Buffer.alloc(0), this.statePath());
-    }
-  }
-
-  private onState(p: Packet): void {
-    let doc: StateDoc;
-    try { doc = JSON.parse(inflateRawSync(p.payload).toString('utf8')) as StateDoc; } catch (e) {
-      this.log.error({ err: e }, 'replicated state undecodable (authenticated, so a bug or version skew)');
-      return;
-    }
-    if (typeof doc.version !== 'number' || typeof doc.sections !== 'object' || !doc.sections) return;
-    if (doc.version <= this.app.state.version) return;
-    const from = this.app.state.version;
-    this.app.state.apply(doc);
-    this.log.info({ from, to: doc.version, peer: p.node }, 'replicated state applied');
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------

@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
+import { describeIssues, stateDocSchema } from './schema.js';
+import { contentHash, LEGACY_NODE, total, type StateVersion } from './version.js';
 
 /**
  * Runtime state that must survive a restart, a reload and a failover: named sections, each owned by
@@ -10,19 +12,45 @@ import type { Logger } from '../log.js';
  *
  *   section provider: export() → JSON value, import(value) → apply it
  *   'change' event:   a section changed (the HA module sends it to the peer)
+ *
+ * Versions (src/state/version.ts): a version vector (this node's own changes count under its
+ * node name) plus a hash of the content. A document applied from the peer brings the peer's
+ * version along unchanged, so two nodes with the same content have the same version.
  */
 export interface StateSection {
   export(): unknown;
   import(value: unknown): void;
 }
 
-export interface StateDoc { version: number; node?: string; savedAt: string; sections: Record<string, unknown> }
+export interface StateDoc {
+  /** Total number of changes (sum of vv): what files of the old scalar format carry alone. */
+  version: number;
+  vv: Record<string, number>;
+  hash: string;
+  node?: string;
+  savedAt: string;
+  sections: Record<string, unknown>;
+}
+
+/** Validate a parsed document (file or peer) with the zod schema; legacy files get a vector. */
+export function parseStateDoc(v: unknown): { ok: true; doc: StateDoc } | { ok: false; error: string } {
+  const r = stateDocSchema.safeParse(v);
+  if (!r.success) return { ok: false, error: describeIssues(r.error) };
+  const d = r.data;
+  const sections = d.sections as Record<string, unknown>;
+  const vv = d.vv ?? (d.version > 0 ? { [LEGACY_NODE]: d.version } : {});
+  return { ok: true, doc: { version: total(vv), vv, hash: d.hash ?? contentHash(sections), node: d.node, savedAt: d.savedAt, sections } };
+}
 
 export class StateStore extends EventEmitter {
   private sections = new Map<string, StateSection>();
   private saveTimer: NodeJS.Timeout | undefined;
   private loaded: StateDoc | undefined;
-  version = 0;
+  private vv: Record<string, number> = {};
+  /** Hash of the current content; undefined = changed since, computed on demand. */
+  private hash: string | undefined;
+  /** Imports of a peer's document are not local changes. */
+  private applying = false;
 
   constructor(private readonly dir: string | undefined, private readonly log: Logger, private readonly node?: string) {
     super();
@@ -30,13 +58,27 @@ export class StateStore extends EventEmitter {
 
   get file(): string | undefined { return this.dir ? join(this.dir, 'runtime.json') : undefined; }
 
+  /** Total number of changes (for display; compare with currentVersion()). */
+  get version(): number { return total(this.vv); }
+
+  /** The node name this store counts its own changes under. */
+  get self(): string { return this.node ?? 'local'; }
+
+  currentVersion(): StateVersion {
+    if (this.hash === undefined) this.hash = contentHash(this.exportSections());
+    return { vv: { ...this.vv }, hash: this.hash };
+  }
+
   /** Read the persisted document (if any). Sections registered later are imported from it. */
   load(): void {
     if (!this.file) return;
     try {
-      this.loaded = JSON.parse(readFileSync(this.file, 'utf8')) as StateDoc;
-      this.version = this.loaded.version ?? 0;
-      this.log.info({ file: this.file, version: this.version }, 'runtime state loaded');
+      const r = parseStateDoc(JSON.parse(readFileSync(this.file, 'utf8')));
+      if (!r.ok) { this.log.error({ file: this.file, error: r.error }, 'runtime state invalid; starting from config only'); return; }
+      this.loaded = r.doc;
+      this.vv = { ...r.doc.vv };
+      this.hash = r.doc.hash;
+      this.log.info({ file: this.file, version: this.version, vv: this.vv }, 'runtime state loaded');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err: e, file: this.file }, 'runtime state unreadable; starting from config only');
     }
@@ -45,26 +87,42 @@ export class StateStore extends EventEmitter {
   register(name: string, section: StateSection): void {
     this.sections.set(name, section);
     const v = this.loaded?.sections[name];
-    if (v !== undefined) section.import(v);
+    if (v !== undefined) this.importing(() => section.import(v));
   }
 
   /** A section owner calls this after changing its state. */
   changed(name: string): void {
-    this.version++;
+    if (this.applying) return;
+    this.vv[this.self] = (this.vv[this.self] ?? 0) + 1;
+    this.hash = undefined;
     this.emit('change', name);
     this.scheduleSave();
   }
 
-  snapshot(): StateDoc {
-    const sections: Record<string, unknown> = {};
-    for (const [n, s] of this.sections) sections[n] = s.export();
-    return { version: this.version, node: this.node, savedAt: new Date().toISOString(), sections };
+  private importing(fn: () => void): void {
+    this.applying = true;
+    try { fn(); } finally { this.applying = false; }
   }
 
-  /** Apply a document from the peer (or a file): every known section is replaced. */
+  private exportSections(): Record<string, unknown> {
+    const sections: Record<string, unknown> = {};
+    for (const [n, s] of this.sections) sections[n] = s.export();
+    return sections;
+  }
+
+  snapshot(): StateDoc {
+    const v = this.currentVersion();
+    return { version: total(v.vv), vv: v.vv, hash: v.hash, node: this.node, savedAt: new Date().toISOString(), sections: this.exportSections() };
+  }
+
+  /**
+   * Apply a validated document from the peer: every known section is replaced and the document's
+   * version is adopted as it is (both nodes then show the same version for the same content).
+   */
   apply(doc: StateDoc): void {
-    for (const [n, s] of this.sections) if (doc.sections[n] !== undefined) s.import(doc.sections[n]);
-    this.version = doc.version;
+    this.importing(() => { for (const [n, s] of this.sections) if (doc.sections[n] !== undefined) s.import(doc.sections[n]); });
+    this.vv = { ...doc.vv };
+    this.hash = doc.hash;
     this.scheduleSave();
   }
 

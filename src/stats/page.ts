@@ -239,10 +239,35 @@ function pairPanel(p: PageInput): string {
     VIP: h.vip,
     'last failover': failover(h.lastFailover, p.now) ?? 'none since start',
   };
-  const skip = ['node', 'role', 'peer', 'vip', 'lastFailover', 'peerAgeMs', 'heartbeatAgeMs'];
+  const rep = replicationRows(h.replication);
+  Object.assign(known, rep.rows);
+  const skip = ['node', 'role', 'peer', 'vip', 'lastFailover', 'peerAgeMs', 'heartbeatAgeMs', 'replication'];
   const rest = Object.fromEntries(Object.entries(h).filter(([k]) => !skip.includes(k)));
   const silent = peer?.alive === false;
-  return `<div class="panel${silent ? ' warn' : ''}"><h2>Pair</h2>${kv(known)}${Object.keys(rest).length ? `<details><summary>details</summary>${kv(rest)}</details>` : ''}</div>`;
+  return `<div class="panel${silent || rep.alarm ? ' warn' : ''}"><h2>Pair</h2>${kv(known)}${rep.differences}${Object.keys(rest).length ? `<details><summary>details</summary>${kv(rest)}</details>` : ''}</div>`;
+}
+
+/**
+ * Replicated state rows of the pair panel from HaStatus.replication (src/ha/replication.ts
+ * ReplicationStatus): sync with the peer, and a conflict — the differences a reconciliation
+ * discarded — for the operator to resolve.
+ */
+function replicationRows(v: unknown): { rows: Record<string, unknown>; differences: string; alarm: boolean } {
+  if (!v || typeof v !== 'object') return { rows: {}, differences: '', alarm: false };
+  const r = v as Record<string, any>;
+  const rows: Record<string, unknown> = {};
+  const ver = typeof r.version?.text === 'string' ? r.version.text : undefined;
+  const sync = r.sync === 'same' ? `in sync (${ver})` : r.sync === 'diverged' ? `DIVERGED: ours ${ver}, peer ${r.peer?.text}` : r.sync === 'unknown' ? `peer unknown (ours ${ver})` : `${r.sync}: ours ${ver}, peer ${r.peer?.text}`;
+  rows['replicated state'] = r.enabled === false ? 'not replicated' : sync + (r.unacked ? ` — not acknowledged for ${fmtDuration(r.unacked.ms / 1000)} (${r.unacked.attempts} sends)` : '');
+  const c = r.conflicts as { count?: number; last?: Record<string, unknown> } | undefined;
+  let differences = '';
+  if (c && typeof c.count === 'number' && c.count > 0 && c.last) {
+    const l = c.last;
+    rows['state CONFLICT'] = `${c.count} — ${l.here === 'kept' ? `${l.loser}'s changes were discarded` : `this node's changes were discarded for ${l.winner}'s`} (${l.rule}) at ${l.at}${l.file ? `; both states in ${l.file}` : ''}`;
+    const d = Array.isArray(l.differences) ? (l.differences as unknown[]).map(String) : [];
+    if (d.length) differences = `<details open><summary>state differences to resolve (${d.length})</summary><ul>${d.map((x) => `<li>${esc(x)}</li>`).join('')}</ul></details>`;
+  }
+  return { rows, differences, alarm: r.sync === 'diverged' || (c?.count ?? 0) > 0 };
 }
 
 type Obj = Record<string, unknown>;

@@ -100,6 +100,10 @@ export class PromExporter {
     this.fromFn('pairlb_ha_heartbeats_received_total', 'Valid heartbeats received', 'counter', haOne((h) => num(h.received)));
     this.fromFn('pairlb_ha_late_heartbeats_total', 'Heartbeats later than warntime', 'counter', haOne((h) => num(h.lateHeartbeats)));
     this.fromFn('pairlb_ha_garps_total', 'Gratuitous ARPs sent for the VIP', 'counter', haOne((h) => num(h.garps)));
+    const rep = (h: O): O => (h.replication && typeof h.replication === 'object' ? h.replication as O : {});
+    this.fromFn('pairlb_ha_state_in_sync', 'Replicated state: same version as the peer (1), else 0 (behind, ahead, diverged, peer unknown)', 'gauge', haOne((h) => (typeof rep(h).sync === 'string' ? (rep(h).sync === 'same' ? 1 : 0) : undefined)));
+    this.fromFn('pairlb_ha_state_resends_total', 'Replicated state documents resent because the peer had not acknowledged them', 'counter', haOne((h) => num(rep(h).resent)));
+    this.fromFn('pairlb_ha_state_conflicts_total', 'Diverged replicated states reconciled (the master\'s state won); see the stats page for the differences', 'counter', haOne((h) => num((rep(h).conflicts as O | undefined)?.count)));
     this.fromFn('pairlb_ha_rejected_total', 'Heartbeat packets rejected, by reason', 'counter', () => {
       const r = ha()?.rejected;
       if (!r || typeof r !== 'object') return [];

@@ -3,6 +3,7 @@
  * bridge, a dedicated lb1–lb2 link). The implementation is plain ESM in bench/failover-lib.mjs so
  * that `npm run bench:failover` shares it without a build step; this file gives it types.
  */
+import http from 'node:http';
 import type { ChildProcess } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 // @ts-ignore plain .mjs without declarations (tests are not type-checked by tsc -p .)
@@ -49,3 +50,23 @@ export const MAIN: string = lib.MAIN;
 export const sendUdp = (t: Topology, n: string, host: string, port: number, bufs: Buffer[]): Promise<void> => lib.sendUdp(t, n, host, port, bufs);
 export const tcpdump = (t: Topology, n: string, dev: string, filter: string): Proc => lib.tcpdump(t, n, dev, filter);
 export const captureUdp = (t: Topology, n: string, dev: string, filter: string, count: number, file: string): Promise<Buffer[]> => lib.captureUdp(t, n, dev, filter, count, file);
+
+/** A request to a node's admin API on its unix socket (reachable from the root namespace). */
+export function adminRequest(socketPath: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const data = body ? JSON.stringify(body) : undefined;
+    const req = http.request({ socketPath, method, path, headers: data ? { 'content-type': 'application/json' } : {} }, (res) => {
+      let s = ''; res.on('data', (d) => { s += d; });
+      res.on('end', () => { try { resolve({ status: res.statusCode!, json: JSON.parse(s) }); } catch { resolve({ status: res.statusCode!, json: s }); } });
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** Poll `f` every 25 ms until it is true; throws after `ms` naming `what`. */
+export async function untilTrue(f: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { if (await f()) return; await sleep(25); }
+  throw new Error(`timeout after ${ms} ms: ${what}`);
+}

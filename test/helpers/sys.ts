@@ -20,6 +20,7 @@ const BIN_OF: Record<string, string> = {
   keepalived: '/usr/sbin/keepalived',
   systemd: '/usr/bin/systemd-analyze',
   procps: '/usr/sbin/sysctl',
+  nftables: '/usr/sbin/nft',
 };
 
 let updated = false;
