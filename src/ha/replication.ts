@@ -275,6 +275,8 @@ export class Replicator {
       this.invalid('undecodable', (e as Error).message);
       return;
     }
+    // A pairlb without versions in its adverts sends the bare document (rolling upgrade).
+    if (raw && typeof raw === 'object' && !('kind' in raw) && 'sections' in raw) raw = { kind: 'state', doc: raw };
     const env = envelopeSchema.safeParse(raw);
     const r = env.success ? parseStateDoc(env.data.doc) : { ok: false as const, error: 'not a state envelope' };
     if (!env.success || !r.ok) { this.invalid('invalid', r.ok ? '' : r.error); return; }

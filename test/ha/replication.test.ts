@@ -1,5 +1,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { deflateRawSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
@@ -9,6 +10,7 @@ import { decideOnDoc, diffDocs, mustSend, Outbox, Replicator, type DocDecision }
 import { PathLiveness } from '../../src/ha/paths.js';
 import { decodeAdvertBody, encodeAdvertBody } from '../../src/ha/advert-body.js';
 import type { HaRole } from '../../src/ha/fsm.js';
+import { renderPage } from '../../src/stats/page.js';
 
 /**
  * The pure parts of replication, table-driven: version comparison, what to do with a received
@@ -302,6 +304,32 @@ describe('two replicators over a lossy link', () => {
     expect(a.data.items).toEqual(['web4']);
     expect(a.repl.status(0).conflicts.last).toMatchObject({ winner: 'lb2', here: 'discarded' });
     expect(b.repl.status(0).conflicts.last).toMatchObject({ winner: 'lb2', here: 'kept' });
+  });
+
+  it('documents: a bare one from an older pairlb is applied by version; an invalid one is counted, not applied', () => {
+    const { b } = pair();
+    const send = (v: unknown) => b.repl.onState(deflateRawSync(Buffer.from(JSON.stringify(v))), 'master', 0);
+    send({ version: 3, node: 'lb1', savedAt: 'x', sections: { t: { items: ['old'] } } });
+    expect(b.data.items).toEqual(['old']);
+    expect(b.store.currentVersion().vv).toEqual({ '*': 3 });
+    send({ kind: 'state', doc: { version: 4, savedAt: 'x', sections: { backends: { version: 1, entries: [{ listen: 'web', name: 'bad name!' }] } } } });
+    send({ kind: 'state', doc: 'nonsense' });
+    b.repl.onState(Buffer.from('not deflated'), 'master', 0);
+    expect(b.data.items).toEqual(['old']);
+    expect(b.repl.status(0)).toMatchObject({ applied: 1, invalid: 3 });
+  });
+
+  it('the stats page shows the conflict and its differences from the real status shape', () => {
+    const { a, b, drop, run, change } = pair();
+    drop.ab = drop.ba = true;
+    change(a, 'web3'); change(b, 'web<4>');
+    drop.ab = drop.ba = false;
+    run(500);
+    const html = renderPage({ node: 'lb1', role: 'master', now: Date.now(), tables: [], refreshMs: 5000, nonce: 'n', ha: { role: 'master', node: 'lb1', peer: { name: 'lb2', role: 'backup', alive: true }, replication: a.repl.status(0) } });
+    expect(html).toContain('<div class="panel warn"><h2>Pair</h2>');
+    expect(html).toMatch(/<dt>state CONFLICT<\/dt><dd>1 — lb2&#39;s changes were discarded \(the master&#39;s state wins\) at /);
+    expect(html).toContain('<summary>state differences to resolve (1)</summary><ul><li>t: differs (lb1 kept {&quot;items&quot;:[&quot;web3&quot;]}; lb2 discarded {&quot;items&quot;:[&quot;web&lt;4&gt;&quot;]})</li></ul>');
+    expect(html).toMatch(/<dt>replicated state<\/dt><dd>in sync \(lb1:1 #[0-9a-f]{8}\)<\/dd>/);
   });
 
   it('while both are master (not settled) nothing is applied', () => {
