@@ -301,8 +301,8 @@ export class Replicator {
         const mine = this.h.store.snapshot();
         this.h.store.apply(doc);
         this.counts.applied++;
-        this.record('discarded', doc, this.h.peer, mine, this.h.node);
-        this.discarded = mine;
+        if (this.record('discarded', doc, this.h.peer, mine, this.h.node)) this.discarded = mine;
+        else this.h.log.info({ before: formatVersion(ours), after: formatVersion(theirs), peer: this.h.peer }, 'replicated state applied (same content under another version)');
         break;
       }
       case 'win':
@@ -323,12 +323,17 @@ export class Replicator {
     if (n <= 10 || n % 100 === 0) this.h.log.error({ detail, count: n }, `replicated state from the peer ${what} (authenticated, so a bug or version skew): not applied`);
   }
 
-  private record(here: 'kept' | 'discarded', kept: StateDoc, keptBy: string, discarded: StateDoc, discardedBy: string): void {
-    if (this.recorded.has(discarded.hash)) return;
+  /**
+   * Record a conflict once per discarded document; false when the two contents are the same
+   * (another version of one content, e.g. files of the old format on both nodes): nothing is lost.
+   */
+  private record(here: 'kept' | 'discarded', kept: StateDoc, keptBy: string, discarded: StateDoc, discardedBy: string): boolean {
+    if (this.recorded.has(discarded.hash)) return true;
+    const differences = diffDocs(kept, discarded, keptBy, discardedBy);
+    if (!differences.length) return false;
     this.recorded.add(discarded.hash);
     this.conflicts.count++;
     const at = new Date().toISOString();
-    const differences = diffDocs(kept, discarded, keptBy, discardedBy);
     let file: string | undefined;
     const base = this.h.store.file;
     if (base) {
@@ -341,6 +346,7 @@ export class Replicator {
     this.conflicts.last = { at, rule: RULE, winner: keptBy, loser: discardedBy, here, kept: formatVersion(kept), discarded: formatVersion(discarded), differences, file };
     this.h.log.warn({ conflict: this.conflicts.count, rule: RULE, winner: keptBy, loser: discardedBy, here, kept: this.conflicts.last.kept, discarded: this.conflicts.last.discarded, differences, file },
       here === 'kept' ? `replicated state conflict: ${discardedBy}'s changes made while apart are discarded (${RULE}); re-apply what must be kept` : `replicated state conflict: this node's changes made while apart are discarded for ${keptBy}'s state (${RULE}); re-apply what must be kept`);
+    return true;
   }
 
   status(now: number): ReplicationStatus {

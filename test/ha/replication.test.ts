@@ -306,6 +306,17 @@ describe('two replicators over a lossy link', () => {
     expect(b.repl.status(0).conflicts.last).toMatchObject({ winner: 'lb2', here: 'kept' });
   });
 
+  it('diverged versions of the same content (old-format files on both nodes): applied, no conflict', () => {
+    const { a, b, run } = pair();
+    a.data.items = ['x']; b.data.items = ['x'];
+    a.store.apply({ version: 2, vv: { lb1: 2 }, hash: '1111111111111111', savedAt: '', sections: { t: { items: ['x'] } } });
+    b.store.apply({ version: 2, vv: { lb2: 2 }, hash: '2222222222222222', savedAt: '', sections: { t: { items: ['x'] } } });
+    run(500);
+    expect(b.store.currentVersion()).toEqual(a.store.currentVersion());
+    expect([a.repl.status(0).conflicts.count, b.repl.status(0).conflicts.count]).toEqual([0, 0]);
+    expect(readdirSync(b.dir).filter((x) => x.startsWith('conflict-'))).toEqual([]);
+  });
+
   it('documents: a bare one from an older pairlb is applied by version; an invalid one is counted, not applied', () => {
     const { b } = pair();
     const send = (v: unknown) => b.repl.onState(deflateRawSync(Buffer.from(JSON.stringify(v))), 'master', 0);
