@@ -75,7 +75,12 @@ function parseJson(s: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-export interface ApiOpts { removeTimeoutMs: () => number; actor: (req: IncomingMessage) => Actor }
+export interface ApiOpts {
+  removeTimeoutMs: () => number;
+  actor: (req: IncomingMessage) => Actor;
+  /** Role of this request's credential (the read-only token: reads only). */
+  role?: 'admin' | 'read-only';
+}
 
 export async function handleApi(app: App, req: IncomingMessage, res: ServerResponse, opts: ApiOpts): Promise<void> {
   const actions = adminActions(app);
@@ -84,6 +89,7 @@ export async function handleApi(app: App, req: IncomingMessage, res: ServerRespo
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const m = req.method ?? 'GET';
     if (parts[0] !== 'v1') throw new PairlbError('PAIRLB_NOT_FOUND', 'unknown path (the API lives under /v1)');
+    if (opts.role === 'read-only' && m !== 'GET' && m !== 'HEAD') throw new PairlbError('PAIRLB_FORBIDDEN', 'this token is read-only: changes need the admin token');
     if (m !== 'GET' && m !== 'DELETE' && !(req.headers['content-type'] ?? '').startsWith('application/json')) {
       throw new PairlbError('PAIRLB_BAD_REQUEST', 'send Content-Type: application/json');
     }

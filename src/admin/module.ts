@@ -8,7 +8,9 @@ import { parseHostPort } from '../config/types.js';
 import { PairlbError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_ADMIN_SOCKET, type AdminConfig } from '../stats/config.js';
-import { secretEquals } from '../stats/auth.js';
+import { secretEquals, type UserRole } from '../stats/auth.js';
+import { LoginGuard } from '../stats/login-guard.js';
+import { loginSchema } from '../stats/config.js';
 import { adminActions, handleApi } from './api.js';
 import type { Actor } from './actions.js';
 
@@ -17,18 +19,28 @@ import type { Actor } from './actions.js';
  *   - unix socket (default /run/pairlb/admin.sock, mode 0600): access is controlled by the file's
  *     permissions, no token;
  *   - or `bind` (a loopback address is expected) + bearer token from `token` / `token_file`:
- *     every request needs `Authorization: Bearer <token>` (constant-time comparison).
+ *     every request needs `Authorization: Bearer <token>` (constant-time comparison); a
+ *     `read_only_token` may only read (every write answers 403). Wrong tokens count as failed
+ *     logins per source (login-guard.ts, the stats page's default limits): after 5, 429.
  */
 
 const USER_RE = /^[A-Za-z0-9._@-]{1,64}$/;
 
 export function transportKey(a: AdminConfig): string { return a.bind ? 'tcp:' + a.bind : 'unix:' + (a.socket ?? DEFAULT_ADMIN_SOCKET) + ':' + a.socket_mode; }
 
-export function readToken(a: AdminConfig): string | undefined {
-  if (a.token) return a.token;
-  if (!a.token_file) return undefined;
-  const t = readFileSync(a.token_file, 'utf8').trim();
-  if (t.length < 16) throw new PairlbError('PAIRLB_ADMIN_TOKEN', `${a.token_file}: token shorter than 16 characters`);
+function tokenFrom(inline: string | undefined, file: string | undefined): string | undefined {
+  if (inline) return inline;
+  if (!file) return undefined;
+  const t = readFileSync(file, 'utf8').trim();
+  if (t.length < 16) throw new PairlbError('PAIRLB_ADMIN_TOKEN', `${file}: token shorter than 16 characters`);
+  return t;
+}
+
+export function readToken(a: AdminConfig): string | undefined { return tokenFrom(a.token, a.token_file); }
+
+export function readReadOnlyToken(a: AdminConfig): string | undefined {
+  const t = tokenFrom(a.read_only_token, a.read_only_token_file);
+  if (t !== undefined && t === readToken(a)) throw new PairlbError('PAIRLB_ADMIN_TOKEN', 'admin.read_only_token must differ from admin.token');
   return t;
 }
 
@@ -51,10 +63,16 @@ export class AdminModule implements Module {
   private server: Server | undefined;
   private key = '';
   private token: string | undefined;
+  private roToken: string | undefined;
+  /** Failed token checks per source; kept across reloads. */
+  readonly guard: LoginGuard;
   private socketPath: string | undefined;
   private readonly log: Logger;
 
-  constructor(private readonly app: App, private cfg: AdminConfig) { this.log = app.log.child({ mod: 'admin' }); }
+  constructor(private readonly app: App, private cfg: AdminConfig) {
+    this.log = app.log.child({ mod: 'admin' });
+    this.guard = new LoginGuard(this.log, loginSchema.parse({}), 'admin API');
+  }
 
   /** Bound TCP address (tests bind port 0) or socket path. */
   address(): { host: string; port: number } | string | undefined {
@@ -75,21 +93,35 @@ export class AdminModule implements Module {
     const cfg = this.cfg;
     this.key = transportKey(cfg);
     this.token = cfg.bind ? readToken(cfg) : undefined;
+    this.roToken = cfg.bind ? readReadOnlyToken(cfg) : undefined;
     const srv = createServer((req, res) => {
+      let role: UserRole = 'admin';
       if (this.token !== undefined) {
         const h = req.headers.authorization ?? '';
-        const ok = /^Bearer /i.test(h) && secretEquals(h.slice(7).trim(), this.token);
-        if (!ok) {
-          this.log.warn({ remote: req.socket.remoteAddress, path: req.url }, 'admin API: missing or wrong token');
+        const r = !h ? { status: 401 as const } : this.guard.token(req.socket.remoteAddress, (): UserRole | undefined => {
+          if (!/^Bearer /i.test(h)) return undefined;
+          const t = h.slice(7).trim();
+          // Both compared every time: which token matched is not told by timing.
+          const admin = secretEquals(t, this.token!), ro = this.roToken !== undefined && secretEquals(t, this.roToken);
+          return admin ? 'admin' : ro ? 'read-only' : undefined;
+        });
+        if (r.status === 429) {
+          res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(r.retryAfter) });
+          res.end('{"error":{"code":"PAIRLB_LOCKED_OUT","message":"too many wrong tokens from this address: try again later"}}\n');
+          return;
+        }
+        if (r.status === 401) {
           res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="pairlb-admin"' });
           res.end('{"error":{"code":"PAIRLB_UNAUTHORIZED","message":"bearer token required"}}\n');
           return;
         }
+        role = r.value;
       }
-      void handleApi(this.app, req, res, { removeTimeoutMs: () => this.cfg.remove_timeout, actor: (r) => this.actor(r) });
+      void handleApi(this.app, req, res, { removeTimeoutMs: () => this.cfg.remove_timeout, actor: (r) => this.actor(r), role });
     });
     srv.headersTimeout = 10_000;
     srv.requestTimeout = 0; // DELETE waits for a drain (up to remove_timeout)
+    srv.on('error', (e) => { if (this.server === srv) this.log.error({ err: e }, 'admin API server error'); });
     if (cfg.bind) {
       const hp = parseHostPort(cfg.bind)!;
       if (!['127.0.0.1', '::1', 'localhost'].includes(hp.host) && !hp.host.startsWith('127.')) this.log.warn({ bind: cfg.bind }, 'admin API bound to a non-loopback address: only the token protects it');
@@ -118,13 +150,14 @@ export class AdminModule implements Module {
   async reload(cfg: Config): Promise<void> {
     if (!cfg.admin) { await this.close(); return; }
     const next = cfg.admin;
-    const restart = transportKey(next) !== this.key || (next.bind && readToken(next) !== this.token);
+    const restart = transportKey(next) !== this.key || (next.bind && (readToken(next) !== this.token || readReadOnlyToken(next) !== this.roToken));
     this.cfg = next;
     if (restart || !this.server) { await this.close(); await this.listen(); }
   }
 
   async stop(): Promise<void> {
     adminActions(this.app).close();
+    this.guard.close();
     await this.close();
   }
 }

@@ -46,26 +46,30 @@ export function parseHash(s: string): ParsedHash | undefined {
 /** Looks like one of our hashes (a malformed "$scrypt$…" is an error, not a plaintext password). */
 export function isHashed(s: string): boolean { return s.startsWith('$scrypt$'); }
 
-export interface UserEntry { user: string; password: string }
+export type UserRole = 'admin' | 'read-only';
+export interface UserEntry { user: string; password: string; role?: UserRole }
+export interface Identity { user: string; role: UserRole }
 
 /**
- * Checks Basic credentials against the configured users. Successful checks are remembered for a few
- * minutes (keyed by an HMAC of the header, never the password itself) so an auto-refreshing page
- * does not pay for scrypt on every load.
+ * Checks Basic credentials against the configured users. Successful checks are remembered for
+ * `cacheMs` (keyed by an HMAC of the whole Authorization header under a per-process secret, never
+ * the password itself: a wrong password is another header, so it can never hit the cache), at most
+ * `cacheSize` entries, oldest first out. Limits on failures live in login-guard.ts.
  */
 export class Authenticator {
-  private readonly users = new Map<string, { plain?: Buffer; hash?: ParsedHash }>();
+  private readonly users = new Map<string, { plain?: Buffer; hash?: ParsedHash; role: UserRole }>();
   private readonly secret = randomBytes(32);
-  private readonly cache = new Map<string, { user: string; until: number }>();
+  private readonly cache = new Map<string, Identity & { until: number }>();
   private readonly dummy: ParsedHash;
 
-  constructor(users: readonly UserEntry[], private readonly cacheMs = 5 * 60_000) {
+  constructor(users: readonly UserEntry[], private readonly cacheMs = 5 * 60_000, private readonly cacheSize = 1024) {
     for (const u of users) {
+      const role = u.role ?? 'admin';
       if (isHashed(u.password)) {
         const h = parseHash(u.password);
         if (!h) throw new PairlbError('PAIRLB_BAD_PASSWORD', `stats.auth user ${u.user}: malformed scrypt hash (make one with pairlb hash-password)`);
-        this.users.set(u.user, { hash: h });
-      } else this.users.set(u.user, { plain: this.mac(u.password) });
+        this.users.set(u.user, { hash: h, role });
+      } else this.users.set(u.user, { plain: this.mac(u.password), role });
     }
     // Unknown users still cost one scrypt of the usual strength: no user enumeration by timing.
     const first = [...this.users.values()].find((u) => u.hash)?.hash;
@@ -79,28 +83,53 @@ export class Authenticator {
 
   private mac(s: string): Buffer { return createHmac('sha256', this.secret).update(s.normalize('NFC')).digest(); }
 
-  /** Returns the user name for a valid `Authorization: Basic …` header, else undefined. */
-  async check(header: string | undefined, now = Date.now()): Promise<string | undefined> {
-    if (!header || !/^basic /i.test(header)) return undefined;
-    const ck = this.mac(header).toString('base64');
-    const hit = this.cache.get(ck);
-    if (hit && hit.until > now) return hit.user;
+  /** Cache key of an Authorization header. */
+  key(header: string): string { return this.mac(header).toString('base64'); }
+
+  /** The identity cached for this key, if still valid (no scrypt). */
+  cached(key: string, now = Date.now()): Identity | undefined {
+    const hit = this.cache.get(key);
+    if (!hit) return undefined;
+    if (hit.until > now) return hit;
+    this.cache.delete(key);
+    return undefined;
+  }
+
+  /**
+   * Verifies an `Authorization: Basic …` header (scrypt for hashed users and unknown users).
+   * `scrypt` tells whether one ran (the guard counts them).
+   */
+  async verify(header: string, key: string, now = Date.now()): Promise<{ id?: Identity; scrypt: boolean }> {
+    if (!/^basic /i.test(header)) return { scrypt: false };
     const dec = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
     const colon = dec.indexOf(':');
-    if (colon < 0) return undefined;
+    if (colon < 0) return { scrypt: false };
     const user = dec.slice(0, colon), pass = dec.slice(colon + 1);
     const u = this.users.get(user);
     let ok = false;
+    let ran = false;
     if (u?.plain) ok = timingSafeEqual(u.plain, this.mac(pass));
     else {
       const h = u?.hash ?? this.dummy;
-      const key = await scrypt(pass.normalize('NFC'), h.salt, h.key.length, opts(h.ln, h.r, h.p));
-      ok = timingSafeEqual(key, h.key) && !!u;
+      ran = true;
+      const k = await scrypt(pass.normalize('NFC'), h.salt, h.key.length, opts(h.ln, h.r, h.p));
+      ok = timingSafeEqual(k, h.key) && !!u;
     }
-    if (!ok) return undefined;
-    if (this.cache.size > 256) this.cache.clear();
-    this.cache.set(ck, { user, until: now + this.cacheMs });
-    return user;
+    if (!ok || !u) return { scrypt: ran };
+    const id: Identity = { user, role: u.role };
+    if (this.cacheMs > 0) {
+      this.cache.delete(key);
+      this.cache.set(key, { ...id, until: now + this.cacheMs });
+      while (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
+    }
+    return { id, scrypt: ran };
+  }
+
+  /** Verify (cache first, no limits): for tests and callers without a guard. */
+  async check(header: string | undefined, now = Date.now()): Promise<string | undefined> {
+    if (!header) return undefined;
+    const k = this.key(header);
+    return (this.cached(k, now) ?? (await this.verify(header, k, now)).id)?.user;
   }
 }
 

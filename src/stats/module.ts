@@ -7,7 +7,8 @@ import { PairlbError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { adminActions } from '../admin/api.js';
 import { readBody } from '../admin/http.js';
-import { Authenticator, CsrfTokens } from './auth.js';
+import { Authenticator, CsrfTokens, type Identity } from './auth.js';
+import { LoginGuard } from './login-guard.js';
 import type { StatsConfig } from './config.js';
 import { renderCsv } from './csv.js';
 import { RateSampler, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
@@ -18,8 +19,10 @@ import { PromExporter } from './prometheus.js';
  * The stats server (control plane, its own address, default 127.0.0.1:8404):
  *   GET  /            HTML page (auto-refresh)         GET /stats.csv, /stats.json   same table
  *   GET  /metrics     Prometheus (prom-client)         POST /action                 admin actions
- * Basic auth (scrypt hashes) guards everything when users are configured. Admin actions need
- * `admin: true`, a POST with a valid anti-CSRF token bound to the user, and a same-origin request.
+ * Basic auth (scrypt hashes) guards everything when users are configured, behind the failed-login
+ * limits of login-guard.ts. Admin actions need `admin: true`, a user with role admin, a POST with a
+ * valid anti-CSRF token bound to the user, and an Origin (or Referer) that is this server's own
+ * address or listed in `stats.origins` — never judged by the request's own Host header.
  *
  * Nothing here touches the request path of the proxy: the page and /metrics read the counters when
  * they render, and session rates come from a 1 s sampling timer.
@@ -36,6 +39,11 @@ export class StatsModule implements Module {
   readonly name = 'stats';
   private server: Server | undefined;
   private auth: Authenticator;
+  /** Failed-login limits and counters; kept across reloads (a reload does not unlock a source). */
+  readonly guard: LoginGuard;
+  /** Origins allowed to POST actions besides this socket's own address (see allowedOrigin). */
+  private origins = new Set<string>();
+  private loopback = false;
   private readonly csrf = new CsrfTokens();
   private readonly rates: RateSampler;
   private readonly prom: PromExporter;
@@ -47,16 +55,17 @@ export class StatsModule implements Module {
 
   constructor(private readonly app: App, private cfg: StatsConfig) {
     this.log = app.log.child({ mod: 'stats' });
+    this.guard = new LoginGuard(this.log, cfg.login, 'stats');
     this.auth = this.makeAuth(cfg);
     this.rates = new RateSampler(app);
-    this.prom = new PromExporter(app, () => this.rowOpts());
+    this.prom = new PromExporter(app, () => this.rowOpts(), this.guard);
   }
 
   private makeAuth(cfg: StatsConfig): Authenticator {
     for (const u of Authenticator.plaintextUsers(cfg.auth)) {
       this.log.warn({ user: u }, `stats.auth user ${u} has a plaintext password in the config; store an scrypt hash instead (pairlb hash-password)`);
     }
-    const a = new Authenticator(cfg.auth);
+    const a = new Authenticator(cfg.auth, cfg.login.cache, cfg.login.cache_size);
     if (!a.enabled) this.log.warn({ bind: cfg.bind }, 'stats page has no auth users: anyone who can reach it can read it');
     return a;
   }
@@ -81,9 +90,20 @@ export class StatsModule implements Module {
     srv.headersTimeout = 10_000;
     srv.requestTimeout = 30_000;
     await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(hp.port, hp.host, () => { srv.off('error', fail); ok(); }); });
+    // Bound: an 'error' now is an accept failure (EMFILE); log it rather than crash the process.
+    srv.on('error', (e) => this.log.error({ err: e }, 'stats server error'));
     this.server = srv;
     this.bind = this.cfg.bind;
+    this.setOrigins();
     this.log.info({ address: this.address(), auth: this.auth.enabled, admin: this.cfg.admin }, 'stats page listening');
+  }
+
+  private setOrigins(): void {
+    this.origins = new Set(this.cfg.origins);
+    const host = parseHostPort(this.cfg.bind)!.host;
+    this.loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+    const port = this.address()?.port;
+    if (this.loopback && port !== undefined) this.origins.add(`http://localhost:${port}`);
   }
 
   private async close(): Promise<void> {
@@ -95,14 +115,17 @@ export class StatsModule implements Module {
   async reload(cfg: Config): Promise<void> {
     if (!cfg.stats) { await this.close(); return; }
     const next = cfg.stats;
-    if (JSON.stringify(next.auth) !== JSON.stringify(this.cfg.auth)) this.auth = this.makeAuth(next);
+    if (JSON.stringify(next.auth) !== JSON.stringify(this.cfg.auth) || next.login.cache !== this.cfg.login.cache || next.login.cache_size !== this.cfg.login.cache_size) this.auth = this.makeAuth(next);
+    this.guard.update(next.login);
     this.cfg = next;
     if (next.bind !== this.bind || !this.server) { await this.close(); await this.listen(); }
+    else this.setOrigins();
   }
 
   async stop(): Promise<void> {
     this.unwatch?.();
     this.rates.stop();
+    this.guard.close();
     await this.close();
   }
 
@@ -122,16 +145,18 @@ export class StatsModule implements Module {
       const url = new URL(req.url ?? '/', 'http://stats');
       const path = url.pathname;
       const isMetrics = path === '/metrics';
-      let user: string | undefined;
+      let id: Identity | undefined;
       if (this.auth.enabled && !(isMetrics && !this.cfg.metrics_auth)) {
-        user = await this.auth.check(req.headers.authorization);
-        if (!user) {
-          if (req.headers.authorization) this.log.warn({ remote: req.socket.remoteAddress, path }, 'stats: bad credentials');
-          return this.unauthorized(res);
+        const r = await this.guard.authenticate(this.auth, req.headers.authorization, req.socket.remoteAddress);
+        if (r.status === 401) return this.unauthorized(res);
+        if (r.status !== 200) {
+          return this.send(res, r.status, 'text/plain; charset=utf-8', r.status === 429 ? 'too many failed logins from your address: try again later\n' : 'busy checking other logins: retry in a moment\n', { 'retry-after': String(r.retryAfter) });
         }
+        id = r.id;
       }
+      const user = id?.user;
       const m = req.method ?? 'GET';
-      if (m === 'POST' && path === '/action') return await this.action(req, res, user);
+      if (m === 'POST' && path === '/action') return await this.action(req, res, id);
       if (m !== 'GET' && m !== 'HEAD') return this.send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' + (this.cfg.admin ? ', POST' : '') });
       const now = Date.now();
       const opts = { ...this.rowOpts(), now };
@@ -144,7 +169,9 @@ export class StatsModule implements Module {
             node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts),
             ha: panelStatus(this.app, 'ha'), scale: panelStatus(this.app, 'scale'),
             refreshMs: this.cfg.refresh, nonce, user, all: url.searchParams.get('all') === '1',
-            csrf: this.cfg.admin && user && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,
+            csrf: this.cfg.admin && user && id?.role === 'admin' && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,
+            readOnlyUser: id?.role === 'read-only',
+            logins: this.auth.enabled ? { ...this.guard.counters, sources: this.guard.limiter.size } : undefined,
             note: this.cfg.admin ? adminActions(this.app).readOnlyReason() : undefined,
             flash: ok ? { ok: true, text: ok } : err ? { ok: false, text: err } : undefined,
             conn: (({ open, maxconn, fdLimit, fdLimitHits }) => ({ open, maxconn, fdLimit, fdLimitHits }))(this.app.proxy.guard),
@@ -184,21 +211,41 @@ export class StatsModule implements Module {
     return t !== null && url.searchParams.get('sig') === this.flashSig(kind, t) ? t : null;
   }
 
-  /** Is this POST from our own page? Origin (or Sec-Fetch-Site) must not name another site. */
+  /**
+   * Is this POST from our own page? Sec-Fetch-Site must not say cross-site; the Origin (or, without
+   * one, the Referer's origin) must be the address this socket was reached at (the bind address;
+   * for a wildcard bind the local address of the connection), `localhost` on a loopback bind, or
+   * one of `stats.origins`. The Host header is the client's to choose (DNS rebinding, or simply
+   * `Host: evil.example` with `Origin: http://evil.example`): it is never compared. Without either
+   * header (not a browser) the anti-CSRF token alone decides.
+   */
   private sameOrigin(req: IncomingMessage): boolean {
     const site = req.headers['sec-fetch-site'];
     if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
-    const origin = req.headers.origin;
-    if (origin === undefined) return true;
-    try { return new URL(origin).host === req.headers.host; } catch { return false; }
+    let o = req.headers.origin;
+    if (o === undefined) {
+      const ref = req.headers.referer;
+      if (ref === undefined) return true;
+      o = ref;
+    }
+    let origin: string;
+    try { origin = new URL(o).origin; } catch { return false; }
+    if (origin === 'null') return false;
+    if (this.origins.has(origin)) return true;
+    const local = req.socket.localAddress, port = req.socket.localPort;
+    if (!local || !port) return false;
+    const a = local.startsWith('::ffff:') ? local.slice(7) : local;
+    return origin === new URL(`http://${a.includes(':') ? `[${a}]` : a}:${port}`).origin;
   }
 
-  private async action(req: IncomingMessage, res: ServerResponse, user: string | undefined): Promise<void> {
+  private async action(req: IncomingMessage, res: ServerResponse, id: Identity | undefined): Promise<void> {
+    const user = id?.user;
     const refuse = (status: number, why: string) => {
       this.log.warn({ user, remote: req.socket.remoteAddress, why }, `stats: admin action refused: ${why}`);
       this.send(res, status, 'text/plain; charset=utf-8', `refused: ${why}\n`);
     };
     if (!this.cfg.admin || !user) return refuse(403, 'admin actions are disabled (stats.admin: false)');
+    if (id?.role !== 'admin') return refuse(403, `user ${user} is read-only`);
     if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return refuse(415, 'expected a form post');
     if (!this.sameOrigin(req)) return refuse(403, 'cross-site request');
     const form = new URLSearchParams(await readBody(req, 8192));

@@ -25,8 +25,18 @@ export interface PageInput {
   note?: string;
   /** Show every column whatever the screen width (?all=1). */
   all?: boolean;
+  /** The signed-in user has role read-only (no actions offered). */
+  readOnlyUser?: boolean;
+  /** Login limit counters for the footer (src/stats/login-guard.ts). */
+  logins?: { failures: number; locked: number; busy: number; lockouts: number; sources: number };
   /** Process limits for the footer (src/proxy/accept-guard.ts). */
   conn?: { open: number; maxconn: number; fdLimit?: number; fdLimitHits: number };
+}
+
+function loginText(l: PageInput['logins']): string {
+  if (!l) return '';
+  const refused = l.locked + l.busy;
+  return `failed logins ${l.failures}${refused ? `, <span class="bad">${refused} refused</span> (${l.locked} locked out, ${l.busy} busy)` : ''} · `;
 }
 
 function connText(c: PageInput['conn']): string {
@@ -329,6 +339,6 @@ export function renderPage(p: PageInput): string {
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
     (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
     `<div class="panels">${pairPanel(p)}${scalePanel(p)}</div>${sections}</main>` +
-    `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : ''} · ` : ''}${connText(p.conn)}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
+    `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : p.readOnlyUser ? ' (read-only)' : ''} · ` : ''}${connText(p.conn)}${loginText(p.logins)}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
     refresh + '</body></html>';
 }

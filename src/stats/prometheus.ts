@@ -5,7 +5,8 @@ const promClient = lazy<{ Registry: typeof Registry }>('prom-client');
 import type { App, Role } from '../app.js';
 import { COLUMNS, type Column, type Row, type RowKind } from './columns.js';
 import { RT_BUCKETS } from './counters.js';
-import { buildTables, panelStatus, type ListenTable, type RowOpts } from './model.js';
+import { buildTables, findModule, panelStatus, type ListenTable, type RowOpts } from './model.js';
+import type { LoginGuard } from './login-guard.js';
 
 /**
  * Prometheus exposition with prom-client, driven by the same column table as the page.
@@ -52,7 +53,7 @@ export class PromExporter {
   private tables: ListenTable[] | undefined;
   private tablesAt = -1;
 
-  constructor(private readonly app: App, private readonly rowOpts: () => RowOpts = () => ({})) {
+  constructor(private readonly app: App, private readonly rowOpts: () => RowOpts = () => ({}), private readonly statsGuard?: LoginGuard) {
     this.registry = metricsRegistry(app);
     // Group columns by metric name: several columns can feed one metric (errors_total{type}).
     for (const kind of ['backend', 'total'] as const) {
@@ -115,6 +116,19 @@ export class PromExporter {
     this.fromFn('pairlb_client_connections', 'Client connections open now over every listen section', 'gauge', () => one(g().open));
     this.fromFn('pairlb_maxconn', 'Client connection budget (global.maxconn, or derived from the open-file limit)', 'gauge', () => one(g().maxconn));
     this.fromFn('pairlb_open_file_limit', 'Soft open-file limit (RLIMIT_NOFILE) of the process', 'gauge', () => one(g().fdLimit));
+    const guards = (): { server: string; g: LoginGuard }[] => {
+      const out = this.statsGuard ? [{ server: 'stats', g: this.statsGuard }] : [];
+      const admin = findModule<{ guard?: LoginGuard }>(this.app, 'admin')?.guard;
+      if (admin) out.push({ server: 'admin', g: admin });
+      return out;
+    };
+    const per = (f: (g: LoginGuard) => number) => (): Sample[] => guards().map(({ server, g }) => ({ labels: { server }, value: f(g) }));
+    this.fromFn('pairlb_login_failures_total', 'Failed logins (wrong password or token) on the stats page and the admin API', 'counter', per((g) => g.counters.failures));
+    this.fromFn('pairlb_login_refused_total', 'Logins refused without a check: source locked out after failures (locked), too many checks running (busy)', 'counter', () =>
+      guards().flatMap(({ server, g }) => [{ labels: { server, reason: 'locked' }, value: g.counters.locked }, { labels: { server, reason: 'busy' }, value: g.counters.busy }]));
+    this.fromFn('pairlb_login_lockouts_total', 'Lockouts started (a source reached login.max_failures, or failed again after a lockout)', 'counter', per((g) => g.counters.lockouts));
+    this.fromFn('pairlb_login_scrypt_total', 'scrypt password verifications run', 'counter', per((g) => g.counters.scrypt));
+    this.fromFn('pairlb_login_sources', 'Sources in the failed-login table (bounded by login.sources)', 'gauge', per((g) => g.limiter.size));
     this.fromFn('pairlb_fd_limit_hits_total', 'Seconds (1 s probes) the process found its descriptor table full: connections were closed unseen', 'counter', () => one(g().fdLimitHits));
 
     const sc = (): O | undefined => panelStatus(this.app, 'scale');
