@@ -82,6 +82,12 @@ export const timeoutsSchema = z.object({
   client: duration.default('30s'),
   /** Max time to receive a complete request head (slowloris gets 408). */
   http_request: duration.default('10s'),
+  /**
+   * Max time without a byte of a request body from the client (nginx `client_body_timeout`); time
+   * the proxy itself is not reading (backend not connected or applying backpressure) does not
+   * count. On expiry: 408 if the response has not started, else the connection is closed. 0 disables.
+   */
+  client_body: duration.default('10s'),
   /** Max time a stopping process waits for in-flight requests. */
   drain: duration.default('30s'),
 }).strict();
@@ -122,6 +128,11 @@ export const listenSchema = z.object({
   passive: passiveSchema.default({}),
   max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
   max_request_line: z.number().int().min(256).max(1 << 16).default(8192),
+  /**
+   * Minimum average rate of a request body, bytes/s (Apache mod_reqtimeout's MinRate): a body may
+   * take `timeouts.client_body` plus one second per `min_body_rate` bytes received. 0 disables.
+   */
+  min_body_rate: z.number().int().min(0).default(500),
   backends: z.array(backendSchema).default([]),
 }).strict().superRefine((l, ctx) => {
   const seen = new Map<string, number>();

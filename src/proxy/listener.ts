@@ -13,6 +13,7 @@ import { Routing, type Route } from './routing.js';
 import { insertCookieValue, prefixSetCookie } from './sticky.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
+import { BodyWatch } from './body-timeout.js';
 import { tunnelUpgrade } from './upgrade.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
@@ -50,6 +51,9 @@ export class ListenSettings {
   readonly passiveConnect: number;
   readonly passive5xx: number;
   readonly maxRequestLine: number;
+  /** timeouts.client_body in ms (0: off) and min_body_rate in bytes per ms (0: off). */
+  readonly bodyIdleMs: number;
+  readonly bodyRatePerMs: number;
   /** Request header name lengths worth lowercasing (1 = maybe special); indexed by length. */
   readonly interestingLengths: Uint8Array;
   /** The bound port (differs from the config with port 0), for X-Forwarded-Port. */
@@ -75,6 +79,8 @@ export class ListenSettings {
     this.passiveConnect = cfg.passive.connect_errors;
     this.passive5xx = cfg.passive.http_5xx;
     this.maxRequestLine = cfg.max_request_line;
+    this.bodyIdleMs = cfg.timeouts.client_body;
+    this.bodyRatePerMs = cfg.min_body_rate / 1000;
     this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
     const names = [...HOP, 'host', 'content-length', 'cookie', 'forwarded', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', this.xffLower];
     this.interestingLengths = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
@@ -312,6 +318,20 @@ class Exchange {
     this.respondError(status);
   }
 
+  /** BodyWatch: the client stopped sending its body. Its error, never the backend's (HAProxy cR/cD). */
+  bodyTimedOut(): void {
+    if (this.finished) return;
+    this.l.counters.errReq++;
+    const res = this.res;
+    this.termination = res.headersSent ? 'cD' : 'cR';
+    const a = this.attempt;
+    if (a !== undefined && !a.done) { a.done = true; this.abortUpstream?.(); }
+    if (res.headersSent || res.destroyed) { res.destroy(); return; }
+    // The rest of the body will not be read: the connection cannot carry another request.
+    res.shouldKeepAlive = false;
+    this.respondError(408);
+  }
+
   respondError(status: number): void {
     const p = ERROR_PAGES.get(status)!;
     this.status = status;
@@ -348,6 +368,7 @@ export class Listener {
   readonly log: App['log'];
   private bound: { host: string; port: number } | undefined;
   private readonly sockets = new Set<Socket>();
+  private readonly bodies = new BodyWatch(this);
 
   constructor(readonly app: App, cfg: ListenConfig) {
     this.s = new ListenSettings(cfg);
@@ -513,7 +534,7 @@ export class Listener {
     const ex = new Exchange(this, req, res, headers, hasBody, path);
     (res as TaggedRes)[kEx] = ex;
     res.once('close', onResClose);
-    if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); }
+    if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); this.bodies.add(ex); }
 
     const routing = this.routing;
     let route: Route | undefined;
@@ -592,6 +613,7 @@ export class Listener {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.bodies.stop();
     const closed = new Promise<void>((ok) => server.close(() => ok()));
     server.closeIdleConnections();
     // Idle keep-alive sockets close as their current response ends.

@@ -127,3 +127,23 @@ export async function rawBackend(onConn: (c: RawBackend['conns'][number], chunk:
     close: () => new Promise<void>((ok) => { for (const c of conns) c.sock.destroy(); server.close(() => ok()); }),
   };
 }
+
+/** A real App in-process whose JSON log lines (access log included) are kept in `lines`. */
+export async function startAppLogged(yaml: string): Promise<{ app: import('../../src/app.js').App; port: () => number; lines: Record<string, unknown>[]; access: () => Record<string, unknown>[]; stop(): Promise<void> }> {
+  const { Writable } = await import('node:stream');
+  const { createLogger } = await import('../../src/log.js');
+  const { parseConfig } = await import('../../src/config/load.js');
+  const { App } = await import('../../src/app.js');
+  await import('../../src/modules.js');
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({ write(c, _e, cb) { for (const l of c.toString().split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
+  const cfg = parseConfig(yaml);
+  const app = new App(cfg, createLogger('info', sink), { stateDir: null });
+  await app.start();
+  return {
+    app, lines,
+    port: () => app.proxy.address(cfg.listen[0].name)!.port,
+    access: () => lines.filter((j) => j.mod === 'access'),
+    stop: () => app.stop(200),
+  };
+}
