@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { parseStateDoc, type StateDoc, type StateStore } from '../state/store.js';
 import { canonicalJson, compareVersions, formatVersion, total, type StateVersion, type VersionOrder } from '../state/version.js';
 import type { HaRole } from './fsm.js';
+import { chunkPayload, Reassembler } from './chunks.js';
 
 /**
  * Replication of the runtime state between the two nodes (called from node.ts).
@@ -14,7 +15,7 @@ import type { HaRole } from './fsm.js';
  * (advert-body.ts), so each node always knows how its state relates to the peer's:
  *
  *   same      nothing to do; this is also the acknowledgement of a document we sent
- *   ahead     we send our document (State packet, deflated JSON) and resend it, with backoff,
+ *   ahead     we send our document (deflated JSON in State packets, chunks.ts) and resend it, with backoff,
  *             until the peer's adverts show our version — whatever the roles: the newer state wins
  *   behind    the peer does the same towards us
  *   diverged  both changed something while apart (or a node lost a change and made another):
@@ -169,6 +170,8 @@ export interface ReplicationHost {
 
 const envelopeSchema = z.object({ kind: z.enum(['state', 'discarded']), doc: z.unknown() }).passthrough();
 const RULE = "the master's state wins";
+/** Largest inflated document accepted from the peer. */
+const MAX_DOC = 64 * 1024 * 1024;
 
 export class Replicator {
   private peerVersion: StateVersion | undefined;
@@ -185,6 +188,9 @@ export class Replicator {
   private readonly counts = { sent: 0, resent: 0, applied: 0, invalid: 0 };
   private readonly conflicts: { count: number; last?: ConflictRecord } = { count: 0 };
   private lastAlarmAttempts = 0;
+  private readonly chunks = new Reassembler();
+  /** Deflated bytes of the last state document sent (resent as they are). */
+  private lastPayload: Buffer | undefined;
 
   constructor(private readonly h: ReplicationHost, policy: RetryPolicy) {
     this.out = new Outbox(policy);
@@ -233,7 +239,7 @@ export class Replicator {
     if (!mustSend(order)) { this.out.ack(); this.lastAlarmAttempts = 0; }
     else if (this.out.offer(`${ours.hash}/${total(ours)}`, now)) {
       const attempt = this.out.attempts;
-      if (this.sendDoc('state', this.h.store.snapshot(), attempt, order)) {
+      if (this.sendDoc('state', attempt === 0 ? this.h.store.snapshot() : undefined, attempt, order)) {
         this.out.sent(now);
         this.alarm(now);
       }
@@ -241,7 +247,7 @@ export class Replicator {
     const d = this.discarded;
     if (d) {
       if (this.peerConflictAck === d.hash) { this.discarded = undefined; this.outDiscarded.ack(); }
-      else if (this.outDiscarded.offer(d.hash, now) && this.sendDoc('discarded', d, this.outDiscarded.attempts, 'diverged')) this.outDiscarded.sent(now);
+      else if (this.outDiscarded.offer(d.hash, now) && this.sendDoc('discarded', d, this.outDiscarded.attempts, 'diverged', true)) this.outDiscarded.sent(now);
     }
   }
 
@@ -254,24 +260,36 @@ export class Replicator {
     }
   }
 
-  private sendDoc(kind: 'state' | 'discarded', doc: StateDoc, attempt: number, order: VersionOrder | 'diverged'): boolean {
-    const payload = deflateRawSync(Buffer.from(JSON.stringify({ kind, doc })));
+  /**
+   * `doc` undefined: resend the bytes of the last document sent, so the chunks of all sends of one
+   * version carry the same transfer id and complete each other at the receiver.
+   */
+  private sendDoc(kind: 'state' | 'discarded', doc: StateDoc | undefined, attempt: number, order: VersionOrder | 'diverged', oneShot = false): boolean {
+    let payload: Buffer;
+    if (doc) {
+      payload = deflateRawSync(Buffer.from(JSON.stringify({ kind, doc })));
+      if (!oneShot) this.lastPayload = payload;
+    } else if (this.lastPayload) payload = this.lastPayload;
+    else return this.sendDoc(kind, this.h.store.snapshot(), attempt, order);
     try {
-      this.h.send(payload, attempt);
+      for (const c of chunkPayload(payload)) this.h.send(c, attempt);
     } catch (e) {
       this.h.log.error({ err: e, bytes: payload.length }, 'could not replicate state');
       return false;
     }
     if (attempt === 0) this.counts.sent++; else this.counts.resent++;
-    this.h.log.debug({ kind, version: formatVersion({ vv: doc.vv, hash: doc.hash }), bytes: payload.length, attempt, order }, 'replicated state sent');
+    this.h.log.debug({ kind, bytes: payload.length, attempt, order }, 'replicated state sent');
     return true;
   }
 
   /** A State packet from the peer (authenticated); `senderRole` from its header. */
   onState(payload: Buffer, senderRole: HaRole, now: number): void {
     if (!this.h.enabled) return;
+    const whole = this.chunks.add(payload, now);
+    if (whole.kind === 'partial') return;
+    if (whole.kind === 'bad') { this.invalid('malformed', whole.why); return; }
     let raw: unknown;
-    try { raw = JSON.parse(inflateRawSync(payload).toString('utf8')); } catch (e) {
+    try { raw = JSON.parse(inflateRawSync(whole.doc, { maxOutputLength: MAX_DOC }).toString('utf8')); } catch (e) {
       this.invalid('undecodable', (e as Error).message);
       return;
     }

@@ -10,6 +10,9 @@ import { decideOnDoc, diffDocs, mustSend, Outbox, Replicator, type DocDecision }
 import { PathLiveness } from '../../src/ha/paths.js';
 import { decodeAdvertBody, encodeAdvertBody } from '../../src/ha/advert-body.js';
 import type { HaRole } from '../../src/ha/fsm.js';
+import { chunkPayload, CHUNK_DATA, MAX_CHUNKS, Reassembler } from '../../src/ha/chunks.js';
+import { deflateRawSync as deflate, inflateRawSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
 import { renderPage } from '../../src/stats/page.js';
 
 /**
@@ -147,6 +150,58 @@ describe('advert body (TLV)', () => {
   });
 });
 
+describe('chunks: documents split to fit one frame, reassembled across resends', () => {
+  const doc = (n: number) => randomBytes(n);
+  it.each([0, 1, CHUNK_DATA, CHUNK_DATA + 1, 5 * CHUNK_DATA + 7])('%i bytes: ceil(n / 1200) chunks, each ≤ 1214 bytes, in any order → the same bytes', (n) => {
+    const d = doc(n);
+    const cs = chunkPayload(d);
+    expect(cs.length).toBe(Math.max(1, Math.ceil(n / CHUNK_DATA)));
+    for (const c of cs) expect(c.length).toBeLessThanOrEqual(CHUNK_DATA + 14);
+    const r = new Reassembler();
+    const order = cs.map((_, i) => i).reverse();
+    const results = order.map((i) => r.add(cs[i], 0));
+    expect(results.slice(0, -1).every((x) => x.kind === 'partial')).toBe(true);
+    const last = results[results.length - 1];
+    expect(last.kind === 'whole' && last.doc.equals(d)).toBe(true);
+    expect(r.pending).toBe(0);
+  });
+  it('chunks of two sends of the same document complete each other; duplicates are harmless', () => {
+    const d = doc(4000), cs = chunkPayload(d), r = new Reassembler();
+    expect(r.add(cs[0], 0).kind).toBe('partial');
+    expect(r.add(cs[0], 1).kind).toBe('partial');
+    expect(r.add(cs[2], 2).kind).toBe('partial'); // first send: 1 and 3 lost
+    expect(r.add(cs[1], 3).kind).toBe('partial'); // the resend brings them
+    const w = r.add(cs[3], 4);
+    expect(w.kind === 'whole' && w.doc.equals(d)).toBe(true);
+  });
+  it('bounded: at most 2 incomplete transfers, forgotten after the TTL', () => {
+    const r = new Reassembler(2, 1000);
+    const [a, b, c] = [chunkPayload(doc(3000)), chunkPayload(doc(3000)), chunkPayload(doc(3000))];
+    r.add(a[0], 0); r.add(b[0], 0); r.add(c[0], 0);
+    expect(r.pending).toBe(2);
+    expect(r.add(a[1], 0).kind).toBe('partial'); // a was evicted: starts again
+    r.add(c[1], 5000); // the others are past the TTL
+    expect(r.pending).toBe(1);
+  });
+  it('a payload without the chunk magic is a whole document (older pairlb): no raw deflate stream starts with it', () => {
+    for (let i = 0; i < 300; i++) {
+      const z = deflate(Buffer.from(JSON.stringify({ version: i, sections: { x: randomBytes(i).toString('base64') } })));
+      expect(z[0] & 0x06).not.toBe(0x06);
+      const w = new Reassembler().add(z, 0);
+      expect(w.kind === 'whole' && w.doc.equals(z)).toBe(true);
+    }
+    expect(JSON.parse(inflateRawSync(deflate(Buffer.from('{"a":1}'))).toString())).toEqual({ a: 1 });
+  });
+  it('malformed chunk headers are refused; too large a document is refused at the sender', () => {
+    const c = chunkPayload(doc(3000))[1];
+    const bad = Buffer.from(c); bad.writeUInt16BE(7, 10); // index ≥ count
+    expect(new Reassembler().add(bad, 0).kind).toBe('bad');
+    const zero = Buffer.from(c); zero.writeUInt16BE(0, 12);
+    expect(new Reassembler().add(zero, 0).kind).toBe('bad');
+    expect(() => chunkPayload(Buffer.alloc(MAX_CHUNKS * CHUNK_DATA + 1))).toThrow(/max 1024/);
+  });
+});
+
 describe('state documents', () => {
   const dirs: string[] = [];
   afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
@@ -228,7 +283,8 @@ describe('two replicators over a lossy link', () => {
 
   function pair() {
     let now = 0;
-    const drop = { ab: false, ba: false };
+    const drop = { ab: false, ba: false, every: 0 };
+    let nth = 0;
     const queue: { to: Node; payload: Buffer; fromRole: HaRole }[] = [];
     const mk = (name: string, role: HaRole): Node => {
       const dir = mkdtempSync(join(tmpdir(), `pairlb-repl-${name}-`)); dirs.push(dir);
@@ -238,7 +294,12 @@ describe('two replicators over a lossy link', () => {
       n.repl = new Replicator({
         log: silentLogger, store, node: name, peer: name === 'lb1' ? 'lb2' : 'lb1', enabled: true,
         role: () => n.role, peerAlive: () => true,
-        send: (payload) => { const to = n === a ? b : a; if (!(n === a ? drop.ab : drop.ba)) queue.push({ to, payload, fromRole: n.role }); },
+        send: (payload) => {
+          const to = n === a ? b : a;
+          if (n === a ? drop.ab : drop.ba) return;
+          if (drop.every && ++nth % drop.every === 0) return;
+          queue.push({ to, payload, fromRole: n.role });
+        },
       }, { first: 2 * KA, max: 1000 });
       return n;
     };
@@ -268,6 +329,16 @@ describe('two replicators over a lossy link', () => {
     expect(b.data.items).toEqual(['web3']);
     expect(a.repl.inSync() && b.repl.inSync()).toBe(true);
     expect(a.repl.status(0).sync).toBe('same');
+  });
+
+  it('a large document (60 chunks) over a link that loses every 7th datagram converges by resends', () => {
+    const { a, b, drop, run, change } = pair();
+    drop.every = 7;
+    const big = randomBytes(70_000).toString('base64');
+    change(a, big);
+    run(3000);
+    expect(b.data.items).toEqual([big]);
+    expect(a.repl.inSync()).toBe(true);
   });
 
   it('diverged after a split: the master\'s state wins, both record the conflict, the loser\'s state is saved', () => {
