@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { PairlbError } from '../errors.js';
-import { panelStatus } from '../stats/model.js';
+import { findModule, panelStatus } from '../stats/model.js';
 import { AdminActions, type Actor } from './actions.js';
 import { readBody, sendError, sendJson } from './http.js';
 import { verdict, type ListenSummary, type PairSummary } from './status.js';
@@ -17,6 +17,7 @@ import { verdict, type ListenSummary, type PairSummary } from './status.js';
  *   POST   /v1/backends/L/N/state   {state: ready|drain|maint}
  *   POST   /v1/backends/L/N/weight  {weight: 0..256}
  *   DELETE /v1/backends/L/N[?timeout=ms][&wait=0]  drain, then remove when idle or after timeout
+ *   POST   /v1/ha/conflicts/ack {}                 the replicated-state conflicts shown are resolved
  *
  * Errors: {"error": {"code": "PAIRLB_…", "message": "…"}} with 400/404/409/413.
  */
@@ -44,6 +45,8 @@ export function pairSummary(app: App): PairSummary {
     peerAgeMs: num(peer.lastSeenMs) ?? num(peer.ageMs) ?? num(peer.lastHeardMs) ?? num(s.peerAgeMs) ?? num(s.heartbeatAgeMs),
     peerAlive: typeof peer.alive === 'boolean' ? peer.alive : typeof s.peerAlive === 'boolean' ? (s.peerAlive as boolean) : undefined,
     peerRole: str(peer.role),
+    stateSync: str((s.replication as Record<string, unknown> | undefined)?.sync),
+    stateConflicts: num(((s.replication as Record<string, unknown> | undefined)?.conflicts as Record<string, unknown> | undefined)?.open),
   };
 }
 
@@ -95,6 +98,12 @@ export async function handleApi(app: App, req: IncomingMessage, res: ServerRespo
     }
     const p = parts.slice(1);
     if (p[0] === 'status' && p.length === 1 && m === 'GET') return sendJson(res, 200, statusDoc(app));
+    if (p[0] === 'ha' && p[1] === 'conflicts' && p[2] === 'ack' && p.length === 3 && m === 'POST') {
+      const ha = findModule<{ acknowledgeConflicts?: (by: string) => number }>(app, 'ha');
+      if (!ha?.acknowledgeConflicts) throw new PairlbError('PAIRLB_NOT_FOUND', 'HA is not configured on this node');
+      const who = opts.actor(req);
+      return sendJson(res, 200, { acknowledged: ha.acknowledgeConflicts(`${who.user} (${who.via})`) });
+    }
     if (p[0] === 'backends') {
       if (p.length === 1 && m === 'GET') return sendJson(res, 200, { backends: actions.list(url.searchParams.get('listen') ?? undefined) });
       if (p.length === 1 && m === 'POST') {

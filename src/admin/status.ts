@@ -3,7 +3,8 @@
  *
  *   0 OK        every listen has a backend UP, no backend DOWN, and (with HA) a master and a live peer
  *   1 WARNING   a backend is DOWN (DRAIN and MAINT are operator choices, not warnings),
- *               or the HA peer is silent
+ *               or the HA peer is silent, or the replicated state diverged or had a conflict
+ *               (changes discarded by the reconciliation: docs/ha.md "Replicated state")
  *   2 CRITICAL  a listen section has no backend UP, or (with HA) there is no master
  *   3 UNKNOWN   the CLI could not get an answer it understands (the CLI sets this itself)
  *
@@ -22,6 +23,10 @@ export interface PairSummary {
   peerAlive?: boolean;
   /** Peer role as last advertised. */
   peerRole?: string;
+  /** Replicated state compared with the peer's: same, ahead, behind, diverged, unknown. */
+  stateSync?: string;
+  /** Conflicts reconciled since start (the master's state won; something was discarded). */
+  stateConflicts?: number;
 }
 
 export interface Verdict { code: 0 | 1 | 2 | 3; label: 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN'; text: string }
@@ -51,6 +56,8 @@ export function verdict(listens: readonly ListenSummary[], pair: PairSummary): V
     parts.push(s);
     if (!someMaster) { code = 2; parts.push('NO MASTER'); }
     else if (peerSilent && code < 1) code = 1;
+    if (pair.stateSync === 'diverged') { parts.push('state DIVERGED from the peer'); if (code < 1) code = 1; }
+    if (pair.stateConflicts) { parts.push(`state CONFLICT x${pair.stateConflicts} (changes discarded, see the stats page)`); if (code < 1) code = 1; }
   } else parts.push(`role ${pair.role}`);
   const perf = listens.map((l) => `${l.name}_up=${l.up};;1:;0;${l.total}`).join(' ');
   return { code, label: LABEL[code], text: `PAIRLB ${LABEL[code]} - ${parts.join('; ')}${perf ? ' | ' + perf : ''}` };

@@ -114,6 +114,9 @@ export class HaNode implements Module {
     };
   }
 
+  /** Admin API (POST /v1/ha/conflicts/ack): the operator resolved the recorded state conflicts. */
+  acknowledgeConflicts(by: string): number { return this.repl.acknowledgeConflicts(by); }
+
   /** Up both ways: the peer is heard on it and echoes what we sent on it (paths.ts). */
   private pathAlive(name: string, now: number): boolean {
     const p = this.paths.find((x) => x.name === name);

@@ -153,7 +153,8 @@ export interface ReplicationStatus {
   resent: number;
   applied: number;
   invalid: number;
-  conflicts: { count: number; last?: ConflictRecord };
+  /** `open`: not acknowledged by an operator yet (POST /v1/ha/conflicts/ack). */
+  conflicts: { count: number; open: number; last?: ConflictRecord; acknowledged?: { at: string; by: string } };
 }
 
 export interface ReplicationHost {
@@ -186,7 +187,7 @@ export class Replicator {
   conflictAck: string | undefined;
   private readonly recorded = new Set<string>();
   private readonly counts = { sent: 0, resent: 0, applied: 0, invalid: 0 };
-  private readonly conflicts: { count: number; last?: ConflictRecord } = { count: 0 };
+  private readonly conflicts: { count: number; acked: number; last?: ConflictRecord; ack?: { at: string; by: string } } = { count: 0, acked: 0 };
   private lastAlarmAttempts = 0;
   private readonly chunks = new Reassembler();
   /** Deflated bytes of the last state document sent (resent as they are). */
@@ -218,6 +219,15 @@ export class Replicator {
   onRequest(now: number): void {
     this.out.ack();
     this.evaluate(now);
+  }
+
+  /** The operator has resolved the conflicts recorded so far; returns how many were open. */
+  acknowledgeConflicts(by: string): number {
+    const open = this.conflicts.count - this.conflicts.acked;
+    this.conflicts.acked = this.conflicts.count;
+    this.conflicts.ack = { at: new Date().toISOString(), by };
+    this.h.log.info({ open, by }, 'replicated state conflicts acknowledged');
+    return open;
   }
 
   /** In sync with the peer (auto_failback waits for this). */
@@ -377,7 +387,7 @@ export class Replicator {
       sync: this.order(),
       unacked: pend !== undefined && this.out.attempts > 0 ? { ms: pend, attempts: this.out.attempts } : undefined,
       ...this.counts,
-      conflicts: { count: this.conflicts.count, last: this.conflicts.last },
+      conflicts: { count: this.conflicts.count, open: this.conflicts.count - this.conflicts.acked, last: this.conflicts.last, acknowledged: this.conflicts.ack },
     };
   }
 }

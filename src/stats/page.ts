@@ -269,15 +269,19 @@ function replicationRows(v: unknown): { rows: Record<string, unknown>; differenc
   const ver = typeof r.version?.text === 'string' ? r.version.text : undefined;
   const sync = r.sync === 'same' ? `in sync (${ver})` : r.sync === 'diverged' ? `DIVERGED: ours ${ver}, peer ${r.peer?.text}` : r.sync === 'unknown' ? `peer unknown (ours ${ver})` : `${r.sync}: ours ${ver}, peer ${r.peer?.text}`;
   rows['replicated state'] = r.enabled === false ? 'not replicated' : sync + (r.unacked ? ` — not acknowledged for ${fmtDuration(r.unacked.ms / 1000)} (${r.unacked.attempts} sends)` : '');
-  const c = r.conflicts as { count?: number; last?: Record<string, unknown> } | undefined;
+  const c = r.conflicts as { count?: number; open?: number; last?: Record<string, unknown>; acknowledged?: { at?: string; by?: string } } | undefined;
   let differences = '';
+  const open = c && typeof c.open === 'number' ? c.open : c?.count ?? 0;
   if (c && typeof c.count === 'number' && c.count > 0 && c.last) {
     const l = c.last;
-    rows['state CONFLICT'] = `${c.count} — ${l.here === 'kept' ? `${l.loser}'s changes were discarded` : `this node's changes were discarded for ${l.winner}'s`} (${l.rule}) at ${l.at}${l.file ? `; both states in ${l.file}` : ''}`;
-    const d = Array.isArray(l.differences) ? (l.differences as unknown[]).map(String) : [];
-    if (d.length) differences = `<details open><summary>state differences to resolve (${d.length})</summary><ul>${d.map((x) => `<li>${esc(x)}</li>`).join('')}</ul></details>`;
+    const what = `${l.here === 'kept' ? `${l.loser}'s changes were discarded` : `this node's changes were discarded for ${l.winner}'s`} (${l.rule}) at ${l.at}${l.file ? `; both states in ${l.file}` : ''}`;
+    if (open > 0) {
+      rows['state CONFLICT'] = `${open} open — ${what}`;
+      const d = Array.isArray(l.differences) ? (l.differences as unknown[]).map(String) : [];
+      if (d.length) differences = `<details open><summary>state differences to resolve (${d.length})</summary><ul>${d.map((x) => `<li>${esc(x)}</li>`).join('')}</ul></details>`;
+    } else rows['state conflicts'] = `${c.count}, acknowledged${c.acknowledged?.by ? ` by ${c.acknowledged.by}` : ''} — last: ${what}`;
   }
-  return { rows, differences, alarm: r.sync === 'diverged' || (c?.count ?? 0) > 0 };
+  return { rows, differences, alarm: r.sync === 'diverged' || open > 0 };
 }
 
 type Obj = Record<string, unknown>;

@@ -409,9 +409,16 @@ describe('two replicators over a lossy link', () => {
     run(500);
     const html = renderPage({ node: 'lb1', role: 'master', now: Date.now(), tables: [], refreshMs: 5000, nonce: 'n', ha: { role: 'master', node: 'lb1', peer: { name: 'lb2', role: 'backup', alive: true }, replication: a.repl.status(0) } });
     expect(html).toContain('<div class="panel warn"><h2>Pair</h2>');
-    expect(html).toMatch(/<dt>state CONFLICT<\/dt><dd>1 — lb2&#39;s changes were discarded \(the master&#39;s state wins\) at /);
+    expect(html).toMatch(/<dt>state CONFLICT<\/dt><dd>1 open — lb2&#39;s changes were discarded \(the master&#39;s state wins\) at /);
     expect(html).toContain('<summary>state differences to resolve (1)</summary><ul><li>t: differs (lb1 kept {&quot;items&quot;:[&quot;web3&quot;]}; lb2 discarded {&quot;items&quot;:[&quot;web&lt;4&gt;&quot;]})</li></ul>');
     expect(html).toMatch(/<dt>replicated state<\/dt><dd>in sync \(lb1:1 #[0-9a-f]{8}\)<\/dd>/);
+    // Acknowledged by the operator: no longer an alarm, still listed.
+    expect(a.repl.acknowledgeConflicts('ops (api)')).toBe(1);
+    expect(a.repl.status(0).conflicts).toMatchObject({ count: 1, open: 0, acknowledged: { by: 'ops (api)' } });
+    const after = renderPage({ node: 'lb1', role: 'master', now: Date.now(), tables: [], refreshMs: 5000, nonce: 'n', ha: { role: 'master', node: 'lb1', peer: { name: 'lb2', role: 'backup', alive: true }, replication: a.repl.status(0) } });
+    expect(after).toContain('<div class="panel"><h2>Pair</h2>');
+    expect(after).toMatch(/<dt>state conflicts<\/dt><dd>1, acknowledged by ops \(api\) — last: lb2&#39;s changes/);
+    expect(after).not.toContain('state differences to resolve');
   });
 
   it('while both are master (not settled) nothing is applied', () => {

@@ -165,6 +165,15 @@ describe('replication in network namespaces', () => {
       expect(saved.discarded.sections.backends.entries.map((e: { name: string }) => e.name)).toContain('web5');
     }
     expect(lb2.logs.some((j) => typeof j.msg === 'string' && j.msg.startsWith('replicated state conflict: this node\'s changes made while apart are discarded'))).toBe(true);
+    // `pairlb status` (Nagios) warns until the operator acknowledges it.
+    const st = await admin('lb1', 'GET', '/v1/status');
+    expect(st.json.verdict.code).toBeGreaterThanOrEqual(1);
+    expect(st.json.verdict.text).toContain('state CONFLICT x1');
+    const ack = await admin('lb1', 'POST', '/v1/ha/conflicts/ack', {});
+    expect(ack).toEqual({ status: 200, json: { acknowledged: 1 } });
+    const st2 = await admin('lb1', 'GET', '/v1/status');
+    expect(st2.json.verdict.text).not.toContain('state CONFLICT');
+    expect(st2.json.ha.replication.conflicts).toMatchObject({ count: 1, open: 0 });
   });
 
   it('split, the preferred node stopped meanwhile and started after the heal: the current master\'s (lb2\'s) state wins and failback waits until both agree', async () => {

@@ -67,6 +67,11 @@ describe('pairlb status verdict (Nagios)', () => {
     ['backup with silent peer: no master', [L('web', 2)], { configured: true, role: 'backup', peer: 'lb-01', peerAlive: false }, 2],
     ['two backups', [L('web', 2)], { configured: true, role: 'backup', peer: 'lb-01', peerAgeMs: 100, peerAlive: true, peerRole: 'backup' }, 2],
     ['no listen at all', [], solo, 2],
+    ['master, state in sync', [L('web', 2)], { configured: true, role: 'master', peer: 'lb-02', peerAgeMs: 200, peerAlive: true, peerRole: 'backup', stateSync: 'same', stateConflicts: 0 }, 0],
+    ['master, state behind (being replicated)', [L('web', 2)], { configured: true, role: 'master', peer: 'lb-02', peerAgeMs: 200, peerAlive: true, peerRole: 'backup', stateSync: 'behind' }, 0],
+    ['master, state diverged', [L('web', 2)], { configured: true, role: 'master', peer: 'lb-02', peerAgeMs: 200, peerAlive: true, peerRole: 'backup', stateSync: 'diverged' }, 1],
+    ['backup, a state conflict was reconciled', [L('web', 2)], { configured: true, role: 'backup', peer: 'lb-01', peerAgeMs: 200, peerAlive: true, peerRole: 'master', stateSync: 'same', stateConflicts: 1 }, 1],
+    ['conflict does not hide a critical', [L('web', 0, ['w'])], { configured: true, role: 'master', peer: 'lb-02', peerAgeMs: 200, peerAlive: true, peerRole: 'backup', stateConflicts: 2 }, 2],
   ];
   test.each(cases)('%s', (_n, listens, pair, code) => {
     const v = verdict(listens, pair);
