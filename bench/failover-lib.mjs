@@ -325,6 +325,54 @@ export function tcpdump(topo, n, dev, filter) {
 /** Capture `count` UDP payloads matching `filter` on `dev` in namespace `n` (pcap parsed here). */
 export async function captureUdp(topo, n, dev, filter, count, file) {
   await topo.exec(n, 'timeout', ['5', 'tcpdump', '-i', dev, '-n', '-U', '-c', String(count), '-w', file, ...filter.split(' ')]);
+  return udpPayloads(file);
+}
+
+/**
+ * A capture that runs until stopped (tcpdump sees frames before netfilter, so it also records what
+ * an nft rule then drops). `stop()` ends it and returns the UDP payloads in arrival order.
+ */
+export function startCapture(topo, n, dev, filter, file) {
+  const p = topo.spawn(n, 'tcpdump', ['-i', dev, '-n', '-U', '-w', file, ...filter.split(' ')], { name: `capture-${n}` });
+  return {
+    proc: p,
+    /** Resolves once tcpdump has written its first packet (so it certainly captures). */
+    async ready(ms = 10_000) {
+      const { statSync } = await import('node:fs');
+      const size = () => { try { return statSync(file).size; } catch { return 0; } };
+      const end = Date.now() + ms;
+      while (size() <= 24) { // the pcap global header alone
+        if (Date.now() > end || p.exitCode !== undefined) throw new Error(`tcpdump captured nothing: ${p.stderr}`);
+        await sleep(20);
+      }
+    },
+    /**
+     * Wait until the packets written so far satisfy `pred` (tcpdump lags behind on a loaded
+     * machine, and SIGTERM drops what it has not read yet: wait for what you need, then stop).
+     */
+    async until(pred, ms = 10_000, what = 'packets') {
+      const end = Date.now() + ms;
+      for (;;) {
+        let got = [];
+        try { got = await udpPayloads(file); } catch { /* not written yet */ }
+        if (pred(got)) return got;
+        if (Date.now() > end) throw new Error(`capture: timeout after ${ms} ms waiting for ${what} (${got.length} packets)`);
+        await sleep(50);
+      }
+    },
+    async stop() { p.kill('SIGTERM'); await p.exited; return udpPayloads(file); },
+  };
+}
+
+/** Send `bufs` from namespace `n` again and again, every `everyMs`, for `forMs` (a replaying attacker). */
+export function sendUdpLoop(topo, n, host, port, bufs, { everyMs = 20, forMs = 1000 } = {}) {
+  const src = `const d=require('node:dgram').createSocket('udp4');const b=${JSON.stringify(bufs.map((b) => b.toString('hex')))}.map((h)=>Buffer.from(h,'hex'));
+    const end=Date.now()+${forMs};let rounds=0;const round=()=>{if(Date.now()>=end){console.log('rounds '+rounds);return d.close();}rounds++;let i=0;const next=()=>{if(i>=b.length)return setTimeout(round,${everyMs});d.send(b[i++],${port},${JSON.stringify(host)},next);};next();};round();`;
+  return topo.spawn(n, process.execPath, ['-e', src], { name: `replay-${n}` });
+}
+
+/** The UDP payloads of an Ethernet pcap file, in order. */
+export async function udpPayloads(file) {
   const { readFileSync } = await import('node:fs');
   const b = readFileSync(file);
   const out = [];

@@ -1,18 +1,22 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { App, moduleFactories, type Module } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { parseHostPort, type HostPort } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { HaConfig } from './config.js';
+import { readPersisted, writePersisted, writePersistedAsync } from './replay.js';
 import { check, encode, readKeyFile, ReplayGuard, MsgType, FLAG_HANDOVER, FLAG_HEALTHY, REJECT_REASONS, type Packet, type RejectReason } from './advert.js';
 import { initialState, step, type Action, type FsmEvent, type FsmState, type HaRole } from './fsm.js';
 import { Vip } from './vip.js';
 import { decodeAdvertBody, encodeAdvertBody } from './advert-body.js';
 import { PathLiveness } from './paths.js';
 import { Replicator, type ReplicationStatus } from './replication.js';
+import { LogThrottle } from './throttle.js';
+
+/** A warning that repeats is written once, then at most once per this interval with its count. */
+const LOG_REPEAT_MS = 10_000;
 
 /**
  * The HA shell: runs the pure state machine (fsm.ts) over UDP heartbeats, timers, the VIP and the
@@ -39,12 +43,33 @@ export interface HaStatus {
   peerStateVersion?: number;
   /** Replication: versions, sync, unacknowledged document, conflicts. */
   replication: ReplicationStatus;
+  /** The peer's highest incarnation seen (persisted in state_dir/ha-peer). */
+  peerIncarnation?: string;
+  /** The peer's packets echo our current incarnation (until then none is acted on). */
+  peerConfirmed: boolean;
   rejected: Record<RejectReason, number>;
+  /** Genuine packets older than one already accepted (link-flap backlog, reordering): not acted on. */
+  backlog: number;
+  /** VIP adds or GARPs of a takeover cancelled because the role changed before they ran. */
+  takeoverStepsCancelled: number;
   received: number;
   sent: number;
   garps: number;
   lateHeartbeats: number;
   transitions: number;
+  /** Peer declared dead (no valid packet for deadtime). */
+  peerDeaths: number;
+  /** Dead/late verdicts withdrawn: our timer fired after an event-loop stall while the peer's packets were waiting unread. */
+  deadAverted: number;
+  /** Heartbeat ticks that came more than one keepalive late: our own event loop stalled (GC, CPU). */
+  loopStalls: number;
+  maxLoopLagMs: number;
+  /** GARP re-announcements while master (peer back after a silence, split brain settled). */
+  reannounces: number;
+  /** RFC 5227 probes answered (VIP in use elsewhere: not claimed). */
+  probeAnswered: number;
+  /** Log lines not written because the same warning repeated (LogThrottle). */
+  logsSuppressed: number;
 }
 
 const statusOf = new WeakMap<App, () => HaStatus>();
@@ -61,7 +86,11 @@ export class HaNode implements Module {
   private fsm: FsmState;
   private incarnation = 0n;
   private seq = 0n;
-  private readonly guard = new ReplayGuard();
+  private guard = new ReplayGuard();
+  private peerFile: string | undefined;
+  /** The peer incarnation of which a packet echoing our incarnation arrived (-1: none yet). */
+  private confirmedInc = -1n;
+  private persisting: Promise<void> = Promise.resolve();
   private paths: PathSock[] = [];
   private vip: Vip;
   private chain: Promise<void> = Promise.resolve();
@@ -74,7 +103,9 @@ export class HaNode implements Module {
   private readonly repl: Replicator;
   private failbackWaitLogged = false;
   private healthReason = '';
-  private readonly counts = { rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, received: 0, sent: 0, late: 0, transitions: 0 };
+  private readonly counts = { rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, received: 0, sent: 0, late: 0, transitions: 0, backlog: 0, peerDeaths: 0, deadAverted: 0, loopStalls: 0, maxLoopLagMs: 0, reannounces: 0, probeAnswered: 0 };
+  private readonly throttle = new LogThrottle(LOG_REPEAT_MS);
+  private lastTick = 0;
   private onStateChange = (): void => { setImmediate(() => this.repl.evaluate(Date.now())); };
 
   constructor(private readonly app: App, cfg: HaConfig) {
@@ -105,12 +136,23 @@ export class HaNode implements Module {
       stateVersion: this.app.state.version,
       peerStateVersion: repl.peer?.total,
       replication: repl,
+      peerIncarnation: this.guard.incarnation >= 0n ? this.guard.incarnation.toString() : undefined,
+      peerConfirmed: this.confirmedInc >= 0n && this.confirmedInc === this.guard.incarnation,
       rejected: { ...this.counts.rejected },
+      backlog: this.counts.backlog,
+      takeoverStepsCancelled: this.vip.cancelled,
       received: this.counts.received,
       sent: this.counts.sent,
       garps: this.vip.garpsSent,
       lateHeartbeats: this.counts.late,
       transitions: this.counts.transitions,
+      peerDeaths: this.counts.peerDeaths,
+      deadAverted: this.counts.deadAverted,
+      loopStalls: this.counts.loopStalls,
+      maxLoopLagMs: this.counts.maxLoopLagMs,
+      reannounces: this.counts.reannounces,
+      probeAnswered: this.counts.probeAnswered,
+      logsSuppressed: this.throttle.suppressed,
     };
   }
 
@@ -126,22 +168,43 @@ export class HaNode implements Module {
   /**
    * A new incarnation per start, strictly above the last one: the start time in µs, but never below
    * the persisted previous value + 1, so a clock stepped backwards cannot make the peer refuse all
-   * our packets as "old incarnation".
+   * our packets as "old incarnation". Written with fsync before the first packet goes out: the
+   * peer's echo rule (replay.ts) relies on no two runs of ours sharing an incarnation.
    */
   private nextIncarnation(): bigint {
     let inc = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
-    const file = this.app.state.file ? join(dirname(this.app.state.file), 'ha-incarnation') : undefined;
+    const file = this.stateFile('ha-incarnation');
     if (!file) return inc;
-    try { const last = BigInt(readFileSync(file, 'utf8').trim()); if (last >= inc) inc = last + 1n; } catch { /* first start */ }
-    try { mkdirSync(dirname(file), { recursive: true, mode: 0o750 }); writeFileSync(file, inc.toString() + '\n', { mode: 0o640 }); } catch (e) {
+    const last = readPersisted(file);
+    if (last !== undefined && last >= inc) inc = last + 1n;
+    try { writePersisted(file, inc); } catch (e) {
       this.log.warn({ err: e, file }, 'could not persist the incarnation');
     }
     return inc;
   }
 
+  private stateFile(name: string): string | undefined {
+    return this.app.state.file ? join(dirname(this.app.state.file), name) : undefined;
+  }
+
+  /**
+   * The peer's highest incarnation, persisted (fsync) whenever it grows, so that after our restart
+   * a packet of an older run of the peer is still `old_incarnation`. Off the event loop; writes
+   * are serialized so the file only grows.
+   */
+  private persistPeerIncarnation(): void {
+    const file = this.peerFile;
+    if (!file) return;
+    const v = this.guard.incarnation;
+    this.persisting = this.persisting.then(() => writePersistedAsync(file, v)).catch((e) => this.log.warn({ err: e, file }, 'could not persist the peer incarnation'));
+  }
+
   async start(): Promise<void> {
     this.key = readKeyFile(this.cfg.key_file);
     this.incarnation = this.nextIncarnation();
+    this.peerFile = this.stateFile('ha-peer');
+    const knownPeer = this.peerFile ? readPersisted(this.peerFile) : undefined;
+    this.guard = new ReplayGuard(knownPeer ?? -1n);
     // A previous incarnation (crash, kill -9) may have left the VIP on the interface: we do not
     // hold it until the state machine says so, and a stale copy would answer ARP for it.
     await this.vip.remove().catch((e) => this.log.warn({ err: e }, 'could not remove a stale VIP'));
@@ -177,7 +240,22 @@ export class HaNode implements Module {
 
   // ---- timers ---------------------------------------------------------------------------------
 
+  /** Warn through the throttle (one line, then one per LOG_REPEAT_MS with `repeats`). */
+  private warnThrottled(key: string, obj: Record<string, unknown>, msg: string): void {
+    const repeats = this.throttle.admit(key, Date.now());
+    if (repeats !== undefined) this.log.warn(repeats ? { ...obj, repeats, repeatsOverMs: LOG_REPEAT_MS } : obj, msg);
+  }
+
   private tick(): void {
+    const now = Date.now();
+    const lag = this.lastTick ? now - this.lastTick - this.cfg.keepalive : 0;
+    this.lastTick = now;
+    if (lag > this.cfg.keepalive) {
+      // Our heartbeats went out late: the peer may see us late or dead although we are fine.
+      this.counts.loopStalls++;
+      if (lag > this.counts.maxLoopLagMs) this.counts.maxLoopLagMs = lag;
+      this.warnThrottled('loop_stall', { lagMs: lag, keepalive: this.cfg.keepalive, stalls: this.counts.loopStalls }, 'event loop stalled: our heartbeats went out late (GC or CPU load)');
+    }
     if (this.fsm.role !== 'master' && !this.fsm.stopping) this.vip.prepare();
     const ok = this.healthNow();
     if (ok !== this.fsm.healthy) this.dispatch({ type: 'health', ok, reason: ok ? 'healthy again' : this.healthReason });
@@ -202,20 +280,43 @@ export class HaNode implements Module {
     else this.timers.dead = setTimeout(() => this.onDead(), this.cfg.deadtime);
   }
 
+  /*
+   * Timers run before I/O in each event-loop turn: after a stall of our own loop (GC, CPU load) the
+   * warn and dead timers fire while the peer's heartbeats of that period sit unread in the socket
+   * buffers — ~140 false "peer dead" a minute under GC load, and as many re-announcements by the
+   * master when the "dead" peer came "back". So the verdict waits one turn (setImmediate runs after
+   * the poll phase has read the pending datagrams) and is withdrawn if a valid packet came.
+   */
   private onWarn(): void {
+    const seen = this.lastRx;
+    setImmediate(() => {
+      if (this.lastRx !== seen) { this.counts.deadAverted++; return; }
+      this.judgeLate();
+    });
+  }
+
+  private judgeLate(): void {
     if (!this.fsm.peer || this.warned) return;
     this.warned = true;
     this.counts.late++;
-    this.log.warn({ lateMs: Date.now() - this.lastRx, peer: this.cfg.peer.name }, 'late heartbeat from peer (warntime)');
+    this.warnThrottled('late', { lateMs: Date.now() - this.lastRx, peer: this.cfg.peer.name, late: this.counts.late }, 'late heartbeat from peer (warntime)');
     // Start the RFC 5227 probe now, so a dead master costs deadtime and not deadtime + probe.
     if (this.fsm.role === 'backup' && this.cfg.garp.probe) this.preProbe = { at: Date.now(), result: this.vip.probe() };
   }
 
   private onDead(): void {
     this.timers.dead = undefined;
+    setImmediate(() => {
+      if (this.timers.dead) { this.counts.deadAverted++; return; } // a valid packet re-armed it meanwhile
+      this.judgeDead();
+    });
+  }
+
+  private judgeDead(): void {
     clearTimeout(this.timers.warn); this.timers.warn = undefined;
     if (!this.fsm.peer) return;
-    this.log.warn({ silentMs: Date.now() - this.lastRx, peer: this.cfg.peer.name }, 'peer dead: no heartbeat on any path for deadtime');
+    this.counts.peerDeaths++;
+    this.warnThrottled('dead', { silentMs: Date.now() - this.lastRx, peer: this.cfg.peer.name, deaths: this.counts.peerDeaths }, 'peer dead: no heartbeat on any path for deadtime');
     this.repl.onPeerGone();
     this.dispatch({ type: 'peer_dead' });
   }
@@ -259,7 +360,7 @@ export class HaNode implements Module {
         const fresh = pre && Date.now() - pre.at < this.cfg.deadtime;
         const res = fresh ? pre.result : this.vip.probe();
         res.then((answered) => {
-          if (answered) this.log.warn({ vip: this.vip.ip }, 'RFC 5227 probe: the VIP answers on the network; not claiming it');
+          if (answered) { this.counts.probeAnswered++; this.warnThrottled('probe_answered', { vip: this.vip.ip, answered: this.counts.probeAnswered }, 'RFC 5227 probe: the VIP answers on the network; not claiming it'); }
           this.dispatch({ type: 'probe_done', answered });
         });
         return;
@@ -271,18 +372,29 @@ export class HaNode implements Module {
       case 'send_advert':
         this.enqueue(async () => this.sendAdvert());
         return;
-      case 'take_vip':
+      case 'take_vip': {
         clearTimeout(this.timers.release); this.timers.release = undefined;
+        // Decided now, carried out when the chain gets there: a demotion meanwhile cancels it.
+        const gen = this.vip.generation;
         this.enqueue(async () => {
           const t0 = performance.now();
           let r;
-          try { r = await this.vip.add(); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
-          this.vip.startAnnouncing(!r.garpSent);
+          try { r = await this.vip.add(gen); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
+          if (r.cancelled || !this.vip.startAnnouncing(!r.garpSent, gen)) {
+            this.log.warn({ vip: this.cfg.vip.address, role: this.fsm.role }, 'takeover cancelled: the role changed before the VIP was announced (no GARP sent)');
+            return;
+          }
           this.log.info({ vip: this.cfg.vip.address, dev: this.cfg.vip.interface, ms: +(performance.now() - t0).toFixed(1), preforked: r.garpSent }, 'VIP added and announced (gratuitous ARP)');
         });
         return;
+      }
       case 'garp':
-        this.enqueue(async () => { this.vip.announce(this.cfg.garp.burst); this.log.info({ vip: this.vip.ip }, 're-announced the VIP (peer back or split brain settled in our favour)'); });
+        this.enqueue(async () => {
+          if (this.fsm.role !== 'master') return;
+          this.vip.reannounce();
+          this.counts.reannounces++;
+          this.log.info({ vip: this.vip.ip, reannounces: this.counts.reannounces }, 're-announced the VIP (peer back or split brain settled in our favour)');
+        });
         return;
       case 'release_vip': {
         // After the peer has announced the VIP, keep it a few heartbeats longer: a client whose
@@ -292,7 +404,7 @@ export class HaNode implements Module {
           if (this.fsm.role === 'master' && !this.fsm.stopping) return; // taken again meanwhile
           try { await this.vip.remove(); this.log.info({ vip: this.cfg.vip.address, lingerMs: linger }, 'VIP released'); this.dropVipConnectionsSoon(); } catch (e) { this.log.error({ err: e }, 'could not remove the VIP'); }
         });
-        this.vip.stopAnnouncing();
+        this.vip.supersede(); // a queued add or GARP of ours must not run after this
         if (linger) { clearTimeout(this.timers.release); this.timers.release = setTimeout(release, linger); }
         else release();
         return;
@@ -347,6 +459,7 @@ export class HaNode implements Module {
         type, role: s.role, priority: this.cfg.priority,
         flags: (s.stopping && s.role === 'master' ? FLAG_HANDOVER : 0) | (s.healthy ? FLAG_HEALTHY : 0),
         path: p.id, cluster: this.cfg.cluster, node: this.app.node, incarnation: this.incarnation, seq: ++this.seq,
+        echo: this.guard.incarnation < 0n ? 0n : this.guard.incarnation,
         stateVersion: this.app.state.version, payload,
       };
       const buf = encode(pkt, this.key);
@@ -373,20 +486,36 @@ export class HaNode implements Module {
   }
 
   private onPacket(buf: Buffer, path: PathSock, from: string): void {
-    const v = check(buf, { key: this.key, cluster: this.cfg.cluster, self: this.app.node, peer: this.cfg.peer.name, guard: this.guard });
+    const knownInc = this.guard.incarnation;
+    const v = check(buf, { key: this.key, cluster: this.cfg.cluster, self: this.app.node, peer: this.cfg.peer.name, guard: this.guard, incarnation: this.incarnation });
+    if (this.guard.incarnation > knownInc) {
+      this.log.info({ peer: this.cfg.peer.name, incarnation: this.guard.incarnation.toString() }, 'peer (re)started: new incarnation');
+      this.liveness.peerRestarted();
+      this.persistPeerIncarnation();
+    }
     if (!v.ok) {
       if (v.reason === 'self') return;
       const n = ++this.counts.rejected[v.reason];
-      // First few of each reason, then every 100th: a flood must not flood the log.
-      if (n <= 10 || n % 100 === 0) this.log.warn({ reject: v.reason, count: n, from, path: path.name, detail: v.detail }, `heartbeat rejected: ${v.reason}`);
+      // First few of each reason, then every 100th: a flood must not flood the log. The peer's own
+      // first packets after our start are unconfirmed (it has not heard us yet): counted, not an alarm.
+      const expected = v.reason === 'unconfirmed' && v.packet?.incarnation === this.guard.incarnation && this.confirmedInc !== this.guard.incarnation;
+      if (n <= 10 || n % 100 === 0) this.log[expected ? 'debug' : 'warn']({ reject: v.reason, count: n, from, path: path.name, detail: v.detail }, `heartbeat rejected: ${v.reason}`);
       return;
     }
     const p = v.packet;
-    this.counts.received++;
     const now = Date.now();
     path.lastRx = now;
-    this.liveness.received(path.id, p.seq, now, v.newIncarnation);
-    if (v.newIncarnation) this.log.info({ peer: p.node, incarnation: p.incarnation.toString() }, 'peer (re)started: new incarnation');
+    // Backlog too: we did receive it on this path, so the peer may see the path answered.
+    this.liveness.received(path.id, p.seq, now, false);
+    if (v.backlog) {
+      // Genuine but older than what we already know (a link-flap backlog, reordering between the
+      // paths): it proves the path works, its role and flags are stale.
+      const n = ++this.counts.backlog;
+      if (n <= 3 || n % 100 === 0) this.log.info({ count: n, path: path.name, seq: p.seq.toString() }, 'stale heartbeat (link-flap backlog or reordering): not acted on');
+      return;
+    }
+    this.counts.received++;
+    if (this.confirmedInc !== p.incarnation) { this.confirmedInc = p.incarnation; this.log.info({ peer: p.node, incarnation: p.incarnation.toString() }, 'peer confirmed our incarnation'); }
     this.armPeerTimers();
     switch (p.type) {
       case MsgType.Advert: {

@@ -36,6 +36,12 @@ export class PathLiveness {
     }
   }
 
+  /**
+   * The peer's incarnation grew (possibly learnt from a packet not acted on yet, advert.ts
+   * `unconfirmed`): its sequence numbers start from scratch.
+   */
+  peerRestarted(): void { this.rxSeq[0] = 0n; this.rxSeq[1] = 0n; }
+
   /** What we echo to the peer. */
   echo(): [bigint, bigint] { return [this.rxSeq[0], this.rxSeq[1]]; }
 

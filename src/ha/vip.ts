@@ -16,15 +16,28 @@ const execFileP = promisify(execFile);
  *    (RFC 5227 §3 "ARP Announcement"); a burst at takeover, a repeat burst, and a periodic refresh
  *    (keepalived#20: a switch or client that missed the burst would follow the old MAC forever).
  *  - probe: `arping -D` — RFC 5227 §2.1.1 probe (sender IP 0.0.0.0); exit status 1 = someone answered.
+ *
+ * Generations: a takeover is decided at one moment and carried out later (the HA action chain may
+ * be busy, `ip` takes milliseconds to seconds on a loaded machine). A VIP add or GARP that was
+ * scheduled before a role change must not run after it: clients would follow our MAC after the
+ * peer's last announcement and black-hole (issue 11: 1.4-6.6 s). The caller captures `generation`
+ * when it decides to take over; `supersede()` (every demotion) bumps it, and every later step —
+ * adding, the GARP burst, the repeat burst, the refresh — checks it and does nothing when stale.
  */
 export class Vip {
   readonly ip: string;
   private timers = new Set<NodeJS.Timeout>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private children = new Set<ChildProcess>();
+  /** arping announcers not yet exited: killed by supersede() (one that already sent lingers ~1 s). */
+  private announcers = new Set<ChildProcess>();
   private kit: ChildProcess | undefined;
   /** GARP frames requested (one arping each). */
   garpsSent = 0;
+  /** Bumped by every supersede(): steps of an older takeover are cancelled. */
+  generation = 0;
+  /** Takeover steps (add, GARP) skipped because the role changed after they were scheduled. */
+  cancelled = 0;
 
   constructor(private readonly cfg: VipConfig, private readonly garp: GarpConfig, private readonly log: Logger, private readonly ipBin = 'ip') {
     this.ip = cfg.address.split('/')[0];
@@ -48,34 +61,55 @@ export class Vip {
     const q = (x: string): string => `'${x.replace(/'/g, `'\\''`)}'`;
     const add = [this.ipBin, ...this.addArgs()].map(q).join(' ');
     const arp = [this.garp.arping, '-U', '-c', '1', '-I', this.cfg.interface, this.ip].map(q).join(' ');
-    const script = `read go || exit 0; ${add} 2>&1; rc=$?; if [ $rc -eq 0 ]; then i=0; while [ $i -lt ${this.garp.burst} ]; do ${arp} >/dev/null 2>&1 & i=$((i+1)); done; fi; echo "pairlb-kit $rc"; wait`;
+    // Two steps: add, report, then the GARP burst only when told `garp` (the role may have changed
+    // while `ip` ran: then we are told `skip`). Costs one pipe round trip (< 1 ms idle).
+    const script = `read go || exit 0; ${add} 2>&1; rc=$?; echo "pairlb-kit $rc"; [ $rc -eq 0 ] || exit 0; read g || exit 0; [ "$g" = garp ] || exit 0; i=0; while [ $i -lt ${this.garp.burst} ]; do ${arp} >/dev/null 2>&1 & i=$((i+1)); done; wait`;
     const kit = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'] });
     kit.on('error', (e) => this.log.warn({ mod: 'ha', err: e }, 'could not pre-fork the takeover shell'));
     kit.stdin!.on('error', () => { /* died before use: add() falls back */ });
     this.kit = kit;
   }
 
+  /** Stale generation: count it. */
+  private stale(gen: number): boolean {
+    if (gen === this.generation) return false;
+    this.cancelled++;
+    return true;
+  }
+
   /**
-   * Add the VIP. Returns garpSent = true when the pre-forked shell also sent the GARP burst.
+   * Add the VIP for the takeover of generation `gen`. Returns garpSent = true when the pre-forked
+   * shell also sent the GARP burst; cancelled = true when the generation went stale before the add
+   * (nothing done) or while `ip` ran (added, no GARP: the caller's queued release removes it).
    * Falls back to spawning `ip` directly when no shell is ready.
    */
-  async add(): Promise<{ garpSent: boolean }> {
+  async add(gen = this.generation): Promise<{ garpSent: boolean; cancelled: boolean }> {
+    if (this.stale(gen)) return { garpSent: false, cancelled: true };
     const kit = this.kit;
     this.kit = undefined;
     if (kit && kit.exitCode === null && kit.signalCode === null && kit.stdout) {
-      const rc = await new Promise<{ rc: number; out: string } | undefined>((resolve) => {
+      const rc = await new Promise<{ rc: number; out: string; garp: boolean } | undefined>((resolve) => {
         let out = '';
         const t = setTimeout(() => resolve(undefined), 5000);
         kit.stdout!.setEncoding('utf8');
         kit.stdout!.on('data', (d: string) => {
           out += d;
           const m = /pairlb-kit (\d+)/.exec(out);
-          if (m) { clearTimeout(t); resolve({ rc: Number(m[1]), out: out.slice(0, m.index).trim() }); }
+          if (!m) return;
+          clearTimeout(t);
+          // Decided here, synchronously with the report: no packet can be handled in between.
+          const garp = m[1] === '0' && gen === this.generation;
+          kit.stdin!.end(garp ? 'garp\n' : 'skip\n');
+          resolve({ rc: Number(m[1]), out: out.slice(0, m.index).trim(), garp });
         });
         kit.once('exit', () => { clearTimeout(t); resolve(undefined); });
-        kit.stdin!.end('go\n');
+        kit.stdin!.write('go\n');
       });
-      if (rc?.rc === 0) { this.garpsSent += this.garp.burst; return { garpSent: true }; }
+      if (rc?.rc === 0) {
+        if (!rc.garp) { this.cancelled++; return { garpSent: false, cancelled: true }; }
+        this.garpsSent += this.garp.burst;
+        return { garpSent: true, cancelled: false };
+      }
       if (rc) throw new PairlbError('PAIRLB_HA_VIP', `ip ${this.addArgs().join(' ')}: ${rc.out || 'exit ' + rc.rc}`);
     }
     const args = this.addArgs();
@@ -85,7 +119,19 @@ export class Vip {
       const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message);
       throw new PairlbError('PAIRLB_HA_VIP', `ip ${args.join(' ')}: ${msg.trim()}`);
     }
-    return { garpSent: false };
+    return { garpSent: false, cancelled: this.stale(gen) };
+  }
+
+  /**
+   * A role change away from master: every takeover step scheduled before it is cancelled — a
+   * queued or running add sends no GARP, pending repeat/refresh timers stop, arping announcers not
+   * yet exited are killed.
+   */
+  supersede(): void {
+    this.generation++;
+    this.stopAnnouncing();
+    for (const c of this.announcers) c.kill('SIGKILL');
+    this.announcers.clear();
   }
 
   /** `ip addr del`; an address that is not there is fine. */
@@ -119,24 +165,44 @@ export class Vip {
   /** Send `n` gratuitous ARPs now, each its own arping, none awaited. */
   announce(n = 1): void {
     for (let i = 0; i < n; i++) {
-      this.run(this.garp.arping, ['-U', '-c', '1', '-I', this.cfg.interface, this.ip]);
+      const c = this.run(this.garp.arping, ['-U', '-c', '1', '-I', this.cfg.interface, this.ip]);
+      this.announcers.add(c);
+      c.on('exit', () => this.announcers.delete(c));
       this.garpsSent++;
     }
   }
 
-  /** Takeover: burst now, repeat later, then refresh periodically while we hold the VIP. */
-  startAnnouncing(burstNow = true): void {
+  /**
+   * Takeover of generation `gen`: burst now, repeat later, then refresh periodically while we hold
+   * the VIP. Returns false (nothing sent) when the generation is stale.
+   */
+  startAnnouncing(burstNow = true, gen = this.generation): boolean {
+    if (this.stale(gen)) return false;
     this.stopAnnouncing();
     if (burstNow) this.announce(this.garp.burst);
-    if (this.garp.repeat > 0 && this.garp.repeat_delay > 0) {
-      const t = setTimeout(() => { this.timers.delete(t); this.announce(this.garp.repeat); }, this.garp.repeat_delay);
-      t.unref();
-      this.timers.add(t);
-    }
+    this.repeatLater(gen);
     if (this.garp.refresh > 0) {
-      this.refreshTimer = setInterval(() => this.announce(1), this.garp.refresh);
+      this.refreshTimer = setInterval(() => { if (gen === this.generation) this.announce(1); }, this.garp.refresh);
       this.refreshTimer.unref();
     }
+    return true;
+  }
+
+  /**
+   * Re-announce while master (peer back from a silence, split brain settled in our favour): one
+   * burst, no repeat — a repeat `repeat_delay` later would race with the peer's failback (with
+   * `failback_delay` = `repeat_delay` our repeat landed just after its takeover GARP: measured,
+   * 2.7 s outage). Cancelled by supersede() like every announcement.
+   */
+  reannounce(): void {
+    this.announce(this.garp.burst);
+  }
+
+  private repeatLater(gen: number): void {
+    if (!(this.garp.repeat > 0 && this.garp.repeat_delay > 0)) return;
+    const t = setTimeout(() => { this.timers.delete(t); if (gen === this.generation) this.announce(this.garp.repeat); }, this.garp.repeat_delay);
+    t.unref();
+    this.timers.add(t);
   }
 
   stopAnnouncing(): void {

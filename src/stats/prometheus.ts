@@ -105,6 +105,14 @@ export class PromExporter {
     this.fromFn('pairlb_ha_state_in_sync', 'Replicated state: same version as the peer (1), else 0 (behind, ahead, diverged, peer unknown)', 'gauge', haOne((h) => (typeof rep(h).sync === 'string' ? (rep(h).sync === 'same' ? 1 : 0) : undefined)));
     this.fromFn('pairlb_ha_state_resends_total', 'Replicated state documents resent because the peer had not acknowledged them', 'counter', haOne((h) => num(rep(h).resent)));
     this.fromFn('pairlb_ha_state_conflicts_total', 'Diverged replicated states reconciled (the master\'s state won); see the stats page for the differences', 'counter', haOne((h) => num((rep(h).conflicts as O | undefined)?.count)));
+    this.fromFn('pairlb_ha_backlog_total', 'Genuine heartbeats older than one already accepted (link-flap backlog, reordering): not acted on', 'counter', haOne((h) => num(h.backlog)));
+    this.fromFn('pairlb_ha_peer_deaths_total', 'Peer declared dead (no valid heartbeat for deadtime)', 'counter', haOne((h) => num(h.peerDeaths)));
+    this.fromFn('pairlb_ha_dead_averted_total', 'Late/dead verdicts withdrawn: heartbeats were waiting unread after an event-loop stall', 'counter', haOne((h) => num(h.deadAverted)));
+    this.fromFn('pairlb_ha_loop_stalls_total', 'Heartbeat ticks more than one keepalive late (own event loop stalled)', 'counter', haOne((h) => num(h.loopStalls)));
+    this.fromFn('pairlb_ha_reannounces_total', 'GARP re-announcements of the VIP while master', 'counter', haOne((h) => num(h.reannounces)));
+    this.fromFn('pairlb_ha_probe_answered_total', 'RFC 5227 probes answered (VIP in use elsewhere: not claimed)', 'counter', haOne((h) => num(h.probeAnswered)));
+    this.fromFn('pairlb_ha_takeover_steps_cancelled_total', 'VIP adds or GARPs cancelled because the role changed before they ran', 'counter', haOne((h) => num(h.takeoverStepsCancelled)));
+    this.fromFn('pairlb_ha_logs_suppressed_total', 'HA warning lines not written because the same warning repeated', 'counter', haOne((h) => num(h.logsSuppressed)));
     this.fromFn('pairlb_ha_rejected_total', 'Heartbeat packets rejected, by reason', 'counter', () => {
       const r = ha()?.rejected;
       if (!r || typeof r !== 'object') return [];

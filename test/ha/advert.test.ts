@@ -10,9 +10,11 @@ import { ConfigError } from '../../src/errors.js';
 const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
 const pkt = (o: Partial<Packet> = {}): Packet => ({
   type: MsgType.Advert, role: 'master', priority: 150, flags: FLAG_HANDOVER, path: 0, cluster: 'c1', node: 'lb1',
-  incarnation: 1000n, seq: 1n, stateVersion: 7, payload: Buffer.alloc(0), ...o,
+  incarnation: 1000n, seq: 1n, echo: 500n, stateVersion: 7, payload: Buffer.alloc(0), ...o,
 });
-const ctx = (guard = new ReplayGuard()) => ({ key: KEY, cluster: 'c1', self: 'lb2', peer: 'lb1', guard });
+/** lb2 (incarnation 500) receiving from lb1. */
+const ctx = (guard = new ReplayGuard()) => ({ key: KEY, cluster: 'c1', self: 'lb2', peer: 'lb1', guard, incarnation: 500n });
+const verdict = (b: Buffer, c: ReturnType<typeof ctx>) => { const v = check(b, c); return v.ok ? (v.backlog ? 'backlog' : 'ok') : v.reason; };
 
 describe('ha advert codec', () => {
   it('round-trips every field', () => {
@@ -24,20 +26,55 @@ describe('ha advert codec', () => {
   it('accepts a good packet once, then calls the copy replayed', () => {
     const c = ctx();
     const b = encode(pkt(), KEY);
-    expect(check(b, c)).toMatchObject({ ok: true, newIncarnation: true });
+    expect(check(b, c)).toMatchObject({ ok: true, newIncarnation: true, backlog: false });
     expect(check(b, c)).toMatchObject({ ok: false, reason: 'replayed' });
   });
 
-  it('accepts packets reordered between the two paths, not duplicates', () => {
+  it('packets reordered between the two paths: each accepted once, the older ones as backlog (not acted on)', () => {
     const c = ctx();
-    const verdicts = [3n, 1n, 2n, 5n, 4n, 2n, 5n].map((seq) => { const v = check(encode(pkt({ seq }), KEY), c); return v.ok ? 'ok' : v.reason; });
-    expect(verdicts).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'replayed', 'replayed']);
+    // The sender numbers packets with one counter; odd ones went on path 0, even ones on path 1.
+    const seqs = [3n, 1n, 2n, 5n, 4n, 2n, 5n, 6n];
+    const verdicts = seqs.map((seq) => verdict(encode(pkt({ seq, path: Number(seq % 2n) === 1 ? 0 : 1 }), KEY), c));
+    expect(verdicts).toEqual(['ok', 'backlog', 'backlog', 'ok', 'backlog', 'replayed', 'replayed', 'ok']);
   });
 
-  it('drops sequence numbers older than the window', () => {
+  it('drops sequence numbers older than their path\'s window', () => {
     const c = ctx();
     check(encode(pkt({ seq: 100n }), KEY), c);
     expect(check(encode(pkt({ seq: 30n }), KEY), c)).toMatchObject({ ok: false, reason: 'replayed' });
+  });
+
+  it('a link-flap backlog is not a replay: packets queued on the dedicated path arrive after 200 newer ones on the public path', () => {
+    const c = ctx();
+    const on = (seq: bigint) => encode(pkt({ seq, path: seq % 2n === 1n ? 0 : 1 }), KEY);
+    const out: string[] = [];
+    for (let s = 1n; s <= 20n; s++) out.push(verdict(on(s), c)); // both paths up
+    for (let s = 21n; s <= 420n; s++) if (s % 2n === 0n) out.push(verdict(on(s), c)); // path 0 down: its packets queue
+    for (let s = 21n; s <= 420n; s++) if (s % 2n === 1n) out.push(verdict(on(s), c)); // link up: the queue flushes
+    const tally = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ({ ...m, [x]: (m[x] ?? 0) + 1 }), {});
+    expect(tally(out)).toEqual({ ok: 220, backlog: 200 });
+    // The same packets again are replays, whether recent on their path or older than its window.
+    expect([verdict(on(419n), c), verdict(on(21n), c), verdict(on(420n), c)]).toEqual(['replayed', 'replayed', 'replayed']);
+    expect(verdict(on(421n), c)).toBe('ok');
+  });
+
+  it('a packet whose echo is not our current incarnation is unconfirmed; it still teaches us the incarnation, and is never accepted later', () => {
+    const c = ctx(new ReplayGuard(1000n)); // lb1's incarnation 1000 persisted by our previous run
+    const v1 = verdict(encode(pkt({ seq: 7n, echo: 499n }), KEY), c); // made for our previous run (499)
+    const v2 = verdict(encode(pkt({ seq: 9n, echo: 0n }), KEY), c); // sender had never heard us
+    const v3 = verdict(encode(pkt({ seq: 10n, echo: 500n }), KEY), c);
+    expect([v1, v2, v3]).toEqual(['unconfirmed', 'unconfirmed', 'ok']);
+    expect(verdict(encode(pkt({ seq: 7n, echo: 499n }), KEY), c)).toBe('replayed');
+    // Both nodes restarted: lb1's new incarnation arrives unconfirmed, and is learnt (we echo it next).
+    const g = new ReplayGuard(1000n);
+    expect(verdict(encode(pkt({ incarnation: 3000n, seq: 1n, echo: 499n }), KEY), ctx(g))).toBe('unconfirmed');
+    expect(g.incarnation).toBe(3000n);
+    expect(verdict(encode(pkt({ incarnation: 1000n, seq: 99n, echo: 500n }), KEY), ctx(g))).toBe('old_incarnation');
+  });
+
+  it('a packet of the old protocol version is counted as bad_version', () => {
+    const b = encode(pkt(), KEY); b[4] = 1;
+    expect(check(b, ctx())).toMatchObject({ ok: false, reason: 'bad_version' });
   });
 
   it('a new incarnation resets the window; the old incarnation is then refused', () => {

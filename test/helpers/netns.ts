@@ -70,3 +70,5 @@ export async function untilTrue(f: () => Promise<boolean> | boolean, ms: number,
   while (Date.now() < end) { if (await f()) return; await sleep(25); }
   throw new Error(`timeout after ${ms} ms: ${what}`);
 }
+export const startCapture = (t: Topology, n: string, dev: string, filter: string, file: string): { proc: Proc; ready(ms?: number): Promise<void>; until(pred: (b: Buffer[]) => boolean, ms?: number, what?: string): Promise<Buffer[]>; stop(): Promise<Buffer[]> } => lib.startCapture(t, n, dev, filter, file);
+export const sendUdpLoop = (t: Topology, n: string, host: string, port: number, bufs: Buffer[], o?: { everyMs?: number; forMs?: number }): Proc => lib.sendUdpLoop(t, n, host, port, bufs, o);

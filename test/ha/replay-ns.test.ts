@@ -1,0 +1,243 @@
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensurePackages } from '../helpers/sys.js';
+import {
+  cleanupStale, clientNeigh, createTopology, mac, NET, pairlbConfig, sendUdpLoop, sleep, startCapture, startPairlb, startPoller, vipOn,
+  type Poller, type Proc, type Topology,
+} from '../helpers/netns.js';
+import { decode, FLAG_HANDOVER } from '../../src/ha/advert.js';
+
+/**
+ * Replays against the real pair (issue 11, item 3): captured heartbeats sent again while lb2
+ * restarts, from the client namespace (an attacker on the public segment, no key). Before the fix
+ * 4 HANDOVER packets replayed at lb2's restart made it master in 6 of 6 rounds and its GARP
+ * black-holed clients. Here lb1's real heartbeats to lb2 are held back by an nft rule in lb2's
+ * namespace while lb2 starts, so that lb2 hears only the replays: each must be refused under its
+ * own reason, lb2 must never become master, never add the VIP, and clients keep being served by
+ * lb1 throughout. Also: a link-flap backlog is counted as backlog, not as replayed (item 6), and a
+ * pair with different binary keys rejects each other as bad_mac (item 5).
+ *
+ * The key is binary and not valid UTF-8 (item 5: the key file is read as bytes). initdead is 15 s:
+ * while lb1's heartbeats are held back, a restarted lb2 could otherwise claim the VIP on its own
+ * after initdead (RFC 5227 probe unanswered on an overloaded machine) — only a replay may be tested.
+ */
+
+ensurePackages(['iproute2', 'iputils-arping', 'tcpdump', 'nftables']);
+
+const KEY = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x80 + ((i * 37) % 128))); // all bytes ≥ 0x80: invalid UTF-8
+let t: Topology;
+let dir: string;
+let lb1: Proc, lb2: Proc;
+let poll: Poller;
+const webs: Proc[] = [];
+
+const cfg = (node: 'lb1' | 'lb2', keyFile = join(dir, 'ha.key')) =>
+  writeFileSync(join(dir, `${node}.yaml`), pairlbConfig(node, { dir, haExtra: '  failback_delay: 1s\n  initdead: 15s\n' }).replace(`key_file: ${dir}/ha.key`, `key_file: ${keyFile}`));
+const start = (node: 'lb1' | 'lb2'): Proc => startPairlb(t, node, join(dir, `${node}.yaml`), join(dir, `state-${node}`));
+
+function admin(node: string, path: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: join(dir, `${node}-admin.sock`), method: 'GET', path }, (res) => {
+      let s = ''; res.on('data', (d) => { s += d; });
+      res.on('end', () => { try { resolve(JSON.parse(s)); } catch (e) { reject(e); } });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+const ha = async (node: string) => (await admin(node, '/v1/status')).ha;
+
+async function untilTrue(f: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < end) { try { if (await f()) return; } catch (e) { last = e; } await sleep(50); }
+  throw new Error(`timeout after ${ms} ms: ${what}${last ? ` (${String(last)})` : ''}`);
+}
+
+/** Hold back lb1's heartbeats to lb2 (both paths), in lb2's namespace; replays from the client pass. */
+const block = (paths: string[] = [NET.lb1.ded, NET.lb1.pub]) =>
+  t.exec('l2', 'nft', ['add table inet hb ; add chain inet hb in { type filter hook input priority 0 ; } ; add rule inet hb in ip saddr { ' + paths.join(', ') + ' } udp dport 694 drop']);
+const unblock = () => t.exec('l2', 'nft', ['delete', 'table', 'inet', 'hb']);
+
+const incarnationOf = (p: Proc, after = 0) => String(p.logs.filter((j) => j.msg === 'ha started' && j._at >= after).at(-1)?.incarnation);
+
+/**
+ * Restart lb2 while lb1's heartbeats are held back, replay `bufs` at it from the client namespace
+ * until `enough` holds, then let lb1's heartbeats through. Returns the time lb2 was started.
+ */
+async function restartLb2UnderReplay(bufs: Buffer[], enough: (h: any) => boolean, what: string): Promise<number> {
+  await block();
+  try {
+    lb2.kill('SIGTERM');
+    await lb2.exited;
+    const t0 = Date.now();
+    lb2 = start('lb2');
+    await lb2.waitFor((j) => j.msg === 'ha started', 20_000, 'lb2 ha started');
+    const replay = sendUdpLoop(t, 'c', NET.lb2.pub, 694, bufs, { everyMs: 20, forMs: 1500 });
+    const tookOver = () => lb2.roles().some((r) => r.at >= t0 && r.to === 'master');
+    await untilTrue(async () => tookOver() || enough(await ha('lb2')), 15_000, what);
+    await replay.exited;
+    expect(tookOver(), `lb2 became master on replayed packets: ${JSON.stringify(lb2.roles().filter((r) => r.at >= t0))}`).toBe(false);
+    return t0;
+  } finally {
+    await unblock();
+  }
+}
+
+/** lb2 never master since `t0`, never added the VIP, and clients stayed on lb1 all along. */
+async function expectLb2StayedOut(t0: number): Promise<void> {
+  await lb2.waitRole('backup', 15_000, t0);
+  await untilTrue(async () => (await ha('lb2')).peer.alive === true, 10_000, 'lb2 hears lb1 again');
+  expect(lb2.roles().filter((r) => r.at >= t0).map((r) => r.to)).not.toContain('master');
+  expect(lb2.logs.some((j) => j.msg === 'VIP added and announced (gratuitous ARP)' && j._at >= t0)).toBe(false);
+  expect(await vipOn(t, 'l2')).toBe(false);
+  expect(await clientNeigh(t)).toBe(await mac(t, 'l1'));
+  await sleep(1100); // requests sent up to now answered or timed out (1 s)
+  const s = poll.samples.filter((x) => x.s >= t0 && x.s < Date.now() - 1000);
+  expect(s.length).toBeGreaterThan(20);
+  expect(s.filter((x) => !x.ok || x.lb !== 'lb1'), 'every request served by lb1').toEqual([]);
+}
+
+beforeAll(async () => {
+  await cleanupStale();
+  dir = mkdtempSync(join(tmpdir(), 'pairlb-replay-'));
+  chmodSync(dir, 0o755);
+  writeFileSync(join(dir, 'ha.key'), KEY, { mode: 0o600 });
+  t = await createTopology();
+  webs.push(t.startWeb('w1'), t.startWeb('w2'));
+  await Promise.all(webs.map((w) => w.waitFor((l) => l === 'listening', 10_000, 'web listening')));
+  cfg('lb1'); cfg('lb2');
+  lb1 = start('lb1'); lb2 = start('lb2');
+  await lb1.waitRole('master', 20_000);
+  await lb2.waitRole('backup', 20_000);
+  poll = startPoller(t, { interval: 20, timeout: 1000, maxMs: 240_000 });
+  await untilTrue(() => poll.samples.filter((x) => x.ok && x.lb === 'lb1').length >= 5, 10_000, 'client served by lb1');
+}, 90_000);
+
+afterAll(async () => {
+  await poll?.stop().catch(() => {});
+  for (const p of [lb1, lb2]) p?.kill('SIGKILL');
+  await t?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe('replayed heartbeats in network namespaces', () => {
+  let handovers: Buffer[] = [];
+
+  it('captures lb1\'s HANDOVER packets during a graceful stop; lb1 returns, and lb2 persists its new incarnation', async () => {
+    const cap = startCapture(t, 'l2', 'eth1', `udp and dst port 694 and src host ${NET.lb1.ded}`, join(dir, 'handover.pcap'));
+    await cap.ready();
+    const t0 = Date.now();
+    lb1.kill('SIGTERM');
+    await lb2.waitRole('master', 10_000, t0);
+    await lb1.exited;
+    const isHandover = (b: Buffer) => { const d = decode(b); return !!d && (d.packet.flags & FLAG_HANDOVER) !== 0; };
+    // lb2 saw them (it took over), so they are on the wire: wait until tcpdump wrote them.
+    await cap.until((bs) => bs.some(isHandover), 10_000, 'a HANDOVER packet');
+    handovers = (await cap.stop()).filter(isHandover);
+    expect(handovers.length).toBeGreaterThanOrEqual(1);
+    const t1 = Date.now();
+    lb1 = start('lb1');
+    await lb1.waitRole('master', 20_000, t1);
+    await lb2.waitRole('backup', 10_000, t1);
+    const inc = incarnationOf(lb1, t1);
+    expect(decode(handovers[0])!.packet.incarnation.toString()).not.toBe(inc);
+    // What lb2 keeps across its restart: lb1's highest incarnation, written with fsync.
+    const peerFile = join(dir, 'state-lb2', 'ha-peer');
+    await untilTrue(() => existsSync(peerFile) && readFileSync(peerFile, 'utf8').trim() === inc, 10_000, 'lb2 persisted lb1\'s incarnation');
+    await untilTrue(() => poll.samples.filter((x) => x.ok && x.lb === 'lb1' && x.s >= t1).length >= 5, 10_000, 'served by lb1 again');
+  });
+
+  it('HANDOVER packets of lb1\'s previous run, replayed while lb2 restarts: refused as old_incarnation, lb2 never master, no VIP, no GARP', async () => {
+    const t0 = await restartLb2UnderReplay(handovers, (h) => h.rejected.old_incarnation >= handovers.length, 'lb2 refused every replayed HANDOVER as old_incarnation');
+    const h = await ha('lb2');
+    expect(h.rejected.old_incarnation).toBeGreaterThanOrEqual(handovers.length);
+    expect(h.rejected.bad_mac).toBe(0);
+    await expectLb2StayedOut(t0);
+  });
+
+  let faults: Buffer[] = [];
+
+  it('FAULT adverts of lb1\'s current run (peer incarnation current, we restarted): refused as unconfirmed, lb2 never master', async () => {
+    // lb1 in FAULT for a moment (its public interface down): its adverts say so, on the dedicated link.
+    const cap = startCapture(t, 'l2', 'eth1', `udp and dst port 694 and src host ${NET.lb1.ded}`, join(dir, 'fault.pcap'));
+    await cap.ready();
+    const t0 = Date.now();
+    await t.ip('l1', ['link', 'set', 'eth0', 'down']);
+    await lb1.waitRole('fault', 10_000, t0);
+    await lb2.waitRole('master', 10_000, t0);
+    await t.ip('l1', ['link', 'set', 'eth0', 'up']);
+    const m = await lb1.waitRole('master', 20_000, t0);
+    await lb2.waitRole('backup', 10_000, m._at - 1000);
+    const inc = incarnationOf(lb1);
+    const isFault = (b: Buffer) => { const d = decode(b); return !!d && d.packet.role === 'fault' && d.packet.incarnation.toString() === inc; };
+    await cap.until((bs) => bs.filter(isFault).length >= 2, 10_000, 'FAULT adverts');
+    faults = (await cap.stop()).filter(isFault);
+    expect(faults.length).toBeGreaterThanOrEqual(2);
+    await untilTrue(() => poll.samples.filter((x) => x.ok && x.lb === 'lb1' && x.s >= m._at).length >= 5, 10_000, 'served by lb1 again');
+
+    // Without the echo rule, lb2 starting would accept these (same incarnation, empty window) and
+    // take the VIP at once without a probe: "peer lb1 is in fault".
+    const t1 = await restartLb2UnderReplay(faults, (h) => h.rejected.unconfirmed >= faults.length && h.rejected.replayed >= 1, 'lb2 refused every replayed FAULT advert as unconfirmed, then as replayed');
+    const h = await ha('lb2');
+    expect(h.rejected.old_incarnation).toBe(0);
+    expect(h.peerIncarnation).toBe(inc);
+    await expectLb2StayedOut(t1);
+    expect((await ha('lb2')).peerConfirmed).toBe(true);
+  });
+
+  it('a link-flap backlog (genuine packets held on the dedicated path, delivered late) is counted as backlog, not as replayed; a second copy is replayed', async () => {
+    const before = await ha('lb2');
+    const t0 = Date.now();
+    // The dedicated path "down" (lb1's packets on it dropped at lb2, and recorded just before
+    // that); the public path carries on.
+    await block([NET.lb1.ded]);
+    const cap = startCapture(t, 'l2', 'eth1', `udp and dst port 694 and src host ${NET.lb1.ded}`, join(dir, 'flap.pcap'));
+    await cap.ready();
+    await untilTrue(async () => (await ha('lb2')).peer.paths.dedicated === false, 10_000, 'dedicated path seen down');
+    await cap.until((bs) => bs.length >= 6, 10_000, 'dropped packets recorded');
+    const unseen = await cap.stop();
+    expect(unseen.length).toBeGreaterThanOrEqual(5);
+    // "Link up": the queue flushes its packets, in order, before any newer one on that path
+    // (sent from the client namespace, as the dedicated source is still dropped; the packet's own
+    // authenticated path field is what the window goes by).
+    const flush = sendUdpLoop(t, 'c', NET.lb2.pub, 694, unseen, { everyMs: 1000, forMs: 1 }); // one round
+    await flush.exited;
+    await untilTrue(async () => (await ha('lb2')).backlog >= before.backlog + unseen.length, 10_000, 'backlog counted');
+    await unblock();
+    const after = await ha('lb2');
+    expect(after.rejected.replayed).toBe(before.rejected.replayed);
+    expect(lb2.logs.filter((j) => j.reject === 'replayed' && j._at >= t0)).toEqual([]);
+    // The same packets once more: now they are replays.
+    const again = sendUdpLoop(t, 'c', NET.lb2.pub, 694, unseen, { everyMs: 1000, forMs: 1 });
+    await again.exited;
+    await untilTrue(async () => (await ha('lb2')).rejected.replayed >= after.rejected.replayed + unseen.length, 10_000, 'second copies counted as replayed');
+    expect(lb2.roles().filter((r) => r.at >= t0)).toEqual([]);
+    expect(lb1.roles().filter((r) => r.at >= t0)).toEqual([]);
+  });
+
+  it('different binary keys: each node rejects the other as bad_mac, and neither takes the VIP from the other', async () => {
+    const other = Buffer.from(KEY); other[0] ^= 1; // one bit apart, both invalid UTF-8
+    writeFileSync(join(dir, 'other.key'), other, { mode: 0o600 });
+    cfg('lb2', join(dir, 'other.key'));
+    const b1 = (await ha('lb1')).rejected.bad_mac;
+    lb2.kill('SIGTERM');
+    await lb2.exited;
+    const t0 = Date.now();
+    lb2 = start('lb2');
+    await untilTrue(async () => (await ha('lb2')).rejected.bad_mac >= 3 && (await ha('lb1')).rejected.bad_mac >= b1 + 3, 15_000, 'both count bad_mac');
+    expect((await ha('lb2')).peer.alive).toBe(false);
+    expect(await vipOn(t, 'l1')).toBe(true);
+    // Same key again: the pair forms.
+    cfg('lb2');
+    lb2.kill('SIGTERM');
+    await lb2.exited;
+    lb2 = start('lb2');
+    await lb2.waitRole('backup', 20_000, t0);
+    await untilTrue(async () => (await ha('lb2')).peer.alive === true, 10_000, 'pair formed again');
+    expect(lb2.roles().filter((r) => r.at >= t0).map((r) => r.to)).not.toContain('master');
+  });
+});
