@@ -14,7 +14,15 @@ const HELP = (): string => [
   'pairlb <command> --help shows the options of a command.',
 ].join('\n');
 
+/** Node.js 20 reached end of life on 2026-04-30; bin/pairlb runs the Node 24 that npm installed. */
+const MIN_NODE_MAJOR = 24;
+
 async function main(argv: string[]): Promise<number> {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < MIN_NODE_MAJOR) {
+    process.stderr.write(`pairlb: needs Node.js ${MIN_NODE_MAJOR} or newer (this is ${process.version}); run it through bin/pairlb, which uses the Node that \`npm ci\` installed (node_modules/node/bin/node)\n`);
+    return 1;
+  }
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(HELP() + '\n');

@@ -13,7 +13,7 @@ import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js
  * Why: the profile of the undici engine spends ~19% in undici itself (its wasm parser called back
  * through JS, header re-validation); the bench's reference prototype of this design served ~1.4×
  * the requests per CPU-second (bench/RESULTS.md). Held to the same conformance suite as the other
- * engines. `_http_common` is an internal module of Node (present in Node 20 and 22): it is used in
+ * engines. `_http_common` is an internal module of Node (present in Node 20, 22 and 24; checked at load by checkHttpParserInternal and in test/unit/runtime.test.ts): it is used in
  * this file only, and undici stays the default.
  */
 const require = createRequire(import.meta.url);
@@ -30,6 +30,22 @@ interface Parser {
   [k: number]: unknown;
 }
 const { HTTPParser } = require('_http_common') as { HTTPParser: ParserCtor };
+/** What this file needs of the internal; checked at load so a Node upgrade that changes it fails loudly, not per request. */
+export function checkHttpParserInternal(P: unknown): string[] {
+  const bad: string[] = [];
+  if (typeof P !== 'function') return ['_http_common.HTTPParser is not a constructor'];
+  const C = P as unknown as Record<string, unknown>;
+  for (const k of ['RESPONSE', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kOnExecute']) {
+    if (typeof C[k] !== 'number') bad.push(`HTTPParser.${k} is ${typeof C[k]}, expected a number`);
+  }
+  const proto = (P as { prototype?: Record<string, unknown> }).prototype ?? {};
+  for (const m of ['initialize', 'execute', 'finish', 'close']) if (typeof proto[m] !== 'function') bad.push(`HTTPParser.prototype.${m} is missing`);
+  return bad;
+}
+{
+  const bad = checkHttpParserInternal(HTTPParser);
+  if (bad.length) throw new Error(`engine native: Node ${process.version} changed the internal llhttp binding it relies on: ${bad.join('; ')}. Use engine: undici.`);
+}
 const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute } = HTTPParser;
 
 /** Idle upstream connections are closed after this (backends usually keep them 5-75 s). */
