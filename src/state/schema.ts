@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { hostPort, name } from '../config/types.js';
+import { hostPort } from '../config/types.js';
 
 /**
  * Schemas of the runtime state document (state_dir/runtime.json and what the HA peer sends). A
@@ -11,9 +11,11 @@ import { hostPort, name } from '../config/types.js';
  * (src/scale/scaler.ts); the section owners keep their own checks of the meaning.
  */
 
+// Names as the rest of the program accepts them today; the shape, not the naming policy, is
+// checked here (a name refused now would drop the whole document).
 const runtimeEntrySchema = z.object({
-  listen: name,
-  name,
+  listen: z.string().min(1).max(256),
+  name: z.string().min(1).max(256),
   admin: z.enum(['ready', 'drain', 'maint']).optional(),
   weight: z.number().int().min(0).max(256).optional(),
   added: z.object({

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { describeIssues, stateDocSchema } from './schema.js';
@@ -74,7 +74,13 @@ export class StateStore extends EventEmitter {
     if (!this.file) return;
     try {
       const r = parseStateDoc(JSON.parse(readFileSync(this.file, 'utf8')));
-      if (!r.ok) { this.log.error({ file: this.file, error: r.error }, 'runtime state invalid; starting from config only'); return; }
+      if (!r.ok) {
+        // Kept aside: the next save would otherwise overwrite the only copy.
+        const aside = `${this.file}.invalid-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+        try { copyFileSync(this.file, aside); } catch { /* reported below without it */ }
+        this.log.error({ file: this.file, error: r.error, keptAs: aside }, 'runtime state invalid; starting from config only');
+        return;
+      }
       this.loaded = r.doc;
       this.vv = { ...r.doc.vv };
       this.hash = r.doc.hash;

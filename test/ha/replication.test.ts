@@ -229,15 +229,19 @@ describe('state documents', () => {
     expect(s.currentVersion()).toEqual({ vv: { '*': 7 }, hash: contentHash(sections) });
   });
 
-  it('an invalid file is refused (start from config), not cast', () => {
+  it('an invalid file is refused (start from config), not cast, and kept aside from the next save', () => {
     const d = tmp();
-    writeFileSync(join(d, 'runtime.json'), JSON.stringify({ version: 'seven', savedAt: 'x', sections: {} }));
+    const bad = JSON.stringify({ version: 'seven', savedAt: 'x', sections: {} });
+    writeFileSync(join(d, 'runtime.json'), bad);
     const s = new StateStore(d, silentLogger, 'lb1');
     s.load();
     let imported: unknown;
     s.register('t', { export: () => ({}), import: (v) => { imported = v; } });
     expect(imported).toBeUndefined();
     expect(s.version).toBe(0);
+    const aside = readdirSync(d).filter((f) => f.startsWith('runtime.json.invalid-'));
+    expect(aside.length).toBe(1);
+    expect(readFileSync(join(d, aside[0]), 'utf8')).toBe(bad);
   });
 
   it('own changes count under the node name; an applied document brings its version; imports are not changes', () => {
@@ -394,7 +398,7 @@ describe('two replicators over a lossy link', () => {
     send({ version: 3, node: 'lb1', savedAt: 'x', sections: { t: { items: ['old'] } } });
     expect(b.data.items).toEqual(['old']);
     expect(b.store.currentVersion().vv).toEqual({ '*': 3 });
-    send({ kind: 'state', doc: { version: 4, savedAt: 'x', sections: { backends: { version: 1, entries: [{ listen: 'web', name: 'bad name!' }] } } } });
+    send({ kind: 'state', doc: { version: 4, savedAt: 'x', sections: { backends: { version: 1, entries: [{ listen: 'web', name: 'w', weight: 999 }] } } } });
     send({ kind: 'state', doc: 'nonsense' });
     b.repl.onState(Buffer.from('not deflated'), 'master', 0);
     expect(b.data.items).toEqual(['old']);
