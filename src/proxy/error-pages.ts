@@ -1,22 +1,26 @@
 /**
  * The one place that maps failures to HTTP statuses and short bodies (precomputed at load time).
  *   400 malformed request        408 request head too slow (slowloris)   414 request line too long
+ *   413 Content-Length beyond 15 digits
  *   431 header block too large   502 no connection / broken response    503 no backend available
- *   504 backend timeout
+ *   504 backend timeout          501 transfer coding not implemented    505 HTTP version not supported
  */
 export const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
+  501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 };
 
 const BODY: Record<number, string> = {
   400: 'Your browser sent an invalid request.',
   408: 'Your browser did not send a complete request in time.',
+  413: 'The request body is too large.',
   414: 'The request line is too long.',
   431: 'The request header block is too large.',
+  501: 'The request uses a transfer coding that is not implemented.',
   502: 'The server returned an invalid or incomplete response.',
   503: 'No server is available to handle this request.',
   504: 'The server did not respond in time.',
+  505: 'Only HTTP/1.0 and HTTP/1.1 are supported.',
 };
 
 export interface ErrorPage { status: number; body: Buffer; headers: string[] }

@@ -14,7 +14,21 @@ export interface RequestHead {
   stickyId: string | undefined;
   /** Framed by Transfer-Encoding or a non-zero Content-Length (RFC 9112 §6.3). */
   hasBody: boolean;
+  /** Framed by Transfer-Encoding: chunked. */
+  chunked: boolean;
+  /** 0, or the status to refuse the request with before any backend is chosen (the client's mistake). */
+  refuse: number;
 }
+
+/**
+ * Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name or IPv4 address, or an
+ * IP literal, then digits; empty is allowed (a target without authority). Anything else gets 400
+ * (RFC 9112 §3.2: "a Host header field with an invalid field value"): backends and the
+ * X-Forwarded-Host we derive from it must never see `a b`, `a/x` or `x:abc`.
+ */
+const HOST_VALUE = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?$/;
+/** A list of transfer-coding tokens (RFC 9112 §6.1): well-formed, so an unknown one is 501, not 400. */
+const CODINGS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/;
 
 /**
  * The request head as the backend must see it, for both proxied requests and Upgrade tunnels.
@@ -28,6 +42,8 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
   let connTokens: string | null = null;
   let host: string | undefined;
   let hasBody = false;
+  let chunked = false;
+  let refuse = 0;
   const lens = s.interestingLengths;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i];
@@ -35,13 +51,25 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
     const lk = k.toLowerCase();
     if (HOP.has(lk)) {
       if (lk === 'connection') connTokens = connTokens === null ? raw[i + 1].toLowerCase() : connTokens + ',' + raw[i + 1].toLowerCase();
-      // llhttp already refused requests with both Transfer-Encoding and Content-Length.
-      else if (lk === 'transfer-encoding') hasBody = true;
+      // llhttp already refused requests with both Transfer-Encoding and Content-Length. It takes
+      // any list whose last coding is chunked as chunked; we forward only what every parser reads
+      // the same way: one line, exactly `chunked` (RFC 9112 §6.1; unknown codings SHOULD get 501).
+      else if (lk === 'transfer-encoding') {
+        const v = raw[i + 1];
+        if (chunked || v.length !== 7 || v.toLowerCase() !== 'chunked') refuse ||= chunked || !CODINGS.test(v) ? 400 : 501;
+        hasBody = chunked = true;
+      }
       continue;
     }
     if (s.xff && lk === s.xffLower) { xff = xff === undefined ? raw[i + 1] : xff + ', ' + raw[i + 1]; continue; }
-    if (lk === 'host') host = raw[i + 1];
-    else if (lk === 'content-length') { if (raw[i + 1] !== '0') hasBody = true; }
+    if (lk === 'host') { host = raw[i + 1]; if (!HOST_VALUE.test(host)) refuse ||= 400; }
+    else if (lk === 'content-length') {
+      const v = raw[i + 1];
+      if (v !== '0') hasBody = true;
+      // llhttp takes up to 2^64-1; the engines hold it in a double, so 9999999999999999999 would
+      // go out as 10000000000000000000 (another framing). 15 digits are exact, and ~900 TB.
+      if (v.length > 15) refuse ||= 413;
+    }
     else if (s.xproto && (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host' || lk === 'x-forwarded-port')) continue;
     else if (s.cookieMode !== 0 && lk === 'cookie') {
       const r = s.cookieMode === 1 ? readInsertCookie(raw[i + 1], s.cookieName, s.cookieIndirect) : readPrefixCookie(raw[i + 1], s.cookieName);
@@ -54,7 +82,8 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
   if (connTokens !== null && connTokens !== 'keep-alive' && connTokens !== 'close') {
     for (const t of connTokens.split(',')) {
       const tok = t.trim();
-      if (tok === 'keep-alive' || tok === 'close' || !tok) continue;
+      // Host is never hop-by-hop: dropping it would send the backend's own address instead.
+      if (tok === 'keep-alive' || tok === 'close' || tok === 'host' || !tok) continue;
       for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === tok) headers.splice(i, 2);
     }
   }
@@ -73,5 +102,5 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
     for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 9 && headers[i].toLowerCase() === 'forwarded') j = i;
     if (j >= 0) headers[j + 1] += ', ' + v; else headers.push('Forwarded', v);
   }
-  return { headers, stickyId, hasBody };
+  return { headers, stickyId, hasBody, chunked, refuse };
 }

@@ -524,7 +524,13 @@ export class Listener {
     lc.begin(Date.now());
     const url = req.url!;
     if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414); return; }
-    const { headers, stickyId, hasBody } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket));
+    // llhttp reads a request line without a version (`GET /`) as HTTP/0.9, and a fragment as part
+    // of the target; RFC 9112 §2.3, §3.2 allow neither (HAProxy refuses both).
+    if (req.httpVersionMajor !== 1) { lc.errReq++; this.reject(req, res, 505); return; }
+    if (url.includes('#')) { lc.errReq++; this.reject(req, res, 400); return; }
+    const { headers, stickyId, hasBody, chunked, refuse } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket));
+    // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing.
+    if (refuse !== 0 || (chunked && req.httpVersionMinor === 0)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
     let path = url;
     if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
       // absolute-form (RFC 9112 §3.2.2): forward origin-form.

@@ -13,7 +13,9 @@ export function tunnelUpgrade(l: Listener, req: IncomingMessage, client: Socket,
   const s = l.s;
   const lc = l.counters;
   lc.begin(Date.now());
-  const { headers, stickyId } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(client));
+  const { headers, stickyId, refuse } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(client));
+  client.on('error', () => {});
+  if (refuse !== 0 || req.httpVersionMajor !== 1 || req.url!.includes('#')) { lc.errReq++; lc.cur--; client.end(rawErrorResponse(refuse || 400)); return; }
   let out = `${req.method} ${req.url} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) out += `${headers[i]}: ${headers[i + 1]}\r\n`;
   // The same rewriting as a proxied request, plus the two hop-by-hop headers that make it an upgrade.
@@ -23,7 +25,6 @@ export function tunnelUpgrade(l: Listener, req: IncomingMessage, client: Socket,
   const route = (stickyId !== undefined ? routing.byCookie.get(stickyId) : undefined) ?? routing.pick(null);
   let done = false;
   const finish = () => { if (!done) { done = true; lc.cur--; if (route) route.counters.cur--; } };
-  client.on('error', () => {});
   if (!route) { client.end(rawErrorResponse(503)); finish(); return; }
   route.counters.begin(Date.now());
   const up = connect({ host: route.host, port: route.port, noDelay: true });
