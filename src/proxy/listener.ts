@@ -140,7 +140,12 @@ const kEx = Symbol('pairlb.exchange');
 const kRead = Symbol('pairlb.bytesRead');
 const kConn = Symbol('pairlb.conn');
 type TaggedRes = ServerResponse & { [kEx]?: Exchange };
-type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number };
+/**
+ * Set on a client connection once a request on it was refused (reject: `Connection: close`): what
+ * llhttp reads after it (the refused request's body read as a request) must not get a second answer.
+ */
+const kRefused = Symbol('pairlb.refused');
+type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kRefused]?: boolean };
 
 /**
  * Pipelined requests parsed ahead of the one being served, per client connection. Beyond this many
@@ -559,6 +564,7 @@ export class Listener {
 
   private reject(req: IncomingMessage, res: ServerResponse, status: number): void {
     const p = ERROR_PAGES.get(status)!;
+    (req.socket as ClientSocket)[kRefused] = true;
     res.shouldKeepAlive = false;
     res.writeHead(status, STATUS_TEXT[status], [...p.headers, 'connection', 'close']);
     res.end(p.body);
@@ -568,6 +574,7 @@ export class Listener {
 
   private clientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket): void {
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+    if ((socket as ClientSocket)[kRefused] === true) { socket.end(); setTimeout(() => socket.destroy(), 1000).unref(); return; }
     let status = 400;
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       // Node counts the request line in the header limit: no CRLF yet means the line itself is too long.

@@ -7,7 +7,7 @@ import { ensureBuilt } from '../daemon/daemon.js';
 import { handwritten, mutations, type Case } from './corpus.js';
 import { RawConn, RecordingBackend, backendStates, esc, freshGet, startHaproxy, type Haproxy, type Response } from './harness.js';
 import type { StrictRequest } from './strict.js';
-import { PENDING, PIPELINE_ORDER_PENDING, pendingFor, type Pending } from './pending.js';
+import { PENDING, pendingFor, type Pending } from './pending.js';
 
 /**
  * Differential check (issue 10): every corpus input is sent to pairlb (the real `pairlb start`
@@ -151,14 +151,7 @@ function verdict(c: Case, p: Outcome, h: Outcome, id: string, self: string): str
   const pn = p.input.map((r) => norm(r, drop, self));
   const hn = h.input.map((r) => norm(r, drop));
   if (pn.length > hn.length) return `pairlb forwarded ${pn.length} requests, HAProxy ${hn.length}`;
-  if (PIPELINE_ORDER_PENDING) {
-    const rest = [...hn];
-    for (let i = 0; i < pn.length; i++) {
-      const j = rest.indexOf(pn[i]);
-      if (j < 0) return `request ${i + 1} differs from every request HAProxy forwarded`;
-      rest.splice(j, 1);
-    }
-  } else for (let i = 0; i < pn.length; i++) if (pn[i] !== hn[i]) return `request ${i + 1} differs`;
+  for (let i = 0; i < pn.length; i++) if (pn[i] !== hn[i]) return `request ${i + 1} differs`;
   // A prefix is fine only if pairlb then refused the rest (an error status or a closed connection).
   if (pn.length < hn.length && !(p.statuses.some((s) => s >= 400) || p.followResp === 'closed')) return `pairlb forwarded ${pn.length} of HAProxy's ${hn.length} requests and did not refuse the rest`;
   return null;

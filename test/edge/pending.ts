@@ -26,10 +26,3 @@ export const PENDING: Pending[] = [
 export function pendingFor(bytes: Buffer): Pending | undefined {
   return PENDING.find((p) => p.match(bytes));
 }
-
-/**
- * edge-stream (issue 10 item 6, pipelining): until a client connection's requests are processed
- * one at a time, pipelined requests reach the backend concurrently, in any order; the
- * differential then compares them as a multiset. Set to false when that fix lands.
- */
-export const PIPELINE_ORDER_PENDING = true;

@@ -5,5 +5,5 @@ import { ensurePackages } from './sys.js';
  * (parallel apt-get runs would fight over the dpkg lock).
  */
 export default function setup(): void {
-  ensurePackages(['iproute2', 'iputils-arping', 'tcpdump', 'snmpd', 'snmp', 'openssh-server', 'openssh-client', 'chromium', 'systemd']);
+  ensurePackages(['iproute2', 'iputils-arping', 'tcpdump', 'snmpd', 'snmp', 'openssh-server', 'openssh-client', 'chromium', 'systemd', 'haproxy']);
 }
