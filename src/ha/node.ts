@@ -345,6 +345,7 @@ export class HaNode implements Module {
         return;
       case 'arm_failback':
         clearTimeout(this.timers.failback);
+        this.failbackWaitLogged = false;
         this.timers.failback = setTimeout(() => this.failbackDue(), this.cfg.failback_delay);
         return;
       case 'cancel_failback':
