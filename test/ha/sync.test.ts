@@ -105,6 +105,7 @@ describe('replication in network namespaces', () => {
 
     const web3 = webOn(8081, 'web3');
     await web3.waitFor((l) => l === 'listening', 10_000);
+    const before = (await ha('lb1')).replication;
     const tAdd = Date.now();
     await addBackend('lb1', 'web3', 8081);
     // Acknowledged: lb2's adverts show lb1's version.
@@ -113,6 +114,8 @@ describe('replication in network namespaces', () => {
     expect(await names('lb2')).toContain('web3');
     const st = await ha('lb1');
     expect(st.replication.peer.hash).toBe(st.replication.version.hash);
+    // The very first copy went over a path that works (public), not into the cut one: no resend.
+    expect([st.replication.sent - before.sent, st.replication.resent - before.resent]).toEqual([1, 0]);
     expect(lb1.roles().filter((r) => r.at >= t0), JSON.stringify(lb1.logs.filter((j) => j._at >= t0 - 500 && (j.level as number) >= 40))).toEqual([]);
     expect(lb2.roles().filter((r) => r.at >= t0), JSON.stringify(lb2.logs.filter((j) => j._at >= t0 - 500 && (j.level as number) >= 40))).toEqual([]);
 
