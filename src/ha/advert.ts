@@ -156,6 +156,9 @@ export function check(buf: Buffer, c: CheckContext): Verdict {
   }
 }
 
+/** A key file larger than this is a wrong path (a certificate bundle, a log), not a key. */
+const MAX_KEY_FILE = 4096;
+
 /**
  * Read the shared key. Like heartbeat with authkeys, refuse a file that group or others may read:
  * anyone who can read it can forge heartbeats and steal the VIP.
@@ -165,9 +168,6 @@ export function check(buf: Buffer, c: CheckContext): Verdict {
  * U+FFFD (13 of 32 bytes on average), so two different key files could give the same key.
  * Both nodes read the same file, so a text key with a trailing newline works as well.
  */
-/** A key file larger than this is a wrong path (a certificate bundle, a log), not a key. */
-const MAX_KEY_FILE = 4096;
-
 export function readKeyFile(file: string): Buffer {
   let st;
   try { st = statSync(file); } catch (e) {

@@ -90,7 +90,8 @@ export class Vip {
     if (kit && kit.exitCode === null && kit.signalCode === null && kit.stdout) {
       const rc = await new Promise<{ rc: number; out: string; garp: boolean } | undefined>((resolve) => {
         let out = '';
-        const t = setTimeout(() => resolve(undefined), 5000);
+        // A shell that did not answer in time is killed: it must not send a GARP later on its own.
+        const t = setTimeout(() => { kit.stdout!.removeAllListeners('data'); kit.kill('SIGKILL'); resolve(undefined); }, 5000);
         kit.stdout!.setEncoding('utf8');
         kit.stdout!.on('data', (d: string) => {
           out += d;

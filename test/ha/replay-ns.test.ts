@@ -1,11 +1,11 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
 import {
-  cleanupStale, clientNeigh, createTopology, mac, NET, pairlbConfig, sendUdpLoop, sleep, startCapture, startPairlb, startPoller, vipOn,
+  cleanupStale, clientNeigh, createTopology, mac, MAIN, NET, pairlbConfig, sendUdpLoop, sleep, startCapture, startPairlb, startPoller, tcpdump, vipOn,
   type Poller, type Proc, type Topology,
 } from '../helpers/netns.js';
 import { decode, FLAG_HANDOVER } from '../../src/ha/advert.js';
@@ -37,6 +37,8 @@ const webs: Proc[] = [];
 const cfg = (node: 'lb1' | 'lb2', keyFile = join(dir, 'ha.key')) =>
   writeFileSync(join(dir, `${node}.yaml`), pairlbConfig(node, { dir, haExtra: '  failback_delay: 1s\n  initdead: 15s\n' }).replace(`key_file: ${dir}/ha.key`, `key_file: ${keyFile}`));
 const start = (node: 'lb1' | 'lb2'): Proc => startPairlb(t, node, join(dir, `${node}.yaml`), join(dir, `state-${node}`));
+/** lb2 with `ip addr replace` made slow (a wrapper first in PATH): its takeover stays in flight. */
+const startLb2SlowIp = (): Proc => t.spawn('l2', process.execPath, [MAIN, 'start', '-c', join(dir, 'lb2.yaml'), '--state-dir', join(dir, 'state-lb2')], { name: 'lb2', env: { PATH: `${join(dir, 'slowip')}:${process.env.PATH}` } });
 
 function admin(node: string, path: string): Promise<any> {
   return new Promise((resolve, reject) => {
@@ -217,6 +219,75 @@ describe('replayed heartbeats in network namespaces', () => {
     await untilTrue(async () => (await ha('lb2')).rejected.replayed >= after.rejected.replayed + unseen.length, 10_000, 'second copies counted as replayed');
     expect(lb2.roles().filter((r) => r.at >= t0)).toEqual([]);
     expect(lb1.roles().filter((r) => r.at >= t0)).toEqual([]);
+  });
+
+  it('an event-loop stall of the backup longer than deadtime (SIGSTOP 600 ms, as a long GC pause): lb1\'s heartbeats wait in the socket, no false "peer dead"', async () => {
+    const before = await ha('lb2');
+    const t0 = Date.now();
+    lb2.kill('SIGSTOP');
+    await sleep(600); // the stall being simulated: 3 x deadtime
+    lb2.kill('SIGCONT');
+    await untilTrue(async () => (await ha('lb2')).sent > before.sent + 10, 10_000, 'lb2 running again');
+    // Before: lb2's deadtime timer fired first thing after the stall, with lb1's heartbeats unread
+    // ("silent" ≈ 600 ms). A verdict of ≈ deadtime would be lb1 itself stalling on this loaded
+    // machine, which is not what is tested here.
+    expect(lb2.logs.filter((j) => j._at >= t0 && /peer dead/.test(String(j.msg)) && (j.silentMs as number) >= 400)).toEqual([]);
+    const h = await ha('lb2');
+    expect(h.deadAverted).toBeGreaterThan(before.deadAverted);
+    expect(h.loopStalls).toBeGreaterThan(before.loopStalls);
+    expect(h.maxLoopLagMs).toBeGreaterThanOrEqual(400);
+    // lb1 did not hear lb2 for 600 ms: for lb1 the peer was dead, truly (lb2 sent nothing).
+    expect(h.peer.alive).toBe(true);
+  });
+
+  it('demotion while lb2\'s VIP add is in flight (slow `ip`): the add completes but no GARP goes out, lb2 removes the VIP, clients stay on lb1', async () => {
+    mkdirSync(join(dir, 'slowip'), { recursive: true });
+    const slowDone = join(dir, 'slowip', 'done');
+    writeFileSync(join(dir, 'slowip', 'ip'), `#!/bin/sh\nif [ "$1 $2" = "addr replace" ]; then sleep 3; /usr/sbin/ip "$@"; rc=$?; echo $rc >> '${slowDone}'; exit $rc; fi\nexec /usr/sbin/ip "$@"\n`, { mode: 0o755 });
+    lb2.kill('SIGTERM');
+    await lb2.exited;
+    const t0 = Date.now();
+    lb2 = startLb2SlowIp();
+    await lb2.waitRole('backup', 20_000, t0);
+    await untilTrue(async () => (await ha('lb2')).peer.alive === true, 10_000, 'lb2 hears lb1');
+    const mac2 = await mac(t, 'l2');
+    const arp = tcpdump(t, 'c', 'eth0', 'arp');
+    await sleep(300); // tcpdump attaches
+    // lb1 in FAULT: lb2 takes over without a probe; its `ip addr replace` now takes 3 s…
+    const t1 = Date.now();
+    await t.ip('l1', ['link', 'set', 'eth0', 'down']);
+    await lb2.waitRole('master', 10_000, t1);
+    // …and lb1 comes back meanwhile, fails back, and lb2 is demoted while its add is in flight.
+    await t.ip('l1', ['link', 'set', 'eth0', 'up']);
+    const m1 = await lb1.waitRole('master', 20_000, t1).catch((e) => {
+      const dump = (p: Proc) => p.logs.filter((j) => j._at >= t1 - 200 && j.mod === 'ha').map((j) => `${j._at - t1} ${j.msg} ${j.reason ?? ''} ${j.reject ?? ''}`).join('\n');
+      console.log('LB1\n' + dump(lb1) + '\nLB2\n' + dump(lb2));
+      throw e;
+    });
+    await lb2.waitRole('backup', 10_000, t1);
+    await untilTrue(() => existsSync(slowDone), 20_000, 'lb2\'s slow `ip addr replace` finished');
+    const added = Date.now();
+    await untilTrue(async () => !(await vipOn(t, 'l2')), 10_000, 'lb2 removed the VIP its cancelled takeover added');
+    await sleep(1500); // a GARP burst (or its 1 s repeat) would have shown by now
+    arp.kill('SIGTERM');
+    // Before: the shell's GARP burst went out after lb1's takeover, clients followed lb2's MAC,
+    // then lb2 removed the VIP: a black hole until lb1's next announcement.
+    const fromLb2 = arp.lines.filter((l) => l.includes(`${mac2} > ff:ff:ff:ff:ff:ff`) && l.includes(`who-has ${NET.vip}`) && l.includes(`tell ${NET.vip}`));
+    expect(fromLb2).toEqual([]);
+    expect(await clientNeigh(t)).toBe(await mac(t, 'l1'));
+    expect(lb2.logs.some((j) => j.msg === 'VIP added and announced (gratuitous ARP)' && j._at >= t1)).toBe(false);
+    expect(lb2.logs.some((j) => j.msg === 'takeover cancelled: the role changed before the VIP was announced (no GARP sent)' && j._at >= t1)).toBe(true);
+    expect((await ha('lb2')).takeoverStepsCancelled).toBeGreaterThanOrEqual(1);
+    const since = Math.max(m1._at, added) + 500;
+    await untilTrue(() => poll.samples.filter((x) => x.ok && x.lb === 'lb1' && x.s >= since).length >= 10, 10_000, 'lb1 serves after the cancelled takeover');
+    await sleep(1100);
+    expect(poll.samples.filter((x) => x.s >= since && x.s < Date.now() - 1000 && !x.ok)).toEqual([]);
+    // Back to a normal lb2.
+    lb2.kill('SIGTERM');
+    await lb2.exited;
+    const t2 = Date.now();
+    lb2 = start('lb2');
+    await lb2.waitRole('backup', 20_000, t2);
   });
 
   it('different binary keys: each node rejects the other as bad_mac, and neither takes the VIP from the other', async () => {
