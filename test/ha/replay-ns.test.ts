@@ -171,12 +171,12 @@ describe('replayed heartbeats in network namespaces', () => {
     await t.ip('l1', ['link', 'set', 'eth0', 'down']);
     await lb1.waitRole('fault', 10_000, t0);
     await lb2.waitRole('master', 10_000, t0);
+    const inc = incarnationOf(lb1);
+    const isFault = (b: Buffer) => { const d = decode(b); return !!d && d.packet.role === 'fault' && d.packet.incarnation.toString() === inc; };
+    await cap.until((bs) => bs.filter(isFault).length >= 3, 10_000, 'FAULT adverts');
     await t.ip('l1', ['link', 'set', 'eth0', 'up']);
     const m = await lb1.waitRole('master', 20_000, t0);
     await lb2.waitRole('backup', 10_000, m._at - 1000);
-    const inc = incarnationOf(lb1);
-    const isFault = (b: Buffer) => { const d = decode(b); return !!d && d.packet.role === 'fault' && d.packet.incarnation.toString() === inc; };
-    await cap.until((bs) => bs.filter(isFault).length >= 2, 10_000, 'FAULT adverts');
     faults = (await cap.stop()).filter(isFault);
     expect(faults.length).toBeGreaterThanOrEqual(2);
     await untilTrue(() => poll.samples.filter((x) => x.ok && x.lb === 'lb1' && x.s >= m._at).length >= 5, 10_000, 'served by lb1 again');
