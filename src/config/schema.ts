@@ -133,6 +133,11 @@ export const listenSchema = z.object({
    * take `timeouts.client_body` plus one second per `min_body_rate` bytes received. 0 disables.
    */
   min_body_rate: z.number().int().min(0).default(500),
+  /**
+   * Most header lines a request may have (HAProxy's tune.http.maxhdr is 101); more gets 431.
+   * node:http would otherwise drop the lines past 2,000 silently and forward the rest.
+   */
+  max_headers: z.number().int().min(8).max(10000).default(100),
   backends: z.array(backendSchema).default([]),
 }).strict().superRefine((l, ctx) => {
   const seen = new Map<string, number>();

@@ -26,16 +26,18 @@ export interface RequestHead {
  * (RFC 9112 §3.2: "a Host header field with an invalid field value"): backends and the
  * X-Forwarded-Host we derive from it must never see `a b`, `a/x` or `x:abc`.
  */
-const HOST_VALUE = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?$/;
+export const HOST_VALUE = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?$/;
 /** A list of transfer-coding tokens (RFC 9112 §6.1): well-formed, so an unknown one is 501, not 400. */
 const CODINGS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/;
 
 /**
  * The request head as the backend must see it, for both proxied requests and Upgrade tunnels.
+ * `authority`: that of an absolute-form request-target, which replaces the Host header.
+ * Refused (431) beyond `max_headers` lines: node:http keeps max_headers + 1, so an excess shows.
  * Hot path: only names whose length is one we care about are lowercased and compared, so most
  * headers (user-agent, accept…) are copied without allocating.
  */
-export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: string): RequestHead {
+export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: string, authority?: string): RequestHead {
   const headers: string[] = [];
   let xff: string | undefined;
   let stickyId: string | undefined;
@@ -43,7 +45,7 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
   let host: string | undefined;
   let hasBody = false;
   let chunked = false;
-  let refuse = 0;
+  let refuse = raw.length > s.maxHeaderFields ? 431 : 0;
   const lens = s.interestingLengths;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i];
@@ -62,8 +64,14 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
       continue;
     }
     if (s.xff && lk === s.xffLower) { xff = xff === undefined ? raw[i + 1] : xff + ', ' + raw[i + 1]; continue; }
-    if (lk === 'host') { host = raw[i + 1]; if (!HOST_VALUE.test(host)) refuse ||= 400; }
-    else if (lk === 'content-length') {
+    if (lk === 'host') {
+      // RFC 9112 §3.2: more than one Host line, or an invalid value, is a 400.
+      if (host !== undefined || !HOST_VALUE.test(raw[i + 1])) refuse ||= 400;
+      // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
+      host = authority ?? raw[i + 1];
+      headers.push(k, host);
+      continue;
+    } else if (lk === 'content-length') {
       const v = raw[i + 1];
       if (v !== '0') hasBody = true;
       // llhttp takes up to 2^64-1; the engines hold it in a double, so 9999999999999999999 would
@@ -79,6 +87,7 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
     }
     headers.push(k, raw[i + 1]);
   }
+  if (authority !== undefined && host === undefined) headers.push('Host', (host = authority));
   if (connTokens !== null && connTokens !== 'keep-alive' && connTokens !== 'close') {
     for (const t of connTokens.split(',')) {
       const tok = t.trim();

@@ -15,6 +15,7 @@ import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
 import { tunnelUpgrade } from './upgrade.js';
+import { nonOriginTarget } from './request-head.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
 
@@ -26,6 +27,11 @@ for (const n of [...HOP, 'set-cookie', 'cache-control']) RES_LENS[n.length] = 1;
 /** Timeouts waiting on the backend: 504, retried only when retry_on has response-timeout. */
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/**
+ * Errors an engine raises before any connection because of the request itself (undici's
+ * InvalidArgumentError for a header it will not send): the client's mistake, never the backend's.
+ */
+const LOCAL_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
 
 /**
  * Everything a request needs from its listen section, computed once per config (re)load so the
@@ -51,6 +57,8 @@ export class ListenSettings {
   readonly passiveConnect: number;
   readonly passive5xx: number;
   readonly maxRequestLine: number;
+  /** max_headers × 2: the longest acceptable rawHeaders array. */
+  readonly maxHeaderFields: number;
   /** timeouts.client_body in ms (0: off) and min_body_rate in bytes per ms (0: off). */
   readonly bodyIdleMs: number;
   readonly bodyRatePerMs: number;
@@ -79,6 +87,7 @@ export class ListenSettings {
     this.passiveConnect = cfg.passive.connect_errors;
     this.passive5xx = cfg.passive.http_5xx;
     this.maxRequestLine = cfg.max_request_line;
+    this.maxHeaderFields = cfg.max_headers * 2;
     this.bodyIdleMs = cfg.timeouts.client_body;
     this.bodyRatePerMs = cfg.min_body_rate / 1000;
     this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
@@ -87,6 +96,8 @@ export class ListenSettings {
     for (const n of names) this.interestingLengths[n.length] = 1;
   }
 }
+
+const latin1 = (b: Buffer | string): string => (typeof b === 'string' ? b : b.toString('latin1'));
 
 export function clientIp(s: Socket): string {
   const a = s.remoteAddress ?? '';
@@ -210,6 +221,7 @@ class Exchange {
   }
 
   upstreamHeaders(a: Attempt, status: number, raw: (Buffer | string)[], resume: () => void, statusText: string): boolean {
+    if (status < 200) { this.informational(status, raw); return true; }
     const s = this.l.s;
     const route = a.route;
     this.tHeaders = performance.now();
@@ -264,6 +276,28 @@ class Exchange {
     return true;
   }
 
+  /**
+   * A 1xx from the backend before its final response: 103 Early Hints is forwarded with its
+   * headers, 102 Processing as is; 100 (we never forward Expect, so it is unsolicited) and the
+   * others are dropped. HTTP/1.0 clients get none (RFC 9110 §15.2).
+   */
+  informational(status: number, raw: (Buffer | string)[]): void {
+    const res = this.res;
+    if (res.headersSent || this.req.httpVersionMinor === 0) return;
+    if (status === 102) { res.writeProcessing(); return; }
+    if (status !== 103) return;
+    const hints: Record<string, string | string[]> = {};
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = latin1(raw[i]).toLowerCase();
+      if (HOP.has(k)) continue;
+      const v = latin1(raw[i + 1]);
+      const prev = hints[k];
+      hints[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    // node:http writes nothing without a Link, and throws on a Link it cannot parse: drop it then.
+    try { res.writeEarlyHints(hints); } catch { /* dropped */ }
+  }
+
   upstreamError(a: Attempt, err: Error): void {
     const s = this.l.s;
     const route = a.route;
@@ -287,6 +321,27 @@ class Exchange {
       return;
     }
     const neverSent = !a.connected;
+    if (neverSent && LOCAL_CODES.has(code)) {
+      // The engine refused the request itself before connecting: the client's mistake. It never
+      // reached the backend, so it is taken off the backend's counters.
+      route.counters.cur--;
+      route.counters.total--;
+      this.route = undefined;
+      this.l.counters.errReq++;
+      this.termination = 'PR';
+      this.l.log.info({ mod: 'proxy', listen: s.name, code, err: err.message }, 'bad request refused');
+      this.respondError(400, true);
+      return;
+    }
+    if (!neverSent && (code === 'PAIRLB_BAD_RESPONSE' || (code === 'UND_ERR_SOCKET' && (err.message === 'bad upgrade' || err.message === 'bad response')))) {
+      // An answer no request of ours asked for (101 without Upgrade; undici also refuses an
+      // unsolicited 100 this way): broken, not retried.
+      route.counters.errResp++;
+      this.termination = 'PH';
+      this.l.log.warn({ mod: 'proxy', listen: s.name, backend: route.name, code, err: err.message }, 'request failed: 502');
+      this.respondError(502);
+      return;
+    }
     let retry: boolean;
     let status: number;
     if (neverSent) {
@@ -337,12 +392,14 @@ class Exchange {
     this.respondError(408);
   }
 
-  respondError(status: number): void {
+  respondError(status: number, close = false): void {
     const p = ERROR_PAGES.get(status)!;
     this.status = status;
     const res = this.res;
     if (res.headersSent || res.destroyed) { res.destroy(); return; }
-    res.writeHead(status, STATUS_TEXT[status], p.headers);
+    // A refusal closes the connection; requests pipelined behind it are not served (handle).
+    if (close) { res.shouldKeepAlive = false; (this.socket as ClientSocket)[kRefused] = true; }
+    res.writeHead(status, STATUS_TEXT[status], close ? [...p.headers, 'connection', 'close'] : p.headers);
     res.end(p.body);
   }
 
@@ -398,6 +455,8 @@ export class Listener {
       joinDuplicateHeaders: false,
       noDelay: true,
     });
+    // One more header line than allowed is kept, so that an excess is seen (431), not dropped.
+    server.maxHeadersCount = cfg.max_headers + 1;
     server.on('request', (req, res) => this.onRequest(req, res));
     server.on('clientError', (err, socket) => this.clientError(err as Error & { code?: string; rawPacket?: Buffer }, socket as Socket));
     server.on('upgrade', (req, socket, head) => tunnelUpgrade(this, req, socket as Socket, head));
@@ -437,6 +496,7 @@ export class Listener {
       this.server.headersTimeout = cfg.timeouts.http_request;
       // Read by node:http for each new connection's parser; connections already open keep theirs.
       (this.server as Server & { maxHeaderSize?: number }).maxHeaderSize = cfg.max_header_size;
+      this.server.maxHeadersCount = cfg.max_headers + 1;
     }
     if (old.engine !== cfg.engine || JSON.stringify(old.timeouts) !== JSON.stringify(cfg.timeouts)) {
       for (const [id, u] of this.upstreams) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
@@ -524,6 +584,7 @@ export class Listener {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    if ((req.socket as ClientSocket)[kRefused] === true) return;
     const s = this.s;
     const lc = this.counters;
     lc.begin(Date.now());
@@ -533,15 +594,18 @@ export class Listener {
     // of the target; RFC 9112 §2.3, §3.2 allow neither (HAProxy refuses both).
     if (req.httpVersionMajor !== 1) { lc.errReq++; this.reject(req, res, 505); return; }
     if (url.includes('#')) { lc.errReq++; this.reject(req, res, 400); return; }
-    const { headers, stickyId, hasBody, chunked, refuse } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket));
+    let path = url;
+    let authority: string | undefined;
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      // asterisk-form or absolute-form (forwarded as origin-form, its authority as Host).
+      const t = nonOriginTarget(url, req.method!);
+      if (t === undefined) { lc.errReq++; this.reject(req, res, 400); return; }
+      path = t.path;
+      authority = t.authority;
+    }
+    const { headers, stickyId, hasBody, chunked, refuse } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority);
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing.
     if (refuse !== 0 || (chunked && req.httpVersionMinor === 0)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
-    let path = url;
-    if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
-      // absolute-form (RFC 9112 §3.2.2): forward origin-form.
-      const slash = path.indexOf('/', path.indexOf('//') + 2);
-      path = slash < 0 ? '/' : path.slice(slash);
-    }
     const ex = new Exchange(this, req, res, headers, hasBody, path);
     (res as TaggedRes)[kEx] = ex;
     res.once('close', onResClose);

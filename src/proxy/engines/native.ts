@@ -164,8 +164,18 @@ class Conn {
   private onHeadersComplete(headers: string[] | undefined, status: number, msg: string, keepAlive: boolean): number {
     const raw = this.partial ? (headers ? this.partial.concat(headers) : this.partial) : (headers ?? []);
     this.partial = null;
-    // 1xx (100 Continue, 103 Early Hints) are not the response: wait for the final one.
-    if (status < 200) return 0;
+    if (status === 101) {
+      // Never asked for (Upgrade requests are tunnelled elsewhere): llhttp would hand the rest of
+      // the connection over as raw bytes. 502, and this connection is not reused.
+      this.fail(new PairlbError('PAIRLB_BAD_RESPONSE', 'backend answered 101 Switching Protocols to a request without Upgrade'));
+      return 1;
+    }
+    // 1xx (103 Early Hints…) are not the response: the listener forwards or drops them, then the final one.
+    if (status < 200) {
+      const sink = this.sink;
+      if (sink) sink.onHeaders(status, raw, this.resume, msg);
+      return 0;
+    }
     this.keepAlive = keepAlive;
     this.gotHeaders = true;
     const sink = this.sink;

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import type { ListenConfig } from '../../config/schema.js';
 import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
+import { nativeEngine } from './native.js';
 
 /**
  * Default engine: one undici Pool per backend (keep-alive, unlimited connections, no pipelining),
@@ -9,7 +10,12 @@ import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js
  */
 class UndiciUpstream implements Upstream {
   readonly pool: Pool;
-  constructor(host: string, port: number, l: ListenConfig) {
+  /**
+   * undici refuses a request-target that is not `/…` or absolute (InvalidArgumentError), so
+   * `OPTIONS *` (RFC 9112 §3.2.4) goes through a native upstream made on first use.
+   */
+  asterisk: Upstream | undefined;
+  constructor(readonly host: string, readonly port: number, readonly l: ListenConfig) {
     const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.pool = new Pool(origin, {
       pipelining: 1,
@@ -23,8 +29,8 @@ class UndiciUpstream implements Upstream {
     // A connection error is reported per request; the pool-level event must not crash the process.
     this.pool.on('connectionError', () => {});
   }
-  close(): Promise<void> { return this.pool.close(); }
-  destroy(): void { this.pool.destroy().catch(() => {}); }
+  close(): Promise<void> { this.asterisk?.close().catch(() => {}); return this.pool.close(); }
+  destroy(): void { this.asterisk?.destroy(); this.pool.destroy().catch(() => {}); }
 }
 
 export const undiciEngine: Engine = {
@@ -33,7 +39,12 @@ export const undiciEngine: Engine = {
   retriesBody: true,
   createUpstream(host, port, l) { return new UndiciUpstream(host, port, l); },
   send(up, r: AttemptRequest, sink: AttemptSink) {
-    (up as UndiciUpstream).pool.dispatch(
+    const u = up as UndiciUpstream;
+    if (r.path.charCodeAt(0) === 42 /* * */) {
+      nativeEngine.send(u.asterisk ??= nativeEngine.createUpstream(u.host, u.port, u.l), r, sink);
+      return;
+    }
+    u.pool.dispatch(
       { method: r.method, path: r.path, headers: r.headers, body: r.body, blocking: false, reset: false },
       // The sink already implements undici's (legacy) dispatch handler interface.
       sink as never,
