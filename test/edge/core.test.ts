@@ -107,9 +107,14 @@ describe.each(['undici', 'native'])('the edge, core request path (engine %s)', (
       // The pipelined second request is never read: the connection is closed after the 400.
       expect(await c.waitClosed()).toBe('');
     }
+    // The same on the Upgrade (WebSocket) path.
+    const ws = client(p);
+    ws.send('GET /ws HTTP/1.1\r\nHost: app.example\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    expect((await ws.next())?.status).toBe(400);
+    expect(await ws.waitClosed()).toBe('');
     expect(b.requests).toEqual([]);
     expect(p.app.counters.backend(p.app.backends.backends('web')[0].id).total).toBe(0);
-    expect(p.app.counters.listen('web').errReq).toBe(2);
+    expect(p.app.counters.listen('web').errReq).toBe(3);
     await freshOk(p, b);
   });
 
