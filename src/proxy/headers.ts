@@ -65,10 +65,12 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
     }
     if (s.xff && lk === s.xffLower) { xff = xff === undefined ? raw[i + 1] : xff + ', ' + raw[i + 1]; continue; }
     if (lk === 'host') {
-      // RFC 9112 §3.2: more than one Host line, or an invalid value, is a 400.
-      if (host !== undefined || !HOST_VALUE.test(raw[i + 1])) refuse ||= 400;
-      // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
-      host = authority ?? raw[i + 1];
+      // RFC 9112 §3.2: more than one Host line, or an invalid value, is a 400. With an
+      // absolute-form target the client MUST send Host identical to its authority (§3.2.2): a
+      // different one is refused, as HAProxy does; the authority is what goes upstream.
+      const v = raw[i + 1];
+      if (host !== undefined || !HOST_VALUE.test(v) || (authority !== undefined && v.toLowerCase() !== authority.toLowerCase())) refuse ||= 400;
+      host = authority ?? v;
       headers.push(k, host);
       continue;
     } else if (lk === 'content-length') {

@@ -16,7 +16,8 @@ export interface Target {
 /**
  * The request-target (RFC 9112 §3.2) as pairlb forwards it, or undefined for a target to refuse
  * with 400: asterisk-form with another method than OPTIONS (§3.2.4), an absolute-form that is not
- * http(s), or whose authority is empty or carries userinfo (RFC 9110 §4.2.1, §4.2.4).
+ * http(s), whose authority is empty or carries userinfo (RFC 9110 §4.2.1, §4.2.4), or that has a
+ * query without a path. (A Host that differs from the authority is refused in headers.ts.)
  * Called only for targets that do not start with `/` (origin-form is forwarded as received).
  */
 export function nonOriginTarget(url: string, method: string): Target | undefined {
@@ -34,6 +35,7 @@ export function nonOriginTarget(url: string, method: string): Target | undefined
   const authority = url.slice(sep + 3, end);
   // A Host value, not empty (no userinfo: `@` is not in HOST_VALUE).
   if (end === sep + 3 || authority.charCodeAt(0) === 58 /* : */ || !HOST_VALUE.test(authority)) return undefined;
-  const rest = url.slice(end);
-  return { path: rest.charCodeAt(0) === 47 ? rest : '/' + rest, authority };
+  // `http://a?x` (no path before the query) is valid RFC 3986 but HAProxy refuses it: so do we.
+  if (end < url.length && url.charCodeAt(end) !== 47) return undefined;
+  return { path: end < url.length ? url.slice(end) : '/', authority };
 }

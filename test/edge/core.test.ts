@@ -194,27 +194,36 @@ describe.each(['undici', 'native'])('the edge, core request path (engine %s)', (
     expect(b.garbage).toEqual([]);
   });
 
-  it('absolute-form: the target\'s authority replaces Host (RFC 9112 §3.2.2), origin-form upstream', async () => {
+  it('absolute-form: forwarded in origin-form with the authority as Host; a different Host is refused (RFC 9112 §3.2.2, as HAProxy)', async () => {
     const b = await backend('a');
     const p = await app(yaml(engine, [b]).replace('    forwardfor:\n      enabled: false\n', ''));
     const c = client(p);
-    c.send('GET http://auth.example:8080/p?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n');
+    c.send('GET http://Auth.example:8080/p?q=1 HTTP/1.1\r\nHost: auth.EXAMPLE:8080\r\n\r\n');
     expect((await c.next())?.status).toBe(200);
-    c.send('GET http://Auth2.example?only=query HTTP/1.1\r\nHost: other.example\r\n\r\n');
+    c.send('GET http://auth2.example HTTP/1.1\r\nHost: auth2.example\r\n\r\n');
     expect((await c.next())?.status).toBe(200);
+    // HTTP/1.0 without Host: the authority becomes the Host header.
+    const old = await rawOnce(p.port(), 'GET http://auth3.example/x HTTP/1.0\r\n\r\n');
+    expect(old?.status).toBe(200);
     const fwd = (host: string) => ['X-Forwarded-For: 127.0.0.1', 'X-Forwarded-Proto: http', `X-Forwarded-Port: ${p.port()}`, `X-Forwarded-Host: ${host}`];
     expect(b.requests.map((x) => x.raw)).toEqual([
-      upstreamHead(engine, 'GET /p?q=1 HTTP/1.1', 'auth.example:8080', fwd('auth.example:8080')),
-      upstreamHead(engine, 'GET /?only=query HTTP/1.1', 'Auth2.example', fwd('Auth2.example')),
+      upstreamHead(engine, 'GET /p?q=1 HTTP/1.1', 'Auth.example:8080', fwd('Auth.example:8080')),
+      upstreamHead(engine, 'GET / HTTP/1.1', 'auth2.example', fwd('auth2.example')),
+      upstreamHead(engine, 'GET /x HTTP/1.1', 'auth3.example', fwd('auth3.example')),
     ]);
-    // Refused: userinfo, empty authority (RFC 9110 §4.2.1, §4.2.4).
-    for (const t of ['http://user:pw@auth.example/', 'http:///x', 'http://']) {
-      const r = await rawOnce(p.port(), `GET ${t} HTTP/1.1\r\nHost: other.example\r\n\r\n`);
-      expect([t, r?.status]).toEqual([t, 400]);
-    }
-    expect(b.requests.length).toBe(2);
     c.send(GET('/same'));
-    expect((await c.next())?.body).toBe('a 3');
+    expect((await c.next())?.body).toBe('a 4');
+    // Refused: Host differs from the authority, userinfo, empty authority (RFC 9110 §4.2.1, §4.2.4),
+    // a query without a path (HAProxy refuses it), another scheme, GET *.
+    for (const [t, host] of [['http://auth.example/p', 'other.example'], ['http://auth.example:80/p', 'auth.example'],
+      ['http://user:pw@auth.example/', 'auth.example'], ['http:///x', 'auth.example'], ['http://', 'auth.example'],
+      ['http://:80/', 'auth.example'], ['http://auth.example?only=query', 'auth.example'], ['ftp://auth.example/', 'auth.example']]) {
+      const r = await rawOnce(p.port(), `GET ${t} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      expect([t, host, r?.status, r?.headers.connection]).toEqual([t, host, 400, 'close']);
+    }
+    expect(b.requests.length).toBe(4);
+    expect((await rawOnce(p.port(), GET('/fresh')))?.body).toBe('a 5');
+    expect(b.requests.length).toBe(5);
   });
 
   it('103 Early Hints then the final response: both reach the client', async () => {

@@ -16,10 +16,6 @@ const targetOf = (b: Buffer): string => head(b).split(/[\r\n]/)[0].split(' ')[1]
 const lines = (b: Buffer, re: RegExp): number => (head(b).match(re) ?? []).length;
 
 export const PENDING: Pending[] = [
-  { owner: 'edge-core', item: 'two Host lines → 400 (and never counted against the backend)', match: (b) => lines(b, /^host[ \t]*:/gim) > 1 },
-  { owner: 'edge-core', item: 'OPTIONS * / asterisk-form (and never counted against the backend)', match: (b) => targetOf(b).startsWith('*') },
-  { owner: 'edge-core', item: 'absolute-form: the target\'s authority wins, query kept, userinfo refused', match: (b) => targetOf(b).includes('://') },
-  { owner: 'edge-core', item: 'more header lines than the limit → 431', match: (b) => head(b).split('\n').length > 100 },
   { owner: 'edge-stream', item: 'Upgrade: tunnel only on a 101 answering the requested protocol', match: (b) => lines(b, /^(upgrade[ \t]*:|connection[ \t]*:.*upgrade)/gim) > 0 },
 ];
 
