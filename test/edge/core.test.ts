@@ -5,6 +5,7 @@ import { cli, ensureBuilt, tempDir } from '../daemon/daemon.js';
 import { startApp } from '../helpers/app.js';
 import { RawClient, rawBackend, rawOnce, type RawBackend, type Responder } from '../helpers/raw-http.js';
 import { effectiveState } from '../../src/backends/backend-set.js';
+import { parseConfig } from '../../src/config/load.js';
 
 /**
  * The edge, core request path (issue 10): what pairlb refuses before any backend is chosen and what
@@ -192,6 +193,19 @@ describe.each(['undici', 'native'])('the edge, core request path (engine %s)', (
     expect((await ok.next())?.body).toBe('a 2');
     await freshOk(p, b);
     expect(b.garbage).toEqual([]);
+  });
+
+  it('max_headers is configurable and follows a reload (new connections)', async () => {
+    const b = await backend('a');
+    const y = (n: number) => yaml(engine, [b]).replace('    check:\n', `    max_headers: ${n}\n    check:\n`);
+    const p = await app(y(10));
+    const req = (n: number) => `GET /n${n} HTTP/1.1\r\nHost: app.example\r\n${Array.from({ length: n - 1 }, (_, i) => `X-${i}: v\r\n`).join('')}\r\n`;
+    expect((await rawOnce(p.port(), req(10)))?.status).toBe(200);
+    expect((await rawOnce(p.port(), req(11)))?.status).toBe(431);
+    await p.app.reload(parseConfig(y(20)));
+    expect((await rawOnce(p.port(), req(15)))?.status).toBe(200);
+    expect((await rawOnce(p.port(), req(21)))?.status).toBe(431);
+    expect(b.requests.map((x) => [x.target, x.headers.length])).toEqual([['/n10', engine === 'undici' ? 11 : 10], ['/n15', engine === 'undici' ? 16 : 15]]);
   });
 
   it('absolute-form: forwarded in origin-form with the authority as Host; a different Host is refused (RFC 9112 §3.2.2, as HAProxy)', async () => {
