@@ -29,7 +29,9 @@ const SLOWSTART = 3_000;
 /** Backends answer after this long, so requests are in flight when the kill lands. */
 const DELAY_MS = 10;
 /** How long after the kill the proxy may still write to a pooled connection of the dead process. */
-const IN_FLIGHT_SLACK_MS = 50;
+// 50 ms on a quiet machine; at load 16 on 2 cores the proxy took up to ~120 ms to see the dead
+// process's connections close (measured), so the stated slack is 250 ms.
+const IN_FLIGHT_SLACK_MS = 250;
 
 interface Child { proc: ChildProcess; port: number; log: string[] }
 
