@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
 import type { ListenConfig } from '../config/schema.js';
 
 /**
@@ -22,6 +23,12 @@ export interface AttemptSink {
   onData(chunk: Buffer): boolean;
   onComplete(trailers: unknown): void;
   onError(err: Error): void;
+  /**
+   * Only for a request with `upgrade`: the backend answered 101 (Switching Protocols). The socket is
+   * detached from the pool and now belongs to the sink; bytes after the response head are unread in
+   * it. Any other answer to an upgrade request comes through onHeaders as usual.
+   */
+  onUpgrade(status: number, rawHeaders: (Buffer | string)[], socket: Socket): void;
 }
 
 export interface AttemptRequest {
@@ -30,6 +37,8 @@ export interface AttemptRequest {
   /** Flat [name, value, name, value…], already rewritten and without hop-by-hop headers. */
   readonly headers: string[];
   readonly body: Readable | null;
+  /** The client's Upgrade header (protocols to switch to; the request has no body), or null. */
+  readonly upgrade: string | null;
   readonly req: import('node:http').IncomingMessage;
   readonly res: import('node:http').ServerResponse;
 }

@@ -14,7 +14,7 @@ import { insertCookieValue, prefixSetCookie } from './sticky.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
-import { tunnelUpgrade } from './upgrade.js';
+import { openTunnel, startUpgrade, switchedTo } from './upgrade.js';
 import { nonOriginTarget } from './request-head.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
@@ -62,6 +62,8 @@ export class ListenSettings {
   /** timeouts.client_body in ms (0: off) and min_body_rate in bytes per ms (0: off). */
   readonly bodyIdleMs: number;
   readonly bodyRatePerMs: number;
+  /** timeouts.tunnel: idle time after which an Upgrade tunnel is closed. */
+  readonly tunnelMs: number;
   /** Request header name lengths worth lowercasing (1 = maybe special); indexed by length. */
   readonly interestingLengths: Uint8Array;
   /** The bound port (differs from the config with port 0), for X-Forwarded-Port. */
@@ -90,6 +92,7 @@ export class ListenSettings {
     this.maxHeaderFields = cfg.max_headers * 2;
     this.bodyIdleMs = cfg.timeouts.client_body;
     this.bodyRatePerMs = cfg.min_body_rate / 1000;
+    this.tunnelMs = cfg.timeouts.tunnel;
     this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
     const names = [...HOP, 'host', 'content-length', 'cookie', 'forwarded', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', this.xffLower];
     this.interestingLengths = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
@@ -120,6 +123,8 @@ class Attempt implements AttemptSink {
   }
   onHeaders(status: number, raw: (Buffer | string)[], resume: () => void, statusText: string): boolean {
     if (this.done) return false;
+    // A 101 that is not a valid switch (no `Connection: upgrade`): never forwarded, never tunnelled.
+    if (status === 101 && this.ex.upgrade !== null) { this.done = true; this.ex.badUpgrade(this, raw); return false; }
     return this.ex.upstreamHeaders(this, status, raw, resume, statusText);
   }
   onData(chunk: Buffer): boolean {
@@ -144,7 +149,11 @@ class Attempt implements AttemptSink {
   onBodySent(): void {}
   onRequestSent(): void {}
   onResponseStarted(): void {}
-  onUpgrade(): void {}
+  onUpgrade(_status: number, raw: (Buffer | string)[], socket: Socket): void {
+    if (this.done) { socket.destroy(); return; }
+    this.done = true;
+    this.ex.upstreamUpgrade(this, raw, socket);
+  }
 }
 
 const kEx = Symbol('pairlb.exchange');
@@ -174,9 +183,12 @@ const PIPELINE_MAX = 32;
 class ConnQueue {
   busy = false;
   paused = false;
+  /** Handed back to node:http after an Upgrade that did not switch: idle timer armed until the next request. */
+  handedBack = false;
   readonly items: (IncomingMessage | ServerResponse | Buffer)[] = [];
 }
 
+function ignoreError(): void {}
 function onResClose(this: TaggedRes): void { this[kEx]!.clientClosed(); }
 function onReqError(this: IncomingMessage & { [kEx]?: Exchange }): void { const ex = this[kEx]; if (ex) ex.clientBodyError = true; }
 
@@ -198,6 +210,9 @@ class Exchange {
   clientBodyError = false;
   /** The client's sticky cookie named a usable server (no need to re-issue it). */
   stickyOk = false;
+  /** Upgrade requests: the protocols asked for, and the client's bytes after the head (held until the 101). */
+  upgrade: string | null = null;
+  upgradeHead: Buffer | null = null;
   readonly resumeUpstream = (): void => { const r = this.resumeFn; if (r) r(); };
   /** Kept: req.socket is nulled when the response finishes. */
   readonly socket: Socket;
@@ -217,7 +232,30 @@ class Exchange {
     route.counters.begin(Date.now());
     const a = new Attempt(this, route);
     this.attempt = a;
-    this.l.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, req: this.req, res: this.res }, a);
+    this.l.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, req: this.req, res: this.res }, a);
+  }
+
+  /** The backend answered 101 to an Upgrade request: tunnel if it switched to what was asked for. */
+  upstreamUpgrade(a: Attempt, raw: (Buffer | string)[], up: Socket): void {
+    // The engine already let go of this connection: nothing to abort any more but the socket.
+    this.abortUpstream = null;
+    if (this.finished) { up.destroy(); return; }
+    a.route.counters.connectFailStreak = 0;
+    if (!switchedTo(this.upgrade!, raw)) { up.destroy(); this.badUpgrade(a, raw); return; }
+    this.tHeaders = performance.now();
+    this.status = 101;
+    openTunnel(this, up, raw);
+  }
+
+  /** A 101 that is not a switch to a protocol the client asked for (RFC 9110 §7.8): 502, PH. */
+  badUpgrade(a: Attempt, raw: (Buffer | string)[]): void {
+    this.abortUpstream?.();
+    a.route.counters.errResp++;
+    this.termination = 'PH';
+    const got: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) if (String(raw[i]).toLowerCase() === 'upgrade') got.push(String(raw[i + 1]));
+    this.l.log.warn({ mod: 'proxy', listen: this.l.s.name, backend: a.route.name, asked: this.upgrade, got: got.join(', ') }, 'backend answered 101 without switching to the protocol asked for: 502');
+    this.respondError(502);
   }
 
   upstreamHeaders(a: Attempt, status: number, raw: (Buffer | string)[], resume: () => void, statusText: string): boolean {
@@ -459,7 +497,7 @@ export class Listener {
     server.maxHeadersCount = cfg.max_headers + 1;
     server.on('request', (req, res) => this.onRequest(req, res));
     server.on('clientError', (err, socket) => this.clientError(err as Error & { code?: string; rawPacket?: Buffer }, socket as Socket));
-    server.on('upgrade', (req, socket, head) => tunnelUpgrade(this, req, socket as Socket, head));
+    server.on('upgrade', (req, _socket, head) => this.onUpgrade(req, head));
     const guard = this.app.proxy.guard;
     server.on('connection', (sock: ClientSocket) => {
       // A socket handed back to the server after a refused Upgrade comes through here again.
@@ -559,9 +597,37 @@ export class Listener {
     const sock = req.socket as ClientSocket;
     let q = sock[kConn];
     if (q === undefined) q = sock[kConn] = new ConnQueue();
+    if (q.handedBack) { q.handedBack = false; sock.setTimeout(0); }
     if (q.busy) { this.enqueue(sock, q, req, res); return; }
     q.busy = true;
     this.handle(req, res);
+  }
+
+  /**
+   * node:http's 'upgrade' event: the socket is already detached from its parser. Served in turn
+   * like any request of the connection (src/proxy/upgrade.ts).
+   */
+  private onUpgrade(req: IncomingMessage, head: Buffer): void {
+    const sock = req.socket as ClientSocket;
+    // node:http removed its error handler with its parser: a reset must not crash the process.
+    if (!sock.listeners('error').includes(ignoreError)) sock.on('error', ignoreError);
+    let q = sock[kConn];
+    if (q === undefined) q = sock[kConn] = new ConnQueue();
+    if (q.busy) { this.enqueue(sock, q, req, head); return; }
+    q.busy = true;
+    startUpgrade(this, req, head);
+  }
+
+  /**
+   * The socket goes back to node:http (src/proxy/upgrade.ts handBack): its idle timeout is ours
+   * until the next request starts (node:http arms its keep-alive timer only after a response).
+   */
+  handedBack(sock: ClientSocket): void {
+    sock.removeListener('error', ignoreError);
+    let q = sock[kConn];
+    if (q === undefined) q = sock[kConn] = new ConnQueue();
+    q.handedBack = true;
+    sock.setTimeout(this.s.cfg.timeouts.client);
   }
 
   /** A pipelined request (or Upgrade) arrived while another one of its connection is in flight. */
@@ -580,10 +646,12 @@ export class Listener {
     const x = q.items.shift()!;
     if (q.paused && q.items.length < 2 * PIPELINE_MAX) { q.paused = false; sock.resume(); }
     q.busy = true;
-    this.handle(req, x as ServerResponse);
+    if (x instanceof Buffer) startUpgrade(this, req, x);
+    else this.handle(req, x as ServerResponse);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  /** One request (upgrade: its Upgrade header and the bytes after its head, for startUpgrade). */
+  handle(req: IncomingMessage, res: ServerResponse, upgrade: string | null = null, upgradeHead: Buffer | null = null): void {
     if ((req.socket as ClientSocket)[kRefused] === true) return;
     const s = this.s;
     const lc = this.counters;
@@ -607,6 +675,7 @@ export class Listener {
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing.
     if (refuse !== 0 || (chunked && req.httpVersionMinor === 0)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
     const ex = new Exchange(this, req, res, headers, hasBody, path);
+    if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHead = upgradeHead; }
     (res as TaggedRes)[kEx] = ex;
     res.once('close', onResClose);
     if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); this.bodies.add(ex); }
@@ -626,7 +695,8 @@ export class Listener {
     ex.send(route);
   }
 
-  private reject(req: IncomingMessage, res: ServerResponse, status: number): void {
+  /** Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq). */
+  reject(req: IncomingMessage, res: ServerResponse, status: number): void {
     const p = ERROR_PAGES.get(status)!;
     (req.socket as ClientSocket)[kRefused] = true;
     res.shouldKeepAlive = false;

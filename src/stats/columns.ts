@@ -185,6 +185,14 @@ export const COLUMNS: readonly Column[] = [
     key: 'cur', title: 'Cur', group: 'Sessions', help: 'sessions (requests) in flight',
     value: (r) => r.c.cur, prom: { metric: 'current_sessions', type: 'gauge', help: 'Requests in flight' },
   },
+  {
+    key: 'tunnels_cur', title: 'Tun', group: 'Sessions', help: 'Upgrade (WebSocket) tunnels open now (also counted in Cur)',
+    tier: 3, value: (r) => r.c.tunnelsCur, prom: { metric: 'current_tunnels', type: 'gauge', help: 'Upgrade (WebSocket) tunnels open now' },
+  },
+  {
+    key: 'tunnels', title: 'Tun tot', group: 'Sessions', help: 'Upgrade (WebSocket) tunnels opened since start',
+    tier: 3, value: (r) => r.c.tunnels, display: fmtCount, prom: { metric: 'tunnels_total', type: 'counter', help: 'Upgrade (WebSocket) tunnels opened since start' },
+  },
   { key: 'max', title: 'Max', group: 'Sessions', help: 'most sessions in flight at once', tier: 3, value: (r) => r.c.max, prom: { metric: 'max_sessions', type: 'gauge', help: 'Most requests in flight at once since start' } },
   { key: 'total', title: 'Total', group: 'Sessions', help: 'sessions since start', tier: 2, value: (r) => r.c.total, display: fmtCount, prom: { metric: 'sessions_total', type: 'counter', help: 'Requests since start' } },
   { key: 'rate', title: 'Rate', group: 'Sessions', help: 'sessions per second (last 5 s)', value: (r) => Math.round(r.rate * 10) / 10, display: fmtCount },

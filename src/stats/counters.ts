@@ -22,6 +22,9 @@ export class Counters {
   errResp = 0;
   retries = 0;
   redispatches = 0;
+  /** Upgrade (WebSocket) tunnels opened since start, and open now. */
+  tunnels = 0;
+  tunnelsCur = 0;
   /** Client connections refused at accept (listen rows: global.maxconn reached or accept failed). */
   refusedConn = 0;
   /** Responses by status class, index 0 = other, 1..5 = 1xx..5xx. */

@@ -16,7 +16,6 @@ const targetOf = (b: Buffer): string => head(b).split(/[\r\n]/)[0].split(' ')[1]
 const lines = (b: Buffer, re: RegExp): number => (head(b).match(re) ?? []).length;
 
 export const PENDING: Pending[] = [
-  { owner: 'edge-stream', item: 'Upgrade: tunnel only on a 101 answering the requested protocol', match: (b) => lines(b, /^(upgrade[ \t]*:|connection[ \t]*:.*upgrade)/gim) > 0 },
 ];
 
 export function pendingFor(bytes: Buffer): Pending | undefined {

@@ -68,6 +68,9 @@ class Conn {
   gotHeaders = false;
   keepAlive = true;
   partial: string[] | null = null;
+  /** The current request asks to switch protocols (Upgrade); the backend's 101 head once it came. */
+  upgrade = false;
+  switched: string[] | null = null;
   private pending: AttemptRequest | null = null;
 
   constructor(readonly up: NativeUpstream) {
@@ -90,6 +93,8 @@ class Conn {
     s.on('data', (d: Buffer) => {
       const ret = this.p.execute(d);
       if (ret instanceof Error) this.fail(new PairlbError('UND_ERR_SOCKET', `invalid response from backend: ${(ret as Error & { code?: string }).code ?? ret.message}`));
+      // llhttp stopped after the 101 head: what follows is the new protocol.
+      else if (this.switched !== null) this.handOver(d.subarray(ret as number));
     });
     // A response delimited by the end of the connection completes at EOF (RFC 9112 §6.3 rule 8).
     s.on('end', () => { this.p.finish(); s.end(); });
@@ -113,6 +118,7 @@ class Conn {
     this.gotHeaders = false;
     this.partial = null;
     this.head = r.method === 'HEAD';
+    this.upgrade = r.upgrade !== null;
     if (this.connected) this.write(r); else this.pending = r;
   }
 
@@ -138,6 +144,11 @@ class Conn {
       head += `${k}: ${h[i + 1]}\r\n`;
     }
     if (!hasHost) head += `Host: ${this.up.hostHeader}\r\n`;
+    if (r.upgrade !== null) {
+      head += `Connection: Upgrade\r\nUpgrade: ${r.upgrade}\r\n`;
+      // Whatever the answer, this connection is not reused.
+      this.keepAlive = false;
+    }
     const body = r.body;
     if (body === null) {
       this.sent = true;
@@ -165,8 +176,10 @@ class Conn {
     const raw = this.partial ? (headers ? this.partial.concat(headers) : this.partial) : (headers ?? []);
     this.partial = null;
     if (status === 101) {
-      // Never asked for (Upgrade requests are tunnelled elsewhere): llhttp would hand the rest of
-      // the connection over as raw bytes. 502, and this connection is not reused.
+      // Asked for: 2 = upgrade, llhttp stops after this head (execute returns the bytes it used).
+      if (this.upgrade) { this.switched = raw; return 2; }
+      // Never asked for: llhttp would hand the rest of the connection over as raw bytes. 502, and
+      // this connection is not reused.
       this.fail(new PairlbError('PAIRLB_BAD_RESPONSE', 'backend answered 101 Switching Protocols to a request without Upgrade'));
       return 1;
     }
@@ -176,7 +189,7 @@ class Conn {
       if (sink) sink.onHeaders(status, raw, this.resume, msg);
       return 0;
     }
-    this.keepAlive = keepAlive;
+    this.keepAlive = keepAlive && !this.upgrade;
     this.gotHeaders = true;
     const sink = this.sink;
     if (sink && sink.onHeaders(status, raw, this.resume, msg) === false) this.s.pause();
@@ -202,6 +215,22 @@ class Conn {
     this.s.resume();
     if (this.keepAlive && this.sent && !this.s.destroyed) this.up.release(this);
     else this.s.destroy();
+  }
+
+  /** The backend switched protocols: the socket leaves the pool and goes to the sink, `rest` unread in it. */
+  private handOver(rest: Buffer): void {
+    const s = this.s;
+    const sink = this.sink;
+    const raw = this.switched!;
+    this.sink = null;
+    this.switched = null;
+    s.pause();
+    for (const ev of ['data', 'end', 'timeout', 'error', 'close', 'connect']) s.removeAllListeners(ev);
+    s.setTimeout(0);
+    this.up.forget(this);
+    this.p.close();
+    if (rest.length) s.unshift(rest);
+    if (sink) sink.onUpgrade(101, raw, s); else s.destroy();
   }
 
   private fail(err: Error): void {

@@ -45,7 +45,9 @@ export const undiciEngine: Engine = {
       return;
     }
     u.pool.dispatch(
-      { method: r.method, path: r.path, headers: r.headers, body: r.body, blocking: false, reset: false },
+      // An upgrade request's connection never goes back to the pool (reset: the 101 detaches it,
+      // any other answer closes it).
+      { method: r.method, path: r.path, headers: r.headers, body: r.body, blocking: false, reset: r.upgrade !== null, upgrade: r.upgrade },
       // The sink already implements undici's (legacy) dispatch handler interface.
       sink as never,
     );
