@@ -67,7 +67,8 @@ export const cookieSchema = z.object({
 
 export const forwardforSchema = z.object({
   enabled: z.boolean().default(true),
-  header: z.string().default('X-Forwarded-For'),
+  /** A header name (RFC 9110 §5.1 token): undici would refuse any other on every request. */
+  header: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (RFC 9110 token)').default('X-Forwarded-For'),
   /** Also set X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port. */
   proto: z.boolean().default(true),
   /** Add an RFC 7239 Forwarded header. */

@@ -12,7 +12,7 @@ import { parseConfig } from '../../src/config/load.js';
  * it forwards, on every engine, with raw bytes on both sides.
  */
 
-describe('engine http-proxy was removed', () => {
+describe('config refusals', () => {
   beforeAll(() => ensureBuilt());
 
   it('pairlb check and pairlb start refuse `engine: http-proxy`, naming undici and native', () => {
@@ -26,6 +26,10 @@ describe('engine http-proxy was removed', () => {
         expect(r.stderr).toContain('listen[0].engine: engine http-proxy was removed');
         expect(r.stderr).toContain('use undici (the default) or native (line 4)');
       }
+      // A forwarding header name that is not a token would be refused by the engine on every request.
+      writeFileSync(f, 'listen:\n  - name: web\n    bind: 127.0.0.1:0\n    forwardfor:\n      header: X Client\n    backends: []\n');
+      const r = cli(['check', '-c', f]);
+      expect([r.code, r.stderr]).toEqual([1, expect.stringContaining('listen[0].forwardfor.header: expected a header name (RFC 9110 token) (line 5)')]);
     } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 });
