@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { ensureBuilt } from '../daemon/daemon.js';
+import { parseConfig } from '../../src/config/load.js';
 import { handwritten, mutations, type Case } from './corpus.js';
 import { RawConn, RecordingBackend, backendStates, esc, freshGet, startHaproxy, type Haproxy, type Response } from './harness.js';
 import type { StrictRequest } from './strict.js';
@@ -36,8 +37,8 @@ const VERBOSE = !!process.env.PAIRLB_DIFF_VERBOSE;
 /** Bounds for one input: first response (HAProxy and pairlb answer an unfinished head with 408 after 1 s), follow-up. */
 const FIRST_MS = 1500;
 const FOLLOW_MS = 1500;
-/** The header-count limit pairlb applies; HAProxy gets the same (tune.http.maxhdr), so counts compare like for like. */
-const MAX_HEADERS = 2000;
+/** pairlb's default header-line limit; HAProxy gets the same (tune.http.maxhdr), so counts compare like for like. */
+const MAX_HEADERS = parseConfig('listen:\n  - { name: x, bind: "127.0.0.1:1" }\n').listen[0].max_headers;
 
 /** `admin`: pairlb's admin socket and this target's backend key there (pairlb targets only). */
 interface Target { name: string; port: number; backend: RecordingBackend; admin?: { socket: string; key: string } }

@@ -18,7 +18,7 @@ import { pendingFor } from './pending.js';
  *   - no desynchronisation: every canary gets its own response (never another one's);
  *   - what pairlb forwards always passes the strict parser (strict.ts);
  *   - backends stay UP (admin API) — a client's garbage never counts against a backend;
- *   - RSS stays under RSS_BOUND_MB.
+ *   - memory stays bounded: JS heap capped (a leak is an OOM exit), RSS under RSS_BOUND_MB.
  *
  * Mutations that match a known-pending item (pending.ts) are generated but not sent.
  *
@@ -29,15 +29,22 @@ import { pendingFor } from './pending.js';
 const SECONDS = Number(process.env.PAIRLB_FUZZ_SECONDS ?? (process.env.CI === 'true' ? 180 : 20));
 const SEED = Number(process.env.PAIRLB_FUZZ_SEED ?? (Date.now() % 1_000_000_007));
 const MAX_ITERATIONS = 200_000;
-/** Concurrent fuzzing clients, so that canaries of one meet the garbage of another in the pools. */
-const CLIENTS = 3;
 /**
- * RSS bound, absolute: 224 MiB. Measured here (2 loaded cores, 3 clients, both engines): ~75-105 MiB
- * after warm-up, a plateau of 124-136 MiB from ~20 s on, flat to the end of a 90 s / 19,000
- * mutation run (GC and pool buffers). The ~90 MiB of headroom is what a leak of ~2.5 KiB per
- * mutation (a socket, a parser, a held request) fills over the ~35,000 mutations of a 180 s CI run.
+ * Concurrent fuzzing clients, so that canaries of one meet the garbage of the other in the pools.
+ * Two, not more: the CI run lasts 180 s beside other test files on 2 cores (HA timing tests).
  */
-const RSS_BOUND_MB = 224;
+const CLIENTS = 2;
+/**
+ * Memory: pairlb runs here with its old generation capped at OLD_SPACE_MB, so that a leak of JS
+ * objects (requests, sockets, parsers held after their exchange) ends in a heap OOM, i.e. the
+ * process exits and the test fails; and its RSS must stay under RSS_BOUND_MB, which catches what
+ * lives outside the JS heap (buffers, native handles). Without the cap, Node 24 lets the heap grow
+ * to ~220 MiB under this load before a major GC brings it back to ~105 (measured: 22,000 mutations
+ * in 180 s); with it RSS rises to ~160 MiB in the first 30 s and stays at 158-165 MiB (measured:
+ * 18,700 mutations in 120 s), leaving ~90 MiB of headroom.
+ */
+const OLD_SPACE_MB = 96;
+const RSS_BOUND_MB = 256;
 /** Checks (process, RSS, backend states) every this many mutations per client. */
 const CHECK_EVERY = 50;
 
@@ -59,7 +66,8 @@ describe('fuzz: random mutations against the running pairlb', () => {
     backends:
       - { name: b, address: "${backends[engine].address}" }
 `;
-    pairlb = await startPairlb(`global:\n  node: fuzz\n  log: { level: info, access: off }\nadmin:\n  socket: ${sock()}\nlisten:\n${listen('undici')}${listen('native')}`, { dir });
+    pairlb = await startPairlb(`global:\n  node: fuzz\n  log: { level: info, access: off }\nadmin:\n  socket: ${sock()}\nlisten:\n${listen('undici')}${listen('native')}`,
+      { dir, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=${OLD_SPACE_MB}`.trim() } });
     const end = Date.now() + 15_000;
     for (;;) {
       const st = await backendStates(sock());

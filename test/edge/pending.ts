@@ -12,7 +12,6 @@ function head(b: Buffer): string {
   const i = s.indexOf('\r\n\r\n');
   return i < 0 ? s : s.slice(0, i);
 }
-const targetOf = (b: Buffer): string => head(b).split(/[\r\n]/)[0].split(' ')[1] ?? '';
 const lines = (b: Buffer, re: RegExp): number => (head(b).match(re) ?? []).length;
 
 export const PENDING: Pending[] = [
