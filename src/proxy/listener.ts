@@ -165,6 +165,8 @@ type TaggedRes = ServerResponse & { [kEx]?: Exchange };
  * llhttp reads after it (the refused request's body read as a request) must not get a second answer.
  */
 const kRefused = Symbol('pairlb.refused');
+/** node:http internals used to hold a connection's reading (the same as its own backpressure). */
+type PausableSocket = Socket & { _paused?: boolean; parser?: { resume(): void } | null };
 type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kRefused]?: boolean };
 
 /**
@@ -633,7 +635,13 @@ export class Listener {
   /** A pipelined request (or Upgrade) arrived while another one of its connection is in flight. */
   enqueue(sock: ClientSocket, q: ConnQueue, req: IncomingMessage, x: ServerResponse | Buffer): void {
     q.items.push(req, x);
-    if (q.items.length >= 2 * PIPELINE_MAX) { q.paused = true; sock.pause(); }
+    if (q.items.length >= 2 * PIPELINE_MAX) {
+      q.paused = true;
+      // node:http's own flag for "stop reading" (set when its pending responses pile up): without
+      // it, it resumes the socket after every parsed request (readStart in parserOnMessageComplete).
+      (sock as PausableSocket)._paused = true;
+      sock.pause();
+    }
   }
 
   /** The connection's current request is over: start the next pipelined one, if any. */
@@ -644,7 +652,14 @@ export class Listener {
     if (q.items.length === 0) return;
     const req = q.items.shift() as IncomingMessage;
     const x = q.items.shift()!;
-    if (q.paused && q.items.length < 2 * PIPELINE_MAX) { q.paused = false; sock.resume(); }
+    if (q.paused && q.items.length < 2 * PIPELINE_MAX) {
+      q.paused = false;
+      // As node:http's socketOnDrain undoes its own pause.
+      const ps = sock as PausableSocket;
+      ps._paused = false;
+      ps.parser?.resume();
+      sock.resume();
+    }
     q.busy = true;
     if (x instanceof Buffer) startUpgrade(this, req, x);
     else this.handle(req, x as ServerResponse);

@@ -85,6 +85,48 @@ describe.each(['undici', 'native'])('pipelined requests (engine %s)', (engine) =
     expect(c.closed).toBe(false);
   });
 
+  it('the queue is bounded: with the first request held, pairlb stops reading a 20 MB pipeline, then answers every request in order', async () => {
+    let releaseHeld!: () => void;
+    const held = new Promise<void>((ok) => { releaseHeld = ok; });
+    const order: string[] = [];
+    const backend = createServer((req, res) => {
+      order.push(req.url!);
+      const answer = () => { const b = `answer ${req.url}`; res.writeHead(200, { 'content-length': b.length }); res.end(b); };
+      if (req.url === '/q0') void held.then(answer); else answer();
+    });
+    await new Promise<void>((ok) => backend.listen(0, '127.0.0.1', () => ok()));
+    cleanups.push(() => new Promise<void>((ok) => { backend.close(() => ok()); backend.closeAllConnections(); }));
+    const bport = (backend.address() as AddressInfo).port;
+    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`);
+    cleanups.push(() => p.stop());
+    let parsed = 0;
+    p.app.proxy.listeners.get('web')!.server!.on('request', () => { parsed++; });
+
+    const M = 2000;
+    const pad = 'x'.repeat(10_000);
+    let burst = '';
+    for (let i = 0; i < M; i++) burst += `GET /q${i} HTTP/1.1\r\nHost: x\r\nX-Pad: ${pad}\r\n\r\n`;
+    const c = new RawClient(p.port());
+    cleanups.push(async () => c.destroy());
+    await c.write('GET /q0 HTTP/1.1\r\nHost: x\r\n\r\n');
+    c.sock.write(burst.slice(burst.indexOf('GET /q1 ')));
+    await waitUntil(() => order.includes('/q0'), 10_000, 'the backend to get /q0');
+    // While /q0 is held the queue fills (64 entries = 32 requests) and reading stops: what node:http
+    // parsed stays within the queue plus one read chunk (64 KiB = 6 of these requests), through a
+    // bounded observation window; the client is left with most of its 20 MB unsent.
+    for (let i = 0; i < 20; i++) {
+      expect(parsed).toBeLessThanOrEqual(2 * 32 + 20);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(c.sock.writableLength).toBeGreaterThan(1 << 20);
+    expect(order).toEqual(['/q0']);
+    releaseHeld();
+    const rs = await c.waitResponses(M, 60_000);
+    expect(rs).toHaveLength(M);
+    for (let i = 0; i < M; i++) expect(rs[i].body).toBe(`answer /q${i}`);
+    expect(order).toEqual(Array.from({ length: M }, (_, i) => `/q${i}`));
+  });
+
   it('a pipelined request behind a slow one waits for it: the backend never has two of them at once', async () => {
     // Bodies included: the second request's body is parsed while the first is in flight.
     const seen: { url: string; body: string; at: number }[] = [];

@@ -68,6 +68,7 @@ describe.each(['undici', 'native'])('Upgrade requests (engine %s)', (engine) => 
     engine: ${engine}
     timeouts:
       tunnel: 1s
+      client: 2s
 ${extra}    backends:
       - name: a
         address: 127.0.0.1:${bport}
@@ -126,6 +127,33 @@ stats:
     expect(seen).toEqual([]);
     expect(upgrades).toHaveLength(1);
     expect(upgrades[0].after).toBe('');
+  });
+
+  it('50 refused Upgrades in one write on one connection: 50 answers in order, then a plain request; no listener piles up on the socket', async () => {
+    const { seen, upgrades, client } = await setup('refuse-200');
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => { warnings.push(w.name); };
+    process.on('warning', onWarning);
+    cleanups.push(async () => { process.off('warning', onWarning); });
+    const c = client();
+    await c.write(UPGRADE.repeat(50) + 'GET /last HTTP/1.1\r\nHost: app.example\r\n\r\n');
+    const rs = await c.waitResponses(51);
+    expect(rs.slice(0, 50).every((r) => r.status === 200 && r.body === 'not now')).toBe(true);
+    expect(rs[50].body).toBe('plain GET /last');
+    expect(upgrades).toHaveLength(50);
+    expect(upgrades.every((u) => u.after === '')).toBe(true);
+    expect(seen.map((x) => x.url)).toEqual(['/last']);
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
+  });
+
+  it('a connection handed back after a refused Upgrade and left idle is closed after timeouts.client (2 s)', async () => {
+    const { client } = await setup('refuse-200');
+    const c = client();
+    await c.write(UPGRADE);
+    await c.waitResponses(1);
+    const t0 = performance.now();
+    await c.waitClosed(15_000);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(1900);
   });
 
   for (const mode of ['wrong-101', 'no-connection-101'] as const) {
