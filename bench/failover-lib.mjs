@@ -386,3 +386,82 @@ export async function udpPayloads(file) {
   }
   return out;
 }
+
+/**
+ * Who holds the VIP, over time: `ip monitor address` in both balancer namespaces, each event
+ * stamped on arrival (a few ms after the kernel made it). `bothHeldMs(from, to)` is the longest
+ * stretch in [from, to] during which both namespaces had the VIP on eth0 at once (two masters as
+ * the network sees them).
+ */
+export async function vipMonitor(topo) {
+  const state = {};
+  const events = []; // {at, n, held}
+  const procs = [];
+  for (const n of ['l1', 'l2']) {
+    const p = topo.spawn(n, 'ip', ['monitor', 'address', 'dev', 'eth0'], { name: `ipmon-${n}` });
+    p.on('line', (l) => {
+      if (!l.includes(` ${NET.vip}/`)) return;
+      events.push({ at: Date.now(), n, held: !l.startsWith('Deleted') });
+    });
+    procs.push(p);
+  }
+  await sleep(200); // let `ip monitor` subscribe before we read the starting state
+  for (const n of ['l1', 'l2']) state[n] = await vipOn(topo, n);
+  const t0 = Date.now();
+  return {
+    events,
+    bothHeldMs(from = t0, to = Date.now()) {
+      const held = { ...state };
+      let both = held.l1 && held.l2 ? t0 : undefined;
+      let longest = 0;
+      for (const e of [...events].sort((a, b) => a.at - b.at)) {
+        if (e.at > to) break;
+        held[e.n] = e.held;
+        const now = held.l1 && held.l2;
+        if (now && both === undefined) both = e.at;
+        if (!now && both !== undefined) { if (e.at >= from) longest = Math.max(longest, e.at - Math.max(both, from)); both = undefined; }
+      }
+      if (both !== undefined) longest = Math.max(longest, to - Math.max(both, from));
+      return longest;
+    },
+    holders() { const h = { ...state }; for (const e of [...events].sort((a, b) => a.at - b.at)) h[e.n] = e.held; return h; },
+    stop() { for (const p of procs) p.kill('SIGTERM'); },
+  };
+}
+
+/** nftables in namespace `n`: drop what `rule` matches on input (`udp dport 694`, `tcp dport 80`). */
+export async function nftDrop(topo, n, rule) {
+  await topo.exec(n, 'nft', ['add table inet pairlbtest']);
+  await topo.exec(n, 'nft', ['add chain inet pairlbtest in { type filter hook input priority 0 ; }']);
+  await topo.exec(n, 'nft', [`add rule inet pairlbtest in ${rule} drop`]);
+}
+export async function nftClear(topo, n) {
+  await topo.exec(n, 'nft', ['delete table inet pairlbtest'], { allowFail: true });
+}
+
+/**
+ * Block a Node process's event loop for `ms` without any hook in the product: SIGUSR1 opens Node's
+ * inspector (on 127.0.0.1:9229 of the process's namespace), and a Runtime.evaluate of a busy loop
+ * runs on its main thread. Resolves when the loop is released (the evaluation answered).
+ */
+export async function blockEventLoop(topo, n, pid, ms) {
+  process.kill(pid, 'SIGUSR1');
+  const undici = join(REPO, 'node_modules/undici/index.js');
+  const src = `
+    const { WebSocket } = require(${JSON.stringify(undici)});
+    (async () => {
+      let list;
+      for (let i = 0; i < 100 && !list; i++) {
+        try { list = await (await fetch('http://127.0.0.1:9229/json/list')).json(); } catch { await new Promise((r) => setTimeout(r, 50)); }
+      }
+      const ws = new WebSocket(list[0].webSocketDebuggerUrl);
+      ws.onopen = () => { console.log('blocking'); ws.send(JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: { expression: 'for (const e = Date.now() + ${Number(ms)}; Date.now() < e;);' } })); };
+      ws.onmessage = (m) => { if (JSON.parse(m.data).id === 1) { console.log('released'); ws.close(); setTimeout(() => process.exit(0), 500); } };
+      ws.onerror = (e) => { console.error(String(e.message || e)); process.exit(1); };
+    })();`;
+  const p = topo.spawn(n, process.execPath, ['-e', src], { name: 'inspector' });
+  const released = p.waitFor((l) => l === 'released', ms + 45_000, 'event loop released');
+  released.catch(() => {}); // the caller awaits it; an early failure below must not go unhandled
+  await p.waitFor((l) => l === 'blocking', 15_000, 'inspector attached');
+  return { at: Date.now(), released };
+}

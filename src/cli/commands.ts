@@ -6,3 +6,4 @@ import './reload.js';
 import './ops-status.js';
 import './ops-backend.js';
 import './ops-hash.js';
+import './vip-release.js';

@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { duration, hostPort, name, parseHostPort } from '../config/types.js';
+import { duration, durationAtLeast, hostPort, name, parseHostPort } from '../config/types.js';
 
 /**
  * HA pair configuration (the `ha:` section), in the spirit of heartbeat's ha.cf + haresources:
@@ -70,6 +70,32 @@ export const notifySchema = z.object({
   timeout: duration.default('30s'),
 }).strict();
 
+export const serveCheckSchema = z.object({
+  /** Off: an ARP answer alone blocks the claim (a dead master whose kernel still holds the VIP then blocks it too). */
+  enabled: z.boolean().default(true),
+  /** Port asked on the VIP; not set = the port of the first listen section. */
+  port: z.number().int().min(1).max(65535).optional(),
+  /** Path requested; any HTTP status counts as serving (a 503 still comes from a live proxy). */
+  path: z.string().regex(/^\/[!-~]*$/, 'expected an absolute path without spaces').default('/'),
+  /** No status line within this time: the VIP does not serve. Generous: a live master slower than this would be taken for a hung one. */
+  timeout: durationAtLeast(1).default('1s'),
+}).strict();
+
+export const selfCheckSchema = z.object({
+  /** Off: only a closed listener counts as not serving. */
+  enabled: z.boolean().default(true),
+  /** One request to every listener this often. */
+  interval: durationAtLeast(50).default('1s'),
+  /** No status line within this time: the round failed. */
+  timeout: durationAtLeast(1).default('1s'),
+  /** Failed rounds in a row that make the node unhealthy (FAULT). */
+  fall: z.number().int().min(1).max(100).default(3),
+  /** Answered rounds in a row that make it healthy again. */
+  rise: z.number().int().min(1).max(100).default(2),
+  /** Path requested; any HTTP status counts as answering. */
+  path: z.string().regex(/^\/[!-~]*$/, 'expected an absolute path without spaces').default('/'),
+}).strict();
+
 export const haSchema = z.object({
   enabled: z.boolean().default(true),
   /** Cluster id carried in every packet: heartbeats of another pair on the same wire are dropped. */
@@ -108,6 +134,12 @@ export const haSchema = z.object({
   handover_timeout: duration.default('2s'),
   /** Replicate runtime state (backends added at runtime, drain/maint, weights, clones) master → backup. */
   replicate: z.boolean().default(true),
+  /** A master whose event loop stops feeding the VIP watchdog (a separate process) this long loses the VIP; a master whose process dies loses it at once. Not set = 1.5 × deadtime; 0 disables. */
+  watchdog: duration.optional(),
+  /** Before claiming a VIP that still answers ARP while the peer is silent, ask it for a page through the network: claim only when nothing serves behind it (a dead or hung master whose kernel keeps the address), never while it serves (a live master cut off from us). */
+  serve_check: serveCheckSchema.default({}),
+  /** Ask this node's own listeners for a page every `interval`; unanswered `fall` rounds in a row = FAULT (a master releases the VIP and the peer claims it at once). */
+  self_check: selfCheckSchema.default({}),
   vip: vipSchema,
   garp: garpSchema.default({}),
   notify: notifySchema.default({}),
@@ -120,6 +152,7 @@ export const haSchema = z.object({
   if (h.initdead < h.deadtime) issue(['initdead'], `initdead (${h.initdead} ms) must be at least deadtime (${h.deadtime} ms)`);
   if (h.handover_timeout < 2 * h.keepalive) issue(['handover_timeout'], `handover_timeout (${h.handover_timeout} ms) must be at least two keepalive intervals`);
   if (h.garp.probe && h.garp.probe_timeout >= h.deadtime) issue(['garp', 'probe_timeout'], `probe_timeout (${h.garp.probe_timeout} ms) must be shorter than deadtime (${h.deadtime} ms)`);
+  if (h.watchdog !== undefined && h.watchdog > 0 && h.watchdog < 2 * h.keepalive) issue(['watchdog'], `watchdog (${h.watchdog} ms) must be at least two keepalive intervals (${2 * h.keepalive} ms), or 0 to disable it`);
   if (h.garp.repeat > 0 && h.garp.repeat_delay <= 0) issue(['garp', 'repeat_delay'], 'must be > 0 when garp.repeat > 0');
   if (!!h.node.public !== !!h.peer.public) issue([h.node.public ? 'peer' : 'node', 'public'], 'node.public and peer.public go together (the second heartbeat path needs both ends)');
   const nd = parseHostPort(h.node.dedicated), pd = parseHostPort(h.peer.dedicated);
@@ -133,3 +166,5 @@ export type HaConfig = z.output<typeof haSchema>;
 export type VipConfig = z.output<typeof vipSchema>;
 export type GarpConfig = z.output<typeof garpSchema>;
 export type NotifyConfig = z.output<typeof notifySchema>;
+export type ServeCheckConfig = z.output<typeof serveCheckSchema>;
+export type SelfCheckConfig = z.output<typeof selfCheckSchema>;

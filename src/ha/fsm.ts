@@ -54,7 +54,10 @@ export type FsmEvent =
   | { type: 'advert'; peer: PeerView }
   | { type: 'peer_dead' }
   | { type: 'health'; ok: boolean; reason: string }
-  | { type: 'probe_done'; answered: boolean }
+  /** answered = the VIP is in use by a live host (ARP answer and, when checked, it serves); why: reason for the role change when it is free. */
+  | { type: 'probe_done'; answered: boolean; why?: string }
+  /** The VIP watchdog removed our VIP (or we found our event loop stalled that long). */
+  | { type: 'vip_lost'; reason: string }
   | { type: 'retry_claim' }
   | { type: 'failback_due' }
   | { type: 'stop' }
@@ -131,7 +134,7 @@ export function step(state: FsmState, ev: FsmEvent): StepResult {
         s.stopped = true;
         d.actions.push({ type: 'release_vip' }, { type: 'set_role', role: 'backup', reason: 'handed over: peer holds and announced the VIP' }, { type: 'stopped', reason: 'handed over' });
       }
-    } else if (ev.type === 'handover_timeout' || ev.type === 'peer_dead' || (ev.type === 'health' && !ev.ok)) {
+    } else if (ev.type === 'handover_timeout' || ev.type === 'peer_dead' || ev.type === 'vip_lost' || (ev.type === 'health' && !ev.ok)) {
       if (ev.type === 'peer_dead') s.peer = null;
       if (s.role === 'master') d.actions.push({ type: 'release_vip' });
       s.stopped = true;
@@ -223,7 +226,18 @@ export function step(state: FsmState, ev: FsmEvent): StepResult {
         d.actions.push({ type: 'retry_later' });
       } else if (!s.healthy) setRole(d, 'fault', 'not healthy');
       else if (s.peer && s.peer.role === 'master' && !s.peer.handover) { /* the peer came back meanwhile */ }
-      else setRole(d, 'master', 'VIP free (RFC 5227 probe unanswered)');
+      else setRole(d, 'master', ev.why ?? 'VIP free (RFC 5227 probe unanswered)');
+      break;
+
+    case 'vip_lost':
+      // We were hung (SIGSTOP, stuck event loop) for about deadtime: the watchdog took the VIP away
+      // and the peer may hold it by now. Never advertise MASTER again from here: come back as
+      // BACKUP, forget what we knew of the peer (old news), and claim again only through a probe.
+      if (s.role !== 'master') break;
+      s.peer = null;
+      disarmFailback(d);
+      toBackup(d, ev.reason);
+      d.actions.push({ type: 'retry_later' });
       break;
 
     case 'failback_due':

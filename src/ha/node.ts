@@ -17,6 +17,9 @@ import { LogThrottle } from './throttle.js';
 
 /** A warning that repeats is written once, then at most once per this interval with its count. */
 const LOG_REPEAT_MS = 10_000;
+import { Watchdog } from './watchdog.js';
+import { SelfCheck } from './self-check.js';
+import { httpAnswers } from './answers.js';
 
 /**
  * The HA shell: runs the pure state machine (fsm.ts) over UDP heartbeats, timers, the VIP and the
@@ -56,6 +59,9 @@ export interface HaStatus {
   sent: number;
   garps: number;
   lateHeartbeats: number;
+  /** Times the VIP watchdog removed our VIP (hang) and self-check rounds that found the data plane not answering. */
+  watchdogFired: number;
+  selfCheckFailed: number;
   transitions: number;
   /** Peer declared dead (no valid packet for deadtime). */
   peerDeaths: number;
@@ -93,6 +99,9 @@ export class HaNode implements Module {
   private persisting: Promise<void> = Promise.resolve();
   private paths: PathSock[] = [];
   private vip: Vip;
+  private readonly watchdog: Watchdog | undefined;
+  private readonly selfCheck: SelfCheck;
+  private servePort = 0;
   private chain: Promise<void> = Promise.resolve();
   private timers: { hb?: NodeJS.Timeout; warn?: NodeJS.Timeout; dead?: NodeJS.Timeout; initdead?: NodeJS.Timeout; failback?: NodeJS.Timeout; handover?: NodeJS.Timeout; retry?: NodeJS.Timeout; release?: NodeJS.Timeout } = {};
   private lastRx = 0;
@@ -119,6 +128,9 @@ export class HaNode implements Module {
       role: () => this.fsm.role, peerAlive: () => !!this.fsm.peer,
       send: (payload, attempt) => this.sendState(payload, attempt),
     }, { first: Math.max(2 * cfg.keepalive, 50), max: Math.max(1000, 2 * cfg.deadtime) });
+    const wd = cfg.watchdog ?? Math.round(cfg.deadtime * 1.5);
+    this.watchdog = wd > 0 ? new Watchdog(this.vip.delArgv(), wd, this.log, (why) => this.onWatchdogFired(why)) : undefined;
+    this.selfCheck = new SelfCheck(app, cfg.self_check, this.vip.ip, () => this.fsm.role === 'master', this.log, () => this.tick());
     statusOf.set(app, () => this.status());
   }
 
@@ -145,6 +157,8 @@ export class HaNode implements Module {
       sent: this.counts.sent,
       garps: this.vip.garpsSent,
       lateHeartbeats: this.counts.late,
+      watchdogFired: this.watchdog?.fired ?? 0,
+      selfCheckFailed: this.selfCheck.failedRounds,
       transitions: this.counts.transitions,
       peerDeaths: this.counts.peerDeaths,
       deadAverted: this.counts.deadAverted,
@@ -208,6 +222,9 @@ export class HaNode implements Module {
     // A previous incarnation (crash, kill -9) may have left the VIP on the interface: we do not
     // hold it until the state machine says so, and a stale copy would answer ARP for it.
     await this.vip.remove().catch((e) => this.log.warn({ err: e }, 'could not remove a stale VIP'));
+    this.watchdog?.start();
+    this.servePort = this.cfg.serve_check.port ?? this.app.proxy.address(this.app.cfg.listen[0].name)?.port ?? parseHostPort(this.app.cfg.listen[0].bind)!.port;
+    this.selfCheck.start();
     await this.openPaths();
     this.app.setRole('init', 'ha starting');
     this.app.state.on('change', this.onStateChange);
@@ -256,6 +273,8 @@ export class HaNode implements Module {
       if (lag > this.counts.maxLoopLagMs) this.counts.maxLoopLagMs = lag;
       this.warnThrottled('loop_stall', { lagMs: lag, keepalive: this.cfg.keepalive, stalls: this.counts.loopStalls }, 'event loop stalled: our heartbeats went out late (GC or CPU load)');
     }
+    this.checkStall();
+    this.watchdog?.feed();
     if (this.fsm.role !== 'master' && !this.fsm.stopping) this.vip.prepare();
     const ok = this.healthNow();
     if (ok !== this.fsm.healthy) this.dispatch({ type: 'health', ok, reason: ok ? 'healthy again' : this.healthReason });
@@ -263,11 +282,63 @@ export class HaNode implements Module {
     this.repl.evaluate(Date.now());
   }
 
-  /** FAULT when the public interface is down or this node's proxy is not serving. */
+  /** FAULT when the public interface is down or this node's proxy is not serving or not answering. */
   private healthNow(): boolean {
     if (!this.vip.linkUp()) { this.healthReason = `interface ${this.cfg.vip.interface} is down`; return false; }
     if (!this.app.proxy.isServing()) { this.healthReason = 'proxy is not serving'; return false; }
+    if (!this.selfCheck.ok) { this.healthReason = this.selfCheck.reason; return false; }
     return true;
+  }
+
+  // ---- hang and crash of the master (issue 11) ----------------------------------------------------
+
+  /**
+   * Our event loop went without feeding the watchdog for about its timeout (SIGSTOP, a stuck loop):
+   * the watchdog has removed the VIP, or will before our feed reaches it, and the peer has declared
+   * us dead. Checked before anything else runs after the stall (every dispatch and every tick), so
+   * we never advertise MASTER for a VIP we no longer hold.
+   */
+  private checkStall(): void {
+    const gap = this.watchdog?.stalledFor();
+    if (gap === undefined) return;
+    this.watchdog!.disarm();
+    this.dispatch({ type: 'vip_lost', reason: `event loop stalled ${Math.round(gap)} ms (watchdog ${this.watchdog!.timeoutMs} ms): VIP given up` });
+  }
+
+  private onWatchdogFired(why: 'stalled' | 'dropped'): void {
+    this.log.warn({ why, vip: this.cfg.vip.address }, why === 'stalled' ? 'VIP watchdog removed the VIP: our event loop did not feed it in time' : 'VIP watchdog removed the VIP on request');
+    if (why === 'stalled') this.dispatch({ type: 'vip_lost', reason: 'the VIP watchdog removed the VIP (event loop stalled)' });
+  }
+
+  /**
+   * Is the VIP held by a live master? The RFC 5227 probe alone cannot tell: a master whose process
+   * died or hangs leaves a kernel that answers ARP for it. So when the probe is answered we ask the
+   * VIP for a page (through the public network, as a client): an HTTP answer = a live master (also
+   * one cut off from us: never claim then); no answer within serve_check.timeout, or a refused
+   * connection = nobody serves: claim. Meanwhile we probe again: the hung master's watchdog removes
+   * the VIP about deadtime after its last heartbeat, and a free VIP needs no further wait.
+   */
+  private vipInUse(pre: Promise<boolean> | undefined): Promise<{ inUse: boolean; why?: string }> {
+    return (pre ?? this.vip.probe()).then((answered) => {
+      if (!answered) return { inUse: false };
+      const sc = this.cfg.serve_check;
+      if (!sc.enabled) return { inUse: true, why: 'answers ARP (serve_check disabled)' };
+      return new Promise((resolve) => {
+        let done = false;
+        const finish = (r: { inUse: boolean; why?: string }): void => { if (!done) { done = true; resolve(r); } };
+        void httpAnswers(this.vip.ip, this.servePort, sc.path, sc.timeout).then((a) => finish(a.ok
+          ? { inUse: true, why: `answers ARP and serves (HTTP in ${a.ms} ms)` }
+          : { inUse: false, why: `VIP answers ARP but does not serve (${a.err} after ${a.ms} ms)` }));
+        const again = (): void => {
+          if (done) return;
+          void this.vip.probe().then((still) => {
+            if (!still) finish({ inUse: false, why: 'VIP released meanwhile (RFC 5227 probe unanswered)' });
+            else if (!done) setTimeout(again, Math.max(20, this.cfg.garp.probe_timeout / 2)).unref();
+          });
+        };
+        again();
+      });
+    });
   }
 
   private armPeerTimers(): void {
@@ -324,6 +395,7 @@ export class HaNode implements Module {
   // ---- state machine --------------------------------------------------------------------------
 
   private dispatch(ev: FsmEvent): void {
+    if (ev.type !== 'vip_lost') this.checkStall();
     const r = step(this.fsm, ev);
     this.fsm = r.state;
     if (r.actions.length) this.log.debug({ ev: ev.type, actions: r.actions.map((a) => a.type), role: r.state.role }, 'fsm step');
@@ -359,10 +431,9 @@ export class HaNode implements Module {
         const pre = this.preProbe;
         this.preProbe = undefined;
         const fresh = pre && Date.now() - pre.at < this.cfg.deadtime;
-        const res = fresh ? pre.result : this.vip.probe();
-        res.then((answered) => {
-          if (answered) { this.counts.probeAnswered++; this.warnThrottled('probe_answered', { vip: this.vip.ip, answered: this.counts.probeAnswered }, 'RFC 5227 probe: the VIP answers on the network; not claiming it'); }
-          this.dispatch({ type: 'probe_done', answered });
+        void this.vipInUse(fresh ? pre.result : undefined).then(({ inUse, why }) => {
+          if (inUse) { this.counts.probeAnswered++; this.warnThrottled('probe_answered', { vip: this.vip.ip, why, answered: this.counts.probeAnswered }, 'RFC 5227 probe: the VIP answers on the network; not claiming it'); }
+          this.dispatch({ type: 'probe_done', answered: inUse, why: inUse ? undefined : why });
         });
         return;
       }
@@ -380,6 +451,7 @@ export class HaNode implements Module {
         this.enqueue(async () => {
           const t0 = performance.now();
           let r;
+          this.watchdog?.arm(); // before the add: a hang from here on must not leave the VIP behind
           try { r = await this.vip.add(gen); } catch (e) { this.log.error({ err: e }, 'could not add the VIP'); return; }
           if (r.cancelled || !this.vip.startAnnouncing(!r.garpSent, gen)) {
             this.log.warn({ vip: this.cfg.vip.address, role: this.fsm.role }, 'takeover cancelled: the role changed before the VIP was announced (no GARP sent)');
@@ -403,13 +475,26 @@ export class HaNode implements Module {
         const linger = this.fsm.peer?.role === 'master' ? Math.max(250, 4 * this.cfg.keepalive) : 0;
         const release = (): void => this.enqueue(async () => {
           if (this.fsm.role === 'master' && !this.fsm.stopping) return; // taken again meanwhile
-          try { await this.vip.remove(); this.log.info({ vip: this.cfg.vip.address, lingerMs: linger }, 'VIP released'); this.dropVipConnectionsSoon(); } catch (e) { this.log.error({ err: e }, 'could not remove the VIP'); }
+          await this.removeVip({ lingerMs: linger });
         });
         this.vip.supersede(); // a queued add or GARP of ours must not run after this
         if (linger) { clearTimeout(this.timers.release); this.timers.release = setTimeout(release, linger); }
         else release();
         return;
       }
+    }
+  }
+
+  /** `ip addr del`, then disarm the watchdog; when we cannot spawn `ip` (EMFILE…), the watchdog removes it. */
+  private async removeVip(info: Record<string, unknown>): Promise<void> {
+    try {
+      await this.vip.remove();
+      this.watchdog?.disarm();
+      if (!info.stop) this.log.info({ vip: this.cfg.vip.address, ...info }, 'VIP released');
+      this.dropVipConnectionsSoon();
+    } catch (e) {
+      const viaWatchdog = this.watchdog?.dropNow() ?? false;
+      this.log.error({ err: e, viaWatchdog }, viaWatchdog ? 'could not remove the VIP: asked the watchdog to' : 'could not remove the VIP');
     }
   }
 
@@ -586,10 +671,12 @@ export class HaNode implements Module {
       // Keep the VIP a little longer (a SYN already on its way to our MAC), bounded.
       await new Promise((r) => setTimeout(r, handedOver ? Math.max(250, 4 * this.cfg.keepalive) : 0));
       if (handedOver) this.closeIdleClientConnections(); // those whose response ended meanwhile
-      await this.vip.remove().then(() => this.dropVipConnectionsSoon(), (e) => this.log.error({ err: e }, 'could not remove the VIP'));
+      await this.removeVip({ stop: true });
       await this.chain;
     }
     for (const t of Object.values(this.timers)) if (t) { clearTimeout(t); clearInterval(t); }
+    this.selfCheck.stop();
+    this.watchdog?.close();
     this.vip.close();
     for (const p of this.paths) p.sock.close();
     this.paths = [];

@@ -135,10 +135,13 @@ export class Vip {
     this.announcers.clear();
   }
 
+  /** `ip addr del VIP dev IF` as argv (the watchdog runs the same command). */
+  delArgv(): string[] { return [this.ipBin, 'addr', 'del', this.cfg.address, 'dev', this.cfg.interface]; }
+
   /** `ip addr del`; an address that is not there is fine. */
   async remove(): Promise<void> {
     this.stopAnnouncing();
-    const args = ['addr', 'del', this.cfg.address, 'dev', this.cfg.interface];
+    const args = this.delArgv().slice(1);
     try {
       await execFileP(this.ipBin, args, { timeout: 5000 });
     } catch (e) {

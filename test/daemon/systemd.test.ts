@@ -204,6 +204,33 @@ describe('systemd units', () => {
     expect(as(false, [process.execPath, '-e', bind80]).stdout.trim()).toBe('EACCES');
   });
 
+  it('ExecStopPost (pairlb vip-release) removes a VIP left behind on the interface, and is a no-op when there is none', () => {
+    // After a crash or a SIGKILL of the whole unit, a node without a running pairlb must not keep the
+    // VIP: its kernel would answer ARP for it and the peer's probe would find it "in use".
+    const s = parseUnit(UNIT).get('Service')!;
+    const post = s.get('ExecStopPost')!;
+    expect(post).toHaveLength(1);
+    expect(post[0]).toBe(`-${INSTALLED} vip-release -c /etc/pairlb/pairlb.yaml`); // '-': a failure does not fail the stop
+    const ns = `${prefix}v`;
+    execFileSync('ip', ['netns', 'add', ns]); netns.push(ns);
+    execFileSync('ip', ['-n', ns, 'link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'pub1']);
+    for (const dev of ['lo', 'pub0', 'pub1']) execFileSync('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    execFileSync('ip', ['-n', ns, 'addr', 'add', '198.18.0.10/24', 'dev', 'pub0']);
+    const cfg = join(dir, 'vip-release.yaml');
+    writeFileSync(cfg, ['global: { node: lb1, log: { level: info } }', 'listen: [{ name: web, bind: "0.0.0.0:80" }]', 'ha:', '  key_file: /nonexistent/ha.key',
+      '  node: { dedicated: "198.19.0.1:694" }', '  peer: { name: lb2, dedicated: "198.19.0.2:694" }', '  vip: { address: 198.18.0.10/24, interface: pub0 }', ''].join('\n'));
+    const argv = post[0].slice(1).replace('/etc/pairlb/pairlb.yaml', cfg).split(' ').slice(1);
+    const release = () => spawnSync('ip', ['netns', 'exec', ns, process.execPath, MAIN, ...argv], { encoding: 'utf8', timeout: 20_000 });
+    const held = () => execFileSync('ip', ['-n', ns, '-br', 'addr', 'show', 'pub0'], { encoding: 'utf8' }).includes('198.18.0.10/24');
+    expect(held()).toBe(true);
+    let r = release();
+    expect(`${r.status} ${r.stderr}`).toBe('0 ');
+    expect(held()).toBe(false);
+    r = release(); // nothing left to remove
+    expect(`${r.status} ${r.stderr}`).toBe('0 ');
+    expect(r.stdout).toContain('vip-release: VIP not on the interface');
+  });
+
   it('sysusers and tmpfiles snippets apply to a scratch root', () => {
     const root = join(dir, 'root');
     mkdirSync(join(root, 'etc'), { recursive: true });

@@ -47,6 +47,7 @@ const rows: Row[] = [
   { name: 'BACKUP peer dead → probe', state: st('backup', { peer: hiPeer('master') }), ev: { type: 'peer_dead' }, role: 'backup', actions: A('probe'), check: (s) => { expect(s.claiming).toBe(true); expect(s.peer).toBeNull(); } },
   { name: 'BACKUP peer dead disarms failback', state: st('backup', { peer: peer('master'), failbackArmed: true }), ev: { type: 'peer_dead' }, role: 'backup', actions: A('cancel_failback', 'probe') },
   { name: 'BACKUP probe unanswered → MASTER', state: st('backup', { claiming: true }), ev: { type: 'probe_done', answered: false }, role: 'master', actions: A('take_vip', 'set_role:master', 'send_advert') },
+  { name: 'BACKUP VIP answers ARP but does not serve → MASTER with that reason', state: st('backup', { claiming: true }), ev: { type: 'probe_done', answered: false, why: 'VIP answers ARP but does not serve (timeout after 500 ms)' }, role: 'master', actions: A('take_vip', 'set_role:master', 'send_advert'), check: (_s, a) => expect(a.find((x) => x.type === 'set_role')).toMatchObject({ reason: 'VIP answers ARP but does not serve (timeout after 500 ms)' }) },
   { name: 'BACKUP probe answered → stays, retries later', state: st('backup', { claiming: true }), ev: { type: 'probe_done', answered: true }, role: 'backup', actions: A('retry_later') },
   { name: 'BACKUP probe result after the master came back → stays', state: st('backup', { claiming: true, peer: hiPeer('master') }), ev: { type: 'probe_done', answered: false }, role: 'backup', actions: [] },
   { name: 'BACKUP master heard while probing cancels the claim', state: st('backup', { claiming: true, self: { ...ME, priority: 50 } }), ev: { type: 'advert', peer: peer('master') }, role: 'backup', actions: [], check: (s) => expect(s.claiming).toBe(false) },
@@ -74,6 +75,10 @@ const rows: Row[] = [
   { name: 'MASTER stopping: handover timeout → release anyway', state: st('master', { stopping: true, peer: peer('backup') }), ev: { type: 'handover_timeout' }, role: 'master', actions: A('release_vip', 'stopped') },
   { name: 'MASTER stopping: peer dies → release, stopped', state: st('master', { stopping: true, peer: peer('backup') }), ev: { type: 'peer_dead' }, role: 'master', actions: A('release_vip', 'stopped') },
   { name: 'MASTER stopping ignores health recovery', state: st('master', { stopping: true, peer: peer('backup') }), ev: { type: 'health', ok: true, reason: 'x' }, role: 'master', actions: [] },
+  { name: 'MASTER vip_lost (hung: the watchdog removed the VIP) → BACKUP, releases, forgets the peer, retries later', state: st('master', { peer: peer('backup') }), ev: { type: 'vip_lost', reason: 'stalled' }, role: 'backup', actions: A('release_vip', 'set_role:backup', 'send_advert', 'retry_later'), check: (s) => expect(s.peer).toBeNull() },
+  { name: 'MASTER vip_lost with failback armed → disarmed first', state: st('master', { peer: peer('backup'), failbackArmed: true }), ev: { type: 'vip_lost', reason: 'stalled' }, role: 'backup', actions: A('cancel_failback', 'release_vip', 'set_role:backup', 'send_advert', 'retry_later') },
+  { name: 'MASTER stopping: vip_lost → release, stopped', state: st('master', { stopping: true, peer: peer('backup') }), ev: { type: 'vip_lost', reason: 'stalled' }, role: 'master', actions: A('release_vip', 'stopped') },
+  { name: 'BACKUP vip_lost (late report) → nothing', state: st('backup', { peer: hiPeer('master') }), ev: { type: 'vip_lost', reason: 'stalled' }, role: 'backup', actions: [] },
   { name: 'MASTER failback_due (stale) → nothing', state: st('master', { peer: peer('backup') }), ev: { type: 'failback_due' }, role: 'master', actions: [] },
 
   // ---- FAULT

@@ -72,3 +72,9 @@ export async function untilTrue(f: () => Promise<boolean> | boolean, ms: number,
 }
 export const startCapture = (t: Topology, n: string, dev: string, filter: string, file: string): { proc: Proc; ready(ms?: number): Promise<void>; until(pred: (b: Buffer[]) => boolean, ms?: number, what?: string): Promise<Buffer[]>; stop(): Promise<Buffer[]> } => lib.startCapture(t, n, dev, filter, file);
 export const sendUdpLoop = (t: Topology, n: string, host: string, port: number, bufs: Buffer[], o?: { everyMs?: number; forMs?: number }): Proc => lib.sendUdpLoop(t, n, host, port, bufs, o);
+export interface VipMonitor { events: { at: number; n: string; held: boolean }[]; bothHeldMs(from?: number, to?: number): number; holders(): Record<string, boolean>; stop(): void }
+export const vipMonitor = (t: Topology): Promise<VipMonitor> => lib.vipMonitor(t);
+export const nftDrop = (t: Topology, n: string, rule: string): Promise<void> => lib.nftDrop(t, n, rule);
+export const nftClear = (t: Topology, n: string): Promise<void> => lib.nftClear(t, n);
+export const blockEventLoop = (t: Topology, n: string, pid: number, ms: number): Promise<{ at: number; released: Promise<unknown> }> => lib.blockEventLoop(t, n, pid, ms);
+export const run = (cmd: string, args: string[], opts?: { allowFail?: boolean }): Promise<string> => lib.run(cmd, args, opts);
