@@ -129,7 +129,8 @@ export class HaNode implements Module {
       send: (payload, attempt) => this.sendState(payload, attempt),
     }, { first: Math.max(2 * cfg.keepalive, 50), max: Math.max(1000, 2 * cfg.deadtime) });
     const wd = cfg.watchdog ?? Math.round(cfg.deadtime * 1.5);
-    this.watchdog = wd > 0 ? new Watchdog(this.vip.delArgv(), wd, this.log, (why) => this.onWatchdogFired(why)) : undefined;
+    this.watchdog = wd > 0 ? new Watchdog(this.vip.delArgv(), this.vip.garpArgv(), wd, this.log, (why) => this.onWatchdogFired(why)) : undefined;
+    if (this.watchdog) { const w = this.watchdog; this.vip.garpVia = { garp: (n) => w.garp(n), cancel: () => w.cancelGarps() }; }
     this.selfCheck = new SelfCheck(app, cfg.self_check, this.vip.ip, () => this.fsm.role === 'master', this.log, () => this.tick());
     statusOf.set(app, () => this.status());
   }
@@ -329,11 +330,14 @@ export class HaNode implements Module {
         void httpAnswers(this.vip.ip, this.servePort, sc.path, sc.timeout).then((a) => finish(a.ok
           ? { inUse: true, why: `answers ARP and serves (HTTP in ${a.ms} ms)` }
           : { inUse: false, why: `VIP answers ARP but does not serve (${a.err} after ${a.ms} ms)` }));
+        // Two unanswered probes in a row, not one: a single one can be a reply that came too late.
+        let unanswered = 0;
         const again = (): void => {
           if (done) return;
           void this.vip.probe().then((still) => {
-            if (!still) finish({ inUse: false, why: 'VIP released meanwhile (RFC 5227 probe unanswered)' });
-            else if (!done) setTimeout(again, Math.max(20, this.cfg.garp.probe_timeout / 2)).unref();
+            unanswered = still ? 0 : unanswered + 1;
+            if (unanswered >= 2) finish({ inUse: false, why: 'VIP released meanwhile (RFC 5227 probe unanswered)' });
+            else if (!done) setTimeout(again, still ? 30 : 0).unref();
           });
         };
         again();

@@ -38,6 +38,11 @@ export class Vip {
   generation = 0;
   /** Takeover steps (add, GARP) skipped because the role changed after they were scheduled. */
   cancelled = 0;
+  /**
+   * A pre-forked helper that sends GARPs (the watchdog's shell, so that no fork of ours stalls the
+   * event loop), and kills those not yet exited on supersede(); garp() returns false when it cannot.
+   */
+  garpVia: { garp(n: number): boolean; cancel(): void } | undefined;
 
   constructor(private readonly cfg: VipConfig, private readonly garp: GarpConfig, private readonly log: Logger, private readonly ipBin = 'ip') {
     this.ip = cfg.address.split('/')[0];
@@ -60,7 +65,7 @@ export class Vip {
     if (this.kit && this.kit.exitCode === null && this.kit.signalCode === null) return;
     const q = (x: string): string => `'${x.replace(/'/g, `'\\''`)}'`;
     const add = [this.ipBin, ...this.addArgs()].map(q).join(' ');
-    const arp = [this.garp.arping, '-U', '-c', '1', '-I', this.cfg.interface, this.ip].map(q).join(' ');
+    const arp = this.garpArgv().map(q).join(' ');
     // Two steps: add, report, then the GARP burst only when told `garp` (the role may have changed
     // while `ip` ran: then we are told `skip`). Costs one pipe round trip (< 1 ms idle).
     const script = `read go || exit 0; ${add} 2>&1; rc=$?; echo "pairlb-kit $rc"; [ $rc -eq 0 ] || exit 0; read g || exit 0; [ "$g" = garp ] || exit 0; i=0; while [ $i -lt ${this.garp.burst} ]; do ${arp} >/dev/null 2>&1 & i=$((i+1)); done; wait`;
@@ -133,6 +138,7 @@ export class Vip {
     this.stopAnnouncing();
     for (const c of this.announcers) c.kill('SIGKILL');
     this.announcers.clear();
+    this.garpVia?.cancel();
   }
 
   /** `ip addr del VIP dev IF` as argv (the watchdog runs the same command). */
@@ -166,10 +172,15 @@ export class Vip {
     }
   }
 
-  /** Send `n` gratuitous ARPs now, each its own arping, none awaited. */
+  /** `arping -U -c 1 -I IF VIP` as argv: one gratuitous ARP. */
+  garpArgv(): string[] { return [this.garp.arping, '-U', '-c', '1', '-I', this.cfg.interface, this.ip]; }
+
+  /** Send `n` gratuitous ARPs now, each its own arping, none awaited; through garpVia when set (no fork of ours). */
   announce(n = 1): void {
+    if (this.garpVia?.garp(n)) { this.garpsSent += n; return; }
     for (let i = 0; i < n; i++) {
-      const c = this.run(this.garp.arping, ['-U', '-c', '1', '-I', this.cfg.interface, this.ip]);
+      const [bin, ...args] = this.garpArgv();
+      const c = this.run(bin, args);
       this.announcers.add(c);
       c.on('exit', () => this.announcers.delete(c));
       this.garpsSent++;
@@ -225,7 +236,10 @@ export class Vip {
       const c = this.run(this.garp.arping, ['-D', '-c', '1', '-w', '1', '-I', this.cfg.interface, this.ip]);
       let t: NodeJS.Timeout | undefined;
       // The clock starts when arping runs: on a loaded machine the fork alone can take tens of ms.
-      c.on('spawn', () => { t = setTimeout(() => { c.kill('SIGKILL'); resolve(false); }, timeoutMs); });
+      // At the timeout we kill it and still read its exit status: an arping that got its answer just
+      // before (its exit not yet handled by a busy event loop) exited 1 by itself — "answered",
+      // not "free" (taking it for free would make two masters).
+      c.on('spawn', () => { t = setTimeout(() => c.kill('SIGKILL'), timeoutMs); });
       c.on('exit', (code) => { clearTimeout(t); resolve(code === 1); });
       c.on('error', (e) => { clearTimeout(t); this.log.error({ mod: 'ha', err: e }, 'arping probe failed to start; assuming the VIP is free'); resolve(false); });
     });

@@ -11,7 +11,12 @@ import type { Logger } from '../log.js';
  * Protocol, one line each way on its stdin/stdout:
  *   main → watchdog  `m` armed (we hold the VIP or are about to add it) and fed; sent every
  *                    keepalive while armed.  `b` disarmed (not master).  `d` remove the VIP now
- *                    (a main process that cannot spawn `ip` any more, e.g. EMFILE).
+ *                    (a main process that cannot spawn `ip` any more, e.g. EMFILE).  `gN` send N
+ *                    gratuitous ARPs (arping, in the background): the master's re-announcements
+ *                    fork from this small shell, not from our ~100 MB process, whose fork stalls
+ *                    the event loop for up to ~100 ms each on a loaded machine (measured) — long
+ *                    enough, three in a row, to look like a hang.  `k` kill those still running
+ *                    (a demotion: Vip.supersede()).
  *   watchdog → main  `stalled` it removed the VIP because no `m` came for `timeout`;
  *                    `dropped` it removed the VIP on request.
  *   EOF on stdin     main is gone (crash, SIGKILL, exit): remove the VIP if armed, then exit.
@@ -41,13 +46,14 @@ export class Watchdog {
    * @param timeoutMs no feed this long while armed = we are hung: the VIP goes
    * @param onFire called (on our event loop, when it runs again) after the watchdog removed the VIP
    */
-  constructor(private readonly delCmd: string[], readonly timeoutMs: number, private readonly log: Logger, private readonly onFire: (why: 'stalled' | 'dropped') => void) {}
+  constructor(private readonly delCmd: string[], private readonly garpCmd: string[], readonly timeoutMs: number, private readonly log: Logger, private readonly onFire: (why: 'stalled' | 'dropped') => void) {}
 
   start(): void {
     if (this.closing) return;
     this.lastSpawn = Date.now();
     const q = (x: string): string => `'${x.replace(/'/g, `'\\''`)}'`;
     const del = this.delCmd.map(q).join(' ') + ' >/dev/null 2>&1';
+    const arp = this.garpCmd.map(q).join(' ') + ' >/dev/null 2>&1 &';
     const t = (this.timeoutMs / 1000).toFixed(3);
     const script = `trap '' INT TERM HUP PIPE
 armed=0
@@ -58,6 +64,8 @@ while :; do
       m) armed=1 ;;
       b) armed=0 ;;
       d) ${del}; armed=0; echo dropped ;;
+      g[0-9]*) n=\${line#g}; while [ "$n" -gt 0 ]; do ${arp} n=$((n-1)); done ;;
+      k) kill -9 $(jobs -p) >/dev/null 2>&1 ;;
     esac
   elif [ $rc -gt 128 ]; then
     ${del}; armed=0; echo stalled
@@ -116,6 +124,16 @@ done`;
     this.lastFeed = performance.now();
     if (this.armed) this.write('m');
   }
+
+  /** Send `n` gratuitous ARPs from the watchdog's shell; false when it is not running. */
+  garp(n: number): boolean {
+    if (!this.child?.stdin?.writable) return false;
+    this.write(`g${n}`);
+    return true;
+  }
+
+  /** Kill the GARP senders still running (the role changed). */
+  cancelGarps(): void { this.write('k'); }
 
   /** Ask the watchdog to remove the VIP now (our own `ip` could not be spawned). */
   dropNow(): boolean {
