@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
-import { createTopology, pairlbConfig, STALL_TOLERANT_HA, startPairlb, vipOn, type Proc, type Topology } from '../helpers/netns.js';
+import { createTopology, pairlbConfig, startPairlb, vipOn, type Proc, type Topology } from '../helpers/netns.js';
 
 /**
  * `node.broadcast` (ha.cf `bcast eth1`): heartbeats on the dedicated link go to its broadcast
@@ -21,7 +21,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'ha.key'), 'broadcast-test-key-0123456789', { mode: 0o600 });
   t = await createTopology();
   for (const n of ['lb1', 'lb2'] as const) {
-    writeFileSync(join(dir, `${n}.yaml`), pairlbConfig(n, { dir, admin: false, haExtra: STALL_TOLERANT_HA })
+    writeFileSync(join(dir, `${n}.yaml`), pairlbConfig(n, { dir, admin: false })
       .replace(/node: \{ dedicated: "([^"]+)", /, 'node: { dedicated: "$1", broadcast: 198.19.0.3, '));
   }
   lb1 = startPairlb(t, 'lb1', join(dir, 'lb1.yaml'), join(dir, 's1'));

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
 import {
-  analyse, captureUdp, cleanupStale, clientNeigh, createTopology, mac, NET, pairlbConfig, sendUdp, sleep, startPairlb, startPoller, STALL_TOLERANT_HA, tcpdump, vipOn,
+  analyse, captureUdp, cleanupStale, clientNeigh, createTopology, mac, NET, pairlbConfig, sendUdp, sleep, startPairlb, startPoller, tcpdump, vipOn,
   type Figures, type Poller, type Proc, type Topology,
 } from '../helpers/netns.js';
 import { encode, decode, MsgType } from '../../src/ha/advert.js';
@@ -27,7 +27,7 @@ let dir: string;
 let lb1: Proc, lb2: Proc;
 let poll: Poller;
 let webs: Proc[] = [];
-const HA_EXTRA = STALL_TOLERANT_HA + '  failback_delay: 1s\n  notify:\n    any: "echo \\"$PAIRLB_NODE $1 $2\\" >> NOTIFY_FILE"\n';
+const HA_EXTRA = '  failback_delay: 1s\n  notify:\n    any: "echo \\"$PAIRLB_NODE $1 $2\\" >> NOTIFY_FILE"\n';
 
 function cfgFile(node: 'lb1' | 'lb2', haExtra = HA_EXTRA): string {
   const f = join(dir, `${node}.yaml`);
@@ -255,7 +255,7 @@ describe('ha pair in network namespaces', () => {
     // runs: a silent cut of the dedicated link then makes two masters.
     const noPublic = (node: 'lb1' | 'lb2') => {
       const f = join(dir, `${node}.yaml`);
-      writeFileSync(f, pairlbConfig(node, { dir, haExtra: STALL_TOLERANT_HA + '  garp: { probe: false }\n' })
+      writeFileSync(f, pairlbConfig(node, { dir, haExtra: '  garp: { probe: false }\n' })
         .replace(/node: \{ dedicated: "([^"]+)", public: "[^"]+" \}/, 'node: { dedicated: "$1" }')
         .replace(/dedicated: "([^"]+)", public: "[^"]+" \}/, 'dedicated: "$1" }'));
     };

@@ -40,7 +40,9 @@ export const createTopology = (): Promise<Topology> => lib.Topology.create();
 export const cleanupStale = (): Promise<void> => lib.cleanupStale();
 export const startPoller = (t: Topology, o?: { interval?: number; timeout?: number; maxMs?: number }): Poller => lib.startPoller(t, o);
 export const analyse = (samples: Sample[], t0: number, to: string, tEnd?: number): Figures => lib.analyse(samples, t0, to, tEnd);
-export const pairlbConfig = (node: 'lb1' | 'lb2', o: { dir: string; ha?: boolean; extra?: string; haExtra?: string; admin?: boolean }): string => lib.pairlbConfig(node, o);
+/** As bench/failover-lib.mjs's, plus STALL_TOLERANT_HA unless the test sets its own `watchdog` or `deadtime`. */
+export const pairlbConfig = (node: 'lb1' | 'lb2', o: { dir: string; ha?: boolean; extra?: string; haExtra?: string; admin?: boolean }): string =>
+  lib.pairlbConfig(node, { ...o, haExtra: /^\s*(watchdog|deadtime):/m.test(o.haExtra ?? '') ? o.haExtra : STALL_TOLERANT_HA + (o.haExtra ?? '') });
 export const startPairlb = (t: Topology, node: 'lb1' | 'lb2', cfgFile: string, stateDir: string): Proc => lib.startPairlb(t, node, cfgFile, stateDir);
 export const clientNeigh = (t: Topology): Promise<string | undefined> => lib.clientNeigh(t);
 export const mac = (t: Topology, n: string, dev?: string): Promise<string | undefined> => lib.mac(t, n, dev);
