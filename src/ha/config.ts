@@ -77,8 +77,8 @@ export const serveCheckSchema = z.object({
   port: z.number().int().min(1).max(65535).optional(),
   /** Path requested; any HTTP status counts as serving (a 503 still comes from a live proxy). */
   path: z.string().regex(/^\/[!-~]*$/, 'expected an absolute path without spaces').default('/'),
-  /** No status line within this time: the VIP does not serve. Generous: a live master slower than this would be taken for a hung one. */
-  timeout: durationAtLeast(1).default('1s'),
+  /** No status line within this time: the VIP does not serve. Generous on purpose: a live master slower than this (heartbeats cut, machine overloaded) would be taken for a hung one; a dead process refuses at once and a hung one loses the VIP to its watchdog, so this only bounds the case where both failed. */
+  timeout: durationAtLeast(1).default('2s'),
 }).strict();
 
 export const selfCheckSchema = z.object({
