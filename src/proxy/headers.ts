@@ -18,6 +18,8 @@ export interface RequestHead {
   chunked: boolean;
   /** 0, or the status to refuse the request with before any backend is chosen (the client's mistake). */
   refuse: number;
+  /** The request had a Host line (RFC 9112 §3.2: HTTP/1.1 needs one, even with an absolute-form target). */
+  hostLine: boolean;
 }
 
 /**
@@ -89,6 +91,7 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
     }
     headers.push(k, raw[i + 1]);
   }
+  const hostLine = host !== undefined;
   if (authority !== undefined && host === undefined) headers.push('Host', (host = authority));
   if (connTokens !== null && connTokens !== 'keep-alive' && connTokens !== 'close') {
     for (const t of connTokens.split(',')) {
@@ -113,5 +116,5 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
     for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 9 && headers[i].toLowerCase() === 'forwarded') j = i;
     if (j >= 0) headers[j + 1] += ', ' + v; else headers.push('Forwarded', v);
   }
-  return { headers, stickyId, hasBody, chunked, refuse };
+  return { headers, stickyId, hasBody, chunked, refuse, hostLine };
 }

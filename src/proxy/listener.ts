@@ -494,6 +494,9 @@ export class Listener {
       connectionsCheckingInterval: Math.min(1000, Math.max(100, cfg.timeouts.http_request >> 2)),
       joinDuplicateHeaders: false,
       noDelay: true,
+      // HTTP/1.1 without Host is refused in handle(), through reject(): node's own 400 would let the
+      // requests pipelined behind it be served after its `Connection: close` (RFC 9112 §9.6).
+      requireHostHeader: false,
     });
     // One more header line than allowed is kept, so that an excess is seen (431), not dropped.
     server.maxHeadersCount = cfg.max_headers + 1;
@@ -686,9 +689,10 @@ export class Listener {
       path = t.path;
       authority = t.authority;
     }
-    const { headers, stickyId, hasBody, chunked, refuse } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority);
-    // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing.
-    if (refuse !== 0 || (chunked && req.httpVersionMinor === 0)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
+    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority);
+    // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing. §3.2: HTTP/1.1 needs Host.
+    const minor = req.httpVersionMinor;
+    if (refuse !== 0 || (chunked && minor === 0) || (!hostLine && minor === 1)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
     const ex = new Exchange(this, req, res, headers, hasBody, path);
     if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHead = upgradeHead; }
     (res as TaggedRes)[kEx] = ex;

@@ -89,8 +89,8 @@ export function startUpgrade(l: Listener, req: IncomingMessage, head: Buffer): v
   const sock = req.socket;
   const h = req.headers;
   const cl = h['content-length'];
-  // Replayed, node:http's own checks apply (a missing Host gets its 400, as in the 'upgrade' path it
-  // does not), then ours in Listener.handle.
+  // Replayed, node:http's own checks apply, then ours in Listener.handle (a missing Host gets 400
+  // there, which the 'upgrade' path does not check).
   if (req.httpVersion !== '1.1' || (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined || h.host === undefined) {
     l.next(sock); // this one is not served here: the replayed request takes its turn
     handBack(l, sock, head, plainHead(req));
