@@ -12,8 +12,9 @@ import type { Authenticator, Identity } from './auth.js';
  * to 3 s. So:
  *   - failures are counted per source (IPv4 address, IPv6 /64); after `max_failures` the source is
  *     locked out for `lockout`, doubling with each further failure up to `max_lockout`; a locked
- *     source gets 429 + Retry-After without any password check. Verifications in flight count as
- *     failures-to-be, so a parallel burst cannot run more than `max_failures` scrypts either;
+ *     source gets 429 + Retry-After without any password check. A source has at most one check in
+ *     flight (another attempt meanwhile: 429, Retry-After: 1), so a parallel burst cannot run more
+ *     than `max_failures` scrypts either, and holds at most one of the `concurrent` slots;
  *   - the per-source table holds at most `sources` entries (a flood of sources evicts the entry with
  *     the oldest failure first: memory stays bounded; such a flood is still bounded by the next point);
  *   - at most `concurrent` scrypt verifications run at once and `queue` wait; beyond, 503;
@@ -56,9 +57,11 @@ export class LoginLimiter {
     if (!e) return 0;
     if (e.pending === 0 && now >= e.until && now - e.last >= this.p.forgetMs) { this.t.delete(src); return 0; }
     if (e.until > now) return e.until - now;
-    // Checks in flight may all fail: never run more than max_failures before the lock applies.
-    if (e.fails < this.p.maxFailures && e.fails + e.pending >= this.p.maxFailures) return this.p.lockoutMs;
-    if (e.fails >= this.p.maxFailures && e.pending > 0) return this.p.lockoutMs;
+    // One check at a time per source: a parallel burst cannot run more checks than max_failures,
+    // and one source holds at most one of the `concurrent` slots, so another source's login never
+    // queues behind a flood. (Identical headers in flight share a check, so a browser's parallel
+    // loads do not hit this.)
+    if (e.pending > 0) return 1000;
     return 0;
   }
 
@@ -229,7 +232,10 @@ export class LoginGuard {
     })();
     this.inflight.set(key, p);
     let r: { id?: Identity; scrypt: boolean };
-    try { r = await p; } finally { this.inflight.delete(key); }
+    try { r = await p; } catch (e) {
+      this.limiter.succeed(src); // not a failure of the client's: only release its pending check
+      throw e;
+    } finally { this.inflight.delete(key); }
     if (r.scrypt) this.counters.scrypt++;
     if (r.id) { this.limiter.succeed(src); return { status: 200, id: r.id }; }
     this.failed(src, remote, userOf(header));

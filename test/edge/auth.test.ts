@@ -80,19 +80,25 @@ admin:
 afterAll(async () => { await d?.kill(); await backend?.close(); if (dir) cleanup(dir); });
 
 describe('failed logins are limited per source', () => {
-  test('200 wrong passwords from one source (127.0.0.5), 20 at a time: 5 scrypt checks, then 429 without any; another source logs in, once', async () => {
+  test('200 wrong passwords from one source (127.0.0.5), 20 at a time: 5 scrypt checks, then 429 without any; another source logs in meanwhile and after, one scrypt each', async () => {
     const scrypt0 = await metric('pairlb_login_scrypt_total', 'server="stats"');
     const statuses: number[] = [];
     let retryAfter: string | undefined;
+    let during: Res | undefined;
     for (let batch = 0; batch < 10; batch++) {
-      const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => http(SP, '/', { from: '127.0.0.5', headers: { authorization: basic('ops', `guess-${batch}-${i}`) } })));
-      for (const r of rs) { statuses.push(r.status); if (r.status === 429) retryAfter = r.headers['retry-after'] as string; }
+      const flood = Promise.all(Array.from({ length: 20 }, (_, i) => http(SP, '/', { from: '127.0.0.5', headers: { authorization: basic('ops', `guess-${batch}-${i}`) } })));
+      // In the middle of the first burst, another source logs in: the flood holds one check slot
+      // at most, so this login is checked at once (neither queued behind it nor refused 503).
+      if (batch === 0) during = await http(SP, '/', { from: '127.0.0.2', headers: { authorization: VIEWER } });
+      for (const r of await flood) { statuses.push(r.status); if (r.status === 429) retryAfter = r.headers['retry-after'] as string; }
     }
+    expect(during!.status).toBe(200);
     expect(statuses.filter((s) => s === 401).length).toBe(5);
     expect(statuses.filter((s) => s === 429).length).toBe(195);
     expect(Number(retryAfter)).toBeGreaterThan(0);
-    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 5);
+    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 6);
     expect(await metric('pairlb_login_failures_total', 'server="stats"')).toBe(5);
+    expect(await metric('pairlb_login_refused_total', 'server="stats",reason="busy"')).toBe(0);
     expect(await metric('pairlb_login_refused_total', 'server="stats",reason="locked"')).toBe(195);
     expect(await metric('pairlb_login_lockouts_total', 'server="stats"')).toBe(1);
     // At most one line per 10 s for the burst (the rest comes in one later line).
@@ -101,15 +107,15 @@ describe('failed logins are limited per source', () => {
     // Another source: its login runs scrypt once, then rides on the cache.
     let r = await http(SP, '/', { from: '127.0.0.2', headers: { authorization: OPS } });
     expect(r.status).toBe(200);
-    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 6);
+    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 7);
     for (let i = 0; i < 5; i++) expect((await http(SP, '/stats.json', { from: '127.0.0.2', headers: { authorization: OPS } })).status).toBe(200);
-    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 6);
+    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 7);
 
     // The locked source: a verified (cached) credential still works, a new guess still gets 429.
     expect((await http(SP, '/', { from: '127.0.0.5', headers: { authorization: OPS } })).status).toBe(200);
     r = await http(SP, '/', { from: '127.0.0.5', headers: { authorization: basic('ops', 'one more guess') } });
     expect(r.status).toBe(429);
-    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 6);
+    expect(await metric('pairlb_login_scrypt_total', 'server="stats"')).toBe(scrypt0 + 7);
     const page = await http(SP, '/', { from: '127.0.0.2', headers: { authorization: OPS } });
     expect(page.body).toContain('failed logins 5, <span class="bad">196 refused</span> (196 locked out, 0 busy)');
   });

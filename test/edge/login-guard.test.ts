@@ -22,13 +22,15 @@ describe('LoginLimiter', () => {
     expect(fail(100_000)).toBe(0);
   });
 
-  test('checks in flight count: a parallel burst runs at most max_failures checks', () => {
+  test('one check in flight per source: a parallel burst runs one check at a time, other sources are free', () => {
     const l = new LoginLimiter(P);
     let started = 0;
     for (let i = 0; i < 20; i++) if (l.lockedFor('a', 0) === 0) { l.begin('a', 0); started++; }
-    expect(started).toBe(3);
-    l.fail('a', 10); l.fail('a', 10); l.fail('a', 10);
-    expect(l.lockedFor('a', 10)).toBe(1000);
+    expect(started).toBe(1);
+    expect(l.lockedFor('a', 0)).toBe(1000);
+    expect(l.lockedFor('b', 0)).toBe(0);
+    expect(l.fail('a', 10)).toBe(0);
+    expect(l.lockedFor('a', 10)).toBe(0);
   });
 
   test('a success does not forgive failures (a valid read-only login cannot reset the count)', () => {
