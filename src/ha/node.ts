@@ -597,16 +597,17 @@ export class HaNode implements Module {
     path.lastRx = now;
     // Backlog too: we did receive it on this path, so the peer may see the path answered.
     this.liveness.received(path.id, p.seq, now, false);
-    if (v.backlog) {
+    if (v.backlog && p.type === MsgType.Advert) {
       // Genuine but older than what we already know (a link-flap backlog, reordering between the
-      // paths): it proves the path works, its role and flags are stale.
+      // paths): it proves the path works, its role and flags are stale. (A state chunk or request
+      // in the backlog is data, not a view of the peer: it is still handled below, once.)
       const n = ++this.counts.backlog;
       if (n <= 3 || n % 100 === 0) this.log.info({ count: n, path: path.name, seq: p.seq.toString() }, 'stale heartbeat (link-flap backlog or reordering): not acted on');
       return;
     }
     this.counts.received++;
     if (this.confirmedInc !== p.incarnation) { this.confirmedInc = p.incarnation; this.log.info({ peer: p.node, incarnation: p.incarnation.toString() }, 'peer confirmed our incarnation'); }
-    this.armPeerTimers();
+    if (!v.backlog) this.armPeerTimers();
     switch (p.type) {
       case MsgType.Advert: {
         const body = decodeAdvertBody(p.payload);
