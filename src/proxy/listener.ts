@@ -32,6 +32,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * InvalidArgumentError for a header it will not send): the client's mistake, never the backend's.
  */
 const LOCAL_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+const FD_CODES = new Set(['EMFILE', 'ENFILE']);
 
 /**
  * Everything a request needs from its listen section, computed once per config (re)load so the
@@ -387,7 +388,8 @@ class Exchange {
     if (neverSent) {
       route.counters.errConn++;
       const rc = route.counters;
-      if (s.passiveConnect > 0 && ++rc.connectFailStreak >= s.passiveConnect) this.l.passiveDown(route, `passive: ${rc.connectFailStreak} consecutive connect errors (${code || err.message})`);
+      // Our own open-file limit (EMFILE/ENFILE on socket()) says nothing about the backend.
+      if (s.passiveConnect > 0 && !FD_CODES.has(code) && ++rc.connectFailStreak >= s.passiveConnect) this.l.passiveDown(route, `passive: ${rc.connectFailStreak} consecutive connect errors (${code || err.message})`);
       retry = !this.hasBody || s.engine.retriesBody;
       status = 502;
       this.termination = 'SC';

@@ -24,7 +24,7 @@ afterEach(async () => {
   p = undefined;
 });
 
-const yaml = (statsPort: number, global = '') => `
+const yaml = (statsPort: number, global = '', listen = '') => `
 global:
   log: { access: "off" }
 ${global}
@@ -33,6 +33,7 @@ listen:
     bind: 127.0.0.1:0
     timeouts: { client: 60s, http_request: 60s }
     check: { interval: 30s }
+${listen}
     backends:
       - { name: b1, address: "${backend.address}" }
 stats:
@@ -48,7 +49,7 @@ function openMany(port: number, n: number): Promise<Outcome[]> {
     clients.push(s);
     let got = '';
     s.on('connect', () => s.write('GET /hold HTTP/1.1\r\nHost: t\r\n\r\n'));
-    s.on('data', (d) => { got += d; if (/\r\n\r\nb1$/.test(got)) ok('served'); });
+    s.on('data', (d) => { got += d; if (/\r\n\r\nb1$/.test(got)) ok('served'); else if (/^HTTP\/1\.1 5\d\d/.test(got)) ok('closed'); });
     s.on('error', () => {});
     s.on('close', () => ok('closed'));
   })));
@@ -129,5 +130,21 @@ describe('accept failures at the open-file limit are visible', () => {
     expect(await get(port)).toEqual({ status: 200, body: 'b1' });
     expect(await metric(statsPort, 'pairlb_fd_limit_hits_total')).toBeGreaterThanOrEqual(1);
     expect(p.child.exitCode).toBe(null);
+  });
+
+  test.each(['undici', 'native'])('%s: backend connects failing with EMFILE do not take the backend DOWN (passive check)', async (engine) => {
+    const statsPort = await freePort();
+    const NOFILE = 64;
+    p = await startPairlb(yaml(statsPort, '  maxconn: 100000', `    engine: ${engine}\n    passive: { connect_errors: 3 }`), { nofile: NOFILE });
+    const port = p.port('web');
+    // Every descriptor goes to clients (libuv accepts the whole backlog before reading any request),
+    // so each request's backend connect fails with EMFILE: our limit, not the backend's failure.
+    const outcomes = await openMany(port, 2 * NOFILE);
+    expect(outcomes.filter((o) => o === 'closed').length).toBeGreaterThan(0);
+    for (const c of clients.splice(0)) c.destroy();
+    await waitFor('a request is served again', async () => { try { return (await get(port)).status === 200; } catch { return false; } });
+    const json = await (await fetch(`http://127.0.0.1:${statsPort}/stats.json`)).json() as { listens: { backends: Record<string, unknown>[] }[] };
+    expect(json.listens[0].backends[0].status).toBe('UP');
+    expect(p.logs.some((l) => typeof l.msg === 'string' && l.msg.includes('passive:'))).toBe(false);
   });
 });
