@@ -89,7 +89,7 @@ export const timeoutsSchema = z.object({
    * count. On expiry: 408 if the response has not started, else the connection is closed. 0 disables.
    */
   client_body: duration.default('10s'),
-  /** Idle timeout of an Upgrade (WebSocket) tunnel: no byte either way for that long (HAProxy `timeout tunnel`). */
+  /** Idle timeout of an Upgrade (WebSocket) tunnel: no byte either way for that long (HAProxy `timeout tunnel`). 0 disables. */
   tunnel: duration.default('1h'),
   /** Max time a stopping process waits for in-flight requests. */
   drain: duration.default('30s'),
