@@ -206,6 +206,28 @@ stats:
     expect(typeof line.Ta).toBe('number');
   });
 
+  it('bytes sent in the same write as the Upgrade request are held until the 101, then go into the tunnel', async () => {
+    const { upgrades, client } = await setup('echo-101');
+    const c = client();
+    await c.write(UPGRADE + 'early bytes');
+    await waitUntil(() => c.text().includes('EARLY BYTES'), 10_000, 'the echo of the early bytes');
+    expect(upgrades[0].after).toBe('early bytes');
+    expect(c.text().indexOf('101 Switching Protocols')).toBeLessThan(c.text().indexOf('EARLY BYTES'));
+  });
+
+  it('an Upgrade request in HTTP/1.0 is served as a plain request (RFC 9110 §7.8: Upgrade ignored)', async () => {
+    const { seen, upgrades, client } = await setup('echo-101');
+    const c = client();
+    await c.write(UPGRADE.replace('HTTP/1.1', 'HTTP/1.0'));
+    const [r] = await c.waitResponses(1);
+    expect(r.body).toBe('plain GET /ws');
+    await c.waitClosed();
+    expect(upgrades).toHaveLength(0);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].headers.upgrade).toBeUndefined();
+    expect(seen[0].headers['x-forwarded-for']).toBe('6.6.6.6, 127.0.0.1');
+  });
+
   it('an idle tunnel is closed after timeouts.tunnel (1 s); traffic keeps it open', async () => {
     const { upgrades, client, lc, p } = await setup('echo-101');
     // Busy: a byte every 200 ms for 2 s (twice the timeout): stays open (then closed by the client: --).
