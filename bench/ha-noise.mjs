@@ -5,7 +5,7 @@
 // a false alarm in the sense that both processes are alive; some are unavoidable (a node whose own
 // loop is stopped by GC for more than deadtime sends nothing: its peer truly hears silence).
 //
-//   node bench/ha-noise.mjs [--seconds 60] [--gc lb1,lb2] [--main dist/cli/main.js] [--json FILE]
+//   npm run bench:ha-noise -- [--seconds 60] [--gc lb1,lb2] [--main dist/cli/main.js] [--json FILE]
 //
 // As root, after `npx tsc -p .`. Compare builds with --main (e.g. an older build's main.js).
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
