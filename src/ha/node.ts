@@ -51,6 +51,8 @@ export interface HaStatus {
   /** The peer's packets echo our current incarnation (until then none is acted on). */
   peerConfirmed: boolean;
   rejected: Record<RejectReason, number>;
+  /** Chunks of first copies of state documents, by the path they went over ('all': no path known up). */
+  stateFirstCopies: { dedicated: number; public: number; all: number };
   /** Genuine packets older than one already accepted (link-flap backlog, reordering): not acted on. */
   backlog: number;
   /** VIP adds or GARPs of a takeover cancelled because the role changed before they ran. */
@@ -112,6 +114,7 @@ export class HaNode implements Module {
   private readonly repl: Replicator;
   private failbackWaitLogged = false;
   private healthReason = '';
+  private readonly firstCopies = { dedicated: 0, public: 0, all: 0 };
   private readonly counts = { rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, received: 0, sent: 0, late: 0, transitions: 0, backlog: 0, peerDeaths: 0, deadAverted: 0, loopStalls: 0, maxLoopLagMs: 0, reannounces: 0, probeAnswered: 0 };
   private readonly throttle = new LogThrottle(LOG_REPEAT_MS);
   private lastTick = 0;
@@ -152,6 +155,7 @@ export class HaNode implements Module {
       peerIncarnation: this.guard.incarnation >= 0n ? this.guard.incarnation.toString() : undefined,
       peerConfirmed: this.confirmedInc >= 0n && this.confirmedInc === this.guard.incarnation,
       rejected: { ...this.counts.rejected },
+      stateFirstCopies: { ...this.firstCopies },
       backlog: this.counts.backlog,
       takeoverStepsCancelled: this.vip.cancelled,
       received: this.counts.received,
@@ -572,6 +576,7 @@ export class HaNode implements Module {
     if (this.fsm.stopped || !this.key || !this.paths.length) return;
     const now = Date.now();
     const up = this.paths.filter((p) => this.liveness.up(p.id, now));
+    if (attempt === 0) this.firstCopies[up.length ? up[0].name : 'all']++;
     this.send(MsgType.State, payload, up.length ? (attempt === 0 ? [up[0]] : up) : this.paths);
   }
 

@@ -105,7 +105,9 @@ describe('replication in network namespaces', () => {
 
     const web3 = webOn(8081, 'web3');
     await web3.waitFor((l) => l === 'listening', 10_000);
-    const before = (await ha('lb1')).replication;
+    const before0 = await ha('lb1');
+    const before = before0.replication;
+    const beforeCopies = before0.stateFirstCopies;
     const tAdd = Date.now();
     await addBackend('lb1', 'web3', 8081);
     // Acknowledged: lb2's adverts show lb1's version.
@@ -114,8 +116,12 @@ describe('replication in network namespaces', () => {
     expect(await names('lb2')).toContain('web3');
     const st = await ha('lb1');
     expect(st.replication.peer.hash).toBe(st.replication.version.hash);
-    // The very first copy went over a path that works (public), not into the cut one: no resend.
-    expect([st.replication.sent - before.sent, st.replication.resent - before.resent]).toEqual([1, 0]);
+    // The very first copy went over a path that works (public), not into the cut one. (Whether a
+    // resend also happened depends on how fast the ack came back: not asserted, a loaded machine
+    // resent once at load 16.)
+    expect(st.replication.sent - before.sent).toBe(1);
+    expect(st.stateFirstCopies.dedicated - beforeCopies.dedicated).toBe(0);
+    expect(st.stateFirstCopies.public - beforeCopies.public).toBeGreaterThan(0);
     expect(lb1.roles().filter((r) => r.at >= t0), JSON.stringify(lb1.logs.filter((j) => j._at >= t0 - 500 && (j.level as number) >= 40))).toEqual([]);
     expect(lb2.roles().filter((r) => r.at >= t0), JSON.stringify(lb2.logs.filter((j) => j._at >= t0 - 500 && (j.level as number) >= 40))).toEqual([]);
 
