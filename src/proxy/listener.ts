@@ -14,7 +14,7 @@ import { insertCookieValue, prefixSetCookie } from './sticky.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
-import { openTunnel, startUpgrade, switchedTo } from './upgrade.js';
+import { HeldBytes, openTunnel, startUpgrade, switchedTo } from './upgrade.js';
 import { nonOriginTarget } from './request-head.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
@@ -188,7 +188,7 @@ class ConnQueue {
   paused = false;
   /** Handed back to node:http after an Upgrade that did not switch: idle timer armed until the next request. */
   handedBack = false;
-  readonly items: (IncomingMessage | ServerResponse | Buffer)[] = [];
+  readonly items: (IncomingMessage | ServerResponse | HeldBytes)[] = [];
 }
 
 function ignoreError(): void {}
@@ -215,7 +215,7 @@ class Exchange {
   stickyOk = false;
   /** Upgrade requests: the protocols asked for, and the client's bytes after the head (held until the 101). */
   upgrade: string | null = null;
-  upgradeHead: Buffer | null = null;
+  upgradeHeld: HeldBytes | null = null;
   readonly resumeUpstream = (): void => { const r = this.resumeFn; if (r) r(); };
   /** Kept: req.socket is nulled when the response finishes. */
   readonly socket: Socket;
@@ -620,9 +620,10 @@ export class Listener {
     if (!sock.listeners('error').includes(ignoreError)) sock.on('error', ignoreError);
     let q = sock[kConn];
     if (q === undefined) q = sock[kConn] = new ConnQueue();
-    if (q.busy) { this.enqueue(sock, q, req, head); return; }
+    const held = new HeldBytes(sock, head);
+    if (q.busy) { this.enqueue(sock, q, req, held); return; }
     q.busy = true;
-    startUpgrade(this, req, head);
+    startUpgrade(this, req, held);
   }
 
   /**
@@ -638,7 +639,7 @@ export class Listener {
   }
 
   /** A pipelined request (or Upgrade) arrived while another one of its connection is in flight. */
-  enqueue(sock: ClientSocket, q: ConnQueue, req: IncomingMessage, x: ServerResponse | Buffer): void {
+  enqueue(sock: ClientSocket, q: ConnQueue, req: IncomingMessage, x: ServerResponse | HeldBytes): void {
     q.items.push(req, x);
     if (q.items.length >= 2 * PIPELINE_MAX) {
       q.paused = true;
@@ -666,12 +667,12 @@ export class Listener {
       sock.resume();
     }
     q.busy = true;
-    if (x instanceof Buffer) startUpgrade(this, req, x);
+    if (x instanceof HeldBytes) startUpgrade(this, req, x);
     else this.handle(req, x as ServerResponse);
   }
 
   /** One request (upgrade: its Upgrade header and the bytes after its head, for startUpgrade). */
-  handle(req: IncomingMessage, res: ServerResponse, upgrade: string | null = null, upgradeHead: Buffer | null = null): void {
+  handle(req: IncomingMessage, res: ServerResponse, upgrade: string | null = null, upgradeHeld: HeldBytes | null = null): void {
     if ((req.socket as ClientSocket)[kRefused] === true) return;
     const s = this.s;
     const lc = this.counters;
@@ -696,7 +697,7 @@ export class Listener {
     const minor = req.httpVersionMinor;
     if (refuse !== 0 || (chunked && minor === 0) || (!hostLine && minor === 1)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
     const ex = new Exchange(this, req, res, headers, hasBody, path);
-    if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHead = upgradeHead; }
+    if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHeld = upgradeHeld; }
     (res as TaggedRes)[kEx] = ex;
     res.once('close', onResClose);
     if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); this.bodies.add(ex); }

@@ -11,8 +11,9 @@ import type { Exchange, Listener } from './listener.js';
  * response: it is proxied through the same Exchange as every request (rewriting, sticky cookie,
  * errors, access log) on a ServerResponse bound to the detached socket, and the socket is then
  * handed back to node:http so that the next bytes are parsed as HTTP requests again, exactly as on
- * any keep-alive connection (HAProxy keeps parsing too). Until the backend answered, nothing more is
- * read from the client: bytes after the request head wait in the socket.
+ * any keep-alive connection (HAProxy keeps parsing too). Until the backend answered, what the client
+ * sends after the request head is read only to be held (HeldBytes: so that a client going away is
+ * seen), never interpreted.
  *
  *   'upgrade' ─► startUpgrade ─► Listener.handle (Exchange, engine with `upgrade`)
  *                                   ├─ 101 + Upgrade ⊆ asked ─► openTunnel ─► relay … close: access log
@@ -25,9 +26,50 @@ import type { Exchange, Listener } from './listener.js';
  * refused) as a plain request.
  */
 
-const kHead = Symbol('pairlb.upgradeHead');
+const kHeld = Symbol('pairlb.upgradeHeld');
 const kListener = Symbol('pairlb.listener');
-type UpgradeRes = ServerResponse & { [kHead]?: Buffer; [kListener]?: Listener; _last?: boolean };
+type UpgradeRes = ServerResponse & { [kHeld]?: HeldBytes; [kListener]?: Listener; _last?: boolean };
+
+/** Held client bytes beyond this: stop reading until we know what they are. */
+const HOLD_MAX = 64 << 10;
+
+/**
+ * What the client sends after an Upgrade request's head, from the moment node:http detached the
+ * socket until pairlb knows whether it is a tunnel's first bytes or the next HTTP requests. It is
+ * read (a paused socket would never see the client close, and the backend connection would wait
+ * for ever) and kept in order, up to HOLD_MAX; a client that half-closes meanwhile is gone (as
+ * node:http treats an end of input while requests are pending).
+ */
+export class HeldBytes {
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+  private readonly onData = (d: Buffer): void => {
+    this.chunks.push(d);
+    this.bytes += d.length;
+    if (this.bytes >= HOLD_MAX) this.sock.pause();
+  };
+  private readonly onEnd = (): void => { this.sock.destroy(); };
+
+  constructor(private readonly sock: Socket, head: Buffer) {
+    if (head.length) { this.chunks.push(head); this.bytes = head.length; }
+    sock.on('data', this.onData);
+    sock.on('end', this.onEnd);
+  }
+
+  /**
+   * Stop reading and return everything held, in order. The socket is left as node:http leaves an
+   * upgraded one (not flowing, neither paused: its next reader starts it).
+   */
+  take(): Buffer {
+    this.sock.removeListener('data', this.onData);
+    this.sock.removeListener('end', this.onEnd);
+    this.sock.pause();
+    (this.sock as { readableFlowing: boolean | null }).readableFlowing = null;
+    const b = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+    this.chunks.length = 0;
+    return b;
+  }
+}
 
 function hasToken(v: string | undefined, token: string): boolean {
   if (v === undefined) return false;
@@ -82,10 +124,10 @@ function plainHead(req: IncomingMessage): string {
 }
 
 /**
- * Serve one Upgrade request (the connection's earlier requests are done). `head` holds the bytes
- * that followed its head in the same read.
+ * Serve one Upgrade request (the connection's earlier requests are done). `held` has the bytes
+ * that followed its head.
  */
-export function startUpgrade(l: Listener, req: IncomingMessage, head: Buffer): void {
+export function startUpgrade(l: Listener, req: IncomingMessage, held: HeldBytes): void {
   const sock = req.socket;
   const h = req.headers;
   const cl = h['content-length'];
@@ -93,12 +135,12 @@ export function startUpgrade(l: Listener, req: IncomingMessage, head: Buffer): v
   // there, which the 'upgrade' path does not check).
   if (req.httpVersion !== '1.1' || (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined || h.host === undefined) {
     l.next(sock); // this one is not served here: the replayed request takes its turn
-    handBack(l, sock, head, plainHead(req));
+    handBack(l, sock, held.take(), plainHead(req));
     return;
   }
   const res = new ServerResponse(req) as UpgradeRes;
   res.shouldKeepAlive = !hasToken(h.connection, 'close');
-  res[kHead] = head;
+  res[kHeld] = held;
   res[kListener] = l;
   res.assignSocket(sock);
   res.once('finish', onManualFinish);
@@ -110,7 +152,7 @@ export function startUpgrade(l: Listener, req: IncomingMessage, head: Buffer): v
     l.reject(req, res, 400);
     return;
   }
-  l.handle(req, res, h.upgrade!, head);
+  l.handle(req, res, h.upgrade!, held);
 }
 
 /** What node:http's resOnFinish does for its own responses, for ours on a detached socket. */
@@ -125,8 +167,9 @@ function afterManualFinish(res: UpgradeRes, sock: Socket): void {
   res.destroyed = true;
   res.emit('close'); // ends the Exchange: counters, access log, the connection's next request
   // _last: node:http's own "no keep-alive after this response" (Connection: close, HTTP/1.0…).
+  const bytes = res[kHeld]!.take();
   if (res._last || !res.shouldKeepAlive) { sock.destroySoon(); return; }
-  handBack(res[kListener]!, sock, res[kHead]!, null);
+  handBack(res[kListener]!, sock, bytes, null);
 }
 
 /**
@@ -165,9 +208,9 @@ export function openTunnel(ex: Exchange, up: Socket, raw: (Buffer | string)[]): 
   for (let i = 0; i < raw.length; i += 2) head += `${str(raw[i])}: ${str(raw[i + 1])}\r\n`;
   client.write(head + '\r\n', 'latin1');
   const written0 = client.bytesWritten;
-  const held = ex.upgradeHead;
-  if (held !== null && held.length) up.write(held);
-  ex.upgradeHead = null;
+  const early = ex.upgradeHeld!.take();
+  if (early.length) up.write(early);
+  ex.upgradeHeld = null;
 
   const lc = l.counters;
   const rc = ex.route!.counters;

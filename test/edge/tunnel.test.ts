@@ -11,7 +11,7 @@ import { RawClient, startAppLogged, waitUntil } from './stream-helpers.js';
  * `timeouts.tunnel`, are counted, and get an access-log line when they close.
  */
 
-type Mode = 'refuse-200' | 'echo-101' | 'wrong-101' | 'no-connection-101';
+type Mode = 'refuse-200' | 'echo-101' | 'wrong-101' | 'no-connection-101' | 'silent';
 
 interface Seen { method: string; url: string; headers: IncomingMessage['headers']; body: string }
 
@@ -51,6 +51,7 @@ describe.each(['undici', 'native'])('Upgrade requests (engine %s)', (engine) => 
         sock.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\nnot now');
         return;
       }
+      if (mode === 'silent') return; // never answers
       if (mode === 'wrong-101') sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
       else if (mode === 'no-connection-101') sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n');
       else {
@@ -226,6 +227,21 @@ stats:
     expect(seen).toHaveLength(1);
     expect(seen[0].headers.upgrade).toBeUndefined();
     expect(seen[0].headers['x-forwarded-for']).toBe('6.6.6.6, 127.0.0.1');
+  });
+
+  it('a client that goes away while the backend has not answered its Upgrade: the backend connection is closed, nothing left counted', async () => {
+    const { upgrades, client, lc, bc, p } = await setup('silent');
+    const c = client();
+    await c.write(UPGRADE);
+    await waitUntil(() => upgrades.length === 1, 10_000, 'the backend to get the Upgrade');
+    expect(lc.cur).toBe(1);
+    c.destroy();
+    await waitUntil(() => upgrades[0].closed, 10_000, 'the backend connection to close');
+    await waitUntil(() => lc.cur === 0 && bc.cur === 0, 5000, 'the session to end');
+    await waitUntil(() => p.access().some((j) => j.uri === '/ws'), 5000, 'the access-log line');
+    expect(p.access().find((j) => j.uri === '/ws')).toMatchObject({ termination: 'CH' });
+    expect(lc.tunnels).toBe(0);
+    expect(bc.errResp).toBe(0);
   });
 
   it('an idle tunnel is closed after timeouts.tunnel (1 s); traffic keeps it open', async () => {
