@@ -43,7 +43,7 @@ export const loginSchema = z.object({
   /** scrypt verifications running at once (each takes 32 MiB and a libuv thread pool thread at ln=15). */
   concurrent: z.number().int().min(1).max(64).default(2),
   /** Verifications waiting for a slot; more get 503 with Retry-After: 1. */
-  queue: z.number().int().min(0).max(10_000).default(16),
+  queue: z.number().int().min(0).max(10_000).default(64),
 }).strict();
 
 const origin = z.string().transform((s, ctx) => {
