@@ -1,5 +1,6 @@
 import { afterEach, beforeAll, afterAll, describe, expect, test } from 'vitest';
 import { connect, type Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { ensureBuilt, freePort } from '../daemon/daemon.js';
@@ -146,5 +147,23 @@ describe('accept failures at the open-file limit are visible', () => {
     const json = await (await fetch(`http://127.0.0.1:${statsPort}/stats.json`)).json() as { listens: { backends: Record<string, unknown>[] }[] };
     expect(json.listens[0].backends[0].status).toBe('UP');
     expect(p.logs.some((l) => typeof l.msg === 'string' && l.msg.includes('passive:'))).toBe(false);
+  });
+
+  test('global.maxconn applies live on reload (SIGHUP)', async () => {
+    const statsPort = await freePort();
+    p = await startPairlb(yaml(statsPort, '  maxconn: 4'));
+    const port = p.port('web');
+    let outcomes = await openMany(port, 6);
+    expect(outcomes.filter((o) => o === 'served').length).toBe(4);
+    for (const c of clients.splice(0)) c.destroy();
+    await waitFor('connections released', async () => (await metric(statsPort, 'pairlb_client_connections')) === 0);
+    writeFileSync(p.cfgFile, yaml(statsPort, '  maxconn: 8'));
+    const from = p.logs.length;
+    p.child.kill('SIGHUP');
+    await waitFor('reload', () => p!.logs.slice(from).some((l) => l.msg === 'config reloaded'));
+    expect(p.logs.slice(from).some((l) => l.msg === 'client connection budget: maxconn 8')).toBe(true);
+    outcomes = await openMany(port, 10);
+    expect(outcomes.filter((o) => o === 'served').length).toBe(8);
+    expect(await metric(statsPort, 'pairlb_listen_refused_connections_total')).toBe(2 + 2);
   });
 });
