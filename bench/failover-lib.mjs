@@ -425,6 +425,8 @@ export async function vipMonitor(topo) {
       return longest;
     },
     holders() { const h = { ...state }; for (const e of [...events].sort((a, b) => a.at - b.at)) h[e.n] = e.held; return h; },
+    /** Our `ip monitor` processes: not the node's, never to be killed with it. */
+    pids: procs.map((p) => p.pid),
     stop() { for (const p of procs) p.kill('SIGTERM'); },
   };
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench:failover [-- --rounds 5] [--json FILE] [--targets pairlb,keepalived-1s,keepalived-100ms]
-//                             [--scenarios node-dies,graceful,failback,link-cut,split-heal]
+//                             [--scenarios node-dies,failback,crash,hang,graceful,link-cut,split-heal]
 //
 // Failover of the HA pair in network namespaces (topology in bench/failover-lib.mjs): pairlb with
 // its default HA config against keepalived 2.2.7 (Debian) with advert_int 1 and 0.1, in the same
@@ -15,6 +15,12 @@
 //   graceful    t0 = SIGTERM to lb1's pairlb (pairlb) or keepalived (keepalived targets)
 //   link-cut    t0 = the dedicated link loses carrier (ip link set eth1 down) for 2 s
 //   split-heal  the dedicated link silently drops everything (tc pfifo limit 0) for 5 s; t0 = heal
+//   crash       t0 = SIGKILL of lb1's HA daemon alone, its interface up (pairlb; keepalived: its main
+//               process, as `kill -9 $MAINPID`); then the daemon is started again (not measured)
+//   hang        t0 = SIGSTOP of lb1's HA daemon for 5 s (keepalived: all its processes), then SIGCONT
+// crash/hang also report both_ms: the longest time both lb1 and lb2 held the VIP at once
+// (`ip monitor address` in both namespaces) before the daemon was restarted (crash) or continued
+// (hang), and what happened (outcome).
 // Figures per round: first_reply_ms (t0 → earliest answer from the node that should serve: lb2 for
 // node-dies/graceful, lb1 otherwise), outage_ms (longest gap between answers), failed (requests sent
 // after t0 that got no answer within 1 s). Printed as min/median/max over the rounds.
@@ -29,7 +35,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     json: { type: 'string' },
     targets: { type: 'string', default: 'pairlb,keepalived-1s,keepalived-100ms' },
-    scenarios: { type: 'string', default: 'node-dies,failback,graceful,link-cut,split-heal' },
+    scenarios: { type: 'string', default: 'node-dies,failback,crash,hang,graceful,link-cut,split-heal' },
     verbose: { type: 'boolean', default: false },
   },
 });
@@ -37,6 +43,7 @@ const ROUNDS = Number(values.rounds);
 const TARGETS = values.targets.split(',');
 const SCENARIOS = values.scenarios.split(',');
 const SPLIT_MAX_MS = 60_000; // keepalived's blackhole after a split lasts ~26-33 s (keepalived#166)
+const HANG_MS = 5000;
 
 if (process.getuid?.() !== 0) { console.error('bench:failover needs root (network namespaces)'); process.exit(2); }
 for (const [bin, pkg] of [['/usr/sbin/keepalived', 'keepalived'], ['/usr/bin/arping', 'iputils-arping'], ['/usr/sbin/ip', 'iproute2']]) {
@@ -69,6 +76,7 @@ class Rig {
     await this.startNode('lb1');
     await this.startNode('lb2');
     this.poll = L.startPoller(this.t, { interval: 20, timeout: 1000, maxMs: 3_600_000 });
+    this.mon = await L.vipMonitor(this.t);
     await this.steady('lb1', 30_000);
   }
 
@@ -98,7 +106,8 @@ class Rig {
   /** Every process of the node (pairlb, keepalived, their children): our own, in our namespace. */
   async pids(n) {
     const ns = this.t.ns(n === 'lb1' ? 'l1' : 'l2');
-    return (await L.run('ip', ['netns', 'pids', ns], { allowFail: true })).split('\n').filter(Boolean).map(Number);
+    const ours = new Set(this.mon?.pids ?? []); // the VIP monitor runs there too
+    return (await L.run('ip', ['netns', 'pids', ns], { allowFail: true })).split('\n').filter(Boolean).map(Number).filter((p) => !ours.has(p));
   }
 
   async killNode(n, pids) {
@@ -182,7 +191,66 @@ class Rig {
     return r;
   }
 
+  /** pids of keepalived (main and VRRP child) in lb1's namespace. */
+  async keepalivedPids(n) {
+    const { readFileSync } = await import('node:fs');
+    return (await this.pids(n)).filter((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('/usr/sbin/keepalived'); } catch { return false; } });
+  }
+
+  /** Back to normal after crash/hang: lb1 master and serving steadily. */
+  async restoreLb1(since) {
+    await this.servedBy('lb1', since, 10, 30_000);
+    await this.steady('lb1', 30_000);
+  }
+
+  /**
+   * SIGKILL of the HA daemon alone, interface up. pairlb: its process (the watchdog child removes
+   * the VIP). keepalived: its main process only (`systemctl kill -s KILL` would hit all).
+   */
+  async crash() {
+    await this.steady('lb1', 60_000);
+    const p = this.haProc('lb1');
+    const t0 = Date.now();
+    p.kill('SIGKILL');
+    await p.exited;
+    // Up to 10 s for lb2 to answer; a keepalived whose VRRP child lives on may keep serving from lb1.
+    const took = await this.servedBy('lb2', t0, 10, 10_000).then(() => true, () => false);
+    const tEnd = Date.now();
+    const r = await this.measure(t0, 'lb2', tEnd);
+    r.both_ms = this.mon.bothHeldMs(t0, tEnd);
+    r.outcome = took ? 'lb2 took over' : (r.by.lb1 ? 'lb1 kept serving' : 'no takeover');
+    // Restart the daemon (systemd would): pairlb removes a stale VIP itself; keepalived's leftovers go.
+    const t1 = Date.now();
+    if (this.ka !== undefined) {
+      for (const pid of await this.keepalivedPids('lb1')) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      await L.sleep(200);
+      this.procs.lb1.pop();
+      this.procs.lb1.push(L.startKeepalived(this.t, 'lb1', join(this.dir, 'lb1-ka.conf'), this.dir));
+    } else await this.startNode('lb1');
+    await this.restoreLb1(t1);
+    return r;
+  }
+
+  /** SIGSTOP of the HA daemon (keepalived: every process of it) for HANG_MS, then SIGCONT. */
+  async hang() {
+    await this.steady('lb1', 60_000);
+    const pids = this.ka !== undefined ? await this.keepalivedPids('lb1') : [this.haProc('lb1').pid];
+    const t0 = Date.now();
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    try { await L.sleep(HANG_MS); } finally { for (const pid of pids) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } } }
+    const tCont = Date.now();
+    await L.sleep(1500);
+    const r = await this.measure(t0, 'lb2', tCont);
+    // Up to the SIGCONT: afterwards the failback's make-before-break overlaps on purpose (~250 ms).
+    r.both_ms = this.mon.bothHeldMs(t0, tCont);
+    r.outcome = r.by.lb2 ? 'lb2 took over' : (r.by.lb1 ? 'lb1 kept serving' : 'no takeover');
+    if (values.verbose && this.ka === undefined) log('lb2 roles after SIGSTOP:', this.haProc('lb2').roles().filter((x) => x.at >= t0).map((x) => `${x.at - t0}ms ${x.to}: ${x.reason}`).join(' | '));
+    await this.restoreLb1(tCont);
+    return r;
+  }
+
   async teardown() {
+    this.mon?.stop();
     await this.poll?.stop();
     for (const n of ['lb1', 'lb2']) await this.killNode(n).catch(() => {});
   }
@@ -219,6 +287,8 @@ for (const target of TARGETS) {
         const x = await rig.nodeDiesThenFailback();
         for (const [k, v] of Object.entries(x)) if (SCENARIOS.includes(k)) { add(k, target, v); log(target, k, JSON.stringify(v)); }
       }
+      if (SCENARIOS.includes('crash')) { const v = await rig.crash(); add('crash', target, v); log(target, 'crash', JSON.stringify(v)); }
+      if (SCENARIOS.includes('hang')) { const v = await rig.hang(); add('hang', target, v); log(target, 'hang', JSON.stringify(v)); }
       if (SCENARIOS.includes('graceful')) { const v = await rig.graceful(); add('graceful', target, v); log(target, 'graceful', JSON.stringify(v)); }
       if (SCENARIOS.includes('link-cut')) { const v = await rig.linkCut(); add('link-cut', target, v); log(target, 'link-cut', JSON.stringify(v)); }
       if (SCENARIOS.includes('split-heal')) { const v = await rig.splitHeal(); add('split-heal', target, v); log(target, 'split-heal', JSON.stringify(v)); }
@@ -239,12 +309,20 @@ const out = {};
 console.log(`\nfailover: ${ROUNDS} rounds per scenario; client: new connection every 20 ms, 1 s timeout; min / median / max`);
 for (const sc of SCENARIOS) {
   console.log(`\n${sc}`);
-  console.log(`  ${'target'.padEnd(18)} ${'first reply ms'.padEnd(22)} ${'outage ms'.padEnd(22)} ${'failed requests'.padEnd(18)}`);
+  const extra = sc === 'crash' || sc === 'hang';
+  console.log(`  ${'target'.padEnd(18)} ${'first reply ms'.padEnd(22)} ${'outage ms'.padEnd(22)} ${'failed requests'.padEnd(18)}${extra ? ` ${'both held VIP ms'.padEnd(20)} outcome` : ''}`);
   for (const tg of TARGETS) {
     const rs = results[sc]?.[tg] ?? [];
     const fr = stats(rs.map((x) => x.first_reply_ms)), ou = stats(rs.map((x) => x.outage_ms)), fa = stats(rs.map((x) => x.failed));
     (out[sc] ??= {})[tg] = { first_reply_ms: fr, outage_ms: ou, failed: fa, rounds: rs.length };
-    console.log(`  ${tg.padEnd(18)} ${fmt(fr).padEnd(22)} ${fmt(ou).padEnd(22)} ${fmt(fa).padEnd(18)}`);
+    let tail = '';
+    if (extra) {
+      const bo = stats(rs.map((x) => x.both_ms));
+      const outcomes = rs.reduce((m, x) => { m[x.outcome] = (m[x.outcome] ?? 0) + 1; return m; }, {});
+      Object.assign(out[sc][tg], { both_ms: bo, outcomes });
+      tail = ` ${fmt(bo).padEnd(20)} ${Object.entries(outcomes).map(([k, v]) => `${k} ×${v}`).join(', ')}`;
+    }
+    console.log(`  ${tg.padEnd(18)} ${fmt(fr).padEnd(22)} ${fmt(ou).padEnd(22)} ${fmt(fa).padEnd(18)}${tail}`);
   }
 }
 if (values.json) { writeFileSync(values.json, JSON.stringify(out, null, 2) + '\n'); console.log(`\nwrote ${values.json}`); }

@@ -14,6 +14,8 @@
  *          │  FAULT   │
  *          └──────────┘
  *
+ *   MASTER ── vip_lost (we were hung for the watchdog's timeout: it removed the VIP) ──► BACKUP
+ *
  * "Preferred" = higher priority, ties broken by the lower node name, so both nodes always agree.
  * A master that hears another master (split brain healing, keepalived#166) settles it at once:
  * the preferred one stays and re-announces with gratuitous ARP, the other releases.
