@@ -92,7 +92,7 @@ export async function handleApi(app: App, req: IncomingMessage, res: ServerRespo
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const m = req.method ?? 'GET';
     if (parts[0] !== 'v1') throw new PairlbError('PAIRLB_NOT_FOUND', 'unknown path (the API lives under /v1)');
-    if (opts.role === 'read-only' && m !== 'GET' && m !== 'HEAD') throw new PairlbError('PAIRLB_FORBIDDEN', 'this token is read-only: changes need the admin token');
+    if (opts.role === 'read-only' && m !== 'GET' && m !== 'HEAD') throw new PairlbError('PAIRLB_FORBIDDEN', 'read-only access (read-only token or socket): changes need the admin token or socket');
     if (m !== 'GET' && m !== 'DELETE' && !(req.headers['content-type'] ?? '').startsWith('application/json')) {
       throw new PairlbError('PAIRLB_BAD_REQUEST', 'send Content-Type: application/json');
     }

@@ -26,7 +26,10 @@ import type { Actor } from './actions.js';
 
 const USER_RE = /^[A-Za-z0-9._@-]{1,64}$/;
 
-export function transportKey(a: AdminConfig): string { return a.bind ? 'tcp:' + a.bind : 'unix:' + (a.socket ?? DEFAULT_ADMIN_SOCKET) + ':' + a.socket_mode; }
+export function transportKey(a: AdminConfig): string {
+  return (a.bind ? 'tcp:' + a.bind : 'unix:' + (a.socket ?? DEFAULT_ADMIN_SOCKET) + ':' + a.socket_mode) +
+    (a.read_only_socket ? ' ro:' + a.read_only_socket + ':' + a.read_only_socket_mode : '');
+}
 
 function tokenFrom(inline: string | undefined, file: string | undefined): string | undefined {
   if (inline) return inline;
@@ -67,6 +70,9 @@ export class AdminModule implements Module {
   /** Failed token checks per source; kept across reloads. */
   readonly guard: LoginGuard;
   private socketPath: string | undefined;
+  /** The read-only unix socket (admin.read_only_socket): every write answers 403. */
+  private roServer: Server | undefined;
+  private roSocketPath: string | undefined;
   private readonly log: Logger;
 
   constructor(private readonly app: App, private cfg: AdminConfig) {
@@ -85,7 +91,7 @@ export class AdminModule implements Module {
 
   private actor(req: IncomingMessage): Actor {
     const h = req.headers['x-pairlb-user'];
-    const u = typeof h === 'string' && USER_RE.test(h) ? h : this.cfg.bind ? 'token' : 'socket';
+    const u = typeof h === 'string' && USER_RE.test(h) ? h : req.socket.localPort === undefined ? 'socket' : 'token';
     return { user: u, via: /pairlb-cli/.test(req.headers['user-agent'] ?? '') ? 'cli' : 'api' };
   }
 
@@ -122,6 +128,15 @@ export class AdminModule implements Module {
     srv.headersTimeout = 10_000;
     srv.requestTimeout = 0; // DELETE waits for a drain (up to remove_timeout)
     srv.on('error', (e) => { if (this.server === srv) this.log.error({ err: e }, 'admin API server error'); });
+    if (cfg.read_only_socket) {
+      const ro = createServer((req, res) => { void handleApi(this.app, req, res, { removeTimeoutMs: () => this.cfg.remove_timeout, actor: (r) => this.actor(r), role: 'read-only' }); });
+      ro.headersTimeout = 10_000;
+      ro.on('error', (e) => { if (this.roServer === ro) this.log.error({ err: e }, 'admin API read-only socket error'); });
+      await this.listenUnix(ro, cfg.read_only_socket, cfg.read_only_socket_mode);
+      this.roServer = ro;
+      this.roSocketPath = cfg.read_only_socket;
+      this.log.info({ socket: cfg.read_only_socket, mode: cfg.read_only_socket_mode }, 'admin API (read-only) listening on unix socket');
+    }
     if (cfg.bind) {
       const hp = parseHostPort(cfg.bind)!;
       if (!['127.0.0.1', '::1', 'localhost'].includes(hp.host) && !hp.host.startsWith('127.')) this.log.warn({ bind: cfg.bind }, 'admin API bound to a non-loopback address: only the token protects it');
@@ -129,22 +144,28 @@ export class AdminModule implements Module {
       this.log.info({ bind: this.address() }, 'admin API listening (token required)');
     } else {
       const path = cfg.socket ?? DEFAULT_ADMIN_SOCKET;
-      mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-      await clearStaleSocket(path);
-      await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(path, () => { srv.off('error', fail); ok(); }); });
-      chmodSync(path, parseInt(cfg.socket_mode, 8));
+      await this.listenUnix(srv, path, cfg.socket_mode);
       this.socketPath = path;
       this.log.info({ socket: path, mode: cfg.socket_mode }, 'admin API listening on unix socket');
     }
     this.server = srv;
   }
 
+  private async listenUnix(srv: Server, path: string, mode: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+    await clearStaleSocket(path);
+    await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(path, () => { srv.off('error', fail); ok(); }); });
+    chmodSync(path, parseInt(mode, 8));
+  }
+
   private async close(): Promise<void> {
-    const srv = this.server;
+    const srv = this.server, ro = this.roServer;
     this.server = undefined;
-    if (!srv) return;
-    await new Promise<void>((ok) => { srv.close(() => ok()); srv.closeAllConnections(); });
-    if (this.socketPath) { try { unlinkSync(this.socketPath); } catch { /* already gone */ } this.socketPath = undefined; }
+    this.roServer = undefined;
+    await Promise.all([srv, ro].map((s) => s && new Promise<void>((ok) => { s.close(() => ok()); s.closeAllConnections(); })));
+    for (const p of [this.socketPath, this.roSocketPath]) if (p) { try { unlinkSync(p); } catch { /* already gone */ } }
+    this.socketPath = undefined;
+    this.roSocketPath = undefined;
   }
 
   async reload(cfg: Config): Promise<void> {

@@ -102,11 +102,19 @@ export const adminSchema = z.object({
   /** A second bearer token for `bind` that may only read (GET): every write answers 403. */
   read_only_token: z.string().min(16).optional(),
   read_only_token_file: z.string().optional(),
+  /**
+   * A second unix socket where the API only reads (every write answers 403), e.g. for a monitoring
+   * user running `pairlb status`; next to `socket` or `bind`.
+   */
+  read_only_socket: z.string().startsWith('/').optional(),
+  /** Mode of the read-only socket file. */
+  read_only_socket_mode: z.string().regex(/^0?[0-7]{3}$/).default('0660'),
   /** How long `backend remove` waits for active sessions to end before removing anyway. */
   remove_timeout: duration.default('30s'),
 }).strict().superRefine((a, ctx) => {
   if (a.bind && !a.token && !a.token_file) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['bind'], message: 'admin.bind needs token or token_file' });
   if ((a.read_only_token || a.read_only_token_file) && !a.bind) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['read_only_token'], message: 'read-only tokens need admin.bind (the unix socket has no tokens: its file mode decides)' });
+  if (a.read_only_socket && a.read_only_socket === (a.bind ? undefined : a.socket ?? DEFAULT_ADMIN_SOCKET)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['read_only_socket'], message: 'read_only_socket must differ from socket' });
   if (a.bind && a.socket) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['socket'], message: 'give either admin.socket or admin.bind, not both' });
 });
 

@@ -75,6 +75,7 @@ admin:
   bind: 127.0.0.1:${AP}
   token_file: ${join(dir, 'admin.token')}
   read_only_token_file: ${join(dir, 'ro.token')}
+  read_only_socket: ${join(dir, 'ro.sock')}
 `);
 }, 60_000);
 afterAll(async () => { await d?.kill(); await backend?.close(); if (dir) cleanup(dir); });
@@ -211,5 +212,24 @@ describe('admin actions: Origin against the bind, never Host', () => {
     expect((await http(AP, '/v1/status', { from: '127.0.0.3', headers: { authorization: 'Bearer ' + ADMIN_TOKEN } })).status).toBe(200);
     expect(await metric('pairlb_login_failures_total', 'server="admin"')).toBe(5);
     expect(await metric('pairlb_login_refused_total', 'server="admin",reason="locked"')).toBe(3);
+  });
+
+  test('read-only unix socket: reads, 403 on writes; the CLI drains nothing through it', async () => {
+    const sock = join(dir, 'ro.sock');
+    const unix = (method: string, path: string, body?: string) => new Promise<{ status: number; body: string }>((ok, fail) => {
+      const q = request({ socketPath: sock, path, method, headers: body ? { 'content-type': 'application/json' } : {} }, (r) => {
+        let b = ''; r.setEncoding('utf8').on('data', (d) => { b += d; }).on('end', () => ok({ status: r.statusCode!, body: b }));
+      });
+      q.on('error', fail); q.end(body);
+    });
+    expect((await unix('GET', '/v1/backends')).status).toBe(200);
+    const w = await unix('POST', '/v1/backends/web/b1/state', '{"state":"maint"}');
+    expect(w.status).toBe(403);
+    expect(JSON.parse(w.body).error.code).toBe('PAIRLB_FORBIDDEN');
+    const c = cli(['backend', 'drain', 'web', 'b1', '--socket', sock]);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toContain('read-only');
+    expect(cli(['status', '--socket', sock]).code).toBe(0);
+    expect(await state()).toBe('UP');
   });
 });
