@@ -168,7 +168,9 @@ type TaggedRes = ServerResponse & { [kEx]?: Exchange };
 const kRefused = Symbol('pairlb.refused');
 /** node:http internals used to hold a connection's reading (the same as its own backpressure). */
 type PausableSocket = Socket & { _paused?: boolean; parser?: { resume(): void } | null };
-type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kRefused]?: boolean };
+/** A parse error's status, to answer once the requests parsed before it are served (clientError). */
+const kLastWord = Symbol('pairlb.lastWord');
+type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kRefused]?: boolean; [kLastWord]?: number };
 
 /**
  * Pipelined requests parsed ahead of the one being served, per client connection. Beyond this many
@@ -189,6 +191,8 @@ class ConnQueue {
   /** Handed back to node:http after an Upgrade that did not switch: idle timer armed until the next request. */
   handedBack = false;
   readonly items: (IncomingMessage | ServerResponse | HeldBytes)[] = [];
+  /** The request node:http parsed last on this connection (a parse error comes after it). */
+  last: IncomingMessage | undefined;
 }
 
 function ignoreError(): void {}
@@ -605,6 +609,7 @@ export class Listener {
     let q = sock[kConn];
     if (q === undefined) q = sock[kConn] = new ConnQueue();
     if (q.handedBack) { q.handedBack = false; sock.setTimeout(0); }
+    q.last = req;
     if (q.busy) { this.enqueue(sock, q, req, res); return; }
     q.busy = true;
     this.handle(req, res);
@@ -655,7 +660,11 @@ export class Listener {
     const q = sock[kConn];
     if (q === undefined) return;
     q.busy = false;
-    if (q.items.length === 0) return;
+    if (q.items.length === 0) {
+      const last = sock[kLastWord];
+      if (last !== undefined && sock.writable) { sock.end(rawErrorResponse(last)); setTimeout(() => sock.destroy(), 1000).unref(); }
+      return;
+    }
     const req = q.items.shift() as IncomingMessage;
     const x = q.items.shift()!;
     if (q.paused && q.items.length < 2 * PIPELINE_MAX) {
@@ -740,6 +749,15 @@ export class Listener {
     } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
     this.counters.errReq++;
     this.log.info({ mod: 'proxy', listen: this.s.name, client: socket.remoteAddress, code: err.code, status }, 'bad request refused');
+    const q = (socket as ClientSocket)[kConn];
+    if (q !== undefined && q.busy && q.last?.complete === true) {
+      // The bad bytes follow complete requests that are still being served: answer those first,
+      // in order, then this (HAProxy does the same); written now, the 400 would read as the answer
+      // to the request in flight. (Bad bytes inside a body are that request's error: answered now.)
+      // The parser reads nothing more on this connection.
+      (socket as ClientSocket)[kLastWord] = status;
+      return;
+    }
     socket.end(rawErrorResponse(status));
     setTimeout(() => socket.destroy(), 1000).unref();
   }

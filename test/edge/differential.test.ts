@@ -41,6 +41,14 @@ const FOLLOW_MS = 1500;
 const MAX_HEADERS = parseConfig('listen:\n  - { name: x, bind: "127.0.0.1:1" }\n').listen[0].max_headers;
 
 /** `admin`: pairlb's admin socket and this target's backend key there (pairlb targets only). */
+/**
+ * The one intended difference (docs/security.md): llhttp skips bare CRs and LFs before a request
+ * line, where HAProxy refuses a bare CR. RFC 9112 §2.2 lets a server ignore empty lines there, and
+ * pairlb writes the request head it forwards itself, so no backend sees them. Checked, not
+ * assumed: such an input must be forwarded exactly as HAProxy forwards its twin without them.
+ */
+const LEADING_EMPTY_LINES = 'bare CR/LF before the request line skipped (llhttp), forwarded as HAProxy forwards the input without them';
+
 interface Target { name: string; port: number; backend: RecordingBackend; admin?: { socket: string; key: string } }
 
 interface Outcome {
@@ -48,6 +56,8 @@ interface Outcome {
   follow: StrictRequest[];
   errors: string[];
   statuses: number[];
+  /** Bodies of the responses that came from the backend (it echoes the request-target). */
+  backendBodies: string[];
   /** The follow-up request: 'closed' (connection closed first), or its response. */
   followResp: 'closed' | Response | null;
   other: Response | null;
@@ -123,7 +133,8 @@ async function runCase(t: Target, c: Case, id: string): Promise<Outcome> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  const o: Outcome = { input: [], follow: [], errors: [], statuses: conn.reader.responses.map((r) => r.status), followResp, other, down };
+  const o: Outcome = { input: [], follow: [], errors: [], statuses: conn.reader.responses.map((r) => r.status),
+    backendBodies: conn.reader.responses.filter((r) => r.headers.some(([n]) => n === 'x-backend')).map((r) => r.body), followResp, other, down };
   for (const e of t.backend.events.slice(from)) {
     if (e.kind === 'error') { o.errors.push(`${e.reason} in ${e.bytes}`); continue; }
     const tg = e.req.target;
@@ -138,16 +149,19 @@ function verdict(c: Case, p: Outcome, h: Outcome, id: string, self: string): str
   if (p.errors.length) return 'the strict parser refused what pairlb forwarded';
   if (p.down) return 'pairlb marked the backend DOWN after this input';
   if (!p.other || p.other.body !== `/__o/${id}`) return `another client's request got ${p.other ? `${p.other.status} ${JSON.stringify(p.other.body)}` : 'no response'}`;
-  if (p.followResp !== 'closed' && p.followResp !== null && p.followResp.body !== `/__f/${id}` && p.followResp.status === 200) {
-    return `the follow-up request on the same connection got someone else's response ${JSON.stringify(p.followResp.body)}`;
-  }
+  // Every backend response on the connection answers one of its own requests (the follow-up's,
+  // or one of the input's that reached the backend), never another connection's.
+  const own = new Set([`/__f/${id}`, '' /* HEAD */, ...p.input.map((r) => r.target)]);
+  const foreign = p.backendBodies.find((b) => !own.has(b));
+  if (foreign !== undefined) return `the connection got a response to a request it did not send: ${JSON.stringify(foreign)}`;
   for (const f of p.follow) {
     const xff = f.headers.filter(([n]) => n.toLowerCase() === 'x-forwarded-for');
     if (xff.length !== 1 || xff[0][1] !== '127.0.0.1') return 'the follow-up request reached the backend without being proxied (no X-Forwarded-For of its own: tunnelled?)';
   }
   if (p.input.length === 0) return null; // refused: always allowed
-  if (h.errors.length) return 'HAProxy forwarded bytes the strict parser refuses (harness check: look at the input)';
-  if (h.input.length === 0) return 'pairlb forwards what HAProxy refuses';
+  // What HAProxy forwarded that the strict parser refused counts as nothing forwarded: pairlb must
+  // have refused it too.
+  if (h.input.length === 0) return h.errors.length ? 'pairlb forwards a request where HAProxy forwarded bytes the strict parser refuses' : 'pairlb forwards what HAProxy refuses';
   const drop = connectionTokens(c);
   const pn = p.input.map((r) => norm(r, drop, self));
   const hn = h.input.map((r) => norm(r, drop));
@@ -207,6 +221,12 @@ describe('differential: pairlb (undici, native) against HAProxy on malformed and
 
   it('pairlb refuses each input or forwards what HAProxy forwards; no cross-talk; the process and its backends survive', async () => {
     const cases = [...handwritten(), ...mutations(SEED, N_MUT)].filter((c) => FILTER.split('|').some((f) => c.name.includes(f)));
+    // Inputs that start with bare CR or LF get a twin without them (see LEADING_EMPTY_LINES).
+    const twinOf = new Map<number, number>();
+    for (let i = 0, n = cases.length; i < n; i++) {
+      const lead = /^[\r\n]+/.exec(cases[i].bytes.toString('latin1', 0, 16));
+      if (lead) { twinOf.set(i, cases.length); cases.push({ name: `${cases[i].name} (twin without its leading CR/LF)`, bytes: cases[i].bytes.subarray(lead[0].length) }); }
+    }
     const targets: Target[] = [
       { name: 'haproxy', port: hap!.port, backend: backends.haproxy },
       { name: 'undici', port: pairlb!.port('undici'), backend: backends.undici, admin: { socket: join(dir, 'admin.sock'), key: 'undici/b' } },
@@ -214,7 +234,9 @@ describe('differential: pairlb (undici, native) against HAProxy on malformed and
     ];
     const results = await Promise.all(targets.map(async (t) => {
       const out: Outcome[] = [];
-      for (let i = 0; i < cases.length; i++) out.push(await runCase(t, cases[i], `${t.name}-${i}`));
+      // The same ids on every target (each has its own backend): a follow-up that becomes part of a
+      // body is then the same bytes for HAProxy and pairlb.
+      for (let i = 0; i < cases.length; i++) out.push(await runCase(t, cases[i], String(i)));
       return out;
     }));
     const [hr, ...prs] = results;
@@ -222,11 +244,19 @@ describe('differential: pairlb (undici, native) against HAProxy on malformed and
     const pending: string[] = [];
     const matchedPending = new Set<Pending>();
     let refused = 0;
+    let intended = 0;
     let same = 0;
     prs.forEach((pr, ti) => {
       const t = targets[ti + 1].name;
       cases.forEach((c, i) => {
-        const why = verdict(c, pr[i], hr[i], `${t}-${i}`, targets[ti + 1].backend.address);
+        let why = verdict(c, pr[i], hr[i], String(i), targets[ti + 1].backend.address);
+        const twin = twinOf.get(i);
+        if (why !== null && twin !== undefined && verdict(c, pr[i], hr[twin], String(i), targets[ti + 1].backend.address) === null) {
+          intended++;
+          if (VERBOSE) console.log(`[${t}] ${c.name}: ${why}; intended: ${LEADING_EMPTY_LINES}`);
+          why = null;
+          return;
+        }
         if (why === null) {
           if (pr[i].input.length) same++; else refused++;
           if (VERBOSE) console.log(`[${t}] ${c.name}: ${pr[i].input.length ? 'forwarded as HAProxy' : 'refused'}; haproxy ${summary(hr[i], connectionTokens(c))}; pairlb ${summary(pr[i], connectionTokens(c), targets[ti + 1].backend.address)}`);
@@ -239,7 +269,7 @@ describe('differential: pairlb (undici, native) against HAProxy on malformed and
       });
     });
     const hapRefused = hr.filter((o) => o.input.length === 0).length;
-    console.log(`differential: ${cases.length} inputs (seed ${SEED}); HAProxy refused ${hapRefused}; pairlb outcomes: ${same} forwarded as HAProxy, ${refused} refused, ${pending.length} known pending, ${failures.length} failures`);
+    console.log(`differential: ${cases.length} inputs (seed ${SEED}); HAProxy refused ${hapRefused}; pairlb outcomes: ${same} forwarded as HAProxy, ${refused} refused, ${intended} intended differences, ${pending.length} known pending, ${failures.length} failures`);
     if (pending.length) console.log(`known pending (owned by other items of issue 10):\n${pending.join('\n')}`);
     for (const p of PENDING) if (!matchedPending.has(p)) console.log(`known-pending entry now passes, remove it: ${p.owner}: ${p.item}`);
     expect(failures, failures.join('\n\n')).toEqual([]);

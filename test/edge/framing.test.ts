@@ -35,11 +35,13 @@ const cases: [string, string, number][] = [
 
 describe.each(['undici', 'native'])('ambiguous framing is refused before any backend (engine %s)', (engine) => {
   let backend: TestBackend;
+  /** What reached the backend since `from`, health checks left out. */
+  const urls = (from: number): string[] => backend.seen.slice(from).map((s) => s.url).filter((u) => u !== '/__health');
   let p: Awaited<ReturnType<typeof startApp>>;
   beforeAll(async () => {
     backend = await startBackend('a');
     // check: true, so that a refusal counted against the backend would mark it DOWN (3 in a row).
-    p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    check: { interval: 10s }\n    backends:\n      - { name: a, address: "${backend.address}" }\n`);
+    p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    check: { interval: 10s, path: /__health }\n    backends:\n      - { name: a, address: "${backend.address}" }\n`);
   });
   afterAll(async () => { await p.stop(); await backend.close(); });
 
@@ -55,11 +57,11 @@ describe.each(['undici', 'native'])('ambiguous framing is refused before any bac
     await c.until(() => c.closed, 3000);
     expect(c.closed).toBe(true);
     expect(c.reader.responses).toHaveLength(1);
-    expect(backend.seen.slice(before).map((s) => s.url)).toEqual([]);
+    expect(urls(before)).toEqual([]);
     expect(p.app.counters.listen('web').errReq).toBe(errReq + 1);
     // Another client: served by the backend, still UP.
     expect((await freshGet(p.port(), '/other'))?.body).toBe('a');
-    expect(backend.seen.at(-1)!.url).toBe('/other');
+    expect(urls(0).at(-1)).toBe('/other');
     expect(p.app.backends.backends('web')[0].health).not.toBe('down');
   });
 
@@ -74,7 +76,16 @@ describe.each(['undici', 'native'])('ambiguous framing is refused before any bac
     await c.until(() => c.closed, 3000);
     expect(c.reader.responses.map((r) => r.status)).toEqual([status]);
     expect((await freshGet(p.port(), '/other'))?.body).toBe('a');
-    expect(backend.seen.slice(before).map((s) => s.url)).toEqual(['/other']);
+    expect(urls(before)).toEqual(['/other']);
+  });
+
+  it('a request followed by bytes that do not parse: its own response first, then 400, in order', async () => {
+    const before = backend.seen.length;
+    const c = new RawConn(p.port());
+    c.write(`GET /first HTTP/1.1\r\n${H}\r\n\x00garbage\r\n\r\n`);
+    await c.until(() => c.closed, 3000);
+    expect(c.reader.responses.map((r) => [r.status, r.status === 200 ? r.body : ''])).toEqual([[200, 'a'], [400, '']]);
+    expect(urls(before)).toEqual(['/first']);
   });
 
   it('Connection: host does not drop Host (the backend would get its own address instead)', async () => {
@@ -82,7 +93,7 @@ describe.each(['undici', 'native'])('ambiguous framing is refused before any bac
     c.write(`GET /ch HTTP/1.1\r\n${H}Connection: host, x-drop\r\nX-Drop: 1\r\n\r\n`);
     expect(await c.until(() => c.reader.responses.length > 0, 3000)).toBe(true);
     c.destroy();
-    const seen = backend.seen.at(-1)!;
+    const seen = backend.seen.filter((x) => x.url !== '/__health').at(-1)!;
     expect(seen.url).toBe('/ch');
     expect(seen.headers.host).toBe('diff.test');
     expect(seen.headers['x-drop']).toBeUndefined();
@@ -93,8 +104,8 @@ describe.each(['undici', 'native'])('ambiguous framing is refused before any bac
     const c = new RawConn(p.port());
     c.write(`POST /cl15 HTTP/1.1\r\n${H}Content-Length: 999999999999999\r\n\r\nhello`);
     const end = Date.now() + 3000;
-    while (backend.seen.length === before && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    while (urls(before).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     c.destroy();
-    expect(backend.seen.slice(before).map((s) => [s.url, s.headers['content-length']])).toEqual([['/cl15', '999999999999999']]);
+    expect(backend.seen.slice(before).filter((s) => s.url !== '/__health').map((s) => [s.url, s.headers['content-length']])).toEqual([['/cl15', '999999999999999']]);
   });
 });
