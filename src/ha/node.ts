@@ -64,6 +64,8 @@ export interface HaStatus {
   /** Times the VIP watchdog removed our VIP (hang) and self-check rounds that found the data plane not answering. */
   watchdogFired: number;
   selfCheckFailed: number;
+  /** Times we stepped down from master after our own event loop stalled for about the watchdog timeout. */
+  stallStepDowns: number;
   transitions: number;
   /** Peer declared dead (no valid packet for deadtime). */
   peerDeaths: number;
@@ -104,6 +106,7 @@ export class HaNode implements Module {
   private readonly watchdog: Watchdog | undefined;
   private readonly selfCheck: SelfCheck;
   private servePort = 0;
+  private stallStepDowns = 0;
   private chain: Promise<void> = Promise.resolve();
   private timers: { hb?: NodeJS.Timeout; warn?: NodeJS.Timeout; dead?: NodeJS.Timeout; initdead?: NodeJS.Timeout; failback?: NodeJS.Timeout; handover?: NodeJS.Timeout; retry?: NodeJS.Timeout; release?: NodeJS.Timeout } = {};
   private lastRx = 0;
@@ -164,6 +167,7 @@ export class HaNode implements Module {
       lateHeartbeats: this.counts.late,
       watchdogFired: this.watchdog?.fired ?? 0,
       selfCheckFailed: this.selfCheck.failedRounds,
+      stallStepDowns: this.stallStepDowns,
       transitions: this.counts.transitions,
       peerDeaths: this.counts.peerDeaths,
       deadAverted: this.counts.deadAverted,
@@ -307,6 +311,7 @@ export class HaNode implements Module {
     const gap = this.watchdog?.stalledFor();
     if (gap === undefined) return;
     this.watchdog!.disarm();
+    if (this.fsm.role === 'master') this.stallStepDowns++;
     this.dispatch({ type: 'vip_lost', reason: `event loop stalled ${Math.round(gap)} ms (watchdog ${this.watchdog!.timeoutMs} ms): VIP given up` });
   }
 

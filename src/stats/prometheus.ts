@@ -112,6 +112,9 @@ export class PromExporter {
     this.fromFn('pairlb_ha_reannounces_total', 'GARP re-announcements of the VIP while master', 'counter', haOne((h) => num(h.reannounces)));
     this.fromFn('pairlb_ha_probe_answered_total', 'RFC 5227 probes answered (VIP in use elsewhere: not claimed)', 'counter', haOne((h) => num(h.probeAnswered)));
     this.fromFn('pairlb_ha_takeover_steps_cancelled_total', 'VIP adds or GARPs cancelled because the role changed before they ran', 'counter', haOne((h) => num(h.takeoverStepsCancelled)));
+    this.fromFn('pairlb_ha_watchdog_fired_total', 'Times the VIP watchdog removed our VIP because our event loop stopped feeding it (hang)', 'counter', haOne((h) => num(h.watchdogFired)));
+    this.fromFn('pairlb_ha_stall_step_downs_total', 'Times this node stepped down from master after its own event loop stalled for about the watchdog timeout', 'counter', haOne((h) => num(h.stallStepDowns)));
+    this.fromFn('pairlb_ha_self_check_failed_total', 'Data-plane self-check rounds in which a listener of ours did not answer', 'counter', haOne((h) => num(h.selfCheckFailed)));
     this.fromFn('pairlb_ha_logs_suppressed_total', 'HA warning lines not written because the same warning repeated', 'counter', haOne((h) => num(h.logsSuppressed)));
     this.fromFn('pairlb_ha_rejected_total', 'Heartbeat packets rejected, by reason', 'counter', () => {
       const r = ha()?.rejected;

@@ -99,6 +99,18 @@ describe('VIP watchdog', () => {
     w.close();
   });
 
+  it('removes the VIP on request ("d": our process cannot spawn ip any more) and reports "dropped"', async () => {
+    const { w, del, fired } = make('drop', 5000);
+    w.arm();
+    await sleep(50);
+    expect(w.dropNow()).toBe(true);
+    await until(() => fired.length > 0, 5000, 'dropped reported');
+    expect(fired).toEqual(['dropped']);
+    expect(lines(del)).toEqual(['del']);
+    expect(w.isArmed()).toBe(false);
+    w.close();
+  });
+
   it('stalledFor: undefined while fed or disarmed, the gap once it nears the timeout', () => {
     const { w } = make('gap', 1000);
     expect(w.stalledFor(w.lastFeed + 5000)).toBe(undefined); // disarmed
