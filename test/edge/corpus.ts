@@ -286,14 +286,24 @@ export function mutate(rng: Rng, base: string): { bytes: Buffer; ops: string[] }
   return { bytes: B(s), ops };
 }
 
-/** `count` seeded mutations, named by seed and index so a failure can be regenerated. */
+/**
+ * `count` seeded mutations, named by seed and index so a failure can be regenerated. Half start
+ * from a valid request (BASES), half from a hand-built case (named in the mutation's name).
+ */
 export function mutations(seed: number, count: number): Case[] {
   const rng = new Rng(seed);
+  const hand = handwritten();
   const out: Case[] = [];
   for (let i = 0; i < count; i++) {
-    const base = rng.int(BASES.length);
-    const m = mutate(rng, BASES[base]);
-    out.push({ name: `mutation seed=${seed} #${i} base ${base}: ${m.ops.join(', ')}`, bytes: m.bytes });
+    if (rng.int(2) === 0) {
+      const base = rng.int(BASES.length);
+      const m = mutate(rng, BASES[base]);
+      out.push({ name: `mutation seed=${seed} #${i} base ${base}: ${m.ops.join(', ')}`, bytes: m.bytes });
+    } else {
+      const c = hand[rng.int(hand.length)];
+      const m = mutate(rng, c.bytes.toString('latin1'));
+      out.push({ name: `mutation seed=${seed} #${i} of '${c.name}': ${m.ops.join(', ')}`, bytes: m.bytes });
+    }
   }
   return out;
 }

@@ -25,13 +25,13 @@ import { PENDING, pendingFor, type Pending } from './pending.js';
  * a proxy drop them), the HTTP minor version, and the target's form (absolute-form is compared as
  * origin-form + authority; RFC 9112 §3.2.2: the target's authority wins over Host).
  *
- * Environment: PAIRLB_DIFF_SEED (mutation seed, default 1009), PAIRLB_DIFF_MUTATIONS (default 120),
+ * Environment: PAIRLB_DIFF_SEED (mutation seed, default 1009), PAIRLB_DIFF_MUTATIONS (default 300),
  * PAIRLB_DIFF_FILTER (only cases whose name contains it, or one of its |-separated parts; for development), PAIRLB_DIFF_VERBOSE=1
  * (print every outcome).
  */
 
 const SEED = Number(process.env.PAIRLB_DIFF_SEED ?? 1009);
-const N_MUT = Number(process.env.PAIRLB_DIFF_MUTATIONS ?? 120);
+const N_MUT = Number(process.env.PAIRLB_DIFF_MUTATIONS ?? 300);
 const FILTER = process.env.PAIRLB_DIFF_FILTER ?? '';
 const VERBOSE = !!process.env.PAIRLB_DIFF_VERBOSE;
 /** Bounds for one input: first response (HAProxy and pairlb answer an unfinished head with 408 after 1 s), follow-up. */
