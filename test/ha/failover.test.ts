@@ -214,7 +214,10 @@ describe('a master that cannot serve loses the VIP, and only then', () => {
     // lb1 restarted with the watchdog off (graceful stop hands over, then it fails back).
     const tr = Date.now();
     lb1.kill('SIGTERM');
-    await lb1.exited;
+    expect((await lb1.exited).code).toBe(0);
+    // A normal stop ends the watchdog too (disarmed, then its stdin closed), leaving nothing behind.
+    await untilTrue(async () => (await procsIn('l1', 'pairlb-watchdog')).length === 0, 5000, 'watchdog gone after a graceful stop');
+    expect(await vipOn(t, 'l1')).toBe(false);
     lb1 = start('lb1', '  watchdog: 0\n');
     await failsBack(tr);
     expect(await procsIn('l1', 'pairlb-watchdog')).toEqual([]);
