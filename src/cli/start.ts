@@ -3,6 +3,7 @@ import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
+import { preflight } from '../config/preflight.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import { App } from '../app.js';
@@ -17,12 +18,21 @@ export const DEMO_CONFIG = resolve(HERE, '../../config/pairlb.yaml');
 
 register('check', {
   summary: 'validate a config file without starting (like haproxy -c)',
-  usage: 'pairlb check -c FILE\n\nExit 0 when the file is valid; exit 1 and print every error (key path and line) otherwise.',
+  usage: [
+    'pairlb check -c FILE [--schema-only]',
+    '',
+    'Exit 0 when the file is valid; exit 1 and print every error (key path and line) otherwise.',
+    'Besides the YAML and the schema it checks what `start` reads: the HA key file (exists, mode 600,',
+    'long enough), admin token files, the scaler\'s SSH keys, and that the VIP interface exists and is up.',
+    '',
+    'Options:',
+    '  --schema-only   the YAML and the schema only (a config written for another machine)',
+  ].join('\n'),
   async run(argv) {
-    const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
+    const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, 'schema-only': { type: 'boolean' } } });
     if (!values.config) { process.stderr.write('pairlb check: -c FILE is required\n'); return 2; }
     try {
-      loadConfigFile(values.config);
+      loadConfigFile(values.config, values['schema-only'] ? undefined : (c) => preflight(c, { interfaces: true }));
       process.stdout.write(`Configuration file is valid: ${values.config}\n`);
       return 0;
     } catch (e) {
@@ -57,7 +67,8 @@ register('start', {
     const file = values.config ?? (values.demo ? DEMO_CONFIG : undefined);
     if (!file) { process.stderr.write('pairlb start: -c FILE is required (or --demo)\n'); return 2; }
     let cfg: Config;
-    try { cfg = loadConfigFile(file); } catch (e) {
+    // Files the modules read are checked before any port is bound (the same checks as `check`).
+    try { cfg = loadConfigFile(file, (c) => preflight(c, { interfaces: false })); } catch (e) {
       process.stderr.write((e instanceof ConfigError ? e.message : String(e)) + '\n');
       return 1;
     }

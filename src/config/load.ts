@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import type { PreflightProblem } from './preflight.js';
 import { ConfigError } from '../errors.js';
 
 /**
@@ -56,7 +57,11 @@ function issueToProblems(issue: ZodIssue, doc: ReturnType<typeof parseDocument>,
   return [{ path: formatPath(issue.path), message, line: off !== undefined ? lc.linePos(off).line : undefined }];
 }
 
-export function parseConfig(text: string, file = '<config>'): Config {
+/**
+ * `extra`: checks beyond the schema on the valid config (files, interfaces: config/preflight.ts),
+ * reported like schema errors, with the line of the key.
+ */
+export function parseConfig(text: string, file = '<config>', extra?: (cfg: Config) => PreflightProblem[]): Config {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
@@ -71,17 +76,24 @@ export function parseConfig(text: string, file = '<config>'): Config {
     for (const issue of res.error.issues) problems.push(...issueToProblems(issue, doc, lc));
     throw new ConfigError(file, problems);
   }
-  return deepFreeze(res.data);
+  const cfg = deepFreeze(res.data);
+  for (const p of extra?.(cfg) ?? []) {
+    const { node, keyNode } = nodeAt(doc, p.path);
+    const off = keyNode?.range?.[0] ?? node?.range?.[0];
+    problems.push({ path: formatPath(p.path), message: p.message, line: off !== undefined ? lc.linePos(off).line : undefined });
+  }
+  if (problems.length) throw new ConfigError(file, problems);
+  return cfg;
 }
 
-export function loadConfigFile(file: string): Config {
+export function loadConfigFile(file: string, extra?: (cfg: Config) => PreflightProblem[]): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new ConfigError(file, [{ path: '(file)', message: (e as Error).message }]);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, extra);
 }
 
 export function deepFreeze<T>(o: T): T {

@@ -8,6 +8,24 @@ import type { Logger } from '../log.js';
 const execFileP = promisify(execFile);
 
 /**
+ * A network interface as sysfs sees it: 'up' (operstate up, or unknown as on loopback and some
+ * tunnels), 'down', or 'missing' (no /sys/class/net/NAME: a typo, or Debian's `ens18` where the
+ * examples say `eth0`). One home for `pairlb check` and the HA health.
+ */
+export function interfaceState(name: string): 'up' | 'down' | 'missing' {
+  let st: string;
+  try { st = readFileSync(`/sys/class/net/${name}/operstate`, 'utf8').trim(); } catch { return 'missing'; }
+  return st === 'up' || st === 'unknown' ? 'up' : 'down';
+}
+
+/** The reason text for an interface that is not up (HA's FAULT reason, `pairlb check`). */
+export function interfaceProblem(name: string): string | undefined {
+  const s = interfaceState(name);
+  if (s === 'up') return undefined;
+  return s === 'missing' ? `interface ${name} does not exist (ip -br link lists the names here)` : `interface ${name} is down`;
+}
+
+/**
  * The virtual IP: iproute2 to add/remove it (CAP_NET_ADMIN), iputils arping to announce and probe.
  * Node cannot open a packet socket, so ARP frames come from arping (shared/testbed.md): the frame
  * leaves at once but the process lingers ~1 s, so nothing on the takeover path awaits it.
@@ -163,14 +181,7 @@ export class Vip {
   }
 
   /** Interface operational state from sysfs (ip netns exec remounts /sys for the namespace). */
-  linkUp(): boolean {
-    try {
-      const st = readFileSync(`/sys/class/net/${this.cfg.interface}/operstate`, 'utf8').trim();
-      return st === 'up' || st === 'unknown';
-    } catch {
-      return false;
-    }
-  }
+  linkUp(): boolean { return interfaceState(this.cfg.interface) === 'up'; }
 
   /** `arping -U -c 1 -I IF VIP` as argv: one gratuitous ARP. */
   garpArgv(): string[] { return [this.garp.arping, '-U', '-c', '1', '-I', this.cfg.interface, this.ip]; }

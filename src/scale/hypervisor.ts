@@ -3,7 +3,26 @@ import { readFileSync } from 'node:fs';
 import type { Client as SshClient } from 'ssh2';
 import { lazy } from '../lazy.js';
 
-const ssh2 = lazy<{ Client: typeof SshClient }>('ssh2');
+const ssh2 = lazy<{ Client: typeof SshClient; utils: { parseKey(data: Buffer): unknown } }>('ssh2');
+
+/** The private key of a hypervisor login; throws with the file named. */
+export function readHypervisorKey(file: string): Buffer {
+  try { return readFileSync(file); } catch (e) {
+    throw new Error(`cannot read key_file ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * What `pairlb check` says about a hypervisor key: unreadable, or not a private key ssh2 can use
+ * (a passphrase-protected key cannot be used either: the scaler has no passphrase).
+ */
+export function hypervisorKeyProblem(file: string): string | undefined {
+  let key: Buffer;
+  try { key = readHypervisorKey(file); } catch (e) { return (e as Error).message; }
+  const parsed = ssh2().utils.parseKey(key);
+  if (parsed instanceof Error) return `key_file ${file}: not a usable private key (${parsed.message})`;
+  return undefined;
+}
 import type { HypervisorConfig } from './config.js';
 import { parseHostPort } from '../config/types.js';
 
@@ -102,8 +121,8 @@ export class HypervisorClient {
     const t0 = Date.now();
     const cfg = this.cfg;
     let privateKey: Buffer;
-    try { privateKey = readFileSync(cfg.key_file); } catch (e) {
-      return Promise.resolve({ ok: false, kind: 'config', reason: `cannot read key_file ${cfg.key_file}: ${(e as Error).message}`, stdout: '', stderr: '', ms: 0 });
+    try { privateKey = readHypervisorKey(cfg.key_file); } catch (e) {
+      return Promise.resolve({ ok: false, kind: 'config', reason: (e as Error).message, stdout: '', stderr: '', ms: 0 });
     }
     const pin = normFp(cfg.host_key);
     return new Promise<ExecResult>((resolve) => {

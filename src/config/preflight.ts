@@ -1,0 +1,51 @@
+import type { Config } from './schema.js';
+import { readKeyFile } from '../ha/advert.js';
+import { interfaceProblem } from '../ha/vip.js';
+import { readReadOnlyToken, readToken } from '../admin/module.js';
+import { hypervisorKeyProblem } from '../scale/hypervisor.js';
+
+/**
+ * What `start` reads besides the YAML, checked without starting: the HA key file (missing,
+ * group/other-readable, too short), the admin token files, the scaler's SSH keys and, for `check`
+ * only, the VIP interface. Each check is the very function the module calls at start, so
+ * `ExecStartPre=pairlb check` refuses what `start` would die on. Paths are config key paths; the
+ * loader adds the line.
+ *
+ * `interfaces: false` for `start`: a missing or down VIP interface is not fatal there (the node runs
+ * in FAULT and says why, and takes part once the interface appears).
+ */
+export interface PreflightProblem { path: (string | number)[]; message: string }
+
+export function preflight(cfg: Config, opts: { interfaces: boolean }): PreflightProblem[] {
+  const out: PreflightProblem[] = [];
+  const attempt = (path: (string | number)[], fn: () => unknown): void => {
+    try { fn(); } catch (e) { out.push({ path, message: stripKey((e as Error).message, path) }); }
+  };
+  const ha = cfg.ha;
+  if (ha?.enabled) {
+    attempt(['ha', 'key_file'], () => readKeyFile(ha.key_file));
+    if (opts.interfaces) {
+      const p = interfaceProblem(ha.vip.interface);
+      if (p) out.push({ path: ['ha', 'vip', 'interface'], message: p });
+    }
+  }
+  const a = cfg.admin;
+  if (a?.bind) {
+    attempt(['admin', a.token ? 'token' : 'token_file'], () => readToken(a));
+    if (a.read_only_token || a.read_only_token_file) attempt(['admin', a.read_only_token ? 'read_only_token' : 'read_only_token_file'], () => readReadOnlyToken(a));
+  }
+  const s = cfg.scale;
+  if (s?.enabled) {
+    s.hypervisors.forEach((h, i) => {
+      const p = hypervisorKeyProblem(h.key_file);
+      if (p) out.push({ path: ['scale', 'hypervisors', i, 'key_file'], message: p });
+    });
+  }
+  return out;
+}
+
+/** `ha.key_file /x: …` under the path `ha.key_file` reads `ha.key_file: /x: …`, not the key twice. */
+function stripKey(msg: string, path: (string | number)[]): string {
+  const k = path.join('.') + ' ';
+  return msg.startsWith(k) ? msg.slice(k.length) : msg;
+}
