@@ -9,7 +9,7 @@ import type { HaConfig } from './config.js';
 import { readPersisted, writePersisted, writePersistedAsync } from './replay.js';
 import { check, encode, readKeyFile, ReplayGuard, MsgType, FLAG_HANDOVER, FLAG_HEALTHY, REJECT_REASONS, type Packet, type RejectReason } from './advert.js';
 import { initialState, step, type Action, type FsmEvent, type FsmState, type HaRole } from './fsm.js';
-import { Vip } from './vip.js';
+import { Vip, interfaceProblem } from './vip.js';
 import { decodeAdvertBody, encodeAdvertBody } from './advert-body.js';
 import { PathLiveness } from './paths.js';
 import { Replicator, type ReplicationStatus } from './replication.js';
@@ -237,8 +237,10 @@ export class HaNode implements Module {
     await this.openPaths();
     this.app.setRole('init', 'ha starting');
     this.app.state.on('change', this.onStateChange);
-    this.fsm.healthy = this.healthNow();
-    if (!this.fsm.healthy) this.dispatch({ type: 'health', ok: false, reason: this.healthReason });
+    // Unhealthy from the start (the VIP interface does not exist, say): the FSM goes INIT → FAULT
+    // with the reason. Setting fsm.healthy directly would make the event a no-op and leave only a
+    // later `role init -> fault: not healthy` without the why.
+    if (!this.healthNow()) this.dispatch({ type: 'health', ok: false, reason: this.healthReason });
     this.timers.initdead = setTimeout(() => this.dispatch({ type: 'initdead' }), this.cfg.initdead);
     this.timers.hb = setInterval(() => this.tick(), this.cfg.keepalive);
     this.sendAdvert();
@@ -293,7 +295,8 @@ export class HaNode implements Module {
 
   /** FAULT when the public interface is down or this node's proxy is not serving or not answering. */
   private healthNow(): boolean {
-    if (!this.vip.linkUp()) { this.healthReason = `interface ${this.cfg.vip.interface} is down`; return false; }
+    const link = interfaceProblem(this.cfg.vip.interface);
+    if (link) { this.healthReason = link; return false; }
     if (!this.app.proxy.isServing()) { this.healthReason = 'proxy is not serving'; return false; }
     if (!this.selfCheck.ok) { this.healthReason = this.selfCheck.reason; return false; }
     return true;

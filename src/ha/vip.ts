@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 const execFileP = promisify(execFile);
 
 /**
- * A network interface as sysfs sees it: 'up' (operstate up, or unknown as on loopback and some
+ * A network interface as sysfs sees it (ip netns exec remounts /sys for the namespace): 'up' (operstate up, or unknown as on loopback and some
  * tunnels), 'down', or 'missing' (no /sys/class/net/NAME: a typo, or Debian's `ens18` where the
  * examples say `eth0`). One home for `pairlb check` and the HA health.
  */
@@ -180,8 +180,6 @@ export class Vip {
     return stdout.includes(` ${this.ip}/`);
   }
 
-  /** Interface operational state from sysfs (ip netns exec remounts /sys for the namespace). */
-  linkUp(): boolean { return interfaceState(this.cfg.interface) === 'up'; }
 
   /** `arping -U -c 1 -I IF VIP` as argv: one gratuitous ARP. */
   garpArgv(): string[] { return [this.garp.arping, '-U', '-c', '1', '-I', this.cfg.interface, this.ip]; }

@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAIN } from '../helpers/netns.js';
+import { Daemon, ensureBuilt, freePort } from '../daemon/daemon.js';
 
 /** The real CLI: `pairlb check` rejects nonsense timings, `pairlb start` refuses a readable key. */
 describe('pairlb CLI and the ha section', () => {
@@ -34,6 +35,22 @@ describe('pairlb CLI and the ha section', () => {
     expect(r.stderr).toMatch(/ha\.warntime: warntime \(10000 ms\) must be shorter than deadtime \(5000 ms\).*\(line 12\)/);
     expect(r.stderr).toMatch(/ha\.deadtime: deadtime \(5000 ms\) must be at least two keepalive intervals/);
     expect(r.stderr).toMatch(/ha\.node\.dedicated: dedicated: port 0 is not allowed/);
+  });
+
+  it('a VIP interface that does not exist: the daemon goes INIT -> FAULT saying which and why', async () => {
+    ensureBuilt();
+    const [a, b] = [await freePort(), await freePort()];
+    const f = cfg(`127.0.0.1:${a}`, '');
+    writeFileSync(f, readFileSync(f, 'utf8').replace('interface: lo', 'interface: ens18x').replace('127.0.0.2:16941', `127.0.0.2:${b}`));
+    writeFileSync(join(dir, 'ha.key'), 'x'.repeat(32));
+    chmodSync(join(dir, 'ha.key'), 0o600);
+    const d = new Daemon(dir, f, join(dir, 'pid'));
+    try {
+      const l = await d.waitLog((x) => x.mod === 'ha' && x.to === 'fault', 15_000);
+      expect([l.from, l.reason, l.msg]).toEqual(['init', 'interface ens18x does not exist (ip -br link lists the names here)', 'role init -> fault: interface ens18x does not exist (ip -br link lists the names here)']);
+      // No bare "not healthy" transition before it.
+      expect(d.logs.filter((x) => typeof x.msg === 'string' && x.msg.startsWith('role ')).map((x) => x.msg)).toEqual(['role standalone -> init: ha starting', l.msg]);
+    } finally { await d.kill(); }
   });
 
   it('pairlb start refuses a key file that group or others can read', () => {
