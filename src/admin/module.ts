@@ -135,18 +135,20 @@ export class AdminModule implements Module {
       await this.listenUnix(ro, cfg.read_only_socket, cfg.read_only_socket_mode);
       this.roServer = ro;
       this.roSocketPath = cfg.read_only_socket;
-      this.log.info({ socket: cfg.read_only_socket, mode: cfg.read_only_socket_mode }, 'admin API (read-only) listening on unix socket');
+      this.log.info({ socket: cfg.read_only_socket, mode: cfg.read_only_socket_mode }, `admin API (read-only) listening on unix socket ${cfg.read_only_socket} (mode ${cfg.read_only_socket_mode})`);
     }
     if (cfg.bind) {
       const hp = parseHostPort(cfg.bind)!;
       if (!['127.0.0.1', '::1', 'localhost'].includes(hp.host) && !hp.host.startsWith('127.')) this.log.warn({ bind: cfg.bind }, 'admin API bound to a non-loopback address: only the token protects it');
       await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(hp.port, hp.host, () => { srv.off('error', fail); ok(); }); });
-      this.log.info({ bind: this.address() }, 'admin API listening (token required)');
+      const at = srv.address() as { address: string; port: number };
+      const a = { host: at.address, port: at.port };
+      this.log.info({ bind: a }, `admin API listening on http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port} (token required)`);
     } else {
       const path = cfg.socket ?? DEFAULT_ADMIN_SOCKET;
       await this.listenUnix(srv, path, cfg.socket_mode);
       this.socketPath = path;
-      this.log.info({ socket: path, mode: cfg.socket_mode }, 'admin API listening on unix socket');
+      this.log.info({ socket: path, mode: cfg.socket_mode }, `admin API listening on unix socket ${path} (mode ${cfg.socket_mode})`);
     }
     this.server = srv;
   }

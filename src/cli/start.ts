@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
@@ -15,11 +15,13 @@ import '../modules.js';
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** The embedded default config, used by `npm start` (`pairlb start --demo`). */
 export const DEMO_CONFIG = resolve(HERE, '../../config/pairlb.yaml');
+/** Where the package and the systemd unit put the config. */
+export const DEFAULT_CONFIG = '/etc/pairlb/pairlb.yaml';
 
 register('check', {
   summary: 'validate a config file without starting (like haproxy -c)',
   usage: [
-    'pairlb check -c FILE [--schema-only]',
+    'pairlb check [-c FILE] [--schema-only]     FILE defaults to /etc/pairlb/pairlb.yaml',
     '',
     'Exit 0 when the file is valid; exit 1 and print every error (key path and line) otherwise.',
     'Besides the YAML and the schema it checks what `start` reads: the HA key file (exists, mode 600,',
@@ -30,10 +32,11 @@ register('check', {
   ].join('\n'),
   async run(argv) {
     const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, 'schema-only': { type: 'boolean' } } });
-    if (!values.config) { process.stderr.write('pairlb check: -c FILE is required\n'); return 2; }
+    const file = values.config ?? DEFAULT_CONFIG;
+    if (!values.config && !existsSync(file)) { process.stderr.write(`pairlb check: ${file} (the default without -c FILE) does not exist\n`); return 2; }
     try {
-      loadConfigFile(values.config, values['schema-only'] ? undefined : (c) => preflight(c, { interfaces: true }));
-      process.stdout.write(`Configuration file is valid: ${values.config}\n`);
+      loadConfigFile(file, values['schema-only'] ? undefined : (c) => preflight(c, { interfaces: true }));
+      process.stdout.write(`Configuration file is valid: ${file}\n`);
       return 0;
     } catch (e) {
       process.stderr.write((e instanceof ConfigError ? e.message : String(e)) + '\n');

@@ -95,7 +95,8 @@ export class StatsModule implements Module {
     this.server = srv;
     this.bind = this.cfg.bind;
     this.setOrigins();
-    this.log.info({ address: this.address(), auth: this.auth.enabled, admin: this.cfg.admin }, 'stats page listening');
+    const at = this.address();
+    this.log.info({ address: at, auth: this.auth.enabled, admin: this.cfg.admin }, `stats page listening on http://${at?.host}:${at?.port}/`);
   }
 
   private setOrigins(): void {
