@@ -5,7 +5,13 @@
 // a false alarm in the sense that both processes are alive; some are unavoidable (a node whose own
 // loop is stopped by GC for more than deadtime sends nothing: its peer truly hears silence).
 //
-//   npm run bench:ha-noise -- [--seconds 60] [--gc lb1,lb2] [--main dist/cli/main.js] [--json FILE]
+//   npm run bench:ha-noise -- [--seconds 60] [--gc lb1,lb2] [--flaps N] [--main dist/cli/main.js] [--json FILE]
+//
+// --flaps N [--flap-ms 3000]: also flap the dedicated link N times during the window (lb2's eth1
+// down for flap-ms, then up;
+// `--gc ''` for flaps alone). lb1's side of the veth loses carrier but stays up, so its qdisc
+// holds lb1's heartbeats meanwhile and flushes them when the carrier returns: a backlog at lb2,
+// not replays.
 //
 // As root, after `npx tsc -p .`. Compare builds with --main (e.g. an older build's main.js).
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -19,6 +25,8 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const arg = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 const seconds = Number(arg('seconds', '60'));
 const gcNodes = String(arg('gc', 'lb1,lb2')).split(',').filter(Boolean);
+const flaps = Number(arg('flaps', '0'));
+const flapMs = Number(arg('flap-ms', '3000'));
 const main = resolve(arg('main', DEFAULT_MAIN));
 const jsonOut = arg('json', '');
 
@@ -62,10 +70,17 @@ try {
   await sleep(2000); // settle
   const t0 = Date.now();
   const before = { lb1: await status(dir, 'lb1'), lb2: await status(dir, 'lb2') };
-  await sleep(seconds * 1000);
+  const end = t0 + seconds * 1000;
+  for (let i = 0; i < flaps && Date.now() + flapMs + 1000 < end; i++) {
+    await t.ip('l2', ['link', 'set', 'eth1', 'down']);
+    await sleep(flapMs);
+    await t.ip('l2', ['link', 'set', 'eth1', 'up']);
+    await sleep(Math.max(0, Math.min(3000, (end - Date.now()) / Math.max(1, flaps - i))));
+  }
+  await sleep(Math.max(0, end - Date.now()));
   const after = { lb1: await status(dir, 'lb1'), lb2: await status(dir, 'lb2') };
   const perMin = (n) => +(n * 60 / seconds).toFixed(1);
-  const out = { main, seconds, gc: gcNodes, nodes: {} };
+  const out = { main, seconds, gc: gcNodes, flaps, flapMs, nodes: {} };
   for (const node of ['lb1', 'lb2']) {
     const logs = lbs[node].logs.filter((j) => j._at >= t0 && j.mod === 'ha');
     const lines = Object.fromEntries(Object.entries(LINES).map(([k, re]) => [k, perMin(logs.filter((j) => re.test(String(j.msg))).length)]));
@@ -76,6 +91,8 @@ try {
     }
     const roles = {};
     for (const j of logs) if (j.to && j.from !== undefined) { const k = `${j.from}->${j.to}: ${j.reason}`; roles[k] = (roles[k] ?? 0) + 1; }
+    const rr = after[node]?.rejected?.replayed, rb = before[node]?.rejected?.replayed;
+    if (typeof rr === 'number') counters.rejected_replayed = perMin(rr - (rb ?? 0));
     out.nodes[node] = { lines_per_min: lines, counters_per_min: counters, role_changes: roles };
   }
   console.log(JSON.stringify(out, null, 2));
