@@ -1,13 +1,13 @@
 import type { Config } from './schema.js';
 import { readKeyFile } from '../ha/advert.js';
-import { interfaceProblem } from '../ha/vip.js';
+import { interfaceProblem, interfaceState } from '../ha/vip.js';
 import { readReadOnlyToken, readToken } from '../admin/module.js';
 import { hypervisorKeyProblem } from '../scale/hypervisor.js';
 
 /**
  * What `start` reads besides the YAML, checked without starting: the HA key file (missing,
  * group/other-readable, too short), the admin token files, the scaler's SSH keys and, for `check`
- * only, the VIP interface. Each check is the very function the module calls at start, so
+ * only, that the VIP interface exists. Each check is the very function the module calls at start, so
  * `ExecStartPre=pairlb check` refuses what `start` would die on. Paths are config key paths; the
  * loader adds the line.
  *
@@ -24,9 +24,12 @@ export function preflight(cfg: Config, opts: { interfaces: boolean }): Preflight
   const ha = cfg.ha;
   if (ha?.enabled) {
     attempt(['ha', 'key_file'], () => readKeyFile(ha.key_file));
-    if (opts.interfaces) {
-      const p = interfaceProblem(ha.vip.interface);
-      if (p) out.push({ path: ['ha', 'vip', 'interface'], message: p });
+    // Only a name that does not exist is a config error (eth0 in a file for a Debian 12 box with
+    // ens18). A link that is down is a runtime state: refusing it here would make ExecStartPre
+    // keep pairlb from starting at all while a cable is out, and systemd gives up after
+    // StartLimitBurst; `start` runs in FAULT with the reason and joins when the link comes up.
+    if (opts.interfaces && interfaceState(ha.vip.interface) === 'missing') {
+      out.push({ path: ['ha', 'vip', 'interface'], message: interfaceProblem(ha.vip.interface)! });
     }
   }
   const a = cfg.admin;

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, cli, ensureBuilt, freePort, tempDir } from './daemon.js';
+import { cleanup, cli, ensureBuilt, freePort, MAIN, tempDir } from './daemon.js';
 
 /**
  * `pairlb check` validates what `start` reads (issue 15): the HA key file, admin token files, the
@@ -94,5 +94,22 @@ describe('pairlb check validates what start reads', () => {
     expect([s.code, s.stderr]).toEqual([0, '']);
     const m = cli(['check', '-c', config({ hvKey: join(dir, 'nope') })]);
     expect(m.stderr).toContain(`  scale.hypervisors[0].key_file: cannot read key_file ${join(dir, 'nope')}: ENOENT`);
+  });
+  it('a VIP interface that exists but is down passes check (runtime FAULT, not a config error)', () => {
+    goodKey();
+    // A fresh network namespace's lo is down: run the real CLI inside one the test creates.
+    const ns = `plbchk${process.pid}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      expect(execFileSync('ip', ['-n', ns, '-br', 'link', 'show', 'lo']).toString()).toMatch(/DOWN/);
+      const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, MAIN, 'check', '-c', config({ iface: 'lo' })], { encoding: 'utf8', timeout: 20_000 });
+      expect([r.status, r.stderr]).toEqual([0, '']);
+      // …while a name that does not exist there is still refused.
+      const m = spawnSync('ip', ['netns', 'exec', ns, process.execPath, MAIN, 'check', '-c', config({ iface: 'eth0' })], { encoding: 'utf8', timeout: 20_000 });
+      expect(m.status).toBe(1);
+      expect(m.stderr).toContain('ha.vip.interface: interface eth0 does not exist');
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
   });
 });
