@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { configSchema, type Config } from './schema.js';
 import type { PreflightProblem } from './preflight.js';
@@ -37,6 +37,20 @@ function nodeAt(doc: ReturnType<typeof parseDocument>, path: (string | number)[]
   return { node: cur as YamlNode, keyNode };
 }
 
+/** Is every key of `path` in the YAML (not filled in by a default)? */
+function written(doc: ReturnType<typeof parseDocument>, path: (string | number)[]): boolean {
+  let cur: unknown = doc.contents;
+  for (const p of path) {
+    if (isMap(cur)) {
+      const pair = cur.items.find((it) => (it.key as { value?: unknown } | null)?.value === p);
+      if (!pair) return false;
+      cur = pair.value;
+    } else if (isSeq(cur) && typeof p === 'number' && cur.items[p]) cur = cur.items[p];
+    else return false;
+  }
+  return true;
+}
+
 function issueToProblems(issue: ZodIssue, doc: ReturnType<typeof parseDocument>, lc: LineCounter): ConfigProblem[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((k) => {
@@ -51,10 +65,45 @@ function issueToProblems(issue: ZodIssue, doc: ReturnType<typeof parseDocument>,
     const inner = issue.unionErrors.flatMap((e) => e.issues).find((i) => i.code === 'custom') ?? issue.unionErrors[0]?.issues[0];
     if (inner) return issueToProblems({ ...inner, path: issue.path.concat(inner.path.slice(issue.path.length)) }, doc, lc);
   }
+  const moved = issue.code === 'custom' ? writtenKeyFor(doc, issue.path, issue.message) : undefined;
+  if (moved) issue = { ...issue, path: moved.path, message: `${issue.message} (${formatPath(issue.path)} was not written: its default applies)` };
   const { node, keyNode } = nodeAt(doc, issue.path);
   const off = (node?.range?.[0]) ?? keyNode?.range?.[0];
-  const message = issue.code === 'invalid_type' && issue.received === 'undefined' ? 'required key is missing' : issue.message;
+  const message = issue.code === 'invalid_type' && issue.received === 'undefined' ? 'required key is missing' : bareNumberHint(node, issue.message);
   return [{ path: formatPath(issue.path), message, line: off !== undefined ? lc.linePos(off).line : undefined }];
+}
+
+/**
+ * A cross-key check failed on a key the user never wrote (its default), e.g. `deadtime: 5` refused
+ * as `garp.probe_timeout (60 ms) must be shorter than deadtime (5 ms)`: name the key they did write.
+ * That is a key the message names as `key (`, written in the YAML in the same section or an
+ * enclosing one (nearest first). Undefined when the issue's own key was written, or none matches.
+ */
+function writtenKeyFor(doc: ReturnType<typeof parseDocument>, path: (string | number)[], message: string): { path: (string | number)[] } | undefined {
+  if (written(doc, path)) return undefined;
+  for (let n = path.length - 1; n >= 0; n--) {
+    const parent = path.slice(0, n);
+    if (!written(doc, parent)) continue;
+    const { node } = nodeAt(doc, parent);
+    if (!isMap(node)) continue;
+    for (const it of node.items) {
+      const k = (it.key as { value?: unknown } | null)?.value;
+      if (typeof k === 'string' && k !== path[n] && message.includes(`${k} (`) && isScalar(it.value)) return { path: [...parent, k] };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * `deadtime: 5` is 5 ms (a bare number in a duration is milliseconds); heartbeat's ha.cf meant
+ * seconds. When the value the user wrote as a bare number is refused, and the message quotes it
+ * as milliseconds (`(5 ms)`, `(got 5)`), ask whether seconds were meant.
+ */
+function bareNumberHint(node: YamlNode | undefined, message: string): string {
+  if (!isScalar(node) || typeof node.value !== 'number' || !Number.isInteger(node.value) || node.value <= 0) return message;
+  const v = node.value;
+  if (!message.includes(`(${v} ms)`) && !message.includes(`(got ${v})`)) return message;
+  return `${message}; did you mean ${v}s? (a bare number is milliseconds)`;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, durationAtLeast, hostPort, name } from './types.js';
+import { bool, duration, durationAtLeast, hostPort, name } from './types.js';
 import { haSchema } from '../ha/config.js';
 import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
@@ -45,8 +45,8 @@ export const backendSchema = z.object({
   weight: z.number().int().min(0).max(256).default(1),
   /** Value of the sticky cookie for this server; defaults to a hash of the name (never the address). */
   cookie: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 letters, digits, . _ -').optional(),
-  backup: z.boolean().default(false),
-  check: z.boolean().default(true),
+  backup: bool.default(false),
+  check: bool.default(true),
   /** Initial administrative state. */
   state: z.enum(['ready', 'drain', 'maint']).default('ready'),
 }).strict();
@@ -54,10 +54,10 @@ export const backendSchema = z.object({
 export const cookieSchema = z.object({
   name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a cookie name (RFC 6265 token)'),
   mode: z.enum(['insert', 'prefix']).default('insert'),
-  indirect: z.boolean().default(false),
-  nocache: z.boolean().default(false),
-  secure: z.boolean().default(false),
-  httponly: z.boolean().default(true),
+  indirect: bool.default(false),
+  nocache: bool.default(false),
+  secure: bool.default(false),
+  httponly: bool.default(true),
   samesite: z.enum(['Strict', 'Lax', 'None']).optional(),
   /** Optional Domain attribute (insert mode). */
   domain: z.string().optional(),
@@ -66,13 +66,13 @@ export const cookieSchema = z.object({
 }).strict();
 
 export const forwardforSchema = z.object({
-  enabled: z.boolean().default(true),
+  enabled: bool.default(true),
   /** A header name (RFC 9110 §5.1 token): undici would refuse any other on every request. */
   header: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (RFC 9110 token)').default('X-Forwarded-For'),
   /** Also set X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port. */
-  proto: z.boolean().default(true),
+  proto: bool.default(true),
   /** Add an RFC 7239 Forwarded header. */
-  forwarded: z.boolean().default(false),
+  forwarded: bool.default(false),
 }).strict();
 
 export const timeoutsSchema = z.object({
@@ -125,7 +125,7 @@ export const listenSchema = z.object({
    * conn-failure (never delivered) is always retried up to `retries`.
    */
   retry_on: z.array(retryOn).default(['conn-failure', 'empty-response', 'reset']),
-  redispatch: z.boolean().default(true),
+  redispatch: bool.default(true),
   slowstart: duration.default(0),
   check: checkSchema.default({}),
   passive: passiveSchema.default({}),

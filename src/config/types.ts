@@ -32,6 +32,16 @@ export function durationAtLeast(min: number) {
 
 export const duration = durationAtLeast(0);
 
+/**
+ * A boolean key. YAML 1.2 (the `yaml` package's default) reads `on`/`off`/`yes`/`no` as strings,
+ * but heartbeat's ha.cf (`auto_failback on`) and HAProxy users write them: for boolean keys only,
+ * those words (any case) mean true/false. Anything else still needs true/false.
+ */
+const BOOL_WORDS: Record<string, boolean> = { on: true, off: false, yes: true, no: false, true: true, false: false };
+export const bool = z.preprocess((v) => (typeof v === 'string' && Object.hasOwn(BOOL_WORDS, v.toLowerCase()) ? BOOL_WORDS[v.toLowerCase()] : v), z.boolean({
+  errorMap: (i, ctx) => ({ message: i.code === 'invalid_type' && ctx.data !== undefined ? `expected true/false (or on/off, yes/no), got ${JSON.stringify(ctx.data)}` : ctx.defaultError }),
+}));
+
 const HOSTPORT_RE = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.\-_]+)):(\d{1,5})$/;
 
 export interface HostPort { host: string; port: number }

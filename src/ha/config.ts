@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { duration, durationAtLeast, hostPort, name, parseHostPort } from '../config/types.js';
+import { bool, duration, durationAtLeast, hostPort, name, parseHostPort } from '../config/types.js';
 
 /**
  * HA pair configuration (the `ha:` section), in the spirit of heartbeat's ha.cf + haresources:
@@ -52,7 +52,7 @@ export const garpSchema = z.object({
   /** Periodic refresh while master (keepalived#20: switches/clients that missed the burst); 0 disables. */
   refresh: duration.default('30s'),
   /** RFC 5227 probe (`arping -D`) before claiming the VIP after the peer went silent. */
-  probe: z.boolean().default(true),
+  probe: bool.default(true),
   /** How long to wait for an answer to the probe; an answer comes in ~1 ms on a LAN. */
   probe_timeout: duration.default('60ms'),
   /** Path of iputils arping. */
@@ -72,7 +72,7 @@ export const notifySchema = z.object({
 
 export const serveCheckSchema = z.object({
   /** Off: an ARP answer alone blocks the claim (a dead master whose kernel still holds the VIP then blocks it too). */
-  enabled: z.boolean().default(true),
+  enabled: bool.default(true),
   /** Port asked on the VIP; not set = the port of the first listen section. */
   port: z.number().int().min(1).max(65535).optional(),
   /** Path requested; any HTTP status counts as serving (a 503 still comes from a live proxy). */
@@ -83,7 +83,7 @@ export const serveCheckSchema = z.object({
 
 export const selfCheckSchema = z.object({
   /** Off: only a closed listener counts as not serving. */
-  enabled: z.boolean().default(true),
+  enabled: bool.default(true),
   /** One request to every listener this often. */
   interval: durationAtLeast(50).default('1s'),
   /** No status line within this time: the round failed. */
@@ -97,7 +97,7 @@ export const selfCheckSchema = z.object({
 }).strict();
 
 export const haSchema = z.object({
-  enabled: z.boolean().default(true),
+  enabled: bool.default(true),
   /** Cluster id carried in every packet: heartbeats of another pair on the same wire are dropped. */
   cluster: name.default('pairlb'),
   /** Shared secret for HMAC-SHA256 (≥ 16 bytes). Refused when group/others can read it (chmod 600). */
@@ -127,13 +127,13 @@ export const haSchema = z.object({
   /** Grace at boot before a node alone claims the VIP (links and peer may still be coming up). */
   initdead: duration.default('2s'),
   /** The preferred (higher priority) node takes the VIP back when it returns. */
-  auto_failback: z.boolean().default(true),
+  auto_failback: bool.default(true),
   /** …once it has been healthy (and in sync) for this long. */
   failback_delay: duration.default('2s'),
   /** Graceful stop: how long the master waits for the backup to hold and announce the VIP. */
   handover_timeout: duration.default('2s'),
   /** Replicate runtime state (backends added at runtime, drain/maint, weights, clones) master → backup. */
-  replicate: z.boolean().default(true),
+  replicate: bool.default(true),
   /** A master whose event loop stops feeding the VIP watchdog (a separate process) this long loses the VIP; a master whose process dies loses it at once. Not set = 1.5 × deadtime; 0 disables. */
   watchdog: duration.optional(),
   /** Before claiming a VIP that still answers ARP while the peer is silent, ask it for a page through the network: claim only when nothing serves behind it (a dead or hung master whose kernel keeps the address), never while it serves (a live master cut off from us). */

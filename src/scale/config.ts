@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, name } from '../config/types.js';
+import { bool, duration, name } from '../config/types.js';
 
 /**
  * Scaler configuration (docs/scaling.md documents every key).
@@ -124,7 +124,7 @@ export const scaleTimeoutsSchema = z.object({
 }).strict();
 
 export const scaleSchema = z.object({
-  enabled: z.boolean().default(true),
+  enabled: bool.default(true),
   snmp: snmpDefaultsSchema.default({}),
   vds: z.array(vdsSchema).default([]),
   policy: policySchema.default({}),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, durationAtLeast, hostPort, name } from '../config/types.js';
+import { bool, duration, durationAtLeast, hostPort, name } from '../config/types.js';
 
 /**
  * Stats page and admin API configuration. Owned by the ops module (issue 4).
@@ -61,15 +61,15 @@ export const statsSchema = z.object({
   /** How often the page reloads itself (0 = never). */
   refresh: duration.default('5s'),
   /** Allow admin actions from the page (needs `auth`). */
-  admin: z.boolean().default(false),
+  admin: bool.default(false),
   /** Basic-auth users. Empty = the page is open (only sensible on a loopback bind). */
   auth: z.array(statsUserSchema).default([]),
   /** Realm shown by the browser's login prompt. */
   realm: z.string().regex(/^[\x20-\x7e]{1,64}$/).refine((s) => !s.includes('"'), 'no quotes').default('pairlb'),
   /** Serve Prometheus metrics at /metrics. */
-  metrics: z.boolean().default(true),
+  metrics: bool.default(true),
   /** Require the page's credentials for /metrics too (Prometheus `basic_auth`). */
-  metrics_auth: z.boolean().default(true),
+  metrics_auth: bool.default(true),
   /**
    * Origins (scheme://host[:port]) allowed to POST admin actions, besides the bind address itself
    * (and `localhost` on a loopback bind). Needed when the page is reached by a name or through a

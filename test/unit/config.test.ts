@@ -56,6 +56,33 @@ describe('config', () => {
     expect(problems('{}')).toEqual(['listen: required key is missing (line 1)']);
   });
 
+  it('a bare number refused as a too short duration: "did you mean 5s?"; a cross-key check on a default names the key written', () => {
+    const ha = (t: string) => ['listen: [{ name: web, bind: "127.0.0.1:80" }]', 'ha:', '  key_file: /k', '  node: { dedicated: "127.0.0.1:1" }',
+      '  peer: { name: b, dedicated: "127.0.0.2:1" }', '  vip: { address: 198.18.0.10/24, interface: lo }', t].join('\n') + '\n';
+    // heartbeat's `deadtime 5` (seconds) as YAML: 5 ms, below the default garp.probe_timeout (60 ms).
+    expect(problems(ha('  deadtime: 5'))).toEqual([
+      'ha.deadtime: warntime (120 ms) must be shorter than deadtime (5 ms): a late heartbeat must be reported before the peer is declared dead (ha.warntime was not written: its default applies); did you mean 5s? (a bare number is milliseconds) (line 7)',
+      'ha.deadtime: deadtime (5 ms) must be at least two keepalive intervals (100 ms): one lost heartbeat must not cause a failover; did you mean 5s? (a bare number is milliseconds) (line 7)',
+      'ha.deadtime: probe_timeout (60 ms) must be shorter than deadtime (5 ms) (ha.garp.probe_timeout was not written: its default applies); did you mean 5s? (a bare number is milliseconds) (line 7)',
+    ]);
+    expect(problems(ha('  deadtime: 5s\n  initdead: 10\n  keepalive: 1s\n  warntime: 2s'))).toEqual([
+      'ha.initdead: initdead (10 ms) must be at least deadtime (5000 ms); did you mean 10s? (a bare number is milliseconds) (line 8)',
+    ]);
+    // A minimum of the key itself; a value with a unit gets no hint; a number that is not refused none either.
+    expect(problems('listen:\n  - name: web\n    bind: 127.0.0.1:80\n    check: { interval: 5, timeout: 5ms, rise: 5 }\n')).toEqual([
+      'listen[0].check.interval: expected at least 10ms (got 5); did you mean 5s? (a bare number is milliseconds) (line 4)',
+      'listen[0].check.timeout: expected at least 10ms (got "5ms") (line 4)',
+    ]);
+  });
+
+  it('booleans accept on/off/yes/no (any case) as heartbeat and HAProxy users write them, for boolean keys only', () => {
+    const c = parseConfig('listen:\n  - name: web\n    bind: 127.0.0.1:80\n    redispatch: off\n    cookie: { name: S, secure: yes, httponly: No, indirect: ON }\n    backends: [{ name: a, address: "1.1.1.1:1", check: no, backup: Yes }]\n');
+    expect([c.listen[0].redispatch, c.listen[0].cookie!.secure, c.listen[0].cookie!.httponly, c.listen[0].cookie!.indirect, c.listen[0].backends[0].check, c.listen[0].backends[0].backup]).toEqual([false, true, false, true, false, true]);
+    // Other words are still refused; a string key keeps the word.
+    expect(problems('listen:\n  - name: web\n    bind: 127.0.0.1:80\n    redispatch: maybe\n')).toEqual(['listen[0].redispatch: expected true/false (or on/off, yes/no), got "maybe" (line 4)']);
+    expect(parseConfig('listen:\n  - name: web\n    bind: 127.0.0.1:80\n    cookie: { name: "on", domain: "yes" }\n').listen[0].cookie).toMatchObject({ name: 'on', domain: 'yes' });
+  });
+
   it('parses durations', () => {
     expect(parseDuration('250ms')).toBe(250);
     expect(parseDuration('2s')).toBe(2000);
