@@ -25,22 +25,25 @@ import { PENDING, pendingFor, type Pending } from './pending.js';
  * a proxy drop them), the HTTP minor version, and the target's form (absolute-form is compared as
  * origin-form + authority; RFC 9112 §3.2.2: the target's authority wins over Host).
  *
+ * Also: every backend response on a connection answers one of its own requests; no backend goes
+ * DOWN; every `valid …` case is forwarded (REFUSED_VALID aside); LEADING_EMPTY_LINES is the one
+ * intended difference, and PENDING (pending.ts) lists differences other fixes are still removing.
+ *
  * Environment: PAIRLB_DIFF_SEED (mutation seed, default 1009), PAIRLB_DIFF_MUTATIONS (default 300),
- * PAIRLB_DIFF_FILTER (only cases whose name contains it, or one of its |-separated parts; for development), PAIRLB_DIFF_VERBOSE=1
- * (print every outcome).
+ * PAIRLB_DIFF_FILTER (only cases whose name contains it, or one of its |-separated parts; for
+ * development), PAIRLB_DIFF_VERBOSE=1 (print every outcome).
  */
 
 const SEED = Number(process.env.PAIRLB_DIFF_SEED ?? 1009);
 const N_MUT = Number(process.env.PAIRLB_DIFF_MUTATIONS ?? 300);
 const FILTER = process.env.PAIRLB_DIFF_FILTER ?? '';
 const VERBOSE = !!process.env.PAIRLB_DIFF_VERBOSE;
-/** Bounds for one input: first response (HAProxy and pairlb answer an unfinished head with 408 after 1 s), follow-up. */
+/** Bounds for one input: first response (both answer an unfinished head with 408 after 1 s), follow-up. */
 const FIRST_MS = 1500;
 const FOLLOW_MS = 1500;
 /** pairlb's default header-line limit; HAProxy gets the same (tune.http.maxhdr), so counts compare like for like. */
 const MAX_HEADERS = parseConfig('listen:\n  - { name: x, bind: "127.0.0.1:1" }\n').listen[0].max_headers;
 
-/** `admin`: pairlb's admin socket and this target's backend key there (pairlb targets only). */
 /**
  * The one intended difference (docs/security.md): llhttp skips bare CRs and LFs before a request
  * line, where HAProxy refuses a bare CR. RFC 9112 §2.2 lets a server ignore empty lines there, and
@@ -56,6 +59,7 @@ const LEADING_EMPTY_LINES = 'bare CR/LF before the request line skipped (llhttp)
  */
 const REFUSED_VALID = new Set(['valid lowercase method token', 'valid unknown method']);
 
+/** `admin`: pairlb's admin socket and this target's backend key there (pairlb targets only). */
 interface Target { name: string; port: number; backend: RecordingBackend; admin?: { socket: string; key: string } }
 
 interface Outcome {
