@@ -3,6 +3,7 @@ import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node as YamlNo
 import type { ZodIssue } from 'zod';
 import { configSchema, type Config } from './schema.js';
 import type { PreflightProblem } from './preflight.js';
+import { findMisindentedKey } from './indent.js';
 import { ConfigError } from '../errors.js';
 
 /**
@@ -114,9 +115,16 @@ export function parseConfig(text: string, file = '<config>', extra?: (cfg: Confi
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
-  for (const e of doc.errors) {
-    const line = e.linePos?.[0]?.line ?? (e.pos ? lc.linePos(e.pos[0]).line : undefined);
-    problems.push({ path: '(yaml)', message: e.message.split('\n')[0], line });
+  // A misindented key makes the parser report one or two errors, often on the line above it:
+  // report the key instead, once (config/indent.ts).
+  const indent = doc.errors.length ? findMisindentedKey(text) : undefined;
+  if (indent) problems.push({ path: '(yaml)', message: indent.message, line: indent.line });
+  else {
+    for (const e of doc.errors) {
+      const line = e.linePos?.[0]?.line ?? (e.pos ? lc.linePos(e.pos[0]).line : undefined);
+      // One line per source line: the parser often reports the same spot twice.
+      if (!problems.some((p) => p.line === line)) problems.push({ path: '(yaml)', message: e.message.split('\n')[0], line });
+    }
   }
   if (problems.length) throw new ConfigError(file, problems);
   const raw = doc.toJS({ maxAliasCount: 100 }) ?? {};

@@ -83,6 +83,18 @@ describe('config', () => {
     expect(parseConfig('listen:\n  - name: web\n    bind: 127.0.0.1:80\n    cookie: { name: "on", domain: "yes" }\n').listen[0].cookie).toMatchObject({ name: 'on', domain: 'yes' });
   });
 
+  it('a misindented key is one line naming the key and its line (not the parser\'s one or two errors on the line above)', () => {
+    const web = 'listen:\n  - name: web\n    bind: 127.0.0.1:80\n';
+    expect(problems(web + '      check: false\n')).toEqual(['(yaml): key "check" is indented deeper than "bind" (line 3), which already has a value: align it with "bind" (column 5) (line 4)']);
+    expect(problems(web + '   backends: []\n')).toEqual(['(yaml): key "backends" (column 4) matches no key above: align it with "bind" (line 3, column 5) (line 4)']);
+    expect(problems(web + '    backends:\n      - name: a\n      address: 1.1.1.1:1\n')).toEqual(['(yaml): key "address" is at the column of the "-" of the list item above (line 5): indent it to column 9, like "name", to make it part of that item (line 6)']);
+    expect(problems('global:\n  node: a\n log:\n    level: info\n' + web)).toEqual(['(yaml): key "log" (column 2) matches no key above: align it with "node" (line 2, column 3) or with "global" (column 1) (line 3)']);
+    // Valid layouts are not flagged: a list at its key's column, block scalars, comments.
+    expect(problems('listen:\n- name: web\n  bind: 127.0.0.1:80\n  # x\n  backends:\n  - name: a\n    address: 1.1.1.1:1\nglobal:\n  node: a\n')).toEqual([]);
+    // Other YAML errors keep the parser's message, once per line.
+    expect(problems('listen: [\n')).toHaveLength(1);
+  });
+
   it('parses durations', () => {
     expect(parseDuration('250ms')).toBe(250);
     expect(parseDuration('2s')).toBe(2000);
