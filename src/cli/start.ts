@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
@@ -57,7 +58,8 @@ register('start', {
     '',
     'Options:',
     '  -c, --config FILE   the YAML config (see docs/configuration.md)',
-    '  --state-dir DIR     where runtime state is persisted (default: global.state_dir)',
+    '  --state-dir DIR     where runtime state is persisted (default: global.state_dir; with --demo a',
+    '                      temp dir removed at exit, so every demo starts from the config)',
     '  --pidfile FILE      write the process id here once serving, remove it on exit; `pairlb reload`',
     '                      reads it (systemd unit: /run/pairlb/pairlb.pid)',
     '  --demo              run the built-in demo config with its two demo backends',
@@ -78,7 +80,13 @@ register('start', {
     const log = createLogger(cfg.global.log.level);
     let demo: Awaited<ReturnType<typeof startDemoBackends>> | undefined;
     if (values.demo) demo = await startDemoBackends(cfg, log);
-    const app = new App(cfg, log, { stateDir: values['state-dir'] ?? (values.demo ? join(HERE, '../../state') : undefined) });
+    // The demo keeps its runtime state (drains, weights) in a fresh temp dir, removed at exit: a
+    // second `npm start` shows the README's tour again instead of the last run's drains, and
+    // nothing is written into the checkout. --state-dir keeps it where the user says.
+    const demoState = values.demo && !values['state-dir'] ? mkdtempSync(join(tmpdir(), 'pairlb-demo-')) : undefined;
+    const app = new App(cfg, log, { stateDir: values['state-dir'] ?? demoState });
+    const removeDemoState = () => { if (demoState) rmSync(demoState, { recursive: true, force: true }); };
+    process.once('exit', removeDemoState);
     try {
       await app.start();
     } catch (e) {
@@ -90,6 +98,7 @@ register('start', {
     if (values.demo) {
       const a = app.proxy.address(cfg.listen[0].name);
       process.stderr.write(`pairlb demo: balancer on http://${a?.host}:${a?.port}/ ` + (cfg.stats ? `stats on http://${cfg.stats.bind}/ ` : '') + '(Ctrl-C stops)\n');
+      process.stderr.write(`pairlb demo: runtime state in ${app.state.file ? dirname(app.state.file) : '(none)'}` + (demoState ? ' (a temp dir, removed at exit; --state-dir DIR keeps it)' : '') + '\n');
     }
     const pidfile = values.pidfile;
     // Written synchronously just before the signal handlers are installed (same tick): whoever reads

@@ -1,5 +1,8 @@
 import { afterAll, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { CLI } from '../helpers/proc.js';
 
 /**
@@ -26,6 +29,14 @@ it('npm start runs the demo: round robin, sticky cookie, stats page with auth, c
   const page = await fetch('http://127.0.0.1:8404/', { headers: { authorization: 'Basic ' + Buffer.from('admin:admin').toString('base64') } });
   expect(page.status).toBe(200);
   expect(await page.text()).toContain('web2');
+  // Runtime state goes to a fresh temp dir (a second `npm start` starts from the config again),
+  // never into the checkout, and is removed at exit.
+  const stateDir = /pairlb demo: runtime state in (\S+) \(a temp dir, removed at exit/.exec(err)?.[1];
+  expect(stateDir, err).toBeDefined();
+  expect(stateDir!.startsWith(join(tmpdir(), 'pairlb-demo-'))).toBe(true);
+  expect(stateDir).not.toBe(resolve(CLI, '../../../state'));
+  expect(existsSync(stateDir!)).toBe(true);
   const code = await new Promise<number | null>((ok) => { child!.once('exit', (c) => ok(c)); child!.kill('SIGINT'); });
   expect(code).toBe(0);
+  expect(existsSync(stateDir!)).toBe(false);
 });
