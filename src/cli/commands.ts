@@ -7,3 +7,4 @@ import './ops-status.js';
 import './ops-backend.js';
 import './ops-hash.js';
 import './vip-release.js';
+import './import.js';
