@@ -76,7 +76,7 @@ export class AdminActions {
     if (this.removing.has(listen + '/' + name)) throw new PairlbError('PAIRLB_REMOVING', `${listen}/${name} is being removed`);
     const from = b.admin;
     this.app.backends.setAdmin(listen, name, state, `admin: ${state} by ${who.user} (${who.via})`);
-    this.log.info({ mod: 'admin', user: who.user, via: who.via, action: 'state', listen, backend: name, from, to: state }, `admin ${who.user} via ${who.via}: ${listen}/${name} ${from} -> ${state}`);
+    this.log.info({ user: who.user, via: who.via, action: 'state', listen, backend: name, from, to: state }, `admin ${who.user} via ${who.via}: ${listen}/${name} ${from} -> ${state}`);
     return this.view(b);
   }
 
@@ -87,7 +87,7 @@ export class AdminActions {
     const b = this.must(listen, name);
     const from = b.weight;
     this.app.backends.setWeight(listen, name, w, `admin: weight ${w} by ${who.user} (${who.via})`);
-    this.log.info({ mod: 'admin', user: who.user, via: who.via, action: 'weight', listen, backend: name, from, to: w }, `admin ${who.user} via ${who.via}: ${listen}/${name} weight ${from} -> ${w}`);
+    this.log.info({ user: who.user, via: who.via, action: 'weight', listen, backend: name, from, to: w }, `admin ${who.user} via ${who.via}: ${listen}/${name} weight ${from} -> ${w}`);
     return this.view(b);
   }
 
@@ -104,7 +104,7 @@ export class AdminActions {
       name: spec.name, address: spec.address, weight, admin: state,
       backup: spec.backup === true, check: spec.check !== false, cookie: spec.cookie as string | undefined, origin: 'runtime',
     }, `admin: added by ${who.user} (${who.via})`);
-    this.log.info({ mod: 'admin', user: who.user, via: who.via, action: 'add', listen, backend: b.name, address: b.address, weight }, `admin ${who.user} via ${who.via}: added ${listen}/${b.name} at ${b.address}`);
+    this.log.info({ user: who.user, via: who.via, action: 'add', listen, backend: b.name, address: b.address, weight }, `admin ${who.user} via ${who.via}: added ${listen}/${b.name} at ${b.address}`);
     return this.view(b);
   }
 
@@ -120,7 +120,7 @@ export class AdminActions {
     const first = !this.removing.has(key);
     if (first) {
       this.removing.add(key);
-      this.log.info({ mod: 'admin', user: who.user, via: who.via, action: 'remove', listen, backend: name, timeoutMs }, `admin ${who.user} via ${who.via}: removing ${key} (drain first, up to ${timeoutMs} ms)`);
+      this.log.info({ user: who.user, via: who.via, action: 'remove', listen, backend: name, timeoutMs }, `admin ${who.user} via ${who.via}: removing ${key} (drain first, up to ${timeoutMs} ms)`);
       if (b.admin === 'ready') this.app.backends.setAdmin(listen, name, 'drain', `admin: draining for removal by ${who.user} (${who.via})`);
     }
     const c = this.app.counters.backend(b.id);
@@ -128,7 +128,7 @@ export class AdminActions {
     const inflight = c.cur;
     if (this.app.backends.get(listen, name) === b) {
       this.app.backends.removeBackend(listen, name, `admin: removed by ${who.user} (${who.via})` + (forced ? `, ${inflight} session(s) still in flight after ${timeoutMs} ms` : ''));
-      this.log.info({ mod: 'admin', user: who.user, via: who.via, action: 'removed', listen, backend: name, forced, inflight, waitedMs: Date.now() - t0 }, `removed ${key}` + (forced ? ` after timeout with ${inflight} in flight` : ' (idle)'));
+      this.log.info({ user: who.user, via: who.via, action: 'removed', listen, backend: name, forced, inflight, waitedMs: Date.now() - t0 }, `removed ${key}` + (forced ? ` after timeout with ${inflight} in flight` : ' (idle)'));
     }
     this.removing.delete(key);
     return { removed: true, waitedMs: Date.now() - t0, forced, inflight };

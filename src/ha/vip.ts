@@ -88,7 +88,7 @@ export class Vip {
     // while `ip` ran: then we are told `skip`). Costs one pipe round trip (< 1 ms idle).
     const script = `read go || exit 0; ${add} 2>&1; rc=$?; echo "pairlb-kit $rc"; [ $rc -eq 0 ] || exit 0; read g || exit 0; [ "$g" = garp ] || exit 0; i=0; while [ $i -lt ${this.garp.burst} ]; do ${arp} >/dev/null 2>&1 & i=$((i+1)); done; wait`;
     const kit = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'] });
-    kit.on('error', (e) => this.log.warn({ mod: 'ha', err: e }, 'could not pre-fork the takeover shell'));
+    kit.on('error', (e) => this.log.warn({ err: e }, 'could not pre-fork the takeover shell'));
     kit.stdin!.on('error', () => { /* died before use: add() falls back */ });
     this.kit = kit;
   }
@@ -250,7 +250,7 @@ export class Vip {
       // not "free" (taking it for free would make two masters).
       c.on('spawn', () => { t = setTimeout(() => c.kill('SIGKILL'), timeoutMs); });
       c.on('exit', (code) => { clearTimeout(t); resolve(code === 1); });
-      c.on('error', (e) => { clearTimeout(t); this.log.error({ mod: 'ha', err: e }, 'arping probe failed to start; assuming the VIP is free'); resolve(false); });
+      c.on('error', (e) => { clearTimeout(t); this.log.error({ err: e }, 'arping probe failed to start; assuming the VIP is free'); resolve(false); });
     });
   }
 
@@ -258,7 +258,7 @@ export class Vip {
     const c = spawn(bin, args, { stdio: 'ignore' });
     this.children.add(c);
     c.on('exit', () => this.children.delete(c));
-    c.on('error', (e) => { this.children.delete(c); this.log.error({ mod: 'ha', err: e, bin }, 'could not run arping'); });
+    c.on('error', (e) => { this.children.delete(c); this.log.error({ err: e, bin }, 'could not run arping'); });
     return c;
   }
 

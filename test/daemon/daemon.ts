@@ -69,6 +69,8 @@ export type LogLine = Record<string, unknown> & { msg?: string; level?: number }
 export class Daemon {
   readonly proc: ChildProcess;
   readonly logs: LogLine[] = [];
+  /** stdout lines as written (JSON.parse would hide a duplicate key). */
+  readonly rawLines: string[] = [];
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   exitedAt = 0;
@@ -92,6 +94,7 @@ export class Daemon {
     while ((i = this.buf.indexOf('\n')) >= 0) {
       const line = this.buf.slice(0, i);
       this.buf = this.buf.slice(i + 1);
+      this.rawLines.push(line);
       let l: LogLine;
       try { l = JSON.parse(line) as LogLine; } catch { l = { msg: line }; }
       this.logs.push(l);
