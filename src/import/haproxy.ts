@@ -161,6 +161,22 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
     case 'http-check':
       if (args[0] === 'expect' && args[1] === 'status' && args[2] && /^\d{3}$/.test(args[2])) { b.expect = [args[2]]; return; }
       if (args[0] === 'expect' && args[1] === 'status' && args[2] && /^\d{3}-\d{3}$/.test(args[2])) { b.expect = [args[2]]; return; }
+      if (args[0] === 'send') {
+        // HAProxy 2.2+: http-check send [meth M] [uri U] [ver V] [hdr Host H]; applies with option httpchk.
+        const c = b.httpchk ?? { method: 'OPTIONS', path: '/' };
+        const rest: string[] = [];
+        for (let i = 1; i < args.length; i++) {
+          const v = args[i + 1];
+          if (args[i] === 'meth' && v && /^[A-Z]+$/.test(v)) { c.method = v; i++; }
+          else if (args[i] === 'uri' && v?.startsWith('/')) { c.path = v; i++; }
+          else if (args[i] === 'hdr' && /^host$/i.test(v ?? '') && args[i + 2]) { c.host = args[i + 2]; i += 2; }
+          else if (args[i] === 'ver' && v === 'HTTP/1.1') i++;
+          else rest.push(args[i]);
+        }
+        b.httpchk = c;
+        if (rest.length) skip(`http-check send ${rest.join(' ')}: pairlb's HTTP checks send a method, a path and a Host header only (HTTP/1.1)`);
+        return;
+      }
       skip('pairlb checks accept a list of statuses (check.expect) only: no string/regex matches, no check sequences');
       return;
     case 'timeout': {
@@ -228,11 +244,10 @@ function applyCookie(b: Builder, args: string[], skip: (why: string) => void, r:
     else bad.push(a);
   }
   if (mode === 'rewrite' || mode === undefined) { skip('cookie rewrite mode (the default without insert/prefix) has no pairlb equivalent: use insert or prefix'); return; }
-  c.mode = mode;
   // HAProxy sets HttpOnly only when asked; pairlb's default is on.
   if (mode === 'insert' && c.httponly === undefined) c.httponly = false;
   if (bad.length) skip(`cookie options ${bad.join(', ')}: ${GENERIC} (postonly, preserve, dynamic, maxidle/maxlife are not implemented)`);
-  b.cookie = c;
+  b.cookie = { name, mode, ...c };
 }
 
 function applyOption(b: Builder, args: string[], no: boolean, skip: (why: string) => void, d: Directive, r: ImportResult): void {
@@ -388,6 +403,24 @@ function emit(b: Builder, r: ImportResult, idx: number, sectionText: string): Re
   return l;
 }
 
+/** "path_beg /api → api_servers, hdr(host) -i static.example.com → static, else app": what the rules do, for the user to plan the split. */
+function describeRules(rules: Directive[], def: Directive | undefined): string {
+  const acl = new Map<string, string>();
+  for (const d of rules) if (d.line.words[0] === 'acl') {
+    const [, n, ...crit] = d.line.words;
+    acl.set(n, [acl.get(n), crit.join(' ')].filter(Boolean).join(' or '));
+  }
+  const out: string[] = [];
+  for (const d of rules) {
+    const w = d.line.words;
+    if (w[0] !== 'use_backend') continue;
+    const cond = w.slice(3).map((t) => acl.get(t.replace(/^!/, '')) ? `${t.startsWith('!') ? 'not ' : ''}${acl.get(t.replace(/^!/, ''))}` : t).join(' ');
+    out.push(`${w[2] === 'unless' ? 'unless ' : ''}${cond || 'always'} → ${w[1]}`);
+  }
+  if (def) out.push(`else → ${def.line.words[1]}`);
+  return out.join(', ');
+}
+
 function collectStats(sections: Section[], file: string, r: ImportResult): Record<string, unknown> | undefined {
   let stats: Record<string, unknown> | undefined;
   let from: string | undefined;
@@ -458,7 +491,12 @@ export function convertHaproxy(text: string, file = 'haproxy.cfg'): HaproxyImpor
   // A backend after the same defaults section as its frontend does not apply those defaults a second
   // time (they would undo the frontend's own lines, e.g. its `option forwardfor header X`).
   const build = (s: Section, part: 'all' | 'frontend' | 'backend', into?: Builder, frontendDefaults?: number): Builder => {
-    const b = into ?? fresh(s.name, `${file}:${s.line.n}`);
+    let name = s.name;
+    if (!into && !NAME_RE.test(name)) {
+      name = name.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || `${s.kind}${s.line.n}`;
+      r.skip(`${file}:${s.line.n}`, s.line.text, `${JSON.stringify(s.name)} is not a pairlb name (letters, digits, . _ -): written as ${name}`);
+    }
+    const b = into ?? fresh(name, `${file}:${s.line.n}`);
     // `listen NAME ADDR` (the old syntax) is a bind.
     if (part !== 'backend' && s.line.words[2]) apply(b, { line: { ...s.line, words: ['bind', ...s.line.words.slice(2)] }, file, fromDefaults: false }, r, part);
     const port = b.bind?.split(':').pop();
@@ -480,7 +518,7 @@ export function convertHaproxy(text: string, file = 'haproxy.cfg'): HaproxyImpor
       const uses = b.rules.filter((d) => d.line.words[0] === 'use_backend');
       if (uses.length) {
         const acls = b.rules.filter((d) => d.line.words[0] === 'acl').map((d) => d.line.n);
-        r.skip(b.at, s.line.text, `routes by rules (use_backend at line${uses.length > 1 ? 's' : ''} ${uses.map((d) => d.line.n).join(', ')}${acls.length ? `; acl at ${acls.join(', ')}` : ''}): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)`);
+        r.skip(b.at, s.line.text, `routes by rules (use_backend at line${uses.length > 1 ? 's' : ''} ${uses.map((d) => d.line.n).join(', ')}${acls.length ? `; acl at ${acls.join(', ')}` : ''}; ${describeRules(b.rules, b.defaultBackend)}): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)`);
         continue;
       }
       if (!b.defaultBackend) { r.skip(b.at, s.line.text, 'no default_backend: nothing to forward to; not imported'); continue; }

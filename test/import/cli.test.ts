@@ -141,6 +141,21 @@ describe('pairlb import: the classic heartbeat + HAProxy tutorial', () => {
   });
 });
 
+describe('pairlb import: usage and exit codes', () => {
+  it('--haproxy is required; heartbeat and keepalived exclude each other; no HTTP section is exit 1', () => {
+    expect(cli(['import'])).toEqual({ code: 2, stdout: '', stderr: 'pairlb import: --haproxy FILE is required\n' });
+    expect(cli(['import', '--haproxy', 'x', '--heartbeat', 'd', '--keepalived', 'k'])).toEqual({ code: 2, stdout: '', stderr: 'pairlb import: give --heartbeat or --keepalived, not both (pairlb runs one HA pair)\n' });
+    const tcp = join(dir, 'tcp.cfg');
+    writeFileSync(tcp, 'listen db :5432\n    server a 10.0.0.1:5432 check\n');
+    const r = cli(['import', '--haproxy', tcp]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`pairlb import: not mapped: ${tcp}:1: listen db :5432 — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported\npairlb import: no listen section could be imported (pairlb needs at least one)\n`);
+    const h = cli(['import', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('Usage: pairlb import --haproxy FILE [--heartbeat DIR | --keepalived FILE]');
+  });
+});
+
 describe('pairlb import: several frontends/backends + keepalived', () => {
   const file = () => join(dir, 'multi.yaml');
 
@@ -155,7 +170,7 @@ describe('pairlb import: several frontends/backends + keepalived', () => {
     expect(cfg.ha).toMatchObject({ cluster: 'vrid-51', priority: 101, keepalive: '1s', deadtime: '3605ms', vip: { address: '192.168.0.100/24', interface: 'eth0', label: 'eth0:1' }, peer: { name: 'lb-02' } });
     const hp = join(FIX, 'multi/haproxy.cfg');
     const err = out.stderr.split('\n');
-    expect(err).toContain(`pairlb import: not mapped: ${hp}:24: frontend mixed — routes by rules (use_backend at lines 28, 29; acl at 26, 27): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)`);
+    expect(err).toContain(`pairlb import: not mapped: ${hp}:24: frontend mixed — routes by rules (use_backend at lines 28, 29; acl at 26, 27; path_beg /api → api_servers, hdr(host) -i static.example.com → static, else → app): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)`);
     expect(err).toContain(`pairlb import: not mapped: ${hp}:32: frontend raw → backend pg — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported`);
     expect(err).toContain(`pairlb import: not mapped: ${hp}:52: backend static — only reached through the use_backend rules of frontend mixed: not imported`);
     expect(err).toContain(`pairlb import: not mapped: ${hp}:48: balance leastconn — pairlb balances round robin only (weights honoured): balance leastconn has no equivalent, roundrobin is used`);

@@ -31,6 +31,7 @@ describe('listen section lines', () => {
   it.each<[string, string, Record<string, unknown>]>([
     ['bare check is a TCP connect', 'server a 10.0.0.1:80 check', { check: { type: 'tcp', interval: '2s', timeout: '2s', rise: 2, fall: 3 } }],
     ['httpchk with one argument is the uri (method OPTIONS)', 'option httpchk /ping\n    server a 10.0.0.1:80 check', { check: { type: 'http', method: 'OPTIONS', path: '/ping', interval: '2s', timeout: '2s', rise: 2, fall: 3 } }],
+    ['http-check send (HAProxy 2.2+)', 'option httpchk\n    http-check send meth GET uri /health ver HTTP/1.1 hdr Host www.example.com\n    server a 10.0.0.1:80 check', { check: { type: 'http', method: 'GET', path: '/health', host: 'www.example.com', interval: '2s', timeout: '2s', rise: 2, fall: 3 } }],
     ['httpchk Host trick', 'option httpchk GET /h HTTP/1.1\\r\\nHost:\\ www.example.com\n    server a 10.0.0.1:80 check', { check: { type: 'http', method: 'GET', path: '/h', host: 'www.example.com', interval: '2s', timeout: '2s', rise: 2, fall: 3 } }],
     ['inter/rise/fall and timeout check', 'timeout check 500\n    server a 10.0.0.1:80 check inter 5s rise 4 fall 1 fastinter 1s downinter 10s', { check: { type: 'tcp', interval: '5s', fastinterval: '1s', downinterval: '10s', timeout: '500ms', rise: 4, fall: 1 } }],
     ['cookie insert keeps HttpOnly off', 'cookie SRV insert indirect nocache', { cookie: { name: 'SRV', mode: 'insert', indirect: true, nocache: true, httponly: false } }],
@@ -77,6 +78,12 @@ describe('listen section lines', () => {
     expect(r.result.unmapped).toEqual([{ at: 'h.cfg:6', text: line, why }]);
   });
 
+  it('a section name pairlb does not allow is rewritten and said so', () => {
+    const r = convertHaproxy(cfg('listen web:front\n    bind :80'), 'h.cfg');
+    expect(r.listen[0].name).toBe('web-front');
+    expect(r.result.unmapped).toEqual([{ at: 'h.cfg:4', text: 'listen web:front', why: '"web:front" is not a pairlb name (letters, digits, . _ -): written as web-front' }]);
+  });
+
   it('mode tcp (HAProxy\'s default) is not imported', () => {
     const r = convertHaproxy('listen db :5432\n    server a 10.0.0.1:5432 check\n', 'h.cfg');
     expect(r.listen).toEqual([]);
@@ -102,7 +109,7 @@ describe('frontends and backends', () => {
 
   it('a frontend with use_backend rules, and backends only it reaches, are listed with why', () => {
     expect(r.result.unmapped).toEqual([
-      { at: 'h.cfg:8', text: 'frontend rules', why: 'routes by rules (use_backend at line 11; acl at 10): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)' },
+      { at: 'h.cfg:8', text: 'frontend rules', why: 'routes by rules (use_backend at line 11; acl at 10; path_beg /api → api, else → app): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)' },
       { at: 'h.cfg:15', text: 'backend api', why: 'only reached through the use_backend rules of frontend rules: not imported' },
       { at: 'h.cfg:17', text: 'backend unused', why: 'no frontend uses it as default_backend: not imported' },
     ]);
