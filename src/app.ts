@@ -99,7 +99,9 @@ export class App extends EventEmitter {
     const run = this.reloading.then(async () => {
       if (gen !== this.reloadGen || this.stopping) return;
       this.cfg = cfg;
-      this.backends.applyConfig(cfg.listen);
+      for (const c of this.backends.applyConfig(cfg.listen)) {
+        this.log.info({ mod: 'backends', listen: c.listen, backend: c.backend, changes: c.changes }, `reload: ${c.listen}/${c.backend}: ${c.changes.join('; ')}`);
+      }
       await this.proxy.reload(cfg);
       for (const m of this.modules) {
         try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }

@@ -81,9 +81,16 @@ export interface RuntimeEntry {
   added?: { address: string; cookie?: string; backup: boolean; check: boolean; origin: Origin; meta?: Record<string, unknown> };
   /** Config backend removed at runtime. */
   removed?: boolean;
-  /** Fingerprint of the config entry when the change was made: if the config changes it later, the config wins. */
+  /** Fingerprint of the config entry when the change was made: if the config changes it later, a `removed` is dropped (and, in entries without cfg_state/cfg_weight, written before those existed, everything). */
   basis?: string;
+  /** The config's `state` when `admin` was set: `admin` gives way only when the config changes `state` (issue 15). */
+  cfg_state?: AdminState;
+  /** The config's `weight` when `weight` was set: it gives way only when the config changes `weight`. */
+  cfg_weight?: number;
 }
+
+/** What a reload changed for one backend (logged by the App, one line per backend). */
+export interface ReloadChange { listen: string; backend: string; changes: string[] }
 
 export interface RuntimeState { version: number; entries: RuntimeEntry[] }
 
@@ -97,6 +104,15 @@ export function effectiveState(b: Pick<Backend, 'admin' | 'health'>): EffectiveS
 /** Cookie ids never reveal addresses: default is a short hash of listen and backend names. */
 export function defaultCookieId(listen: string, name: string): string {
   return createHash('sha256').update(listen + '\0' + name).digest('base64url').slice(0, 8);
+}
+
+/** `weight 1 -> 4`, `address a -> b`: the keys of a backend's config entry that a reload changed. */
+function configDiff(a: BackendConfig, b: BackendConfig): string[] {
+  const out: string[] = [];
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof BackendConfig>) {
+    if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${k} ${JSON.stringify(a[k]) ?? '(unset)'} -> ${JSON.stringify(b[k]) ?? '(unset)'}`);
+  }
+  return out;
 }
 
 export function configFingerprint(b: BackendConfig): string {
@@ -123,7 +139,8 @@ export class BackendSet extends EventEmitter {
    * (same id) and admin state when their address is unchanged; the runtime overlay is re-applied
    * except where the config changed the entry since (the config wins).
    */
-  applyConfig(listens: readonly ListenConfig[]): void {
+  applyConfig(listens: readonly ListenConfig[]): ReloadChange[] {
+    const report: ReloadChange[] = [];
     const names = new Set(listens.map((l) => l.name));
     for (const [name, le] of this.listens) {
       if (!names.has(name)) {
@@ -137,15 +154,18 @@ export class BackendSet extends EventEmitter {
       const le: ListenEntry = { cfg: l, backends: new Map() };
       for (const bc of l.backends) {
         const key = l.name + '/' + bc.name;
+        const prevBc = prev?.cfg.backends.find((x) => x.name === bc.name);
+        const changes = prevBc ? configDiff(prevBc, bc) : [];
         const ov = this.overlay.get(key);
-        if (ov && ov.basis !== undefined && ov.basis !== configFingerprint(bc)) this.overlay.delete(key);
+        if (ov && !ov.added) changes.push(...this.rebaseOverlay(key, ov, bc, changes.length > 0));
+        if (changes.length) report.push({ listen: l.name, backend: bc.name, changes });
         const ov2 = this.overlay.get(key);
         if (ov2?.removed) continue;
         const old = prev?.backends.get(bc.name);
         const b = this.makeBackend(l.name, bc.name, bc.address, bc.cookie, bc.backup, bc.check, 'config', old);
         b.weight = ov2?.weight ?? bc.weight;
-        // No overlay entry = no runtime change, or one the config has since overridden (dropped just
-        // above): either way the config's state applies (a later config change wins).
+        // No runtime state = none set, or the config has since changed `state` (dropped just above):
+        // either way the config's state applies.
         b.admin = ov2?.admin ?? bc.state;
         le.backends.set(bc.name, b);
       }
@@ -168,6 +188,32 @@ export class BackendSet extends EventEmitter {
       this.emit('publish', l.name);
     }
     this.scheduleRamp();
+    return report;
+  }
+
+  /**
+   * An operator's change survives a reload unless the config changed the same key since: admin
+   * state gives way only to a new `state`, a runtime weight only to a new `weight` (a drained
+   * backend whose address or weight the file changes stays drained). A `removed` gives way to any
+   * change of the entry. Returns what happened, for the reload's log line (what was kept only when
+   * the entry changed).
+   */
+  private rebaseOverlay(key: string, ov: RuntimeEntry, bc: BackendConfig, entryChanged: boolean): string[] {
+    const notes: string[] = [];
+    const legacyStale = ov.basis !== undefined && ov.basis !== configFingerprint(bc);
+    if (ov.admin !== undefined) {
+      const stale = ov.cfg_state !== undefined ? ov.cfg_state !== bc.state : legacyStale;
+      if (stale) { notes.push(`config state ${bc.state} replaces the operator's ${ov.admin}`); delete ov.admin; delete ov.cfg_state; }
+      else if (entryChanged && ov.admin !== bc.state) notes.push(`operator's ${ov.admin} kept (config state unchanged: ${bc.state})`);
+    }
+    if (ov.weight !== undefined) {
+      const stale = ov.cfg_weight !== undefined ? ov.cfg_weight !== bc.weight : legacyStale;
+      if (stale) { notes.push(`config weight ${bc.weight} replaces the operator's ${ov.weight}`); delete ov.weight; delete ov.cfg_weight; }
+      else if (entryChanged && ov.weight !== bc.weight) notes.push(`operator's weight ${ov.weight} kept`);
+    }
+    if (ov.removed && legacyStale) { notes.push('config entry changed: the runtime removal is dropped'); delete ov.removed; }
+    if (ov.admin === undefined && ov.weight === undefined && !ov.removed) this.overlay.delete(key);
+    return notes;
   }
 
   private makeBackend(listen: string, name: string, address: string, cookie: string | undefined, backup: boolean, check: boolean, origin: Origin, old: Backend | undefined): Backend {
@@ -333,6 +379,12 @@ export class BackendSet extends EventEmitter {
       this.overlay.set(key, ov);
     }
     Object.assign(ov, patch);
+    // The config values this change overrides: a later config change of the same key wins.
+    if (!ov.added) {
+      const bc = this.listens.get(b.listen)?.cfg.backends.find((x) => x.name === b.name);
+      if (bc && patch.admin !== undefined) ov.cfg_state = bc.state;
+      if (bc && patch.weight !== undefined) ov.cfg_weight = bc.weight;
+    }
     this.bumpRuntime();
   }
 

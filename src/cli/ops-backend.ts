@@ -7,7 +7,7 @@ import type { BackendView } from '../admin/actions.js';
 /**
  * `pairlb backend list|add|remove|drain|ready|maint|weight` on the runtime API. Changes are
  * persisted by the running process (state_dir/runtime.json) and survive restarts and reloads; a
- * later change of the same backend in the config file wins (docs/operations-stats.md).
+ * later change of the same key (`state`, `weight`) in the config file wins (docs/operations-stats.md).
  * Exit codes: 0 done, 1 refused by pairlb (unknown backend, bad value…), 2 usage, 3 unreachable.
  */
 

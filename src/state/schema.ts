@@ -28,6 +28,8 @@ const runtimeEntrySchema = z.object({
   }).passthrough().optional(),
   removed: z.boolean().optional(),
   basis: z.string().optional(),
+  cfg_state: z.enum(['ready', 'drain', 'maint']).optional(),
+  cfg_weight: z.number().int().min(0).max(256).optional(),
 }).passthrough();
 
 export const runtimeStateSchema = z.object({

@@ -111,8 +111,9 @@ test('backend add/list/drain/weight/remove and status exit codes; changes surviv
   expect(list.map((b) => [b.name, b.state, b.origin])).toEqual([['web1', 'DRAIN', 'config'], ['web3', 'UP', 'runtime']]);
   expect(await spread(4)).toEqual({ web3: 4 });
 
-  // Reload (SIGHUP) with the same file: runtime changes stay. Then the file changes web1's entry
-  // (weight 4) after web1 was drained at runtime: the later change — the file — wins for web1.
+  // Reload (SIGHUP) with the same file: runtime changes stay. Then the file changes web1's weight
+  // (4) after web1 was drained at runtime: the weight applies, the drain stays (only a change of
+  // web1's `state` in the file would end it), and the reload logs what it did to web1.
   const from = d.logs.length;
   d.signal('SIGHUP');
   await d.waitLog((l) => l.msg === 'config reloaded', 10_000, from);
@@ -122,8 +123,21 @@ test('backend add/list/drain/weight/remove and status exit codes; changes surviv
   d.signal('SIGHUP');
   await d.waitLog((l) => l.msg === 'config reloaded', 10_000, from2);
   const after = JSON.parse((await pb('list', '--json')).stdout).backends as { name: string; state: string; weight: number; origin: string }[];
-  expect(after.map((b) => [b.name, b.state, b.weight, b.origin])).toEqual([['web1', 'UP', 4, 'config'], ['web3', 'UP', 1, 'runtime']]);
-  expect(await spread(5)).toEqual({ web1: 4, web3: 1 });
+  expect(after.map((b) => [b.name, b.state, b.weight, b.origin])).toEqual([['web1', 'DRAIN', 4, 'config'], ['web3', 'UP', 1, 'runtime']]);
+  expect(await spread(5)).toEqual({ web3: 5 });
+  const changed = d.logs.slice(from2).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('reload: '));
+  expect(changed.map((l) => l.msg)).toEqual(["reload: web/web1: weight 1 -> 4; operator's drain kept (config state unchanged: ready)"]);
+  // The file now sets web1's state itself: that ends the operator's drain.
+  writeFileSync(join(dir, 'pairlb.yaml'), yaml(4).replace('weight: 4 }', 'weight: 4, state: maint }'));
+  const from3 = d.logs.length;
+  d.signal('SIGHUP');
+  await d.waitLog((l) => l.msg === 'config reloaded', 10_000, from3);
+  expect(d.logs.slice(from3).filter((l) => String(l.msg).startsWith('reload: ')).map((l) => l.msg)).toEqual(['reload: web/web1: state "ready" -> "maint"; config state maint replaces the operator\'s drain']);
+  expect(JSON.parse((await pb('list', '--json')).stdout).backends.map((b: { name: string; state: string }) => [b.name, b.state])).toEqual([['web1', 'MAINT'], ['web3', 'UP']]);
+  writeFileSync(join(dir, 'pairlb.yaml'), yaml(4));
+  const from4 = d.logs.length;
+  d.signal('SIGHUP');
+  await d.waitLog((l) => l.msg === 'config reloaded', 10_000, from4);
   expect((await pb('drain', 'web', 'web1')).code).toBe(0);
 
   // web3 dies: the health check takes it DOWN -> no backend UP (web1 drained) -> CRITICAL;
