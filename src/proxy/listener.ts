@@ -301,6 +301,9 @@ class Exchange {
       out.push(k, v);
     }
     if (connTokens) for (let i = out.length - 2; i >= 0; i -= 2) if (connTokens.includes(out[i].toLowerCase())) out.splice(i, 2);
+    // A 204 has no body and MUST NOT carry Content-Length (RFC 9110 §8.6): a client that believed
+    // one would read the next response on this connection as this one's body.
+    if (status === 204) for (let i = out.length - 2; i >= 0; i -= 2) if (out[i].length === 14 && out[i].toLowerCase() === 'content-length') out.splice(i, 2);
     if (s.cookieMode === 1 && !this.stickyOk) {
       out.push('set-cookie', route.setCookie!);
       if (s.cookieNocache) {
@@ -356,6 +359,13 @@ class Exchange {
       this.termination = 'CD';
       if (!res.headersSent && !res.destroyed) this.respondError(400);
       else res.destroy();
+      return;
+    }
+    if (res.headersSent && (this.status === 304 || this.status === 204) && code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      // undici holds a 204/304's Content-Length against a body these never have (a 304 may carry
+      // the selected representation's length, RFC 9110 §8.6) and drops its connection: the
+      // response is complete, not broken.
+      res.end();
       return;
     }
     if (res.headersSent) {
