@@ -3,7 +3,8 @@
  *   400 malformed request        408 request head too slow (slowloris)   414 request line too long
  *   413 Content-Length beyond 15 digits
  *   431 header block too large   502 no connection / broken response    503 no backend available
- *   504 backend timeout          501 transfer coding not implemented    505 HTTP version not supported
+ *   504 backend timeout          501 CONNECT or a transfer coding not implemented
+ *   505 HTTP version not supported
  */
 export const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
@@ -16,7 +17,7 @@ const BODY: Record<number, string> = {
   413: 'The request body is too large.',
   414: 'The request line is too long.',
   431: 'The request header block is too large.',
-  501: 'The request uses a transfer coding that is not implemented.',
+  501: 'The request uses a method or transfer coding that is not implemented.',
   502: 'The server returned an invalid or incomplete response.',
   503: 'No server is available to handle this request.',
   504: 'The server did not respond in time.',

@@ -519,6 +519,9 @@ export class Listener {
     server.on('request', (req, res) => this.onRequest(req, res));
     server.on('clientError', (err, socket) => this.clientError(err as Error & { code?: string; rawPacket?: Buffer }, socket as Socket));
     server.on('upgrade', (req, _socket, head) => this.onUpgrade(req, head));
+    // node:http hands CONNECT over as a raw socket and, without this, closes it unanswered and
+    // uncounted. pairlb is not a forward proxy: 501, as for any refused request head.
+    server.on('connect', (_req, socket) => this.refuseHead(socket as Socket, 501, 'CONNECT'));
     const guard = this.app.proxy.guard;
     server.on('connection', (sock: ClientSocket) => {
       // A socket handed back to the server after a refused Upgrade comes through here again.
@@ -749,7 +752,6 @@ export class Listener {
 
   private clientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket): void {
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
-    if ((socket as ClientSocket)[kRefused] === true) { socket.end(); setTimeout(() => socket.destroy(), 1000).unref(); return; }
     let status = 400;
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       // Node counts the request line in the header limit: no CRLF yet means the line itself is too long.
@@ -757,8 +759,14 @@ export class Listener {
       const eol = pkt ? pkt.indexOf('\r\n') : -1;
       status = pkt && (eol < 0 || eol > this.s.maxRequestLine) ? 414 : 431;
     } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
+    this.refuseHead(socket, status, err.code);
+  }
+
+  /** A request head refused before any request object (parse error, CONNECT): counted, logged, answered in order. */
+  private refuseHead(socket: Socket, status: number, code: string | undefined): void {
+    if ((socket as ClientSocket)[kRefused] === true) { socket.end(); setTimeout(() => socket.destroy(), 1000).unref(); return; }
     this.counters.errReq++;
-    this.log.info({ mod: 'proxy', listen: this.s.name, client: socket.remoteAddress, code: err.code, status }, 'bad request refused');
+    this.log.info({ mod: 'proxy', listen: this.s.name, client: socket.remoteAddress, code, status }, 'bad request refused');
     const q = (socket as ClientSocket)[kConn];
     if (q !== undefined && q.busy && q.last?.complete === true) {
       // The bad bytes follow complete requests that are still being served: answer those first,

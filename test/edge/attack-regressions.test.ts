@@ -97,4 +97,31 @@ describe.each(['undici', 'native'])('attack regressions (engine %s)', (engine) =
     expect(b.garbage).toEqual([]);
     expect(await backendStates(sock)).toEqual({ 'web/b': 'UP' });
   });
+
+  it('CONNECT is answered 501 and counted (node:http closed it unanswered, unlogged), after the requests before it, and what follows is never forwarded', async () => {
+    const { p, b, sock } = await setup();
+    const c = client(p);
+    c.send(`CONNECT 127.0.0.1:${b.port} HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\n\r\n` + GET('/smuggled'));
+    const r = await c.next();
+    expect([r!.status, r!.headers.connection]).toEqual([501, 'close']);
+    expect(await c.waitClosed()).toBe('');
+    expect(b.requests).toEqual([]);
+
+    // Pipelined behind a request in flight: that request's answer first, then the 501, then nothing.
+    const d = client(p);
+    d.send(GET('/first') + 'CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n' + GET('/smuggled'));
+    const r1 = await d.next();
+    expect([r1!.status, r1!.body]).toEqual([200, 'b 1 /first']);
+    const r2 = await d.next();
+    expect(r2!.status).toBe(501);
+    expect(await d.waitClosed()).toBe('');
+
+    const e = client(p);
+    e.send(GET('/fresh'));
+    const r3 = await e.next();
+    expect([r3!.status, r3!.body]).toEqual([200, 'b 2 /fresh']);
+    expect(b.requests.map((q) => q.target)).toEqual(['/first', '/fresh']);
+    expect(p.logs.filter((l) => l.msg === 'bad request refused' && l.code === 'CONNECT' && l.status === 501)).toHaveLength(2);
+    expect(await backendStates(sock)).toEqual({ 'web/b': 'UP' });
+  });
 });
