@@ -6,6 +6,7 @@ import { parseHostPort } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { resolveSnmp, type ScaleConfig, type VdsConfig, type SnmpTarget } from './config.js';
 import { HypervisorClient, type ExecResult, type ListedVm } from './hypervisor.js';
+import { adoptionLimit, ASYNC_ACTIONS, step, type CloneRecord, type LifeAction, type LifeEvent } from './lifecycle.js';
 import { decide, type Decision, type GroupView, type Sample } from './policy.js';
 import { SnmpPoller } from './snmp.js';
 
@@ -14,44 +15,20 @@ import { SnmpPoller } from './snmp.js';
  * its decisions on the hypervisors and in the backend set. Runs only while this node is active
  * (master, or standalone without HA).
  *
- * A clone's life, each step persisted (StateStore section 'scale', saved synchronously) BEFORE the
- * external action it announces, so a crash at any point leaves a record that reconcile finishes:
+ * A clone's life is the pure transition table in lifecycle.ts (`step(record, event) → {record,
+ * actions}`); this shell turns SSH results, health states and `list` output into its events,
+ * persists the returned record (StateStore section 'scale', saved synchronously) BEFORE carrying
+ * out the actions it announces, so a crash at any point leaves a record that reconcile finishes.
  *
- *   creating ──clone ok──> joining ──health UP──> active ──cold──> removing ──drained──> destroying ──list confirms──> (gone)
- *      │ fail: destroy + confirm    │ timeout: remove + destroy                          │ destroy/list failed: retried
- *
- *   creating    `clone` is running on record.hypervisor (name chosen before the command runs)
- *   joining     in the pool with health 'down'; the health checker brings it UP after `rise` checks,
- *               then slow start ramps its weight
- *   active      serving; polled; may be removed by the policy
- *   removing    admin DRAIN; waiting until no request is in flight (or timeouts.drain)
- *   destroying  out of the pool; `destroy` then `list` must show it gone before the record goes
- *
- * Reconcile (start, becoming master, every reconcile_interval): `list` on every hypervisor; a record
- * whose clone is not listed leaves the pool; a listed clone without a record (named
- * `<source>-clone-<6 hex>`) is reported, and adopted or destroyed as `unknown_clones` says.
+ * Reconcile (start, becoming master, every reconcile_interval, retry_interval after a failure or
+ * while a `creating` record waits for its clone command's deadline): `list` on every hypervisor,
+ * each record gets a `listed` event; a listed clone without a record (named `<source>-clone-<6 hex>`)
+ * gets `found_unknown` (report / adopt within the limits / destroy, as `unknown_clones` says).
  *
  * Read API for the stats page: getScaler(app)?.status().
  */
 
-export type CloneState = 'creating' | 'joining' | 'active' | 'removing' | 'destroying';
-
-export interface CloneRecord {
-  name: string;
-  /** The VDS (backend name in `listen`) this is a clone of. */
-  source: string;
-  listen: string;
-  hypervisor: string;
-  state: CloneState;
-  address?: string;
-  /** SNMP agent of the clone, host[:port]; default: the address's host and the VDS's SNMP port. */
-  snmp?: string;
-  createdAt: number;
-  since: number;
-  adopted?: boolean;
-  /** Last failure of a step (destroy failed…), for the stats page. */
-  error?: string;
-}
+export type { CloneRecord, CloneState } from './lifecycle.js';
 
 interface GroupClock { lastCloneAt: number; lastActionAt: number }
 interface PersistedState { version: 1; clones: CloneRecord[]; groups: Record<string, GroupClock> }
@@ -201,7 +178,8 @@ export class Scaler implements Module {
 
   private importState(v: PersistedState): void {
     if (!v || v.version !== 1 || !Array.isArray(v.clones)) { this.log.error({ v }, 'scale state section unreadable; ignored'); return; }
-    this.records = new Map(v.clones.map((r) => [r.name, { ...r }]));
+    // Records written before deadlines existed: the clone command's window counts from createdAt.
+    this.records = new Map(v.clones.map((r) => [r.name, { ...r, ...(r.state === 'creating' && r.deadline === undefined ? { deadline: this.cloneDeadline(r.createdAt) } : {}) }]));
     this.groups = new Map(Object.entries(v.groups ?? {}));
     if (this.running) this.rebuildTargets();
   }
@@ -212,18 +190,74 @@ export class Scaler implements Module {
     this.app.state.saveNow();
   }
 
-  private setState(r: CloneRecord, state: CloneState, patch: Partial<CloneRecord> = {}): void {
-    Object.assign(r, patch, { state, since: Date.now() });
-    this.records.set(r.name, r);
-    this.persist();
+  // ---- the lifecycle driver (lifecycle.ts is the table; this carries out its actions) ----------
+
+  /**
+   * One step of a record's life: persist what the table returns (null = forget), then carry out the
+   * synchronous actions. Returns the record and the asynchronous action still to run (the table puts
+   * at most one, last), for run().
+   */
+  private apply(rec: CloneRecord | null, ev: LifeEvent): { record: CloneRecord | null; subject: CloneRecord | null; pending?: LifeAction } {
+    const r = step(rec, ev);
+    const subject = r.record ?? rec ?? subjectOf(ev);
+    if (r.record !== rec) {
+      if (r.record) this.records.set(r.record.name, r.record);
+      else if (rec) { this.records.delete(rec.name); this.samples.delete('clone:' + rec.name); }
+      this.persist();
+      if (!r.record || !rec || r.record.state !== rec.state) this.rebuildTargets();
+    }
+    let pending: LifeAction | undefined;
+    for (const a of r.actions) {
+      if (ASYNC_ACTIONS.has(a.type)) pending = a;
+      else if (subject) this.performNow(subject, a);
+    }
+    return { record: r.record, subject, pending };
   }
 
-  private dropRecord(r: CloneRecord): void {
-    this.records.delete(r.name);
-    this.samples.delete('clone:' + r.name);
-    this.persist();
-    this.rebuildTargets();
+  /** Run a record's asynchronous actions and the steps they lead to; returns the event types fed. */
+  private async run(rec: CloneRecord | null, pending: LifeAction | undefined): Promise<Set<LifeEvent['type']>> {
+    const fed = new Set<LifeEvent['type']>();
+    // The table gives asynchronous actions only to a record it keeps (lifecycle.test.ts checks it).
+    while (rec && pending) {
+      const ev = await this.performAsync(rec, pending);
+      if (!ev) break;
+      fed.add(ev.type);
+      const r = this.apply(rec, ev);
+      rec = r.record;
+      pending = r.pending;
+    }
+    return fed;
   }
+
+  private performNow(rec: CloneRecord, a: LifeAction): void {
+    switch (a.type) {
+      case 'join': this.join(rec); break;
+      case 'leave_pool':
+        if (this.app.backends.get(rec.listen, rec.name)) this.app.backends.removeBackend(rec.listen, rec.name, a.reason);
+        break;
+      case 'retry_later': this.scheduleRetry(); break;
+      case 'recheck': this.scheduleRetry(Math.max(0, Math.min(this.cfg.retry_interval, a.at - Date.now() + 50))); break;
+      case 'alarm': this.alarm({ code: a.code, clone: rec.name, hypervisor: rec.hypervisor, message: a.message }); break;
+      case 'note':
+        this.event({ source: rec.source, clone: rec.name, event: a.event, message: a.message });
+        if (a.log) this.log[a.log]({ clone: rec.name, source: rec.source, hypervisor: rec.hypervisor, state: rec.state, event: a.event }, a.message);
+        break;
+      default: break;
+    }
+  }
+
+  private async performAsync(rec: CloneRecord, a: LifeAction): Promise<LifeEvent | undefined> {
+    switch (a.type) {
+      case 'clone': return this.runClone(rec);
+      case 'wait_healthy': return this.waitHealthy(rec);
+      case 'drain': return this.drain(rec, a.reason);
+      case 'destroy': return this.destroyAndConfirm(rec);
+      default: return undefined;
+    }
+  }
+
+  /** The clone command may run until connect + clone timeouts (+1 s for the handshake and teardown). */
+  private cloneDeadline(start: number): number { return start + this.cfg.timeouts.connect + this.cfg.timeouts.clone + 1000; }
 
   private clock(source: string): GroupClock {
     let c = this.groups.get(source);
@@ -356,28 +390,25 @@ export class Scaler implements Module {
       if (!this.running) return;
       const name = `${srcName}-clone-${randomBytes(3).toString('hex')}`;
       const now = Date.now();
-      const rec: CloneRecord = { name, source, listen: v.listen, hypervisor: hv.name, state: 'creating', createdAt: now, since: now };
-      this.records.set(name, rec);
       clock.lastCloneAt = clock.lastActionAt = now;
-      this.persist();
-      this.event({ source, clone: name, event: 'clone-started', message: `clone ${srcName} as ${name} on ${hv.name} (${reason})` });
-      const r = await hv.clone(this.cfg.commands.clone, srcName, name, this.cfg.timeouts.clone);
-      if (r.ok) {
-        this.setState(rec, 'joining', { address: r.out.address, snmp: r.out.snmp });
-        this.event({ source, clone: name, event: 'cloned', message: `${name} created on ${hv.name} at ${r.out.address} in ${r.res.ms} ms` });
-        this.log.info({ source, clone: name, hypervisor: hv.name, address: r.out.address, ms: r.res.ms }, `clone ${name} created`);
-        this.join(rec);
-        await this.waitHealthy(rec);
-        return;
-      }
-      this.failed(hv, r.res, { source, clone: name, what: 'clone' });
-      if (r.started) {
-        // The command ran: a VM may exist (garbage output, timeout, crash half-way). Destroy and confirm.
-        this.setState(rec, 'destroying', { error: r.res.reason });
-        await this.destroyAndConfirm(rec);
-      } else this.dropRecord(rec);
+      const { record, pending } = this.apply(null, { type: 'clone_start', at: now, name, source, listen: v.listen, hypervisor: hv.name, deadline: this.cloneDeadline(now), reason });
+      const fed = await this.run(record, pending);
+      if (fed.has('clone_ok')) return;
     }
     this.event({ source, event: 'clone-failed', message: `could not clone ${srcName} on ${order.map((h) => h.name).join(', then ')}` });
+  }
+
+  private async runClone(rec: CloneRecord): Promise<LifeEvent | undefined> {
+    const hv = this.clients.get(rec.hypervisor);
+    if (!hv) return { type: 'clone_failed', at: Date.now(), started: false, reason: `hypervisor ${rec.hypervisor} is no longer configured` };
+    const v = this.vdsOf(rec.source);
+    const r = await hv.clone(this.cfg.commands.clone, v?.source ?? rec.source, rec.name, this.cfg.timeouts.clone);
+    if (r.ok) {
+      this.log.info({ source: rec.source, clone: rec.name, hypervisor: hv.name, address: r.out.address, ms: r.res.ms }, `clone ${rec.name} created`);
+      return { type: 'clone_ok', at: Date.now(), address: r.out.address, snmp: r.out.snmp, ms: r.res.ms };
+    }
+    this.failed(hv, r.res, { source: rec.source, clone: rec.name, what: 'clone' });
+    return { type: 'clone_failed', at: Date.now(), started: r.started, reason: r.res.reason ?? 'failed' };
   }
 
   private join(rec: CloneRecord): void {
@@ -395,27 +426,21 @@ export class Scaler implements Module {
   }
 
   /** Wait until the health checker brings the clone UP; a clone that never does is removed and destroyed. */
-  private async waitHealthy(rec: CloneRecord): Promise<void> {
+  private async waitHealthy(rec: CloneRecord): Promise<LifeEvent | undefined> {
     const deadline = rec.since + this.cfg.timeouts.clone_health;
     while (this.running && Date.now() < deadline) {
       const b = this.app.backends.get(rec.listen, rec.name);
       if (!b) break;
       if (b.health === 'up') {
-        this.setState(rec, 'active', { error: undefined });
-        this.event({ source: rec.source, clone: rec.name, event: 'healthy', message: `${rec.name} UP after ${Date.now() - rec.createdAt} ms; taking traffic (slow start)` });
         this.log.info({ clone: rec.name, ms: Date.now() - rec.createdAt }, `clone ${rec.name} is UP and joins the pool`);
-        return;
+        return { type: 'healthy', at: Date.now() };
       }
       await sleep(Math.min(100, Math.max(10, deadline - Date.now())));
     }
-    if (!this.running) return;
+    if (!this.running) return undefined;
     const b = this.app.backends.get(rec.listen, rec.name);
     const why = b ? `not healthy after ${this.cfg.timeouts.clone_health} ms (${b.lastCheck?.code ?? 'no check'}${b.lastCheck?.detail ? ': ' + b.lastCheck.detail : ''})` : 'left the pool';
-    this.alarm({ code: 'PAIRLB_CLONE_UNHEALTHY', clone: rec.name, hypervisor: rec.hypervisor, message: `clone ${rec.name} ${why}; destroying it` });
-    this.setState(rec, 'destroying', { error: why });
-    if (b) this.app.backends.removeBackend(rec.listen, rec.name, `scale: clone ${why}`);
-    this.rebuildTargets();
-    await this.destroyAndConfirm(rec);
+    return { type: 'unhealthy', at: Date.now(), why };
   }
 
   // ---- removal ------------------------------------------------------------------------------------
@@ -423,8 +448,12 @@ export class Scaler implements Module {
   private async removeClone(rec: CloneRecord, reason: string): Promise<void> {
     const clock = this.clock(rec.source);
     clock.lastActionAt = Date.now();
-    this.setState(rec, 'removing');
-    this.rebuildTargets();
+    const { record, pending } = this.apply(rec, { type: 'remove', at: Date.now(), reason });
+    await this.run(record, pending);
+  }
+
+  /** Admin DRAIN, then wait until nothing is in flight (or timeouts.drain). */
+  private async drain(rec: CloneRecord, reason: string): Promise<LifeEvent | undefined> {
     const b = this.app.backends.get(rec.listen, rec.name);
     if (b) {
       this.app.backends.setAdmin(rec.listen, rec.name, 'drain', `scale: ${reason}`);
@@ -432,37 +461,28 @@ export class Scaler implements Module {
       const deadline = Date.now() + this.cfg.timeouts.drain;
       const c = this.app.counters.backend(b.id);
       while (this.running && c.cur > 0 && Date.now() < deadline) await sleep(50);
-      if (!this.running) return;
+      if (!this.running) return undefined;
       if (c.cur > 0) this.log.warn({ clone: rec.name, inflight: c.cur }, `drain timeout: removing ${rec.name} with ${c.cur} request(s) in flight`);
     }
-    this.setState(rec, 'destroying');
-    if (this.app.backends.get(rec.listen, rec.name)) this.app.backends.removeBackend(rec.listen, rec.name, `scale: removed (${reason})`);
-    this.event({ source: rec.source, clone: rec.name, event: 'removed', message: `${rec.name} removed from ${rec.listen}` });
-    await this.destroyAndConfirm(rec);
+    return { type: 'drained', at: Date.now(), reason };
   }
 
   /** `destroy` then `list`: the record goes only when the hypervisor no longer lists the clone. */
-  private async destroyAndConfirm(rec: CloneRecord): Promise<boolean> {
+  private async destroyAndConfirm(rec: CloneRecord): Promise<LifeEvent | undefined> {
     const hv = this.clients.get(rec.hypervisor);
     if (!hv) {
       this.alarm({ code: 'PAIRLB_DESTROY_FAILED', clone: rec.name, hypervisor: rec.hypervisor, message: `clone ${rec.name}: hypervisor ${rec.hypervisor} is no longer configured; destroy it by hand` });
-      return false;
+      return undefined;
     }
     const d = await hv.destroy(this.cfg.commands.destroy, rec.name, this.cfg.timeouts.destroy);
     if (!d.ok) this.failed(hv, d, { source: rec.source, clone: rec.name, what: 'destroy', quiet: true });
     const l = await hv.list(this.cfg.commands.list, this.cfg.timeouts.list);
     if (l.ok && !l.vms.some((x) => x.name === rec.name)) {
-      this.event({ source: rec.source, clone: rec.name, event: 'destroyed', message: `${rec.name} destroyed on ${hv.name} (confirmed by list)` });
       this.log.info({ clone: rec.name, hypervisor: hv.name }, `clone ${rec.name} destroyed`);
-      this.dropRecord(rec);
-      return true;
+      return { type: 'destroyed', at: Date.now() };
     }
     const why = !l.ok ? `list failed: ${l.res.reason}` : `still listed after destroy (${d.ok ? 'destroy exit 0' : d.reason}${d.stderr ? ': ' + d.stderr.trim().slice(0, 200) : ''})`;
-    rec.error = why;
-    this.persist();
-    this.alarm({ code: 'PAIRLB_DESTROY_FAILED', clone: rec.name, hypervisor: hv.name, message: `clone ${rec.name} on ${hv.name} not confirmed destroyed: ${why}; retry in ${this.cfg.retry_interval} ms` });
-    this.scheduleRetry();
-    return false;
+    return { type: 'destroy_unconfirmed', at: Date.now(), why, retryMs: this.cfg.retry_interval };
   }
 
   // ---- reconcile ------------------------------------------------------------------------------------
@@ -477,11 +497,11 @@ export class Scaler implements Module {
     this.reconcileTimer.unref?.();
   }
 
-  /** Bring the next reconcile forward to retry_interval (it finishes 'destroying' records). */
-  private scheduleRetry(): void {
+  /** Bring the next reconcile forward to `delay` (default retry_interval; it finishes 'destroying' records). */
+  private scheduleRetry(delay = this.cfg.retry_interval): void {
     if (!this.running || this.retryPending) return;
     this.retryPending = true;
-    this.scheduleReconcile(this.cfg.retry_interval);
+    this.scheduleReconcile(delay);
   }
 
   /** Public for the admin API and tests: compare records with `list` on every hypervisor and repair. */
@@ -506,48 +526,19 @@ export class Scaler implements Module {
       const l = repairs.get(source);
       if (l) l.push(fn); else repairs.set(source, [fn]);
     };
+    const now = Date.now();
     for (const r of [...this.records.values()]) {
       if (this.busy.has(r.source)) continue;
       const listed = lists.get(r.hypervisor);
       if (!listed) continue; // unreachable: keep the record, retry at the next reconcile
-      const vm = listed.get(r.name);
-      const inPool = this.app.backends.get(r.listen, r.name);
-      if (!vm) {
-        if (inPool) this.app.backends.removeBackend(r.listen, r.name, `scale: clone no longer exists on ${r.hypervisor}`);
-        if (r.state !== 'creating' && r.state !== 'destroying') {
-          this.alarm({ code: 'PAIRLB_CLONE_VANISHED', clone: r.name, hypervisor: r.hypervisor, message: `clone ${r.name} (${r.state}) is not listed on ${r.hypervisor}; removed from the pool` });
-        }
-        this.event({ source: r.source, clone: r.name, event: 'reconcile', message: `${r.name} (${r.state}) not on ${r.hypervisor}: record dropped` });
-        this.dropRecord(r);
-        continue;
-      }
-      switch (r.state) {
-        case 'creating':
-          if (vm.address && parseHostPort(vm.address)) {
-            this.setState(r, 'joining', { address: vm.address, snmp: vm.snmp });
-            repair(r.source, async () => { this.join(r); await this.waitHealthy(r); });
-          } else {
-            this.setState(r, 'destroying', { error: 'found half-created at reconcile' });
-            repair(r.source, async () => { await this.destroyAndConfirm(r); });
-          }
-          break;
-        case 'joining':
-          repair(r.source, async () => { this.setState(r, 'joining'); this.join(r); await this.waitHealthy(r); });
-          break;
-        case 'active':
-          if (!inPool) { this.setState(r, 'joining'); repair(r.source, async () => { this.join(r); await this.waitHealthy(r); }); }
-          break;
-        case 'removing':
-          repair(r.source, () => this.removeClone(r, 'resumed after restart'));
-          break;
-        case 'destroying':
-          if (inPool) this.app.backends.removeBackend(r.listen, r.name, 'scale: destroying');
-          repair(r.source, async () => { await this.destroyAndConfirm(r); });
-          break;
-      }
+      const vm = listed.get(r.name) ?? null;
+      const inPool = !!this.app.backends.get(r.listen, r.name);
+      const { record, pending } = this.apply(r, { type: 'listed', at: now, vm, inPool });
+      if (record && pending) repair(r.source, async () => { await this.run(record, pending); });
     }
     // Clones on a hypervisor that we have no record of.
     const unknown: ScaleStatus['unknownClones'] = [];
+    const lim = this.cfg.policy;
     for (const [hvName, listed] of lists) {
       for (const vm of listed.values()) {
         if (this.records.has(vm.name)) continue;
@@ -555,22 +546,10 @@ export class Scaler implements Module {
         const v = m && this.cfg.vds.find((x) => (x.source ?? x.name) === m[1]);
         if (!v) continue;
         unknown.push({ hypervisor: hvName, name: vm.name, address: vm.address });
-        const policy = this.cfg.unknown_clones;
-        const what = policy === 'adopt' ? (vm.address ? 'adopting it' : 'cannot adopt it (list gives no address)') : policy === 'destroy' ? 'destroying it' : 'reported only';
-        this.alarm({ code: 'PAIRLB_UNKNOWN_CLONE', clone: vm.name, hypervisor: hvName, message: `clone ${vm.name} on ${hvName} is not known to the scaler: ${what}` });
-        if (policy === 'adopt' && vm.address && parseHostPort(vm.address)) {
-          const now = Date.now();
-          const r: CloneRecord = { name: vm.name, source: v.name, listen: v.listen, hypervisor: hvName, state: 'joining', address: vm.address, snmp: vm.snmp, createdAt: now, since: now, adopted: true };
-          this.records.set(r.name, r);
-          this.persist();
-          repair(v.name, async () => { this.join(r); await this.waitHealthy(r); });
-        } else if (policy === 'destroy') {
-          const now = Date.now();
-          const r: CloneRecord = { name: vm.name, source: v.name, listen: v.listen, hypervisor: hvName, state: 'destroying', createdAt: now, since: now, error: 'unknown clone' };
-          this.records.set(r.name, r);
-          this.persist();
-          repair(v.name, async () => { await this.destroyAndConfirm(r); });
-        }
+        const limit = adoptionLimit(this.records.values(), v.name, lim.max_clones_per_vds, lim.max_clones);
+        const subject = { name: vm.name, source: v.name, listen: v.listen, hypervisor: hvName };
+        const { record, pending } = this.apply(null, { type: 'found_unknown', at: Date.now(), ...subject, vm, policy: this.cfg.unknown_clones, limit });
+        if (record && pending) repair(v.name, async () => { await this.run(record, pending); });
       }
     }
     this.unknown = unknown.filter((u) => !this.records.has(u.name));
@@ -640,6 +619,12 @@ export class Scaler implements Module {
 
   /** Samples of one VDS or clone (key 'vds:NAME' | 'clone:NAME'), oldest first. */
   samplesOf(key: string): readonly Sample[] { return this.samples.get(key) ?? []; }
+}
+
+/** The record an event without one is about (a new clone, an unknown VM), for its actions' log lines. */
+function subjectOf(e: LifeEvent): CloneRecord | null {
+  if (e.type !== 'clone_start' && e.type !== 'found_unknown') return null;
+  return { name: e.name, source: e.source, listen: e.listen, hypervisor: e.hypervisor, state: 'creating', createdAt: e.at, since: e.at };
 }
 
 /** Source of randomness for picking a hypervisor; tests replace `next` to force an order. */

@@ -89,13 +89,24 @@ describe('reconcile at start (real sshd hypervisor)', () => {
     expect(doc.sections.scale.clones.map((c: CloneRecord) => [c.name, c.state])).toEqual([[B, 'active']]);
   });
 
-  it('unknown_clones: adopt joins it to the pool; destroy removes it; known clones survive restarts', async () => {
+  it('unknown_clones: adopt honours max_clones_per_vds, joins it once a slot is free; destroy removes it; known clones survive restarts', async () => {
     h = await startHarness({ agent, hypervisors: [{ name: 'hv1', hv }], stateDir, scaleExtra: '  unknown_clones: adopt' });
     const x = h;
+    // B (active, vds-01) holds the one slot of max_clones_per_vds: 1, so D is reported, not joined.
+    await until('reconciled', () => x.scaler.status().lastReconcile);
+    expect(x.scaler.status().alarms.find((a) => a.code === 'PAIRLB_UNKNOWN_CLONE' && a.clone === D)?.message)
+      .toBe(`clone ${D} on hv1 is not known to the scaler: not adopting it: max_clones_per_vds 1 reached for vds-01; reported only`);
+    expect(x.scaler.status().unknownClones.map((u) => u.name)).toEqual([D]);
+    expect(x.app.backends.get('web', D)).toBeUndefined();
+    expect(x.scaler.status().clones.map((c) => c.name)).toEqual([B]);
+    // B disappears from the hypervisor: the next reconcile frees its slot and adopts D.
+    const gone = await client.destroy('destroy {name}', B, 10_000);
+    expect(gone.ok).toBe(true);
+    await x.scaler.reconcile();
     const d = await until('D adopted', () => x.scaler.status().clones.find((c) => c.name === D && c.state === 'active'), 10_000);
     expect(d.adopted).toBe(true);
     expect(x.app.backends.get('web', D)?.meta).toMatchObject({ adopted: true, hypervisor: 'hv1' });
-    expect(x.scaler.status().clones.map((c) => c.name).sort()).toEqual([B, D]);
+    expect(x.scaler.status().clones.map((c) => c.name)).toEqual([D]);
     await h.stop();
     h = undefined;
 
@@ -103,8 +114,8 @@ describe('reconcile at start (real sshd hypervisor)', () => {
     h = await startHarness({ agent, hypervisors: [{ name: 'hv1', hv }], stateDir, scaleExtra: '  unknown_clones: destroy' });
     const y = h;
     await until('F destroyed', () => !hv.clones().includes(F) && y.scaler.status().events.some((e) => e.event === 'destroyed' && e.clone === F), 10_000);
-    expect(hv.clones()).toEqual([B, D]);
-    await until('B and D active', () => y.scaler.status().clones.filter((c) => c.state === 'active').length === 2, 10_000);
+    expect(hv.clones()).toEqual([D]);
+    await until('D active', () => y.scaler.status().clones.filter((c) => c.state === 'active').map((c) => c.name).join() === D, 10_000);
     await h.stop();
     h = undefined;
     hv.destroyAll();
