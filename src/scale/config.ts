@@ -135,7 +135,7 @@ export const scaleSchema = z.object({
   unknown_clones: z.enum(['report', 'adopt', 'destroy']).default('report'),
   /** `list` on every hypervisor at start, on becoming master, and this often. */
   reconcile_interval: duration.default('5m'),
-  /** After a failed step (destroy not confirmed, hypervisor unreachable at reconcile), reconcile again this soon. */
+  /** After a failed step (destroy not confirmed, hypervisor unreachable at reconcile), or while a `creating` record waits for its clone command (at most until its deadline), reconcile again this soon. */
   retry_interval: duration.default('30s'),
   /** Samples kept per VDS/clone for the stats page. */
   samples_kept: z.number().int().min(1).max(10_000).default(60),

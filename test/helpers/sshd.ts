@@ -38,8 +38,10 @@ export interface Hypervisor {
   /** The balancer's private key file. */
   keyFile: string;
   setMode(mode: CloneMode): void;
-  /** Seconds the clone script waits before creating anything (0 = none). */
+  /** Seconds the clone script waits after creating the VM's directory, before starting it (0 = none). */
   setCloneDelay(seconds: number): void;
+  /** While held, clone.sh waits after creating the VM's directory (listed without an address). */
+  holdClones(held: boolean): void;
   /** Make destroy fail (exit 3) until called with false. */
   setDestroyFail(fail: boolean): void;
   /** Load of new clones' snmpd until changed per clone. */
@@ -96,6 +98,7 @@ export async function startHypervisor(name: string, opts: { creds?: SnmpCreds; k
     name, port, dir, hostKey, keyFile,
     setMode: (m) => writeFileSync(join(dir, 'mode'), m + '\n'),
     setCloneDelay: (sec) => { if (sec > 0) writeFileSync(join(dir, 'clone-delay'), String(sec) + '\n'); else rmSync(join(dir, 'clone-delay'), { force: true }); },
+    holdClones: (held) => { if (held) writeFileSync(join(dir, 'clone-gate'), '1\n'); else rmSync(join(dir, 'clone-gate'), { force: true }); },
     setDestroyFail: (f) => { if (f) writeFileSync(join(dir, 'destroy-fail'), '1\n'); else rmSync(join(dir, 'destroy-fail'), { force: true }); },
     setInitialLoad: (l) => writeFileSync(join(dir, 'initial-load'), l.toFixed(2) + '\n'),
     setCloneLoad: (n, l) => writeLoad(join(dir, 'clones', n, 'load'), l),

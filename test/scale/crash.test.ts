@@ -19,6 +19,7 @@ let agent: Snmpd;
 let hv: Hypervisor;
 let vds: TestBackend;
 let dir: string;
+let dir2: string;
 const daemons: Daemon[] = [];
 
 beforeAll(async () => {
@@ -26,17 +27,20 @@ beforeAll(async () => {
   [agent, hv, vds] = await Promise.all([startSnmpd({ load: 1.0 }), startHypervisor('hv1'), startBackend('vds-01')]);
   hv.setInitialLoad(1.5);
   dir = tempDir('scale-crash');
+  dir2 = tempDir('scale-crash-held');
 });
 afterAll(async () => {
   for (const d of daemons) await d.kill();
   await vds?.close();
   await hv?.stop();
   await agent?.stop();
+  hv?.holdClones(false);
   if (dir) cleanup(dir);
+  if (dir2) cleanup(dir2);
 });
 
-const records = (): CloneRecord[] => {
-  const f = join(dir, 'state', 'runtime.json');
+const records = (base = dir): CloneRecord[] => {
+  const f = join(base, 'state', 'runtime.json');
   if (!existsSync(f)) return [];
   try { return JSON.parse(readFileSync(f, 'utf8')).sections.scale?.clones ?? []; } catch { return []; }
 };
@@ -68,6 +72,46 @@ describe('crash between steps (real daemon, SIGKILL)', () => {
 
     hv.setCloneLoad(rec.name, 0.4);
     await until('destroyed', () => hv.clones().length === 0 && records().length === 0, 15_000);
+    d.signal('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+
+  it('killed while the clone command still runs: the restart keeps the creating record, clones nothing more, and joins the VM once the command finishes (adopt and max_clones_per_vds: 1: joined once)', async () => {
+    const port = await freePort();
+    const yaml = yamlFor({ agent, hypervisors: [{ name: 'hv1', hv }], bind: `127.0.0.1:${port}`, scaleExtra: '  retry_interval: 300ms\n  unknown_clones: adopt' }, vds.address);
+    hv.holdClones(true); // clone.sh creates the VM's directory, then waits until released
+    const cmds0 = hv.commands().length;
+    const clones = () => hv.commands().slice(cmds0).filter((c) => c.startsWith('clone'));
+    let d = await startDaemon(dir2, yaml);
+    daemons.push(d);
+    agent.setLoad(2.5);
+    const rec = await until('creating record on disk', () => records(dir2).find((r) => r.state === 'creating'), 15_000);
+    expect(rec.deadline).toBeGreaterThanOrEqual(rec.createdAt + 2000 + 10_000);
+    await until('clone command running on the hypervisor', () => clones().length === 1 && hv.clones().includes(rec.name), 10_000);
+    await d.kill(); // SIGKILL while the clone command is still running there
+    // The VDS stays hot: a restarted balancer that forgot the record would clone again.
+
+    d = await startDaemon(dir2, yaml);
+    daemons.push(d);
+    const kept = (l: { msg?: string }) => typeof l.msg === 'string' && l.msg.startsWith(`${rec.name} (creating) listed without an address on hv1; kept until`);
+    await d.waitLog(kept, 15_000);
+    // Several reconciles (every retry_interval) and SNMP polls past the 1 s up_cooldown, load 2.5 all along.
+    await until('three reconciles past the cooldown', () => d.logs.filter(kept).length >= 3 && Date.now() > rec.createdAt + 3000, 15_000);
+    expect(clones()).toEqual([`clone vds-01 ${rec.name}`]);
+    expect(records(dir2).map((r) => [r.name, r.state])).toEqual([[rec.name, 'creating']]);
+    expect(d.logs.some((l) => l.code === 'PAIRLB_UNKNOWN_CLONE')).toBe(false);
+
+    hv.holdClones(false); // the copy finishes on the hypervisor; list now gives the address
+    await d.waitLog((l) => typeof l.msg === 'string' && l.msg.startsWith(`clone ${rec.name} is UP`), 15_000);
+    await until('clone serves through the restarted balancer', async () => (await hit(`http://127.0.0.1:${port}`)).body === rec.name, 10_000, 5);
+    expect(hv.clones()).toEqual([rec.name]);
+    expect(clones()).toEqual([`clone vds-01 ${rec.name}`]);
+    expect(records(dir2).map((r) => [r.name, r.state, r.adopted ?? false])).toEqual([[rec.name, 'active', false]]);
+    expect(d.logs.some((l) => l.code === 'PAIRLB_UNKNOWN_CLONE')).toBe(false);
+
+    agent.setLoad(1.5);
+    hv.setCloneLoad(rec.name, 0.4);
+    await until('destroyed', () => hv.clones().length === 0 && records(dir2).length === 0, 15_000);
     d.signal('SIGTERM');
     expect((await d.exited).code).toBe(0);
   });
