@@ -40,6 +40,7 @@ import { parseHostPort } from '../config/types.js';
  *                          earlier lines (progress) are ignored but logged.
  *   destroy {name}         exit 0 when the VM is gone.
  *   list                   exit 0; one line per VM: a JSON object {"name", "address"?, "snmp"?} or a bare name.
+ *                          A VM whose clone is still running may be listed without an address, or not at all.
  * A non-zero exit, a signal, a timeout or unparsable output is a failure, logged with stderr.
  */
 
