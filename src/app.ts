@@ -6,6 +6,7 @@ import { CounterStore } from './stats/counters.js';
 import { StateStore } from './state/store.js';
 import { ProxyManager } from './proxy/manager.js';
 import type { Logger } from './log.js';
+import type { LivenessProbe } from './ha/sd-notify.js';
 
 /**
  * The composition root: one App per process. The control plane modules (health, HA, scaler,
@@ -43,6 +44,11 @@ export class App extends EventEmitter {
   readonly state: StateStore;
   readonly proxy: ProxyManager;
   readonly modules: Module[] = [];
+  /**
+   * What must answer for systemd's WATCHDOG=1 (src/ha/sd-notify.ts) besides this event loop: the HA
+   * loop registers itself here, data-plane workers can do the same.
+   */
+  readonly liveness: LivenessProbe[] = [];
   private started = false;
 
   constructor(cfg: Config, readonly log: Logger, opts: { stateDir?: string | null } = {}) {

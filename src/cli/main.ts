@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { commands } from './registry.js';
+import { reexecWithNotifySocket } from '../ha/sd-notify.js';
 import './start.js';
 import './commands.js';
 
@@ -34,6 +35,8 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const [name, ...rest] = argv;
+  // systemd's NOTIFY_SOCKET needs a datagram socket that node cannot open: see src/ha/sd-notify.ts.
+  if (name === 'start') reexecWithNotifySocket();
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(HELP() + '\n');
     return name ? 0 : 2;

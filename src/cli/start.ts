@@ -11,6 +11,7 @@ import { App } from '../app.js';
 import { createLogger } from '../log.js';
 import { startDemoBackends } from '../demo.js';
 import { register } from './registry.js';
+import { SdNotifier } from '../ha/sd-notify.js';
 import '../modules.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -111,11 +112,19 @@ register('start', {
         return 1;
       }
     }
+    // systemd (Type=notify): serving now; WATCHDOG=1 only while this loop and every probe answer.
+    const sd = new SdNotifier(log);
+    if (sd.enabled) {
+      const every = sd.startWatchdog(() => app.liveness);
+      sd.ready(`serving ${app.cfg.listen.length} listen section(s), role ${app.role}`);
+      log.info({ mod: 'systemd', watchdog_ms: every }, 'notified systemd: READY=1');
+    }
     const exitCode = await new Promise<number>((resolveExit) => {
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) { log.warn({ sig }, 'second stop signal: exiting now'); resolveExit(1); return; }
         stopping = true;
+        sd.stopping();
         log.info({ sig }, 'stopping');
         // Safety net: the proxy drains for at most timeouts.drain; a module that hangs in stop()
         // must not keep a stopping balancer alive until systemd's SIGKILL.
@@ -133,9 +142,11 @@ register('start', {
           log.error({ mod: 'config', file, problems }, 'reload refused: invalid config; the running config stays');
           return;
         }
-        app.reload(next).catch((e) => log.error({ err: e }, 'reload failed'));
+        sd.reloading();
+        app.reload(next).catch((e) => log.error({ err: e }, 'reload failed')).finally(() => sd.reloaded(`serving ${app.cfg.listen.length} listen section(s), role ${app.role}`));
       });
     });
+    sd.close();
     if (pidfile) removePidfile(pidfile);
     return exitCode;
   },

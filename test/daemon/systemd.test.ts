@@ -105,6 +105,10 @@ describe('systemd units', () => {
     const s = parseUnit(UNIT).get('Service')!;
     const one = (k: string) => { expect(s.get(k), k).toHaveLength(1); return s.get(k)![0]; };
     expect(one('User')).toBe('pairlb');
+    // sd_notify from the main PID (src/ha/sd-notify.ts; test/daemon/sd-notify.test.ts).
+    expect(one('Type')).toBe('notify');
+    expect(one('NotifyAccess')).toBe('main');
+    expect(one('WatchdogSec')).toMatch(/^\d+s$/);
     expect(one('CapabilityBoundingSet').split(/\s+/).sort()).toEqual(['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW']);
     expect(one('AmbientCapabilities').split(/\s+/).sort()).toEqual(['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW']);
     expect(one('NoNewPrivileges')).toBe('yes');

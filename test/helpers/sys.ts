@@ -21,6 +21,7 @@ const BIN_OF: Record<string, string> = {
   systemd: '/usr/bin/systemd-analyze',
   procps: '/usr/sbin/sysctl',
   nftables: '/usr/sbin/nft',
+  'python3-minimal': '/usr/bin/python3',
 };
 
 let updated = false;
