@@ -7,6 +7,8 @@ import { StateStore } from './state/store.js';
 import { ProxyManager } from './proxy/manager.js';
 import type { Logger } from './log.js';
 import type { LivenessProbe } from './ha/sd-notify.js';
+import { TicketKeys } from './tls/ticket-keys.js';
+import { readKeyFile } from './ha/advert.js';
 
 /**
  * The composition root: one App per process. The control plane modules (health, HA, scaler,
@@ -49,6 +51,8 @@ export class App extends EventEmitter {
    * loop registers itself here, data-plane workers can do the same.
    */
   readonly liveness: LivenessProbe[] = [];
+  /** TLS session ticket keys: every TLS server calls `tickets.attach(server)` (src/tls/ticket-keys.ts). */
+  readonly tickets: TicketKeys;
   private started = false;
 
   constructor(cfg: Config, readonly log: Logger, opts: { stateDir?: string | null } = {}) {
@@ -58,6 +62,14 @@ export class App extends EventEmitter {
     this.backends = new BackendSet();
     const dir = opts.stateDir === null ? undefined : (opts.stateDir ?? cfg.global.state_dir);
     this.state = new StateStore(dir, log.child({ mod: 'state' }), this.node);
+    this.tickets = new TicketKeys(cfg.tls_tickets, {
+      log: log.child({ mod: 'tls' }),
+      store: this.state,
+      // Shared by the pair only where the state is replicated (sealed with the HA key).
+      haKey: () => (this.cfg.ha?.enabled && this.cfg.ha.replicate ? readKeyFile(this.cfg.ha.key_file) : undefined),
+      active: () => this.isActive(),
+    });
+    this.on('role', () => this.tickets.onRole());
     this.proxy = new ProxyManager(this);
     this.backends.on('change', (ev) => {
       if (ev.from !== ev.to) log.info({ mod: 'backends', ...ev }, `backend ${ev.listen}/${ev.backend} ${ev.from} -> ${ev.to}: ${ev.reason}`);
@@ -83,6 +95,7 @@ export class App extends EventEmitter {
       import: (v) => this.backends.importRuntime(v as ReturnType<BackendSet['exportRuntime']>),
     });
     this.backends.on('runtime', () => this.state.changed('backends'));
+    this.tickets.start();
     await this.proxy.start();
     for (const f of moduleFactories) {
       const m = f(this);
@@ -108,6 +121,7 @@ export class App extends EventEmitter {
       for (const c of this.backends.applyConfig(cfg.listen)) {
         this.log.info({ mod: 'backends', listen: c.listen, backend: c.backend, changes: c.changes }, `reload: ${c.listen}/${c.backend}: ${c.changes.join('; ')}`);
       }
+      this.tickets.reload(cfg.tls_tickets);
       await this.proxy.reload(cfg);
       for (const m of this.modules) {
         try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }
@@ -131,6 +145,7 @@ export class App extends EventEmitter {
       try { await m.stop(); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module stop failed'); }
     }
     await this.proxy.stop(drainMs);
+    this.tickets.stop();
     this.backends.close();
     this.state.close();
     if (this.started) this.log.info('pairlb stopped');

@@ -3,6 +3,7 @@ import { bool, duration, durationAtLeast, hostPort, name } from './types.js';
 import { haSchema } from '../ha/config.js';
 import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
+import { ticketsSchema } from './tls-tickets.js';
 
 /**
  * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
@@ -182,6 +183,8 @@ export const configSchema = z.object({
   admin: adminSchema.optional(),
   ha: haSchema.optional(),
   scale: scaleSchema.optional(),
+  /** TLS session ticket keys, shared by the HA pair (docs/tls-tickets.md). */
+  tls_tickets: ticketsSchema.optional(),
 }).strict().superRefine((c, ctx) => {
   const seen = new Map<string, number>();
   c.listen.forEach((l, i) => {
