@@ -35,6 +35,8 @@ export interface Backend {
   readonly cookie: string;
   readonly backup: boolean;
   readonly check: boolean;
+  /** Most requests in flight at once (server maxconn); 0 = unlimited. */
+  readonly maxconn: number;
   readonly origin: Origin;
   admin: AdminState;
   health: Health;
@@ -78,7 +80,7 @@ export interface RuntimeEntry {
   admin?: AdminState;
   weight?: number;
   /** Present for backends that exist only at runtime (admin API or scaler). */
-  added?: { address: string; cookie?: string; backup: boolean; check: boolean; origin: Origin; meta?: Record<string, unknown> };
+  added?: { address: string; cookie?: string; backup: boolean; check: boolean; origin: Origin; meta?: Record<string, unknown>; maxconn?: number };
   /** Config backend removed at runtime. */
   removed?: boolean;
   /** Fingerprint of the config entry when the change was made: if the config changes it later, a `removed` is dropped (and, in entries without cfg_state/cfg_weight, written before those existed, everything). */
@@ -162,7 +164,7 @@ export class BackendSet extends EventEmitter {
         const ov2 = this.overlay.get(key);
         if (ov2?.removed) continue;
         const old = prev?.backends.get(bc.name);
-        const b = this.makeBackend(l.name, bc.name, bc.address, bc.cookie, bc.backup, bc.check, 'config', old);
+        const b = this.makeBackend(l.name, bc.name, bc.address, bc.cookie, bc.backup, bc.check, 'config', old, bc.maxconn);
         b.weight = ov2?.weight ?? bc.weight;
         // No runtime state = none set, or the config has since changed `state` (dropped just above):
         // either way the config's state applies.
@@ -173,7 +175,7 @@ export class BackendSet extends EventEmitter {
         if (ov.listen !== l.name || !ov.added) continue;
         if (le.backends.has(ov.name)) { this.overlay.delete(l.name + '/' + ov.name); continue; } // config now defines it: config wins
         const old = prev?.backends.get(ov.name);
-        const b = this.makeBackend(l.name, ov.name, ov.added.address, ov.added.cookie, ov.added.backup, ov.added.check, ov.added.origin, old);
+        const b = this.makeBackend(l.name, ov.name, ov.added.address, ov.added.cookie, ov.added.backup, ov.added.check, ov.added.origin, old, ov.added.maxconn ?? 0);
         b.weight = ov.weight ?? 1;
         b.admin = ov.admin ?? 'ready';
         b.meta = ov.added.meta;
@@ -216,7 +218,7 @@ export class BackendSet extends EventEmitter {
     return notes;
   }
 
-  private makeBackend(listen: string, name: string, address: string, cookie: string | undefined, backup: boolean, check: boolean, origin: Origin, old: Backend | undefined): Backend {
+  private makeBackend(listen: string, name: string, address: string, cookie: string | undefined, backup: boolean, check: boolean, origin: Origin, old: Backend | undefined, maxconn = 0): Backend {
     const hp = parseHostPort(address);
     if (!hp) throw new PairlbError('PAIRLB_BAD_ADDRESS', `${listen}/${name}: bad address ${address}`);
     const same = old && old.address === address;
@@ -225,7 +227,7 @@ export class BackendSet extends EventEmitter {
       listen, name, address, host: hp.host, port: hp.port,
       weight: 1,
       cookie: cookie ?? defaultCookieId(listen, name),
-      backup, check, origin,
+      backup, check, origin, maxconn,
       admin: 'ready',
       // A new backend with checks enabled starts UP (as HAProxy does) and the first failed checks
       // take it down; no traffic is lost at start while checks warm up.
@@ -325,7 +327,7 @@ export class BackendSet extends EventEmitter {
     this.emit('publish', listen);
   }
 
-  addBackend(listen: string, spec: { name: string; address: string; weight?: number; cookie?: string; backup?: boolean; check?: boolean; admin?: AdminState; origin?: Origin; meta?: Record<string, unknown>;
+  addBackend(listen: string, spec: { name: string; address: string; weight?: number; cookie?: string; backup?: boolean; check?: boolean; admin?: AdminState; origin?: Origin; meta?: Record<string, unknown>; maxconn?: number;
     /** 'down' makes a new backend wait for `rise` good checks before it takes traffic (clones). */
     health?: Health }, reason: string): Backend {
     const le = this.listens.get(listen);
@@ -335,7 +337,7 @@ export class BackendSet extends EventEmitter {
     const cookie = spec.cookie ?? defaultCookieId(listen, spec.name);
     for (const o of le.backends.values()) if (o.cookie === cookie) throw new PairlbError('PAIRLB_BACKEND_EXISTS', `cookie id ${cookie} already used by ${o.name}`);
     const origin = spec.origin ?? 'runtime';
-    const b = this.makeBackend(listen, spec.name, spec.address, cookie, spec.backup ?? false, spec.check ?? true, origin, undefined);
+    const b = this.makeBackend(listen, spec.name, spec.address, cookie, spec.backup ?? false, spec.check ?? true, origin, undefined, spec.maxconn ?? 0);
     b.weight = spec.weight ?? 1;
     b.admin = spec.admin ?? 'ready';
     b.meta = spec.meta;
@@ -344,7 +346,7 @@ export class BackendSet extends EventEmitter {
     const key = listen + '/' + spec.name;
     this.overlay.set(key, {
       listen, name: spec.name, admin: b.admin, weight: b.weight,
-      added: { address: spec.address, cookie: spec.cookie, backup: b.backup, check: b.check, origin, meta: spec.meta },
+      added: { address: spec.address, cookie: spec.cookie, backup: b.backup, check: b.check, origin, meta: spec.meta, ...(b.maxconn ? { maxconn: b.maxconn } : {}) },
     });
     this.bumpRuntime();
     this.emitChange(b, 'ABSENT', effectiveState(b), reason);

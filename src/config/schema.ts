@@ -50,6 +50,12 @@ export const backendSchema = z.object({
   check: bool.default(true),
   /** Initial administrative state. */
   state: z.enum(['ready', 'drain', 'maint']).default('ready'),
+  /**
+   * Most requests in flight at once on this server (HAProxy's server `maxconn`); more wait in a
+   * queue (this server's for sticky requests, the listen's otherwise) up to `timeouts.queue`, then
+   * 503. 0 = unlimited.
+   */
+  maxconn: z.number().int().min(0).max(1_000_000).default(0),
 }).strict();
 
 export const cookieSchema = z.object({
@@ -94,6 +100,8 @@ export const timeoutsSchema = z.object({
   tunnel: duration.default('1h'),
   /** Max time a stopping process waits for in-flight requests. */
   drain: duration.default('30s'),
+  /** Max time a request waits for a server slot (server `maxconn`) before 503 (HAProxy `timeout queue`). Default: `connect`. */
+  queue: durationAtLeast(1).optional(),
 }).strict();
 
 export const retryOn = z.enum(['conn-failure', 'empty-response', 'response-timeout', 'reset']);
@@ -102,7 +110,24 @@ export const listenSchema = z.object({
   name,
   bind: hostPort,
   mode: z.literal('http').default('http'),
-  balance: z.enum(['roundrobin']).default('roundrobin'),
+  /**
+   * roundrobin (smooth weighted), leastconn (fewest in flight per weight, ties by round robin),
+   * source (client address hash), uri (path hash, query excluded), header (hash of `hash_header`;
+   * absent header: round robin), random (two random choices, the less loaded). src/balance/.
+   */
+  balance: z.enum(['roundrobin', 'leastconn', 'source', 'uri', 'header', 'random']).default('roundrobin'),
+  /**
+   * Hash algorithms: map-based (exact weight shares; adding or removing a server moves most keys) or
+   * consistent (a ring: adding or removing one of N servers moves about 1/N of the keys).
+   */
+  hash_type: z.enum(['map-based', 'consistent']).default('map-based'),
+  /** Header whose value is hashed with `balance: header`. */
+  hash_header: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (RFC 9110 token)').optional(),
+  /**
+   * Most client connections open at once on this listen section (HAProxy frontend `maxconn`); more
+   * are closed at accept and counted (refused_conn). Unset: only `global.maxconn` applies.
+   */
+  maxconn: z.number().int().min(1).max(10_000_000).optional(),
   /**
    * Forwarding engine: undici (default) or native (Node's llhttp over a socket pool). The former
    * `http-proxy` engine was removed (request smuggling and a crash on two Host headers, issue 10):
@@ -144,6 +169,7 @@ export const listenSchema = z.object({
   max_headers: z.number().int().min(8).max(10000).default(100),
   backends: z.array(backendSchema).default([]),
 }).strict().superRefine((l, ctx) => {
+  if (l.balance === 'header' && !l.hash_header) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hash_header'], message: 'balance: header needs hash_header (the header to hash)' });
   const seen = new Map<string, number>();
   const cookies = new Map<string, number>();
   l.backends.forEach((b, i) => {

@@ -6,9 +6,10 @@ import type { Exchange, Listener } from './listener.js';
  * One line per request. `json`: the fields of HAProxy's httplog (client, listen/backend/server,
  * timers Tw/Tc/Tr/Ta in ms, status, bytes, termination state, retries) as a pino JSON line.
  * `combined`: the Apache combined format that Awstats and GoAccess read.
- * Timers: Tw (queue) is always 0 (no queueing: pools are unbounded); Tc is the time until the
- * request was handed to a connection (-1 if never), Tr until response headers (-1 if none),
- * Ta total.
+ * Timers: Tw is the time waited for a server slot (server maxconn; 0 when not queued), Tc the
+ * time until the request was handed to a connection (-1 if never), Tr until response headers
+ * (-1 if none), Ta total. srv_queue / backend_queue: waiters ahead of it in the server's and the
+ * backend's queue when it was queued (HAProxy's fields of the same name).
  */
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad = (n: number) => (n < 10 ? '0' + n : String(n));
@@ -36,9 +37,10 @@ export class AccessLog {
       this.log.info({
         client: ex.socket.remoteAddress, client_port: ex.socket.remotePort,
         listen: l.s.name, server: ex.route?.name ?? '<NOSRV>',
-        Tw: 0, Tc: ms(ex.tConnect), Tr: ms(ex.tHeaders), Ta: ms(now),
+        Tw: Math.round(ex.tw * 100) / 100, Tc: ms(ex.tConnect), Tr: ms(ex.tHeaders), Ta: ms(now),
         status: ex.status, bytes_read: ex.bytesOut, bytes_in: bytesIn,
         termination: ex.termination, retries: ex.attempts > 1 ? ex.attempts - 1 : 0,
+        srv_queue: ex.srvQueue, backend_queue: ex.backendQueue,
         method: req.method, uri: req.url,
       });
     } else {

@@ -10,6 +10,8 @@ import { undiciEngine } from './engines/undici.js';
 import { nativeEngine } from './engines/native.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import { Routing, type Route } from './routing.js';
+import { WaitQueue } from './queue.js';
+import { hashString, type BalanceOptions } from '../balance/index.js';
 import { insertCookieValue, prefixSetCookie } from './sticky.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
 import { AccessLog } from './access-log.js';
@@ -69,6 +71,14 @@ export class ListenSettings {
   readonly interestingLengths: Uint8Array;
   /** The bound port (differs from the config with port 0), for X-Forwarded-Port. */
   readonly port: string;
+  readonly balance: BalanceOptions;
+  /** What the hash algorithms hash: 0 nothing, 1 source address, 2 URI path, 3 header `hashHeader`. */
+  readonly hashKind: 0 | 1 | 2 | 3;
+  readonly hashHeader: string;
+  /** timeouts.queue (default: timeouts.connect), ms. */
+  readonly queueMs: number;
+  /** Frontend maxconn (0: only global.maxconn). */
+  readonly maxconn: number;
 
   constructor(readonly cfg: ListenConfig, boundPort?: number) {
     this.name = cfg.name;
@@ -95,6 +105,11 @@ export class ListenSettings {
     this.bodyRatePerMs = cfg.min_body_rate / 1000;
     this.tunnelMs = cfg.timeouts.tunnel;
     this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
+    this.balance = { algorithm: cfg.balance, hashType: cfg.hash_type };
+    this.hashKind = cfg.balance === 'source' ? 1 : cfg.balance === 'uri' ? 2 : cfg.balance === 'header' ? 3 : 0;
+    this.hashHeader = (cfg.hash_header ?? '').toLowerCase();
+    this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
+    this.maxconn = cfg.maxconn ?? 0;
     const names = [...HOP, 'host', 'content-length', 'cookie', 'forwarded', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', this.xffLower];
     this.interestingLengths = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
     for (const n of names) this.interestingLengths[n.length] = 1;
@@ -196,6 +211,32 @@ class ConnQueue {
 }
 
 function ignoreError(): void {}
+
+/** timeouts.queue ran out: 503, termination sQ (HAProxy: server queue timeout). */
+function queueTimedOut(ex: Exchange): void {
+  if (ex.waitQ === null || ex.finished) return;
+  const c = ex.waitQ.counters;
+  ex.l.unqueue(ex);
+  c.queueTimeouts++;
+  ex.termination = 'sQ';
+  ex.respondError(503);
+}
+
+/** balance: uri hashes the path, query string excluded (HAProxy's default without `whole`). */
+function uriHash(path: string): number {
+  const q = path.indexOf('?');
+  return hashString(path, 0, q < 0 ? path.length : q);
+}
+
+/** balance: header: hash of the first `name` header (lowercase name), -1 when absent. */
+function headerHash(raw: string[], name: string): number {
+  const n = name.length;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i];
+    if (k.length === n && k.toLowerCase() === name) return hashString(raw[i + 1]);
+  }
+  return -1;
+}
 function onResClose(this: TaggedRes): void { this[kEx]!.clientClosed(); }
 function onReqError(this: IncomingMessage & { [kEx]?: Exchange }): void { const ex = this[kEx]; if (ex) ex.clientBodyError = true; }
 
@@ -217,6 +258,16 @@ class Exchange {
   clientBodyError = false;
   /** The client's sticky cookie named a usable server (no need to re-issue it). */
   stickyOk = false;
+  /** The request's balancing hash (-1: none), kept for a pick after waiting in a queue. */
+  key = -1;
+  /** Queue state (server maxconn): see src/proxy/queue.ts. tw: ms waited (HAProxy Tw). */
+  queuedAt = 0;
+  waitQ: WaitQueue<Exchange> | null = null;
+  qTimer: NodeJS.Timeout | undefined = undefined;
+  tw = 0;
+  /** Waiters ahead of it when it was queued (HAProxy srv_queue / backend_queue). */
+  srvQueue = 0;
+  backendQueue = 0;
   /** Upgrade requests: the protocols asked for, and the client's bytes after the head (held until the 101). */
   upgrade: string | null = null;
   upgradeHeld: HeldBytes | null = null;
@@ -382,6 +433,7 @@ class Exchange {
       route.counters.cur--;
       route.counters.total--;
       this.route = undefined;
+      if (this.l.queued > 0) this.l.slotFreed(route);
       this.l.counters.errReq++;
       this.termination = 'PR';
       this.l.log.info({ mod: 'proxy', listen: s.name, code, err: err.message }, 'bad request refused');
@@ -417,10 +469,12 @@ class Exchange {
     }
     if (retry && this.attempts <= s.retries) {
       (this.tried ??= []).push(route);
-      const next = s.redispatch ? this.l.routing.pick(this.tried) : route;
+      // A full server set (maxconn) may leave no other: the slot held on this one is ours to reuse.
+      const next = (s.redispatch ? this.l.routing.pick(this.key, this.tried) : route) ?? (route.maxconn > 0 ? route : undefined);
       if (next) {
         route.counters.retries++;
         route.counters.cur--;
+        if (next !== route && this.l.queued > 0) this.l.slotFreed(route);
         if (next !== route) {
           route.counters.redispatches++;
           // The client is now served by another server: it must get that server's cookie.
@@ -465,6 +519,7 @@ class Exchange {
     this.finished = true;
     const res = this.res;
     const a = this.attempt;
+    if (this.waitQ !== null) { this.l.unqueue(this); this.termination = 'CQ'; }
     if (!res.writableFinished) {
       if (this.termination === '--') this.termination = this.status ? 'CD' : 'CH';
       if (a && !a.done) { a.done = true; this.abortUpstream?.(); }
@@ -480,6 +535,10 @@ export class Listener {
   s: ListenSettings;
   routing: Routing = Routing.EMPTY;
   readonly counters: Counters;
+  /** Backend queue (server maxconn, non-sticky requests), server queues by backend id, and how many wait in all. */
+  readonly queue: WaitQueue<Exchange>;
+  readonly serverQueues = new Map<number, WaitQueue<Exchange>>();
+  queued = 0;
   readonly upstreams = new Map<number, { up: Upstream; engine: Engine; address: string }>();
   server: Server | undefined;
   readonly access: AccessLog;
@@ -491,6 +550,7 @@ export class Listener {
   constructor(readonly app: App, cfg: ListenConfig) {
     this.s = new ListenSettings(cfg);
     this.counters = app.counters.listen(cfg.name);
+    this.queue = new WaitQueue<Exchange>(this.counters);
     this.log = app.log;
     this.access = new AccessLog(app.cfg.global.log.access, app.log);
   }
@@ -526,6 +586,8 @@ export class Listener {
     server.on('connection', (sock: ClientSocket) => {
       // A socket handed back to the server after a refused Upgrade comes through here again.
       if (this.sockets.has(sock)) return;
+      const fmax = this.s.maxconn;
+      if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return; }
       if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return; }
       this.sockets.add(sock);
       sock.once('close', () => {
@@ -586,7 +648,17 @@ export class Listener {
     for (const [id, u] of this.upstreams) {
       if (!live.has(id)) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
     }
-    this.routing = new Routing(primary, backup, byCookie);
+    this.routing = new Routing(primary, backup, byCookie, s.balance, this.routing);
+    // Waiters of a server that can no longer be reached by its cookie (DOWN, MAINT, removed) go to
+    // the backend queue, in order (HAProxy redispatches them); a server's queue object goes with it.
+    for (const [id, q] of this.serverQueues) {
+      let r: Route | undefined;
+      for (const x of byCookie.values()) if (x.id === id) r = x;
+      if (r !== undefined) continue;
+      for (let ex = q.shift(); ex !== undefined; ex = q.shift()) { ex.stickyOk = false; this.queue.push(ex, ex.queuedAt); }
+      this.serverQueues.delete(id);
+    }
+    if (this.queued > 0) this.drainQueues();
   }
 
   private route(b: Backend, state: Route['state'], weight: number): Route {
@@ -597,11 +669,15 @@ export class Listener {
       this.upstreams.set(b.id, u);
     }
     const c = this.s.cfg.cookie;
+    const counters = this.app.counters.backend(b.id);
+    let queue = this.serverQueues.get(b.id);
+    if (queue === undefined) this.serverQueues.set(b.id, (queue = new WaitQueue<Exchange>(counters)));
     return {
       id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight, checked: b.check,
+      maxconn: b.maxconn, queue,
       cookieId: b.cookie,
       setCookie: c && c.mode === 'insert' ? insertCookieValue(c, b.cookie) : undefined,
-      counters: this.app.counters.backend(b.id),
+      counters,
       upstream: u.up,
     };
   }
@@ -728,15 +804,97 @@ export class Listener {
     let route: Route | undefined;
     if (stickyId !== undefined) {
       route = routing.byCookie.get(stickyId);
-      if (route !== undefined) ex.stickyOk = true;
+      if (route !== undefined) {
+        ex.stickyOk = true;
+        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) { this.wait(ex, route.queue); return; }
+      }
     }
-    if (route === undefined) route = routing.pick(null);
     if (route === undefined) {
+      const hk = s.hashKind;
+      if (hk !== 0) ex.key = hk === 1 ? hashString(clientIp(req.socket)) : hk === 2 ? uriHash(path) : headerHash(req.rawHeaders, s.hashHeader);
+      route = routing.pick(ex.key, null);
+    }
+    if (route === undefined) {
+      // Servers exist but every one is full (maxconn): wait for a slot.
+      if (routing.active.items.length > 0) { this.wait(ex, this.queue); return; }
       ex.termination = 'SC';
       ex.respondError(503);
       return;
     }
     ex.send(route);
+  }
+
+  // ---- queues (server maxconn): src/proxy/queue.ts ----------------------------------------------
+
+  private wait(ex: Exchange, q: WaitQueue<Exchange>): void {
+    ex.srvQueue = q === this.queue ? 0 : q.length;
+    ex.backendQueue = this.queue.length;
+    q.push(ex, performance.now());
+    this.queued++;
+    ex.qTimer = setTimeout(queueTimedOut, this.s.queueMs, ex);
+  }
+
+  /** A waiter leaves without a server (timeout, client gone). */
+  unqueue(ex: Exchange): void {
+    if (ex.waitQ === null) return;
+    ex.waitQ.remove(ex);
+    this.queued--;
+    clearTimeout(ex.qTimer);
+    ex.tw = performance.now() - ex.queuedAt;
+  }
+
+  /** `ex` was just shifted from `q`: it goes to `route`. */
+  private dispatch(q: WaitQueue<Exchange>, ex: Exchange, route: Route, now: number): void {
+    this.queued--;
+    clearTimeout(ex.qTimer);
+    const tw = now - ex.queuedAt;
+    ex.tw = tw;
+    q.counters.queueMs += tw;
+    ex.send(route);
+  }
+
+  /**
+   * A slot of `route` was freed: the oldest of its own waiters and the backend queue's goes (a
+   * backend waiter is balanced again, so it may go to another server with room).
+   */
+  slotFreed(route: Route): void {
+    const sq = this.serverQueues.get(route.id);
+    const bq = this.queue;
+    const now = performance.now();
+    for (;;) {
+      const a = sq?.peek();
+      const b = bq.peek();
+      if (a === undefined && b === undefined) return;
+      if (a !== undefined && (b === undefined || a.queuedAt <= b.queuedAt)) {
+        // Sticky waiters go to their server only (the latest snapshot's route of it).
+        const r = this.currentRoute(route.id);
+        if (r === undefined || (r.maxconn !== 0 && r.counters.cur >= r.maxconn)) return;
+        sq!.shift();
+        this.dispatch(sq!, a, r, now);
+        continue;
+      }
+      const r = this.routing.pick(b!.key, null);
+      if (r === undefined) return;
+      bq.shift();
+      this.dispatch(bq, b!, r, now);
+    }
+  }
+
+  private currentRoute(id: number): Route | undefined {
+    for (const r of this.routing.byCookie.values()) if (r.id === id) return r;
+    return undefined;
+  }
+
+  /** After a rebuild (servers up, maxconn raised): serve every waiter that now has a slot. */
+  private drainQueues(): void {
+    for (const r of this.routing.byCookie.values()) if (r.queue.length > 0) this.slotFreed(r);
+    const now = performance.now();
+    for (let b = this.queue.peek(); b !== undefined; b = this.queue.peek()) {
+      const r = this.routing.pick(b.key, null);
+      if (r === undefined) return;
+      this.queue.shift();
+      this.dispatch(this.queue, b, r, now);
+    }
   }
 
   /** Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq). */
@@ -797,6 +955,7 @@ export class Listener {
     if (r !== undefined) {
       const rc = r.counters;
       rc.cur--;
+      if (this.queued > 0) this.slotFreed(r);
       rc.observe(ex.status, rt);
       rc.bytesOut += ex.bytesOut;
       rc.bytesIn += bytesIn;

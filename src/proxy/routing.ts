@@ -1,7 +1,9 @@
-import { SmoothRoundRobin } from '../balance/round-robin.js';
+import { createBalancer, type Balancer, type BalanceOptions } from '../balance/index.js';
 import type { EffectiveState } from '../backends/backend-set.js';
 import type { Counters } from '../stats/counters.js';
 import type { Upstream } from './engine.js';
+import type { WaitQueue } from './queue.js';
+import type { Exchange } from './listener.js';
 
 /** A backend as the data plane sees it: immutable, everything precomputed. */
 export interface Route {
@@ -15,6 +17,10 @@ export interface Route {
   readonly state: EffectiveState;
   /** Effective weight (slow start applied). */
   readonly weight: number;
+  /** Server `maxconn`: most requests in flight at once on it, 0 = unlimited. */
+  readonly maxconn: number;
+  /** Requests waiting for this server (sticky requests of a full server); survives rebuilds. */
+  readonly queue: WaitQueue<Exchange>;
   readonly cookieId: string;
   /** insert mode: the complete Set-Cookie value for this server. */
   readonly setCookie: string | undefined;
@@ -27,25 +33,30 @@ export interface Route {
  * Primaries: UP, non-backup, weight > 0. Backups serve only when no primary is UP (HAProxy `backup`).
  * Sticky lookups (`byCookie`) also find DRAIN servers: clients already stuck to a draining server
  * keep going to it until it is removed; DOWN and MAINT servers are not found, so their clients
- * are rebalanced and get a new cookie.
+ * are rebalanced and get a new cookie. These rules are the same for every algorithm (src/balance/).
  */
 export class Routing {
-  static readonly EMPTY = new Routing([], [], new Map());
-  private readonly primary: SmoothRoundRobin<Route>;
-  private readonly backup: SmoothRoundRobin<Route>;
+  static readonly EMPTY = new Routing([], [], new Map(), { algorithm: 'roundrobin', hashType: 'map-based' });
+  readonly primary: Balancer<Route>;
+  readonly backup: Balancer<Route>;
 
-  constructor(primary: Route[], backup: Route[], readonly byCookie: ReadonlyMap<string, Route>) {
-    this.primary = new SmoothRoundRobin(primary);
-    this.backup = new SmoothRoundRobin(backup);
+  /** @param prev the previous snapshot: balancers carry their position from it (issue 12). */
+  constructor(primary: Route[], backup: Route[], readonly byCookie: ReadonlyMap<string, Route>, o: BalanceOptions, prev?: Routing) {
+    this.primary = createBalancer(o, primary, prev?.primary);
+    this.backup = createBalancer(o, backup, prev?.backup);
   }
 
+  /** The set that serves now: primaries, or the backups when no primary is UP. */
+  get active(): Balancer<Route> { return this.primary.items.length > 0 ? this.primary : this.backup; }
+
   /**
-   * Next server, skipping `tried` (the servers this request already failed on). When every server
-   * was tried, one is tried again, as HAProxy retries on the same server: a reset on a reused
-   * keep-alive connection is often transient. Returns undefined only when no server is UP.
+   * Next server for a request with hash `key` (-1: none), skipping `tried` (the servers this
+   * request already failed on). When every server was tried, one is tried again, as HAProxy
+   * retries on the same server: a reset on a reused keep-alive connection is often transient.
+   * Returns undefined when no server is UP, or every one is full (maxconn: the caller queues).
    */
-  pick(tried: Route[] | null): Route | undefined {
-    const set = this.primary.items.length > 0 ? this.primary : this.backup;
-    return set.pick(tried) ?? (tried !== null ? set.pick(null) : undefined);
+  pick(key: number, tried: Route[] | null): Route | undefined {
+    const set = this.active;
+    return set.pick(key, tried) ?? (tried !== null ? set.pick(key, null) : undefined);
   }
 }

@@ -202,6 +202,28 @@ export const COLUMNS: readonly Column[] = [
     display: (v) => (v === null ? 'never' : fmtDuration(v)),
     prom: { metric: 'last_session_seconds', type: 'gauge', help: 'Seconds since the last request started (absent if none)' },
   },
+  {
+    key: 'qcur', title: 'Cur', group: 'Queue', help: 'requests waiting for a slot (server maxconn): server rows, its own queue (sticky requests); TOTAL, the backend queue',
+    tier: 2, value: (r) => r.c.qcur, prom: { metric: 'queue_current', type: 'gauge', help: 'Requests waiting for a server slot (server maxconn); listen: the backend queue' },
+  },
+  { key: 'qmax', title: 'Max', group: 'Queue', help: 'most requests waiting at once', tier: 3, value: (r) => r.c.qmax, prom: { metric: 'queue_max', type: 'gauge', help: 'Most requests waiting at once since start' } },
+  {
+    key: 'qtime_ms', title: 'Avg ms', group: 'Queue', help: 'mean time waited by the requests that left this queue for a server (HAProxy Tw; TOTAL: the backend queue)',
+    tier: 3, value: (r) => (r.c.queued ? Math.round((r.c.queueMs / r.c.queued) * 10) / 10 : null),
+  },
+  {
+    key: 'queue_timeouts', title: 'Tout', group: 'Queue', help: 'requests that waited timeouts.queue and got 503', tier: 3,
+    value: (r) => r.c.queueTimeouts, prom: { metric: 'queue_timeouts_total', type: 'counter', help: 'Requests answered 503 after waiting timeouts.queue for a slot' },
+  },
+  {
+    key: 'queue_seconds', title: 'Q s', group: 'Queue', help: 'total time waited in this queue by the requests that left it for a server', tier: 3,
+    value: (r) => Math.round(r.c.queueMs) / 1000, display: (v) => String(v ?? ''),
+    prom: { metric: 'queue_seconds_total', type: 'counter', help: 'Total time waited in this queue (server: its own; listen: the backend queue) by the requests that left it for a server' },
+  },
+  {
+    key: 'queued', title: 'Tot', group: 'Queue', help: 'requests that entered a queue since start', tier: 3,
+    value: (r) => r.c.queued, prom: { metric: 'queued_total', type: 'counter', help: 'Requests that entered a queue since start' },
+  },
   { key: 'bytes_in', title: 'In', group: 'Bytes', help: 'bytes received from clients', tier: 2, value: (r) => r.c.bytesIn, display: fmtBytes, prom: { metric: 'bytes_in_total', type: 'counter', help: 'Request bytes received from clients' } },
   { key: 'bytes_out', title: 'Out', group: 'Bytes', help: 'bytes sent to clients', tier: 2, value: (r) => r.c.bytesOut, display: fmtBytes, prom: { metric: 'bytes_out_total', type: 'counter', help: 'Response bytes sent to clients' } },
   { key: 'err_req', title: 'Req', group: 'Errors', help: 'requests refused before routing (malformed, timeouts)', tier: 3, value: (r) => r.c.errReq, prom: { metric: 'errors_total', type: 'counter', help: 'Errors by type: request (refused before routing), connection (to a backend), response (failed or aborted)', labels: { type: 'request' } } },

@@ -27,6 +27,16 @@ export class Counters {
   tunnelsCur = 0;
   /** Client connections refused at accept (listen rows: global.maxconn reached or accept failed). */
   refusedConn = 0;
+  /** Requests waiting for a server slot now (maxconn: server rows, their server queue; TOTAL, the backend queue), most at once, entered since start. */
+  qcur = 0;
+  qmax = 0;
+  queued = 0;
+  /** Waiters that got 503 after timeouts.queue, and total ms waited by the ones dispatched (Tw). */
+  queueTimeouts = 0;
+  queueMs = 0;
+  /** Requests refused by a per-client limit (429) and connections by allow/deny (TOTAL rows). */
+  limited = 0;
+  deniedConn = 0;
   /** Responses by status class, index 0 = other, 1..5 = 1xx..5xx. */
   readonly status = [0, 0, 0, 0, 0, 0];
   /** ms timestamp of the last request started. */

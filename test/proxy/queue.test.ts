@@ -1,0 +1,189 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { startApp } from '../helpers/app.js';
+import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { untilTrue } from '../helpers/netns.js';
+
+/**
+ * Server maxconn and its queues (issue 14): real backends on port 0, the real App in-process.
+ * Figures printed with `QUEUE` are quoted in the issue note.
+ */
+
+type Running = Awaited<ReturnType<typeof startApp>>;
+
+function get(port: number, path = '/', headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
+  return new Promise((ok, fail) => {
+    const r = request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => ok({ status: res.statusCode!, body, headers: res.headers }));
+    });
+    r.on('error', fail);
+    r.end();
+  });
+}
+
+/** A backend that holds every request until `release()`; counts how many it holds at once. */
+async function holdingBackend(name: string): Promise<TestBackend & { held: ServerResponse[]; maxAtOnce: number; release(n?: number): void }> {
+  const held: ServerResponse[] = [];
+  const o = { held, maxAtOnce: 0, release: (n = held.length) => { for (const r of held.splice(0, n)) r.end(name); } };
+  const b = await startBackend(name, (_req, res) => {
+    held.push(res);
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-backend': name });
+    o.maxAtOnce = Math.max(o.maxAtOnce, held.length);
+    return true;
+  });
+  return Object.assign(b, o);
+}
+
+const cfg = (backends: string, extra = '') => `global:\n  log:\n    access: off\nlisten:\n  - name: web\n    bind: 127.0.0.1:0\n    check:\n      type: tcp\n      interval: 60s\n${extra}    backends:\n${backends}`;
+
+describe('server maxconn and the queue', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => { while (cleanups.length) await cleanups.pop()!(); });
+
+  it('maxconn 2, 50 concurrent slow requests: the backend never holds more than 2, none is lost', async () => {
+    let inFlight = 0, maxInFlight = 0;
+    const be = await startBackend('a', (_req, res) => {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      // Slow: the answer leaves 20 ms later (the backend's behaviour, not a wait of the test).
+      setTimeout(() => { inFlight--; res.end('a'); }, 20);
+      return true;
+    });
+    cleanups.push(() => be.close());
+    const lb: Running = await startApp(cfg(`      - name: a\n        address: ${be.address}\n        maxconn: 2\n`, '    timeouts:\n      queue: 60s\n'));
+    cleanups.push(() => lb.stop());
+    const t0 = performance.now();
+    const res = await Promise.all(Array.from({ length: 50 }, (_, i) => get(lb.port(), `/r${i}`)));
+    const ms = performance.now() - t0;
+    expect(res.map((r) => r.status)).toEqual(Array(50).fill(200));
+    expect(be.seen.map((s) => s.url).sort()).toEqual(Array.from({ length: 50 }, (_, i) => `/r${i}`).sort());
+    expect(maxInFlight).toBe(2);
+    const b = lb.app.counters.backend(lb.app.backends.get('web', 'a')!.id);
+    const l = lb.app.counters.listen('web');
+    expect(l.qcur + b.qcur).toBe(0);
+    expect(l.queueTimeouts).toBe(0);
+    // Most of the 50 waited (how many arrive before the first two finish depends on the machine).
+    expect(l.qmax).toBeGreaterThan(10);
+    expect(l.queued).toBeGreaterThanOrEqual(l.qmax);
+    console.log(`QUEUE maxconn=2 requests=50: backend max in flight ${maxInFlight}, answered ${res.length}/50, qmax ${l.qmax}, queued ${l.queued}, mean Tw ${(l.queueMs / l.queued).toFixed(0)} ms, total ${ms.toFixed(0)} ms`);
+  });
+
+  it('timeouts.queue: a waiter gets 503 (sQ) and never reaches the backend; the one holding the slot is unharmed', async () => {
+    const be = await holdingBackend('a');
+    cleanups.push(() => be.close());
+    const lb: Running = await startApp(cfg(`      - name: a\n        address: ${be.address}\n        maxconn: 1\n`, '    timeouts:\n      queue: 200ms\n'));
+    cleanups.push(() => lb.stop());
+    const first = get(lb.port(), '/first');
+    await untilTrue(() => be.held.length === 1, 5000, 'first request at the backend');
+    const t0 = performance.now();
+    const second = await get(lb.port(), '/second');
+    const waited = performance.now() - t0;
+    expect(second.status).toBe(503);
+    expect(waited).toBeGreaterThanOrEqual(190);
+    const l = lb.app.counters.listen('web');
+    expect([l.queueTimeouts, l.qcur, l.qmax]).toEqual([1, 0, 1]);
+    be.release();
+    expect((await first).status).toBe(200);
+    expect(be.seen.map((s) => s.url)).toEqual(['/first']);
+    console.log(`QUEUE timeout 200ms: 503 after ${waited.toFixed(0)} ms`);
+  });
+
+  it('a sticky request to a full server waits in that server\'s queue; others go to a server with room', async () => {
+    const a = await holdingBackend('a');
+    const b = await holdingBackend('b');
+    cleanups.push(() => a.close(), () => b.close());
+    const lb: Running = await startApp(cfg(
+      `      - name: a\n        address: ${a.address}\n        cookie: A\n        maxconn: 1\n      - name: b\n        address: ${b.address}\n        cookie: B\n        maxconn: 2\n`,
+      '    cookie:\n      name: SRV\n    timeouts:\n      queue: 30s\n'));
+    cleanups.push(() => lb.stop());
+    const p1 = get(lb.port(), '/1', { cookie: 'SRV=A' });
+    await untilTrue(() => a.held.length === 1, 5000, 'a holds /1');
+    const p2 = get(lb.port(), '/2', { cookie: 'SRV=A' }); // a is full: waits for a
+    const idA = lb.app.backends.get('web', 'a')!.id;
+    await untilTrue(() => lb.app.counters.backend(idA).qcur === 1, 5000, '/2 in a\'s queue');
+    const p3 = get(lb.port(), '/3'); // not sticky: b has room
+    await untilTrue(() => b.held.length === 1, 5000, 'b holds /3');
+    expect(lb.app.counters.listen('web').qcur).toBe(0);
+    a.release();
+    await untilTrue(() => a.held.length === 1, 5000, 'a holds /2');
+    a.release(); b.release();
+    const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
+    expect([r1.body, r2.body, r3.body]).toEqual(['a', 'a', 'b']);
+    expect(a.seen.map((s) => s.url)).toEqual(['/1', '/2']);
+    expect(b.seen.map((s) => s.url)).toEqual(['/3']);
+  });
+
+  it('a client that goes away while queued leaves the queue (CQ) and never reaches the backend', async () => {
+    const be = await holdingBackend('a');
+    cleanups.push(() => be.close());
+    const lb: Running = await startApp(cfg(`      - name: a\n        address: ${be.address}\n        maxconn: 1\n`, '    timeouts:\n      queue: 30s\n'));
+    cleanups.push(() => lb.stop());
+    const first = get(lb.port(), '/first');
+    await untilTrue(() => be.held.length === 1, 5000, 'first at the backend');
+    const s = connect(lb.port(), '127.0.0.1');
+    s.on('error', () => {});
+    s.write('GET /gone HTTP/1.1\r\nHost: x\r\n\r\n');
+    const l = lb.app.counters.listen('web');
+    await untilTrue(() => l.qcur === 1, 5000, '/gone queued');
+    s.destroy();
+    await untilTrue(() => l.qcur === 0 && l.cur === 1, 5000, '/gone left the queue');
+    be.release();
+    expect((await first).status).toBe(200);
+    const after = get(lb.port(), '/after');
+    await untilTrue(() => be.held.length === 1, 5000, '/after at the backend');
+    be.release();
+    expect((await after).status).toBe(200);
+    expect(be.seen.map((x) => x.url)).toEqual(['/first', '/after']);
+  });
+
+  it('waiters of a server that goes DOWN are redispatched; a server coming back takes the backend queue', async () => {
+    const a = await holdingBackend('a');
+    const b = await holdingBackend('b');
+    cleanups.push(() => a.close(), () => b.close());
+    const lb: Running = await startApp(cfg(
+      `      - name: a\n        address: ${a.address}\n        cookie: A\n        maxconn: 1\n      - name: b\n        address: ${b.address}\n        cookie: B\n        maxconn: 1\n        state: maint\n`,
+      '    cookie:\n      name: SRV\n    timeouts:\n      queue: 30s\n'));
+    cleanups.push(() => lb.stop());
+    const p1 = get(lb.port(), '/1');
+    await untilTrue(() => a.held.length === 1, 5000, 'a holds /1');
+    const p2 = get(lb.port(), '/2', { cookie: 'SRV=A' });
+    const p3 = get(lb.port(), '/3');
+    const l = lb.app.counters.listen('web');
+    const idA = lb.app.backends.get('web', 'a')!.id;
+    await untilTrue(() => lb.app.counters.backend(idA).qcur === 1 && l.qcur === 1, 5000, '/2 and /3 queued');
+    lb.app.backends.setAdmin('web', 'b', 'ready', 'test'); // b has one slot: the backend queue's /3
+    await untilTrue(() => b.held.length === 1, 5000, 'b holds /3');
+    expect(b.seen.map((s) => s.url)).toEqual(['/3']);
+    lb.app.backends.setAdmin('web', 'a', 'maint', 'test'); // /2 can no longer reach a: backend queue
+    await untilTrue(() => lb.app.counters.backend(idA).qcur === 0 && l.qcur === 1, 5000, '/2 moved to the backend queue');
+    b.release();
+    await untilTrue(() => b.held.length === 1, 5000, 'b holds /2');
+    b.release(); a.release();
+    const rs = await Promise.all([p1, p2, p3]);
+    expect(rs.map((r) => r.body)).toEqual(['a', 'b', 'b']);
+  });
+});
+
+describe('frontend (listen) maxconn', () => {
+  it('connections beyond it are closed at accept and counted', async () => {
+    const be = await startBackend('a');
+    const lb: Running = await startApp(cfg(`      - name: a\n        address: ${be.address}\n`, '    maxconn: 2\n'));
+    try {
+      const socks = [connect(lb.port(), '127.0.0.1'), connect(lb.port(), '127.0.0.1')];
+      const l = lb.app.counters.listen('web');
+      await Promise.all(socks.map((s) => new Promise((ok) => s.once('connect', ok))));
+      await untilTrue(() => (lb.app.proxy.listeners.get('web') as unknown as { sockets: Set<unknown> }).sockets.size === 2, 5000, 'two connections accepted');
+      const third = connect(lb.port(), '127.0.0.1');
+      third.on('error', () => {});
+      await new Promise((ok) => third.once('close', ok));
+      expect(l.refusedConn).toBe(1);
+      socks[0].destroy();
+      await untilTrue(() => (lb.app.proxy.listeners.get('web') as unknown as { sockets: Set<unknown> }).sockets.size === 1, 5000, 'one closed');
+      expect((await get(lb.port())).status).toBe(200);
+      socks[1].destroy();
+    } finally { await lb.stop(); await be.close(); }
+  });
+});
