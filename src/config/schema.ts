@@ -4,6 +4,7 @@ import { haSchema } from '../ha/config.js';
 import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
 import { ticketsSchema } from './tls-tickets.js';
+import { tlsSchema } from '../tls/config.js';
 
 /**
  * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
@@ -109,6 +110,8 @@ export const retryOn = z.enum(['conn-failure', 'empty-response', 'response-timeo
 export const listenSchema = z.object({
   name,
   bind: hostPort,
+  /** Terminate TLS on this bind (docs/tls.md). Absent: plain HTTP. */
+  tls: tlsSchema.optional(),
   mode: z.literal('http').default('http'),
   /**
    * roundrobin (smooth weighted), leastconn (fewest in flight per weight, ties by round robin),

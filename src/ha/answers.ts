@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 /**
  * Does an HTTP server answer at host:port? One request on a new connection, `Connection: close`;
@@ -13,12 +14,13 @@ import { connect } from 'node:net';
  */
 export interface Answer { ok: boolean; ms: number; err?: string }
 
-export function httpAnswers(host: string, port: number, path: string, timeoutMs: number): Promise<Answer> {
+/** `tls`: the listener terminates TLS; any certificate is accepted (the question is "does it serve"). */
+export function httpAnswers(host: string, port: number, path: string, timeoutMs: number, tls = false): Promise<Answer> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     let done = false;
     let got = '';
-    const sock = connect({ host, port });
+    const sock = tls ? tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }) : connect({ host, port });
     const finish = (ok: boolean, err?: string): void => {
       if (done) return;
       done = true;
@@ -28,7 +30,7 @@ export function httpAnswers(host: string, port: number, path: string, timeoutMs:
     };
     const timer = setTimeout(() => finish(false, got ? 'no status line' : 'timeout'), timeoutMs);
     const hostHeader = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    sock.on('connect', () => {
+    sock.on(tls ? 'secureConnect' : 'connect', () => {
       sock.write(`GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\nUser-Agent: pairlb-ha-check\r\nConnection: close\r\n\r\n`);
     });
     sock.setEncoding('latin1');

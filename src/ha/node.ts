@@ -339,7 +339,7 @@ export class HaNode implements Module {
       return new Promise((resolve) => {
         let done = false;
         const finish = (r: { inUse: boolean; why?: string }): void => { if (!done) { done = true; resolve(r); } };
-        void httpAnswers(this.vip.ip, this.servePort, sc.path, sc.timeout).then((a) => finish(a.ok
+        void httpAnswers(this.vip.ip, this.servePort, sc.path, sc.timeout, this.cfg.serve_check.port === undefined && this.app.cfg.listen[0].tls !== undefined).then((a) => finish(a.ok
           ? { inUse: true, why: `answers ARP and serves (HTTP in ${a.ms} ms)` }
           : { inUse: false, why: `VIP answers ARP but does not serve (${a.err} after ${a.ms} ms)` }));
         // Two unanswered probes in a row, not one: a single one can be a reply that came too late.

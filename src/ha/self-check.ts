@@ -35,8 +35,8 @@ export class SelfCheck {
 
   stop(): void { clearInterval(this.timer); this.timer = undefined; }
 
-  private targets(): { name: string; host: string; port: number }[] {
-    const out: { name: string; host: string; port: number }[] = [];
+  private targets(): { name: string; host: string; port: number; tls: boolean }[] {
+    const out: { name: string; host: string; port: number; tls: boolean }[] = [];
     for (const [name, l] of this.app.proxy.listeners) {
       const a = l.address();
       if (!a) continue;
@@ -44,7 +44,7 @@ export class SelfCheck {
       if (host === '0.0.0.0') host = '127.0.0.1';
       else if (host === '::') host = '::1';
       else if (host === this.vipIp && !this.holdsVip()) continue;
-      out.push({ name, host, port: a.port });
+      out.push({ name, host, port: a.port, tls: l.tls !== undefined });
     }
     return out;
   }
@@ -54,7 +54,7 @@ export class SelfCheck {
     this.running = true;
     try {
       const ts = this.targets();
-      const rs = await Promise.all(ts.map((t) => httpAnswers(t.host, t.port, this.cfg.path, this.cfg.timeout)));
+      const rs = await Promise.all(ts.map((t) => httpAnswers(t.host, t.port, this.cfg.path, this.cfg.timeout, t.tls)));
       this.rounds++;
       const bad = rs.findIndex((r) => !r.ok);
       if (bad < 0) {

@@ -36,10 +36,11 @@ const CODINGS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0
  * The request head as the backend must see it, for both proxied requests and Upgrade tunnels.
  * `authority`: that of an absolute-form request-target, which replaces the Host header.
  * Refused (431) beyond `max_headers` lines: node:http keeps max_headers + 1, so an excess shows.
+ * `tls`: the client connection is TLS (src/tls/flag.ts): X-Forwarded-Proto and Forwarded say https.
  * Hot path: only names whose length is one we care about are lowercased and compared, so most
  * headers (user-agent, accept…) are copied without allocating.
  */
-export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: string, authority?: string): RequestHead {
+export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: string, authority?: string, tls = false): RequestHead {
   const headers: string[] = [];
   let xff: string | undefined;
   let stickyId: string | undefined;
@@ -104,14 +105,14 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
   if (s.xff) {
     headers.push(s.xffName, xff === undefined ? ip : xff + ', ' + ip);
     if (s.xproto) {
-      headers.push('X-Forwarded-Proto', 'http', 'X-Forwarded-Port', s.port);
+      headers.push('X-Forwarded-Proto', tls ? 'https' : 'http', 'X-Forwarded-Port', s.port);
       if (host !== undefined) headers.push('X-Forwarded-Host', host);
     }
   }
   if (s.forwarded) {
     // RFC 7239 §4, §6: IPv6 nodes are quoted and bracketed.
     const node = ip.includes(':') ? `"[${ip}]"` : ip;
-    const v = `for=${node};proto=http` + (host ? `;host="${host}"` : '');
+    const v = `for=${node};proto=${tls ? 'https' : 'http'}` + (host ? `;host="${host}"` : '');
     let j = -1;
     for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 9 && headers[i].toLowerCase() === 'forwarded') j = i;
     if (j >= 0) headers[j + 1] += ', ' + v; else headers.push('Forwarded', v);

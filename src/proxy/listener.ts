@@ -1,5 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { App } from '../app.js';
 import type { ListenConfig } from '../config/schema.js';
 import { parseHostPort } from '../config/types.js';
@@ -18,6 +19,8 @@ import { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
 import { HeldBytes, openTunnel, startUpgrade, switchedTo } from './upgrade.js';
 import { nonOriginTarget } from './request-head.js';
+import { TlsTerminator } from '../tls/terminator.js';
+import { isTls } from '../tls/flag.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
 
@@ -546,6 +549,14 @@ export class Listener {
   private bound: { host: string; port: number } | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly bodies = new BodyWatch(this);
+  /** TLS termination of this bind (cfg.tls), its certificates and handshake counters. */
+  tls: TlsTerminator | undefined;
+  /**
+   * The server that holds the bind: the HTTP server itself, or for TLS a net.Server that peeks
+   * each ClientHello (src/tls/terminator.ts) and hands the socket to the https server.
+   */
+  private acceptor: NetServer | undefined;
+  private detachTickets: (() => void) | undefined;
 
   constructor(readonly app: App, cfg: ListenConfig) {
     this.s = new ListenSettings(cfg);
@@ -556,12 +567,12 @@ export class Listener {
   }
 
   address(): { host: string; port: number } | undefined { return this.bound; }
-  isServing(): boolean { return !!this.server?.listening; }
+  isServing(): boolean { return this.server !== undefined && !!this.acceptor?.listening; }
 
   async start(): Promise<void> {
     const cfg = this.s.cfg;
     const hp = parseHostPort(cfg.bind)!;
-    const server = createServer({
+    const opts: ServerOptions = {
       maxHeaderSize: cfg.max_header_size,
       keepAliveTimeout: cfg.timeouts.client,
       headersTimeout: cfg.timeouts.http_request,
@@ -573,7 +584,9 @@ export class Listener {
       // HTTP/1.1 without Host is refused in handle(), through reject(): node's own 400 would let the
       // requests pipelined behind it be served after its `Connection: close` (RFC 9112 §9.6).
       requireHostHeader: false,
-    });
+    };
+    if (cfg.tls) this.tls = new TlsTerminator(cfg.name, cfg.tls, this.log);
+    const server: Server = this.tls ? createHttpsServer({ ...opts, ...this.tls.serverOptions() }) as unknown as Server : createServer(opts);
     // One more header line than allowed is kept, so that an excess is seen (431), not dropped.
     server.maxHeadersCount = cfg.max_headers + 1;
     server.on('request', (req, res) => this.onRequest(req, res));
@@ -583,12 +596,13 @@ export class Listener {
     // uncounted. pairlb is not a forward proxy: 501, as for any refused request head.
     server.on('connect', (_req, socket) => this.refuseHead(socket as Socket, 501, 'CONNECT'));
     const guard = this.app.proxy.guard;
-    server.on('connection', (sock: ClientSocket) => {
-      // A socket handed back to the server after a refused Upgrade comes through here again.
-      if (this.sockets.has(sock)) return;
+    const admit = (sock: ClientSocket): boolean => {
+      // A socket handed back to the server after a refused Upgrade comes through here again, and
+      // on a TLS bind every socket comes from the acceptor, which admitted it.
+      if (this.sockets.has(sock)) return false;
       const fmax = this.s.maxconn;
-      if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return; }
-      if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return; }
+      if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return false; }
+      if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return false; }
       this.sockets.add(sock);
       sock.once('close', () => {
         this.sockets.delete(sock);
@@ -597,23 +611,42 @@ export class Listener {
         const q = sock[kConn];
         if (q !== undefined) q.items.length = 0;
       });
-    });
+      return true;
+    };
+    server.on('connection', admit);
+    const tls = this.tls;
+    const acceptor: NetServer = tls ? createNetServer({ noDelay: true, pauseOnConnect: false }, (sock) => {
+      if (admit(sock)) tls.accept(sock, (s) => server.emit('connection', s));
+    }) : server;
     await new Promise<void>((ok, fail) => {
-      server.once('error', fail);
-      server.listen(hp.port, hp.host, () => { server.off('error', fail); ok(); });
+      acceptor.once('error', fail);
+      acceptor.listen(hp.port, hp.host, () => { acceptor.off('error', fail); ok(); });
     });
     // Bound: an 'error' now is an accept failure (EMFILE when libuv's reserve fd is gone too).
-    server.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
-    const a = server.address();
+    acceptor.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
+    this.acceptor = acceptor;
+    // node:http starts its connection tracking (headers timeout, closeIdleConnections) on its own
+    // 'listening'; the https server of a TLS bind never listens itself.
+    if (acceptor !== server) server.emit('listening');
+    const a = acceptor.address();
     this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
     this.s = new ListenSettings(cfg, this.bound.port);
     this.server = server;
+    if (this.tls) {
+      this.tls.attach(server as unknown as HttpsServer);
+      // Session-ticket keys of the process (shared by the HA pair): src/tls/ticket-keys.ts.
+      this.detachTickets = this.app.tickets.attach(server as unknown as HttpsServer);
+      this.app.emit('tls-server', server, cfg.name);
+    }
     this.rebuild();
   }
 
   /** New settings for the same bind address (reload). Pools are rebuilt if timeouts/engine changed. */
   update(cfg: ListenConfig): void {
     const old = this.s.cfg;
+    // Same bind, TLS on both sides (the manager starts a new server when TLS is turned on or off):
+    // the certificates are read again, a refused set leaves the running one serving.
+    if (cfg.tls && this.tls) this.tls.reload(cfg.tls, 'config reload');
     this.s = new ListenSettings(cfg, this.bound?.port);
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
@@ -790,7 +823,7 @@ export class Listener {
       path = t.path;
       authority = t.authority;
     }
-    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority);
+    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority, isTls(req.socket));
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing. §3.2: HTTP/1.1 needs Host.
     const minor = req.httpVersionMinor;
     if (refuse !== 0 || (chunked && minor === 0) || (!hostLine && minor === 1)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
@@ -977,8 +1010,14 @@ export class Listener {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.tls?.close();
+    this.detachTickets?.();
     this.bodies.stop();
-    const closed = new Promise<void>((ok) => server.close(() => ok()));
+    const acceptor = this.acceptor ?? server;
+    this.acceptor = undefined;
+    // The acceptor's close waits for every connection it accepted (TLS ones too).
+    const closed = new Promise<void>((ok) => acceptor.close(() => ok()));
+    if (acceptor !== server) server.close();
     server.closeIdleConnections();
     // Idle keep-alive sockets close as their current response ends.
     const timer = setTimeout(() => { server.closeAllConnections(); for (const s of this.sockets) s.destroy(); }, drainMs);

@@ -36,7 +36,7 @@ export class ProxyManager {
     }
     for (const l of cfg.listen) {
       const cur = this.listeners.get(l.name);
-      if (cur && cur.s.cfg.bind === l.bind) { cur.update(l); continue; }
+      if (cur && cur.s.cfg.bind === l.bind && !cur.s.cfg.tls === !l.tls) { cur.update(l); continue; }
       const li = new Listener(this.app, l);
       await li.start();
       this.listeners.set(l.name, li);

@@ -1,3 +1,4 @@
+import { isTls } from '../tls/flag.js';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Exchange, Listener } from './listener.js';
@@ -187,8 +188,9 @@ function handBack(l: Listener, sock: Socket, head: Buffer, prefix: string | null
     return;
   }
   l.handedBack(sock);
-  // Public API: "this event can also be explicitly emitted by users to inject connections".
-  server.emit('connection', sock);
+  // Public API: "this event can also be explicitly emitted by users to inject connections". A TLS
+  // socket goes back past the handshake: node:https serves HTTP on 'secureConnection'.
+  server.emit(isTls(sock) ? 'secureConnection' : 'connection', sock);
 }
 
 /**
