@@ -5,10 +5,14 @@ import { BackendSet } from './backends/backend-set.js';
 import { CounterStore } from './stats/counters.js';
 import { StateStore } from './state/store.js';
 import { ProxyManager } from './proxy/manager.js';
-import type { Logger } from './log.js';
 import type { LivenessProbe } from './ha/sd-notify.js';
 import { TicketKeys } from './tls/ticket-keys.js';
 import { readKeyFile } from './ha/advert.js';
+import { setLogLevel, type Logger } from './log.js';
+import { restartKeys, type RestartKey } from './config/restart.js';
+
+/** What a reload did: `changes` applied besides listens/backends, `restart` keys that wait for a restart. */
+export interface ReloadResult { applied: boolean; reason?: string; changes: string[]; restart: RestartKey[] }
 
 /**
  * The composition root: one App per process. The control plane modules (health, HA, scaler,
@@ -112,11 +116,13 @@ export class App extends EventEmitter {
    * and a reload queued behind a newer one is skipped, so the newest config always ends up applied.
    * A stopping App ignores reloads (a listener opened now would never be closed).
    */
-  reload(cfg: Config): Promise<void> {
-    if (this.stopping) { this.log.warn('reload ignored: stopping'); return Promise.resolve(); }
+  reload(cfg: Config): Promise<ReloadResult> {
+    if (this.stopping) { this.log.warn('reload ignored: stopping'); return Promise.resolve({ applied: false, reason: 'stopping', changes: [], restart: [] }); }
     const gen = ++this.reloadGen;
-    const run = this.reloading.then(async () => {
-      if (gen !== this.reloadGen || this.stopping) return;
+    const run = this.reloading.then(async (): Promise<ReloadResult> => {
+      if (gen !== this.reloadGen || this.stopping) return { applied: false, reason: gen !== this.reloadGen ? 'superseded by a newer reload' : 'stopping', changes: [], restart: [] };
+      const restart = restartKeys(this.cfg, cfg, new Set(this.modules.map((m) => m.name)));
+      const changes = this.applyLog(this.cfg.global.log, cfg.global.log);
       this.cfg = cfg;
       for (const c of this.backends.applyConfig(cfg.listen)) {
         this.log.info({ mod: 'backends', listen: c.listen, backend: c.backend, changes: c.changes }, `reload: ${c.listen}/${c.backend}: ${c.changes.join('; ')}`);
@@ -126,10 +132,23 @@ export class App extends EventEmitter {
       for (const m of this.modules) {
         try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }
       }
-      this.log.info('config reloaded');
+      for (const r of restart) this.log.warn({ mod: 'config', key: r.key }, `reload: ${r.key} changed: needs a restart (${r.why})`);
+      this.log.info({ changes, restart: restart.map((r) => r.key) }, restart.length ? `config reloaded; needs a restart for: ${restart.map((r) => r.key).join(', ')}` : 'config reloaded');
+      return { applied: true, changes, restart };
     });
-    this.reloading = run.catch(() => {});
+    this.reloading = run.then(() => {}, () => {});
     return run;
+  }
+
+  /** global.log on reload: the level of every logger, and the access log's format and destination. */
+  private applyLog(old: Config['global']['log'], next: Config['global']['log']): string[] {
+    const out: string[] = [];
+    if (old.level !== next.level) {
+      if (setLogLevel(this.log, next.level)) out.push(`log level ${old.level} -> ${next.level}`);
+    }
+    const a = this.proxy.access.configure(next);
+    if (a !== undefined) out.push(a);
+    return out;
   }
 
   private reloading: Promise<void> = Promise.resolve();

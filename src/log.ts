@@ -6,9 +6,31 @@ import pino, { type Logger } from 'pino';
  */
 export type { Logger };
 
+/** Every child of a logger made by createLogger, so that a new level reaches them (pino copies the level into a child once). */
+const families = new WeakMap<Logger, Set<WeakRef<Logger>>>();
+
 export function createLogger(level = 'info', dest: NodeJS.WritableStream | number = 1): Logger {
   const stream = typeof dest === 'number' ? pino.destination({ dest, sync: false }) : dest;
-  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
+  const kids = new Set<WeakRef<Logger>>();
+  // onChild is inherited: grandchildren are registered too.
+  const root = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, onChild: (c) => { kids.add(new WeakRef(c)); } }, stream);
+  families.set(root, kids);
+  return root;
+}
+
+/**
+ * Set the level of a logger from createLogger and of all its children (reload of global.log.level).
+ * Returns false for a logger that createLogger did not make (its children cannot be reached).
+ */
+export function setLogLevel(root: Logger, level: string): boolean {
+  const kids = families.get(root);
+  if (kids === undefined) return false;
+  root.level = level;
+  for (const r of kids) {
+    const c = r.deref();
+    if (c === undefined) kids.delete(r); else c.level = level;
+  }
+  return true;
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

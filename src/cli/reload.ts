@@ -17,7 +17,39 @@ import { register } from './registry.js';
 export const DEFAULT_PIDFILE = '/run/pairlb/pairlb.pid';
 
 /** Exit statuses, stable for scripts. */
-export const RELOAD_EXIT = { ok: 0, invalid: 1, usage: 2, notRunning: 3 } as const;
+export const RELOAD_EXIT = { ok: 0, invalid: 1, usage: 2, notRunning: 3, noReport: 4 } as const;
+
+/**
+ * What the running process did with a SIGHUP, written by `pairlb start --pidfile F` to
+ * reloadResultFile(F) (atomically) after every reload; `seq` counts this process's reloads.
+ */
+export interface ReloadReport {
+  pid: number; seq: number; at: string; ok: boolean; reason?: string; problems?: string;
+  changes: string[]; restart: { key: string; why: string }[];
+}
+
+/** /run/pairlb/pairlb.pid → /run/pairlb/pairlb.reload.json */
+export function reloadResultFile(pidfile: string): string {
+  return pidfile.replace(/\.pid$/, '') + '.reload.json';
+}
+
+/** How long `pairlb reload` waits for the process's report (a reload that opens listeners, HA untouched). */
+const REPORT_WAIT_MS = 15_000;
+
+function readReport(file: string): ReloadReport | undefined {
+  try { return JSON.parse(readFileSync(file, 'utf8')) as ReloadReport; } catch { return undefined; }
+}
+
+/** The report with our pid and a seq above `after`, polled every 50 ms up to REPORT_WAIT_MS. */
+async function waitReport(file: string, pid: number, after: number): Promise<ReloadReport | undefined> {
+  const end = Date.now() + REPORT_WAIT_MS;
+  for (;;) {
+    const r = readReport(file);
+    if (r && r.pid === pid && r.seq > after) return r;
+    if (Date.now() > end) return undefined;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
 
 /**
  * The config file named on a `pairlb start` command line (`-c F`, `--config F`, `--config=F`,
@@ -74,7 +106,7 @@ register('reload', {
     'with (or FILE given with -c), prints every error and exits 1 without signalling when the file is',
     'invalid; otherwise sends SIGHUP. The running process applies the difference live: listen sections',
     'and backends added, changed or removed, in-flight requests and idle keep-alive connections kept,',
-    'runtime changes (admin API, scaler) kept. Its log says "config reloaded" or why not.',
+    'runtime changes (admin API, scaler) kept.',
     'Under systemd, `systemctl reload pairlb` does the same.',
     '',
     'Options:',
@@ -84,7 +116,11 @@ register('reload', {
     '                   from /proc by default; a different file is refused, it would not be loaded)',
     '  --no-check       send SIGHUP without validating first',
     '',
-    'Exit status: 0 signal sent, 1 config invalid (nothing sent), 2 usage, 3 no running pairlb.',
+    'It then waits (up to 15 s) for the process to report what it did, and prints it: what was applied',
+    'besides listens and backends (log level, access log), and every changed key that needs a restart.',
+    '',
+    'Exit status: 0 reloaded (or signal sent, with --pid), 1 config invalid (nothing sent) or refused by',
+    'the process, 2 usage, 3 no running pairlb, 4 no report from the process in time.',
   ].join('\n'),
   async run(argv) {
     let values;
@@ -125,11 +161,29 @@ register('reload', {
       }
       process.stdout.write(`Configuration file is valid: ${file}\n`);
     }
+    // With --pid there is no pid file, hence no known report file: signal and return.
+    const reportFile = values.pid === undefined ? reloadResultFile(pidfile) : undefined;
+    const before = reportFile ? readReport(reportFile) : undefined;
+    const after = before && before.pid === target.pid ? before.seq : 0;
     try { process.kill(target.pid, 'SIGHUP'); } catch (e) {
       process.stderr.write(`pairlb reload: cannot signal process ${target.pid}: ${(e as Error).message}\n`);
       return RELOAD_EXIT.notRunning;
     }
     process.stdout.write(`Sent SIGHUP to pairlb (pid ${target.pid})\n`);
+    if (!reportFile) return RELOAD_EXIT.ok;
+    const r = await waitReport(reportFile, target.pid, after);
+    if (!r) {
+      process.stderr.write(`pairlb reload: no report from process ${target.pid} in ${reportFile} within ${REPORT_WAIT_MS / 1000} s: see its log ("config reloaded" or why not)\n`);
+      return RELOAD_EXIT.noReport;
+    }
+    if (!r.ok) {
+      if (r.problems) process.stderr.write(r.problems + '\n');
+      process.stderr.write(`pairlb reload: process ${target.pid} did not reload: ${r.reason ?? 'see its log'}\n`);
+      return RELOAD_EXIT.invalid;
+    }
+    process.stdout.write(`Reloaded (pid ${target.pid})\n`);
+    for (const c of r.changes) process.stdout.write(`  applied: ${c}\n`);
+    for (const k of r.restart) process.stdout.write(`  needs a restart: ${k.key} (${k.why})\n`);
     return RELOAD_EXIT.ok;
   },
 });

@@ -12,6 +12,7 @@ import { createLogger } from '../log.js';
 import { startDemoBackends } from '../demo.js';
 import { register } from './registry.js';
 import { SdNotifier } from '../ha/sd-notify.js';
+import { reloadResultFile, type ReloadReport } from './reload.js';
 import '../modules.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -85,7 +86,12 @@ register('start', {
     // second `npm start` shows the README's tour again instead of the last run's drains, and
     // nothing is written into the checkout. --state-dir keeps it where the user says.
     const demoState = values.demo && !values['state-dir'] ? mkdtempSync(join(tmpdir(), 'pairlb-demo-')) : undefined;
-    const app = new App(cfg, log, { stateDir: values['state-dir'] ?? demoState });
+    let app: App;
+    try { app = new App(cfg, log, { stateDir: values['state-dir'] ?? demoState }); } catch (e) {
+      log.fatal({ err: e }, 'start failed');
+      await demo?.close();
+      return 1;
+    }
     const removeDemoState = () => { if (demoState) rmSync(demoState, { recursive: true, force: true }); };
     process.once('exit', removeDemoState);
     try {
@@ -134,20 +140,34 @@ register('start', {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      // `pairlb reload` waits for this file (next to the pid file) to say what the reload did.
+      let reloadSeq = 0;
+      const report = (r: Omit<ReloadReport, 'pid' | 'seq' | 'at'>) => {
+        if (!pidfile) return;
+        const body: ReloadReport = { pid: process.pid, seq: ++reloadSeq, at: new Date().toISOString(), ...r };
+        try { writeAtomic(reloadResultFile(pidfile), JSON.stringify(body) + '\n'); } catch (e) { log.warn({ err: e }, 'cannot write the reload result file'); }
+      };
       process.on('SIGHUP', () => {
-        if (stopping) { log.warn('reload ignored: stopping'); return; }
+        if (stopping) { log.warn('reload ignored: stopping'); report({ ok: false, reason: 'stopping', changes: [], restart: [] }); return; }
         let next: Config;
-        try { next = loadConfigFile(file); } catch (e) {
+        try { next = loadConfigFile(file, (c) => preflight(c, { interfaces: false })); } catch (e) {
           const problems = e instanceof ConfigError ? e.problems : [{ path: '(file)', message: String(e) }];
           log.error({ mod: 'config', file, problems }, 'reload refused: invalid config; the running config stays');
+          report({ ok: false, reason: 'invalid config: the running config stays', problems: e instanceof ConfigError ? e.message : String(e), changes: [], restart: [] });
           return;
         }
         sd.reloading();
-        app.reload(next).catch((e) => log.error({ err: e }, 'reload failed')).finally(() => sd.reloaded(`serving ${app.cfg.listen.length} listen section(s), role ${app.role}`));
+        app.reload(next).then((r) => {
+          // A reload overtaken by a newer one reports nothing: the newer one reports for both.
+          if (r.reason !== 'superseded by a newer reload') report({ ok: r.applied, reason: r.reason, changes: r.changes, restart: r.restart });
+        }, (e) => { log.error({ err: e }, 'reload failed'); report({ ok: false, reason: `reload failed: ${(e as Error).message}`, changes: [], restart: [] }); })
+          .finally(() => sd.reloaded(`serving ${app.cfg.listen.length} listen section(s), role ${app.role}`));
       });
+      // logrotate's postrotate: reopen the access log file (SIGUSR1, as nginx does).
+      process.on('SIGUSR1', () => { log.info('SIGUSR1: reopening log files'); app.proxy.access.reopen(); });
     });
     sd.close();
-    if (pidfile) removePidfile(pidfile);
+    if (pidfile) { removePidfile(pidfile); removeReloadResult(pidfile); }
     return exitCode;
   },
 });
@@ -156,9 +176,16 @@ register('start', {
 const STOP_GRACE_MS = 10_000;
 
 /** Written atomically (temp + rename) so `pairlb reload` never reads a half-written file. */
-function writePidfile(file: string): void {
-  writeFileSync(`${file}.tmp`, `${process.pid}\n`);
+function writePidfile(file: string): void { writeAtomic(file, `${process.pid}\n`); }
+
+function writeAtomic(file: string, text: string): void {
+  writeFileSync(`${file}.tmp`, text);
   renameSync(`${file}.tmp`, file);
+}
+
+function removeReloadResult(pidfile: string): void {
+  const f = reloadResultFile(pidfile);
+  try { if ((JSON.parse(readFileSync(f, 'utf8')) as ReloadReport).pid === process.pid) unlinkSync(f); } catch { /* none, or not ours */ }
 }
 
 /** Removed only if it is still ours: a second instance may have replaced it. */

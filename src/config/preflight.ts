@@ -3,6 +3,7 @@ import { readKeyFile } from '../ha/advert.js';
 import { interfaceProblem, interfaceState } from '../ha/vip.js';
 import { readReadOnlyToken, readToken } from '../admin/module.js';
 import { hypervisorKeyProblem } from '../scale/hypervisor.js';
+import { checkAppendable } from '../log-sinks.js';
 
 /**
  * What `start` reads besides the YAML, checked without starting: the HA key file (missing,
@@ -36,6 +37,11 @@ export function preflight(cfg: Config, opts: { interfaces: boolean }): Preflight
   if (a?.bind) {
     attempt(['admin', a.token ? 'token' : 'token_file'], () => readToken(a));
     if (a.read_only_token || a.read_only_token_file) attempt(['admin', a.read_only_token ? 'read_only_token' : 'read_only_token_file'], () => readReadOnlyToken(a));
+  }
+  const file = cfg.global.log.access_file;
+  if (file !== undefined && cfg.global.log.access !== 'off') {
+    const p = checkAppendable(file);
+    if (p) out.push({ path: ['global', 'log', 'access_file'], message: p });
   }
   const s = cfg.scale;
   if (s?.enabled) {

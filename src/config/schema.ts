@@ -5,6 +5,7 @@ import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
 import { ticketsSchema } from './tls-tickets.js';
 import { tlsSchema } from '../tls/config.js';
+import { FACILITIES } from '../log-sinks.js';
 
 /**
  * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
@@ -185,10 +186,38 @@ export const listenSchema = z.object({
   });
 });
 
+export const syslogSchema = z.object({
+  /** Unix datagram socket of the local syslog daemon (rsyslog, or journald's /dev/log). */
+  socket: z.string().startsWith('/').default('/dev/log'),
+  /** A syslog server over UDP (host:port) instead of the local socket. */
+  server: hostPort.optional(),
+  /**
+   * Message header: rfc3164 (BSD; on the local socket without hostname, as rsyslog's imuxsock and
+   * journald parse it) or rfc5424 (to a server; on the local socket rsyslog needs imuxsock's
+   * `UseSpecialParser="off"`, and journald does not parse it).
+   */
+  format: z.enum(['rfc3164', 'rfc5424']).default('rfc3164'),
+  facility: z.enum(FACILITIES).default('local0'),
+  /** The APP-NAME / TAG field (rsyslog's `$programname`). */
+  tag: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'expected 1-32 letters, digits, . _ -').default('pairlb'),
+}).strict();
+
 export const logSchema = z.object({
+  /** Level of the JSON logs; a reload applies it. */
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  /** Access log format: HAProxy httplog fields as JSON, or Apache combined (for Awstats/GoAccess). */
+  /**
+   * Access log format: HAProxy httplog fields as JSON, or Apache combined (for Awstats/GoAccess).
+   * Without access_file or access_syslog the lines go to stdout with the JSON logs (the journal).
+   * A reload applies this and the two keys below.
+   */
   access: z.enum(['json', 'combined', 'off']).default('json'),
+  /**
+   * Write the access log to this file (appended, mode 0640) instead of stdout. SIGUSR1 reopens it
+   * (logrotate: `postrotate systemctl kill -s USR1 pairlb`), so rotate without copytruncate.
+   */
+  access_file: z.string().startsWith('/').optional(),
+  /** Send the access log to syslog (one message per line, severity info) instead of stdout. */
+  access_syslog: syslogSchema.optional(),
 }).strict();
 
 export const globalSchema = z.object({

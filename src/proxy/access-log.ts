@@ -1,62 +1,167 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import pino from 'pino';
 import type { Logger } from '../log.js';
+import type { Config } from '../config/schema.js';
+import { FileSink, SyslogSink, type LineSink } from '../log-sinks.js';
 import type { Exchange, Listener } from './listener.js';
 
 /**
- * One line per request. `json`: the fields of HAProxy's httplog (client, listen/backend/server,
- * timers Tw/Tc/Tr/Ta in ms, status, bytes, termination state, retries) as a pino JSON line.
- * `combined`: the Apache combined format that Awstats and GoAccess read.
+ * One line per request, refused requests (400, 414, 431, 408 …) and client aborts included.
+ * `json`: the fields of HAProxy's httplog (client, listen/backend/server, timers Tw/Tc/Tr/Ta in ms,
+ * status, bytes, termination state, retries) as a pino JSON line. `combined`: the Apache combined
+ * format that Awstats and GoAccess read.
+ *
+ * Time: `start` (JSON) and the combined date are when the request started (its head was parsed;
+ * for a head refused by the parser, when the connection became ready for it: accept or the end of
+ * the previous response), not when the line is written: a 10-minute download is logged at its
+ * start, as Apache and HAProxy do. The pino `time` of a JSON line is when it ended.
+ * Bytes: both directions count everything on the wire, heads included (HAProxy's bytes_read and
+ * bytes_uploaded; Apache's %I/%O): `bytes_read` is what was sent to the client, `bytes_in` what
+ * was read from it. The combined line's size field is bytes_read.
+ * Status: what the client got; a client that went away before any response is logged 499 (as
+ * nginx; GoAccess and Awstats know it), with termination CH/CR/CD.
  * Timers: Tw is the time waited for a server slot (server maxconn; 0 when not queued), Tc the
  * time until the request was handed to a connection (-1 if never), Tr until response headers
  * (-1 if none), Ta total. srv_queue / backend_queue: waiters ahead of it in the server's and the
  * backend's queue when it was queued (HAProxy's fields of the same name).
+ *
+ * Destination (global.log): stdout by default (JSON lines through the process logger, so they
+ * carry `mod: "access"`); `access_file` and/or `access_syslog` instead. configure() applies a
+ * reload: the listeners share this one object.
  */
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad = (n: number) => (n < 10 ? '0' + n : String(n));
 
-function clfDate(d: Date): string {
+export function clfDate(d: Date): string {
   return `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`;
 }
 
-function q(s: string | undefined): string {
-  return s === undefined ? '-' : s.replace(/["\\]/g, (c) => '\\' + c);
+const ESCAPE = /["\\\x00-\x1f\x7f-\uffff]/g;
+const hex = (c: string): string => (c === '"' || c === '\\' ? '\\' + c : '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
+/** A field of a combined line: quotes, backslashes, control and non-ASCII bytes escaped as Apache does (\", \\, \xhh). */
+export function clfField(s: string | undefined): string {
+  return s === undefined || s === '' ? '-' : s.replace(ESCAPE, hex);
+}
+
+/** Status logged for a request whose client left before any response (nginx's 499). */
+export const CLIENT_GONE = 499;
+
+type LogConfig = Config['global']['log'];
+
+/** Fans one JSON line out to the configured sinks (pino writes each line with one write()). */
+class Fanout {
+  constructor(private readonly sinks: LineSink[]) {}
+  write(line: string): boolean { for (const s of this.sinks) s.write(line); return true; }
 }
 
 export class AccessLog {
-  readonly enabled: boolean;
-  private readonly log: Logger;
-  constructor(private readonly mode: 'json' | 'combined' | 'off', log: Logger) {
-    this.enabled = mode !== 'off';
-    this.log = log.child({ mod: 'access' });
+  enabled = false;
+  private mode: LogConfig['access'] = 'off';
+  private sinks: LineSink[] = [];
+  private json: Logger;
+  private key = '';
+
+  constructor(private readonly appLog: Logger, cfg: LogConfig) {
+    this.json = appLog.child({ mod: 'access' });
+    this.configure(cfg);
   }
 
-  write(l: Listener, ex: Exchange, now: number, bytesIn: number): void {
+  /**
+   * Apply global.log's access keys (at start and on reload). A file that cannot be opened throws
+   * at start; on reload it is logged and the previous destination is kept.
+   * Returns a short description when something changed.
+   */
+  configure(cfg: LogConfig): string | undefined {
+    const key = JSON.stringify([cfg.access, cfg.access_file ?? null, cfg.access_syslog ?? null]);
+    if (key === this.key) return undefined;
+    const log = this.appLog.child({ mod: 'access-log' });
+    const sinks: LineSink[] = [];
+    if (cfg.access !== 'off') {
+      try {
+        if (cfg.access_file !== undefined) sinks.push(new FileSink(cfg.access_file, log));
+      } catch (e) {
+        if (this.key === '') throw e;
+        log.error({ err: e, file: cfg.access_file }, 'access log: cannot open the new file; the previous destination stays');
+        return undefined;
+      }
+      if (cfg.access_syslog !== undefined) sinks.push(new SyslogSink(cfg.access_syslog, log));
+    }
+    const old = this.sinks;
+    this.key = key;
+    this.mode = cfg.access;
+    this.enabled = cfg.access !== 'off';
+    this.sinks = sinks;
+    this.json = sinks.length === 0
+      ? this.appLog.child({ mod: 'access' })
+      : pino({ level: 'info', base: { mod: 'access' }, timestamp: pino.stdTimeFunctions.isoTime }, new Fanout(sinks));
+    for (const s of old) s.close();
+    const where = [cfg.access_file, cfg.access_syslog && (cfg.access_syslog.server ?? cfg.access_syslog.socket)].filter(Boolean).join(' + ') || 'stdout';
+    return cfg.access === 'off' ? 'access log off' : `access log ${cfg.access} to ${where}`;
+  }
+
+  /** SIGUSR1: reopen files (logrotate). */
+  reopen(): void { for (const s of this.sinks) s.reopen(); }
+
+  close(): void { for (const s of this.sinks) s.close(); this.sinks = []; }
+
+  /** A finished request. `now` is performance.now() at the end; bytes are wire bytes, heads included. */
+  write(l: Listener, ex: Exchange, now: number, bytesIn: number, bytesOut: number): void {
     const req = ex.req;
     const ms = (t: number) => (t ? Math.round((t - ex.start) * 100) / 100 : -1);
+    const status = ex.status === 0 && ex.termination.charCodeAt(0) === 67 /* C: client side */ ? CLIENT_GONE : ex.status;
+    const start = Date.now() - (now - ex.start);
     if (this.mode === 'json') {
-      this.log.info({
+      this.json.info({
+        start: new Date(start).toISOString(),
         client: ex.socket.remoteAddress, client_port: ex.socket.remotePort,
         listen: l.s.name, server: ex.route?.name ?? '<NOSRV>',
         Tw: Math.round(ex.tw * 100) / 100, Tc: ms(ex.tConnect), Tr: ms(ex.tHeaders), Ta: ms(now),
-        status: ex.status, bytes_read: ex.bytesOut, bytes_in: bytesIn,
+        status, bytes_read: bytesOut, bytes_in: bytesIn,
         termination: ex.termination, retries: ex.attempts > 1 ? ex.attempts - 1 : 0,
         srv_queue: ex.srvQueue, backend_queue: ex.backendQueue,
         method: req.method, uri: req.url,
       });
     } else {
-      this.line(req, ex.socket.remoteAddress, ex.status, ex.bytesOut);
+      const h = req.headers;
+      this.line(ex.socket.remoteAddress, start, `${req.method} ${req.url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
     }
   }
 
-  /** A request refused before routing (414 and the like). */
-  reject(l: Listener, req: IncomingMessage, status: number): void {
+  /** A request refused after parsing, before routing (414, 505, 400 …). */
+  reject(l: Listener, req: IncomingMessage, status: number, bytesIn: number, bytesOut: number): void {
     if (!this.enabled) return;
-    if (this.mode === 'json') this.log.info({ client: req.socket?.remoteAddress, client_port: req.socket?.remotePort, listen: l.s.name, server: '<NOSRV>', status, termination: 'PR', method: req.method, uri: req.url?.slice(0, 256) });
-    else this.line(req, req.socket?.remoteAddress, status, 0);
+    const url = req.url?.slice(0, 256);
+    const start = Date.now();
+    if (this.mode === 'json') {
+      this.json.info({ start: new Date(start).toISOString(), client: req.socket?.remoteAddress, client_port: req.socket?.remotePort, listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', method: req.method, uri: url });
+    } else {
+      const h = req.headers;
+      this.line(req.socket?.remoteAddress, start, `${req.method} ${url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
+    }
   }
 
-  private line(req: IncomingMessage, client: string | undefined, status: number, bytes: number): void {
-    const h = req.headers;
-    process.stdout.write(`${client ?? '-'} - - [${clfDate(new Date())}] "${q(req.method)} ${q(req.url)} HTTP/${req.httpVersion}" ${status} ${bytes || '-'} "${q(h.referer)}" "${q(h['user-agent'])}"\n`);
+  /**
+   * A request head the parser refused (400, 431, 414, 408, 501 CONNECT): no request object, so the
+   * request line is the first line of what was read, escaped (as Apache logs a bad request line).
+   */
+  refused(l: Listener, socket: Socket, status: number, start: number, raw: Buffer | undefined, bytesIn: number, bytesOut: number): void {
+    if (!this.enabled) return;
+    let first = '';
+    if (raw !== undefined && raw.length) {
+      const eol = raw.indexOf(10);
+      first = raw.subarray(0, Math.min(eol < 0 ? raw.length : eol, 256)).toString('latin1').replace(/\r$/, '');
+    }
+    if (this.mode === 'json') {
+      this.json.info({ start: new Date(start).toISOString(), client: socket.remoteAddress, client_port: socket.remotePort, listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', request: first });
+    } else {
+      this.line(socket.remoteAddress, start, first, status, bytesOut, undefined, undefined);
+    }
+  }
+
+  private line(client: string | undefined, start: number, request: string, status: number, bytes: number, referer: string | undefined, ua: string | undefined): void {
+    const s = `${client ?? '-'} - - [${clfDate(new Date(start))}] "${clfField(request)}" ${status} ${bytes || '-'} "${clfField(referer)}" "${clfField(ua)}"\n`;
+    if (this.sinks.length === 0) { process.stdout.write(s); return; }
+    for (const k of this.sinks) k.write(s);
   }
 }

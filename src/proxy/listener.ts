@@ -15,7 +15,7 @@ import { WaitQueue } from './queue.js';
 import { hashString, type BalanceOptions } from '../balance/index.js';
 import { insertCookieValue, prefixSetCookie } from './sticky.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
-import { AccessLog } from './access-log.js';
+import type { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
 import { HeldBytes, openTunnel, startUpgrade, switchedTo } from './upgrade.js';
 import { nonOriginTarget } from './request-head.js';
@@ -177,6 +177,9 @@ class Attempt implements AttemptSink {
 
 const kEx = Symbol('pairlb.exchange');
 const kRead = Symbol('pairlb.bytesRead');
+const kWritten = Symbol('pairlb.bytesWritten');
+/** Date.now() when the connection became ready for its next request (accept, end of a response): a refused head's start. */
+const kReady = Symbol('pairlb.ready');
 const kConn = Symbol('pairlb.conn');
 type TaggedRes = ServerResponse & { [kEx]?: Exchange };
 /**
@@ -188,7 +191,7 @@ const kRefused = Symbol('pairlb.refused');
 type PausableSocket = Socket & { _paused?: boolean; parser?: { resume(): void } | null };
 /** A parse error's status, to answer once the requests parsed before it are served (clientError). */
 const kLastWord = Symbol('pairlb.lastWord');
-type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kRefused]?: boolean; [kLastWord]?: number };
+type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kWritten]?: number; [kReady]?: number; [kRefused]?: boolean; [kLastWord]?: number };
 
 /**
  * Pipelined requests parsed ahead of the one being served, per client connection. Beyond this many
@@ -211,6 +214,16 @@ class ConnQueue {
   readonly items: (IncomingMessage | ServerResponse | HeldBytes)[] = [];
   /** The request node:http parsed last on this connection (a parse error comes after it). */
   last: IncomingMessage | undefined;
+}
+
+/** Bytes read from and written to a client connection since the last call ([in, out]). */
+function wireBytes(sock: ClientSocket): [number, number] {
+  const read = sock.bytesRead;
+  const written = sock.bytesWritten;
+  const r: [number, number] = [read - (sock[kRead] ?? 0), written - (sock[kWritten] ?? 0)];
+  sock[kRead] = read;
+  sock[kWritten] = written;
+  return r;
 }
 
 function ignoreError(): void {}
@@ -547,6 +560,8 @@ export class Listener {
   readonly access: AccessLog;
   readonly log: App['log'];
   private bound: { host: string; port: number } | undefined;
+  /** clientError → refuseHead: the bytes the parser refused (for the access log's request line). */
+  private rawPacket: Buffer | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly bodies = new BodyWatch(this);
   /** TLS termination of this bind (cfg.tls), its certificates and handshake counters. */
@@ -563,7 +578,7 @@ export class Listener {
     this.counters = app.counters.listen(cfg.name);
     this.queue = new WaitQueue<Exchange>(this.counters);
     this.log = app.log;
-    this.access = new AccessLog(app.cfg.global.log.access, app.log);
+    this.access = app.proxy.access;
   }
 
   address(): { host: string; port: number } | undefined { return this.bound; }
@@ -594,7 +609,7 @@ export class Listener {
     server.on('upgrade', (req, _socket, head) => this.onUpgrade(req, head));
     // node:http hands CONNECT over as a raw socket and, without this, closes it unanswered and
     // uncounted. pairlb is not a forward proxy: 501, as for any refused request head.
-    server.on('connect', (_req, socket) => this.refuseHead(socket as Socket, 501, 'CONNECT'));
+    server.on('connect', (req, socket) => { this.rawPacket = Buffer.from(`${req.method} ${req.url} HTTP/${req.httpVersion}`, 'latin1'); this.refuseHead(socket as Socket, 501, 'CONNECT'); });
     const guard = this.app.proxy.guard;
     const admit = (sock: ClientSocket): boolean => {
       // A socket handed back to the server after a refused Upgrade comes through here again, and
@@ -604,6 +619,7 @@ export class Listener {
       if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return false; }
       if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return false; }
       this.sockets.add(sock);
+      sock[kReady] = Date.now();
       sock.once('close', () => {
         this.sockets.delete(sock);
         guard.release();
@@ -938,11 +954,16 @@ export class Listener {
     res.writeHead(status, STATUS_TEXT[status], [...p.headers, 'connection', 'close']);
     res.end(p.body);
     this.counters.cur--;
-    this.access.reject(this, req, status);
+    if (this.access.enabled) {
+      const sock = req.socket as ClientSocket;
+      const [bin, bout] = wireBytes(sock);
+      this.access.reject(this, req, status, bin, bout);
+    }
   }
 
   private clientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket): void {
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+    this.rawPacket = err.rawPacket;
     let status = 400;
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       // Node counts the request line in the header limit: no CRLF yet means the line itself is too long.
@@ -955,9 +976,17 @@ export class Listener {
 
   /** A request head refused before any request object (parse error, CONNECT): counted, logged, answered in order. */
   private refuseHead(socket: Socket, status: number, code: string | undefined): void {
+    const raw = this.rawPacket;
+    this.rawPacket = undefined;
     if ((socket as ClientSocket)[kRefused] === true) { socket.end(); setTimeout(() => socket.destroy(), 1000).unref(); return; }
     this.counters.errReq++;
     this.log.info({ mod: 'proxy', listen: this.s.name, client: socket.remoteAddress, code, status }, 'bad request refused');
+    if (this.access.enabled) {
+      const cs = socket as ClientSocket;
+      // Logged now, also when the answer waits for the requests in flight (kLastWord): its size is the error page's.
+      const [bin] = wireBytes(cs);
+      this.access.refused(this, socket, status, cs[kReady] ?? Date.now(), raw, bin, rawErrorResponse(status).length);
+    }
     const q = (socket as ClientSocket)[kConn];
     if (q !== undefined && q.busy && q.last?.complete === true) {
       // The bad bytes follow complete requests that are still being served: answer those first,
@@ -977,12 +1006,12 @@ export class Listener {
     lc.cur--;
     const rt = (now - ex.start) / 1000;
     lc.observe(ex.status, rt);
-    lc.bytesOut += ex.bytesOut;
-    // Bytes read from the client since the previous request on this connection (head + body).
+    // Wire bytes since the previous request on this connection, heads included, both ways
+    // (responses on a connection are written one after the other: see ConnQueue).
     const sock = ex.socket as ClientSocket;
-    const read = sock.bytesRead;
-    const bytesIn = read - (sock[kRead] ?? 0);
-    sock[kRead] = read;
+    const [bytesIn, bytesOut] = wireBytes(sock);
+    sock[kReady] = Date.now();
+    lc.bytesOut += bytesOut;
     lc.bytesIn += bytesIn;
     const r = ex.route;
     if (r !== undefined) {
@@ -990,10 +1019,10 @@ export class Listener {
       rc.cur--;
       if (this.queued > 0) this.slotFreed(r);
       rc.observe(ex.status, rt);
-      rc.bytesOut += ex.bytesOut;
+      rc.bytesOut += bytesOut;
       rc.bytesIn += bytesIn;
     }
-    if (this.access.enabled) this.access.write(this, ex, now, bytesIn);
+    if (this.access.enabled) this.access.write(this, ex, now, bytesIn, bytesOut);
     this.next(sock);
   }
 

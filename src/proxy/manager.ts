@@ -2,6 +2,7 @@ import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { Listener } from './listener.js';
 import { AcceptGuard } from './accept-guard.js';
+import { AccessLog } from './access-log.js';
 
 /**
  * The data plane: one Listener per listen section. Rebuilds a listener's routing snapshot when
@@ -12,9 +13,12 @@ export class ProxyManager {
   readonly listeners = new Map<string, Listener>();
   /** Client connection budget over every listener (global.maxconn) and refused-accept visibility. */
   readonly guard: AcceptGuard;
+  /** The access log, shared by every listener; global.log reloads reconfigure it in place. */
+  readonly access: AccessLog;
 
   constructor(private readonly app: App) {
     this.guard = new AcceptGuard(app.log, app.cfg.global.maxconn);
+    this.access = new AccessLog(app.log, app.cfg.global.log);
     app.backends.on('publish', (listen: string) => this.listeners.get(listen)?.rebuild());
   }
 
@@ -49,6 +53,7 @@ export class ProxyManager {
     await Promise.all([...this.listeners.values()].map((l) => l.stop(drainMs ?? l.s.cfg.timeouts.drain)));
     this.listeners.clear();
     this.guard.stop();
+    this.access.close();
   }
 
   /**

@@ -22,6 +22,9 @@ const BIN_OF: Record<string, string> = {
   procps: '/usr/sbin/sysctl',
   nftables: '/usr/sbin/nft',
   'python3-minimal': '/usr/bin/python3',
+  goaccess: '/usr/bin/goaccess',
+  rsyslog: '/usr/sbin/rsyslogd',
+  debootstrap: '/usr/sbin/debootstrap',
 };
 
 let updated = false;

@@ -368,6 +368,8 @@ describe('listen sections and client timeouts', () => {
       await new Promise((r) => setTimeout(r, 20));
     } finally { (process.stdout as unknown as { write: typeof orig }).write = orig; await p.stop(); await a.close(); }
     const line = writes.find((w) => w.includes('/page?q=1'))!;
-    expect(line).toMatch(/^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/page\?q=1 HTTP\/1\.1" 200 1 "http:\/\/ref\/" "ua \\"x\\""\n$/);
+    expect(line).toMatch(/^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/page\?q=1 HTTP\/1\.1" 200 (\d+) "http:\/\/ref\/" "ua \\"x\\""\n$/);
+    // The size counts the head pairlb wrote, not only the one-byte body.
+    expect(Number(/" 200 (\d+) "/.exec(line)![1])).toBeGreaterThan(40);
   });
 });
