@@ -13,6 +13,7 @@ import { restartKeys, type RestartKey } from './config/restart.js';
 
 /** What a reload did: `changes` applied besides listens/backends, `restart` keys that wait for a restart. */
 export interface ReloadResult { applied: boolean; reason?: string; changes: string[]; restart: RestartKey[] }
+import { Http01Tokens } from './acme/http01.js';
 
 /**
  * The composition root: one App per process. The control plane modules (health, HA, scaler,
@@ -57,6 +58,8 @@ export class App extends EventEmitter {
   readonly liveness: LivenessProbe[] = [];
   /** TLS session ticket keys: every TLS server calls `tickets.attach(server)` (src/tls/ticket-keys.ts). */
   readonly tickets: TicketKeys;
+  /** ACME HTTP-01 challenge answers, read by every plain listener before routing (src/acme/http01.ts). */
+  readonly http01 = new Http01Tokens();
   private started = false;
 
   constructor(cfg: Config, readonly log: Logger, opts: { stateDir?: string | null } = {}) {

@@ -6,5 +6,6 @@ import './health/checker.js';
 import './scale/scaler.js';
 import './stats/module.js';
 import './admin/module.js';
+import './acme/module.js';
 import './ha/node.js';
 export {};

@@ -4,7 +4,8 @@ import { PairlbError } from '../errors.js';
 import { findModule, panelStatus } from '../stats/model.js';
 import { AdminActions, type Actor } from './actions.js';
 import { readBody, sendError, sendJson } from './http.js';
-import { verdict, type ListenSummary, type PairSummary } from './status.js';
+import { verdict, type ListenSummary, type PairSummary, type StatusAlarm } from './status.js';
+import { acmeOf } from '../acme/module.js';
 
 /**
  * The runtime API: JSON over HTTP/1.1, on a unix socket (default) or a local TCP address with a
@@ -67,7 +68,9 @@ export function listenSummaries(app: App): ListenSummary[] {
 export function statusDoc(app: App): Record<string, unknown> {
   const listens = listenSummaries(app);
   const pair = pairSummary(app);
-  return { node: app.node, role: app.role, pair, listens, ha: panelStatus(app, 'ha') ?? null, scale: panelStatus(app, 'scale') ?? null, verdict: verdict(listens, pair) };
+  const acme = acmeOf(app)?.status();
+  const alarms: StatusAlarm[] = (acme?.alarms ?? []).map((a) => ({ level: 1, text: `acme ${a.message}` }));
+  return { node: app.node, role: app.role, pair, listens, ha: panelStatus(app, 'ha') ?? null, scale: panelStatus(app, 'scale') ?? null, acme: acme ?? null, verdict: verdict(listens, pair, alarms) };
 }
 
 function parseJson(s: string): Record<string, unknown> {

@@ -2,7 +2,8 @@
  * `pairlb status` verdict, as a Nagios plugin (pure; unit-tested with a table of cases):
  *
  *   0 OK        every listen has a backend UP, no backend DOWN, and (with HA) a master and a live peer
- *   1 WARNING   a backend is DOWN (DRAIN and MAINT are operator choices, not warnings),
+ *   1 WARNING   a backend is DOWN (DRAIN and MAINT are operator choices, not warnings), or a
+ *               module raises an alarm (an ACME order failed: the old certificate still serves),
  *               or the HA peer is silent, or the replicated state diverged or had a conflict
  *               (changes discarded by the reconciliation: docs/ha.md "Replicated state")
  *   2 CRITICAL  a listen section has no backend UP, or (with HA) there is no master
@@ -33,7 +34,10 @@ export interface Verdict { code: 0 | 1 | 2 | 3; label: 'OK' | 'WARNING' | 'CRITI
 
 const LABEL = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 
-export function verdict(listens: readonly ListenSummary[], pair: PairSummary): Verdict {
+/** A module's own alarm for the verdict (ACME order failures, …): WARNING or CRITICAL with its text. */
+export interface StatusAlarm { level: 1 | 2; text: string }
+
+export function verdict(listens: readonly ListenSummary[], pair: PairSummary, alarms: readonly StatusAlarm[] = []): Verdict {
   let code: 0 | 1 | 2 = 0;
   const parts: string[] = [];
   for (const l of listens) {
@@ -59,6 +63,7 @@ export function verdict(listens: readonly ListenSummary[], pair: PairSummary): V
     if (pair.stateSync === 'diverged') { parts.push('state DIVERGED from the peer'); if (code < 1) code = 1; }
     if (pair.stateConflicts) { parts.push(`state CONFLICT x${pair.stateConflicts} (changes discarded, see the stats page)`); if (code < 1) code = 1; }
   } else parts.push(`role ${pair.role}`);
+  for (const a of alarms) { parts.push(a.text); if (code < a.level) code = a.level; }
   const perf = listens.map((l) => `${l.name}_up=${l.up};;1:;0;${l.total}`).join(' ');
   return { code, label: LABEL[code], text: `PAIRLB ${LABEL[code]} - ${parts.join('; ')}${perf ? ' | ' + perf : ''}` };
 }

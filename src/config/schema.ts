@@ -6,6 +6,7 @@ import { statsSchema, adminSchema } from '../stats/config.js';
 import { ticketsSchema } from './tls-tickets.js';
 import { tlsSchema } from '../tls/config.js';
 import { FACILITIES } from '../log-sinks.js';
+import { acmeSchema, acmeNamesSchema } from '../acme/config.js';
 
 /**
  * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
@@ -172,6 +173,8 @@ export const listenSchema = z.object({
    */
   max_headers: z.number().int().min(8).max(10000).default(100),
   backends: z.array(backendSchema).default([]),
+  /** Names of this section's certificate from ACME (needs the top-level `acme:` section): one certificate, these names in its SAN. */
+  acme: acmeNamesSchema.optional(),
 }).strict().superRefine((l, ctx) => {
   if (l.balance === 'header' && !l.hash_header) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hash_header'], message: 'balance: header needs hash_header (the header to hash)' });
   const seen = new Map<string, number>();
@@ -243,6 +246,8 @@ export const configSchema = z.object({
   scale: scaleSchema.optional(),
   /** TLS session ticket keys, shared by the HA pair (docs/tls-tickets.md). */
   tls_tickets: ticketsSchema.optional(),
+  /** Certificates from an ACME CA (Let's Encrypt by default): docs/acme.md. */
+  acme: acmeSchema.optional(),
 }).strict().superRefine((c, ctx) => {
   const seen = new Map<string, number>();
   c.listen.forEach((l, i) => {
@@ -250,6 +255,16 @@ export const configSchema = z.object({
     seen.set(l.name, i);
   });
   checkScaleRefs(c.scale, c.listen, ctx);
+  const owner = new Map<string, string>();
+  c.listen.forEach((l, i) => {
+    if (!l.acme) return;
+    if (!c.acme) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'acme'], message: 'needs the top-level acme: section (email, terms_of_service_agreed)' });
+    l.acme.forEach((n, j) => {
+      const o = owner.get(n);
+      if (o !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'acme', j], message: `${n} is already ordered by listen ${o}` });
+      owner.set(n, l.name);
+    });
+  });
 });
 
 export type Config = z.output<typeof configSchema>;

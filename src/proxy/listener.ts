@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { answerHttp01 } from '../acme/http01.js';
 import type { App } from '../app.js';
 import type { ListenConfig } from '../config/schema.js';
 import { parseHostPort } from '../config/types.js';
@@ -838,6 +839,18 @@ export class Listener {
       if (t === undefined) { lc.errReq++; this.reject(req, res, 400); return; }
       path = t.path;
       authority = t.authority;
+    }
+    // ACME HTTP-01 (src/acme/http01.ts): answered before routing when the token is ours; the map is
+    // empty without `acme:`, and lookup() returns at once then.
+    const http01 = this.app.http01;
+    if (http01.size !== 0 && (req.method === 'GET' || req.method === 'HEAD')) {
+      const ka = http01.lookup(path);
+      if (ka !== undefined) {
+        answerHttp01(req, res, ka);
+        lc.cur--;
+        if (this.access.enabled) { const [bin, bout] = wireBytes(req.socket as ClientSocket); this.access.reject(this, req, 200, bin, bout); }
+        return;
+      }
     }
     const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority, isTls(req.socket));
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing. §3.2: HTTP/1.1 needs Host.

@@ -28,6 +28,8 @@ function base(top: string): Record<string, unknown> {
   if (top === 'ha') return { ...minimal, global: { node: 'lb-01' }, ha: lb.ha };
   if (top === 'stats') return { ...minimal, stats: lb.stats };
   if (top === 'scale') return { listen: sc.listen, scale: sc.scale };
+  // listen[].acme needs the acme section; acme's examples need its required keys.
+  if (top === 'acme' || top === 'listen') return { ...minimal, acme: { email: 'ops@shop.example', terms_of_service_agreed: true } };
   return minimal;
 }
 

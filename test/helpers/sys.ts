@@ -21,6 +21,7 @@ const BIN_OF: Record<string, string> = {
   systemd: '/usr/bin/systemd-analyze',
   procps: '/usr/sbin/sysctl',
   nftables: '/usr/sbin/nft',
+  pebble: '/usr/bin/pebble',
   'python3-minimal': '/usr/bin/python3',
   goaccess: '/usr/bin/goaccess',
   rsyslog: '/usr/sbin/rsyslogd',
