@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { preflight } from '../config/preflight.js';
+import { checkTls } from '../tls/check.js';
+import { formatPath } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import { App } from '../app.js';
@@ -28,7 +30,9 @@ register('check', {
     '',
     'Exit 0 when the file is valid; exit 1 and print every error (key path and line) otherwise.',
     'Besides the YAML and the schema it checks what `start` reads: the HA key file (exists, mode 600,',
-    'long enough), admin token files, the scaler\'s SSH keys, and that the VIP interface exists and is up.',
+    'long enough), admin token files, the scaler\'s SSH keys, and that the VIP interface exists and is up;',
+    'TLS certificates: readable, key matching, chain in order (warnings, exit 0: expiry within 30 days,',
+    'a routed host name no certificate serves).',
     '',
     'Options:',
     '  --schema-only   the YAML and the schema only (a config written for another machine)',
@@ -38,7 +42,9 @@ register('check', {
     const file = values.config ?? DEFAULT_CONFIG;
     if (!values.config && !existsSync(file)) { process.stderr.write(`pairlb check: ${file} (the default without -c FILE) does not exist\n`); return 2; }
     try {
-      loadConfigFile(file, values['schema-only'] ? undefined : (c) => preflight(c, { interfaces: true }));
+      const cfg = loadConfigFile(file, values['schema-only'] ? undefined : (c) => preflight(c, { interfaces: true }));
+      // Warnings do not fail the check (exit 0): expiring certificates, names no certificate serves.
+      if (!values['schema-only']) for (const w of checkTls(cfg).warnings) process.stderr.write(`warning: ${formatPath(w.path)}: ${w.message}\n`);
       process.stdout.write(`Configuration file is valid: ${file}\n`);
       return 0;
     } catch (e) {

@@ -4,6 +4,7 @@ import { interfaceProblem, interfaceState } from '../ha/vip.js';
 import { readReadOnlyToken, readToken } from '../admin/module.js';
 import { hypervisorKeyProblem } from '../scale/hypervisor.js';
 import { checkAppendable } from '../log-sinks.js';
+import { checkTls } from '../tls/check.js';
 
 /**
  * What `start` reads besides the YAML, checked without starting: the HA key file (missing,
@@ -50,6 +51,8 @@ export function preflight(cfg: Config, opts: { interfaces: boolean }): Preflight
       if (p) out.push({ path: ['scale', 'hypervisors', i, 'key_file'], message: p });
     });
   }
+  // Certificates: unreadable, key not matching, chain out of order, settings OpenSSL refuses.
+  out.push(...checkTls(cfg).errors);
   return out;
 }
 

@@ -68,16 +68,17 @@ export function checkCert(source: string, certPems: string[], keyPem: string): L
   let key: KeyObject;
   try { key = createPrivateKey(keyPem); } catch (e) { throw new CertError(source, `unreadable private key: ${(e as Error).message}`); }
   const leaf = chain[0];
-  if (!leaf.checkPrivateKey(key)) throw new CertError(source, `the private key does not match the certificate (${leaf.subject.replace(/\n/g, ', ')})`);
   for (let i = 0; i + 1 < chain.length; i++) {
     const c = chain[i];
     const issuer = chain[i + 1];
     if (!c.checkIssued(issuer) || !c.verify(issuer.publicKey)) {
       const found = chain.findIndex((x, j) => j !== i && c.checkIssued(x));
       throw new CertError(source, `chain out of order: certificate ${i + 1} (${oneLine(c.subject)}) is not issued by certificate ${i + 2} (${oneLine(issuer.subject)})` +
-        (found >= 0 ? `; its issuer is certificate ${found + 1}: order leaf first, then each issuer` : ''));
+        (found >= 0 ? `; its issuer is certificate ${found + 1}` : issuer.checkIssued(c) ? '; the order is reversed' : '') + ': put the leaf first, then each issuer');
     }
   }
+  // After the order check: with the leaf second, the key would match 'the wrong certificate'.
+  if (!leaf.checkPrivateKey(key)) throw new CertError(source, `the private key does not match the certificate (${leaf.subject.replace(/\n/g, ', ')})`);
   return {
     source,
     chainPem: certPems.join('\n') + '\n',

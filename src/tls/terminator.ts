@@ -7,7 +7,8 @@ import { acceptsEcdsa, firstRecordLength, parseClientHello } from './client-hell
 import type { Logger } from '../log.js';
 import type { TlsConfig } from './config.js';
 import { CertStore, loadCertificates } from './store.js';
-import type { CertError } from './pem.js';
+import type { CertError, LoadedCert } from './pem.js';
+import { expiryWarning } from './check.js';
 
 /**
  * TLS termination of one bind: its CertStore (swapped whole on reload), SNI selection, handshake
@@ -129,6 +130,15 @@ export class TlsTerminator {
     this.errors = r.errors;
     for (const e of r.errors) log.error({ mod: 'tls', listen, err: e.message }, 'certificate left out');
     this.store = new CertStore(cfg, r.certs);
+    this.warnExpiry(r.certs);
+  }
+
+  private warnExpiry(certs: readonly LoadedCert[]): void {
+    const now = Date.now();
+    for (const c of certs) {
+      const w = expiryWarning(c, now);
+      if (w) this.log.warn({ mod: 'tls', listen: this.listen, source: c.source, notAfter: new Date(c.notAfter).toISOString() }, w);
+    }
   }
 
   private inDirectory(source: string): boolean {
@@ -207,6 +217,7 @@ export class TlsTerminator {
     this.errors = r.errors;
     if (next.key !== this.store.key) {
       this.swap(next);
+      this.warnExpiry(r.certs);
       this.counters.reloads++;
       this.log.info({ mod: 'tls', listen: this.listen, why, certificates: next.info.map((i) => ({ source: i.source, names: i.names, notAfter: new Date(i.notAfter).toISOString() })) }, 'certificates reloaded');
     }
