@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
 import { BackendSet } from './backends/backend-set.js';
@@ -14,6 +15,7 @@ import { restartKeys, type RestartKey } from './config/restart.js';
 /** What a reload did: `changes` applied besides listens/backends, `restart` keys that wait for a restart. */
 export interface ReloadResult { applied: boolean; reason?: string; changes: string[]; restart: RestartKey[] }
 import { Http01Tokens } from './acme/http01.js';
+import { writePlaceholders } from './acme/placeholder.js';
 
 /**
  * The composition root: one App per process. The control plane modules (health, HA, scaler,
@@ -103,6 +105,7 @@ export class App extends EventEmitter {
     });
     this.backends.on('runtime', () => this.state.changed('backends'));
     this.tickets.start();
+    writePlaceholders(this.cfg, this.state.file ? dirname(this.state.file) : undefined, this.log);
     await this.proxy.start();
     for (const f of moduleFactories) {
       const m = f(this);
@@ -131,6 +134,7 @@ export class App extends EventEmitter {
         this.log.info({ mod: 'backends', listen: c.listen, backend: c.backend, changes: c.changes }, `reload: ${c.listen}/${c.backend}: ${c.changes.join('; ')}`);
       }
       this.tickets.reload(cfg.tls_tickets);
+      writePlaceholders(cfg, this.state.file ? dirname(this.state.file) : undefined, this.log);
       await this.proxy.reload(cfg);
       for (const m of this.modules) {
         try { await m.reload?.(cfg); } catch (e) { this.log.error({ err: e, mod: m.name }, 'module reload failed'); }

@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import { Sealer } from '../state/sealed.js';
 import type { AcmeConfig } from './config.js';
 import { plan, renewalTime, type Plan } from './schedule.js';
+import { certDirFor } from './placeholder.js';
 import { AcmeStore, certFacts, splitBundle, type StoredCert } from './store.js';
 
 /**
@@ -96,13 +97,11 @@ export class AcmeModule implements Module {
     const ha = app.cfg.ha;
     const sealer = ha?.enabled && ha.replicate ? new Sealer(readKeyFile(ha.key_file), 'acme') : undefined;
     this.store = new AcmeStore({
-      log: this.log, dir: stateDir ? join(stateDir, 'acme') : undefined, certDir: certDirOf(cfg, stateDir),
+      log: this.log, dir: stateDir ? join(stateDir, 'acme') : undefined, certDir: certDirFor(app.cfg, stateDir)!,
       tokens: app.http01, store: app.state, sealer,
       onImport: () => this.schedule(0),
     });
   }
-
-  get certDir(): string { return certDirOf(this.cfg, this.app.state.file ? join(this.app.state.file, '..') : undefined); }
 
   start(): void {
     this.store.load([...this.want.keys()]);
@@ -271,12 +270,8 @@ export class AcmeModule implements Module {
       };
     });
     if (this.libError) alarms.push({ cert: '', code: 'PAIRLB_ACME_LIBRARY', message: this.libError, at: new Date(now).toISOString() });
-    return { directory: this.cfg.directory, account: this.store.account?.url, active, certDir: this.store.bundleFile('x').slice(0, -6), certs, alarms };
+    return { directory: this.cfg.directory, account: this.store.account?.url, active, certDir: this.store.certDir, certs, alarms };
   }
-}
-
-function certDirOf(cfg: AcmeConfig, stateDir: string | undefined): string {
-  return cfg.cert_dir ?? join(stateDir ?? '/var/lib/pairlb', 'acme', 'certs');
 }
 
 /** The ACME module of an App, if configured (stats page, status, tests). */

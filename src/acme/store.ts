@@ -1,11 +1,12 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
 import type { StateStore } from '../state/store.js';
 import type { Sealer } from '../state/sealed.js';
 import type { Http01Tokens } from './http01.js';
+import { PLACEHOLDER_CN } from './placeholder.js';
 
 /**
  * What ACME leaves behind, on disk and in the replicated state:
@@ -68,8 +69,9 @@ export function certFacts(pem: string): { names: string[]; notBefore: number; no
   return { names, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo), serial: x.serialNumber };
 }
 
+/** Temp file `.<name>.tmp` beside the target (ignored by the TLS directory reader: leading dot), fsync, rename. */
 export function writeAtomic(file: string, data: string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
   writeFileSync(tmp, data, { mode });
   const fd = openSync(tmp, 'r'); fsyncSync(fd); closeSync(fd);
   renameSync(tmp, file);
@@ -115,6 +117,7 @@ export class AcmeStore {
       const b = splitBundle(text);
       if (!b.certs.length || !b.key) { this.o.log.error({ file }, 'acme bundle without certificate or key: ignored (it will be ordered again)'); continue; }
       try {
+        if (new X509Certificate(b.certs[0]).issuer.includes(PLACEHOLDER_CN)) continue;
         const f = certFacts(b.certs[0]);
         this.certs.set(id, { ...f, chain: b.certs.join(''), key: b.key, issuedAt: f.notBefore });
       } catch (e) { this.o.log.error({ file, err: e }, 'acme bundle unreadable: ignored'); }
@@ -125,6 +128,7 @@ export class AcmeStore {
     }
   }
 
+  get certDir(): string { return this.o.certDir; }
   bundleFile(id: string): string { return join(this.o.certDir, `${id}.pem`); }
 
   setAccount(a: Account): void {

@@ -8,6 +8,8 @@ import { CLI, startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { freePort, startPebble, type Pebble } from '../helpers/pebble.js';
 import { certFacts, splitBundle } from '../../src/acme/store.js';
+import { PLACEHOLDER_CN } from '../../src/acme/placeholder.js';
+import { X509Certificate } from 'node:crypto';
 
 /**
  * ACME end to end against a real CA: Debian's pebble (Let's Encrypt's test server) validates
@@ -44,7 +46,9 @@ const bundleFile = () => join(dir, 'certs', 'shop.pem');
 function bundle(): { serial: string; names: string[]; notBefore: number; notAfter: number; pem: string } | undefined {
   if (!existsSync(bundleFile())) return undefined;
   const pem = readFileSync(bundleFile(), 'utf8');
-  return { ...certFacts(splitBundle(pem).certs[0]), pem };
+  const leaf = splitBundle(pem).certs[0];
+  if (new X509Certificate(leaf).issuer.includes(PLACEHOLDER_CN)) return undefined;
+  return { ...certFacts(leaf), pem };
 }
 
 /** Serve a bundle with node:tls and connect with the CA's root trusted, as a client would. */
@@ -63,6 +67,18 @@ async function handshake(pem: string, root: string, servername: string): Promise
   } finally { srv.close(); }
 }
 
+/** What pairlb's TLS bind serves for `servername`: serial, and whether a client trusting the CA accepts it. */
+function served(servername: string, root: string): Promise<{ serial: string; authorized: boolean; issuer: string }> {
+  return new Promise((ok, fail) => {
+    const s = connect({ host: '127.0.0.1', port: lb.port('shop'), servername, ca: root, rejectUnauthorized: false }, () => {
+      const c = s.getPeerCertificate();
+      ok({ serial: c.serialNumber, authorized: s.authorized, issuer: c.issuer?.CN ?? '' });
+      s.destroy();
+    });
+    s.on('error', fail);
+  });
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pairlb-acme-'));
   httpPort = await freePort();
@@ -78,6 +94,7 @@ listen:
   - name: shop
     bind: 127.0.0.1:0
     acme: [${NAMES.join(', ')}]
+    tls: { directory: ${join(dir, 'certs')} }
     backends: [{ name: site, address: ${be.address}, check: false }]
 acme:
   directory: ${pebble.directory}
@@ -108,6 +125,10 @@ describe('ACME with pebble', () => {
     expect((statSync(bundleFile()).mode & 0o777).toString(8)).toBe('600');
     expect(first.notAfter - first.notBefore).toBeGreaterThanOrEqual(11_000);
     const root = await pebble.root();
+    // pairlb's TLS bind serves it (it started on a self-signed placeholder: the directory was empty).
+    expect(lb.logs.filter((l) => l.mod === 'acme').map((l) => l.msg)).toContain('acme: self-signed placeholder written until the first certificate is issued');
+    const live = await until(async () => { const v = await served('www.shop.test', root); return v.serial === first.serial ? v : undefined; }, 10_000, 'pairlb serving the first certificate');
+    expect(live.authorized).toBe(true);
     const hs = await handshake(first.pem, root, 'www.shop.test');
     expect(hs).toMatchObject({ authorized: true });
     expect(hs.san).toContain('DNS:www.shop.test');
@@ -127,6 +148,7 @@ describe('ACME with pebble', () => {
     const renewLog = lb.logs.find((l) => l.mod === 'acme' && typeof l.msg === 'string' && (l.msg as string).includes('(renewal due)'));
     expect(renewLog).toBeDefined();
     expect((await handshake(second.pem, root, 'shop.test')).authorized).toBe(true);
+    await until(async () => (await served('shop.test', root)).serial === second.serial || undefined, 10_000, 'pairlb serving the renewed certificate');
 
     // 3. The challenge becomes unreachable: the name resolves where nothing listens.
     for (const n of NAMES) await pebble.setA(n, '127.0.0.2');
@@ -139,6 +161,7 @@ describe('ACME with pebble', () => {
     const f2 = await until(() => lb.logs.find((l) => l.mod === 'acme' && l.failures === 2), 30_000, 'a second failed order');
     expect(Date.parse(String(f2.time)) - Date.parse(String(failed.time))).toBeGreaterThanOrEqual(2000);
     expect(bundle()!.serial).toBe(second.serial);
+    expect(await served('shop.test', root)).toMatchObject({ serial: second.serial, authorized: true });
 
     // 4. The alarm: pairlb status WARNING naming the certificate; the admin status JSON has it.
     const st = await cli(['status', '--socket', join(dir, 'admin.sock')]);
@@ -149,5 +172,6 @@ describe('ACME with pebble', () => {
     for (const n of NAMES) await pebble.clearA(n);
     const third = await until(() => { const b = bundle(); return b && b.serial !== second.serial ? b : undefined; }, 30_000, 'a certificate after the failures');
     expect((await handshake(third.pem, root, 'shop.test')).authorized).toBe(true);
+    await until(async () => (await served('shop.test', root)).serial === third.serial || undefined, 10_000, 'pairlb serving the new certificate');
   }, 150_000);
 });
