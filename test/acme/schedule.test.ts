@@ -48,3 +48,15 @@ describe('acme config', () => {
     expect(c.acme).toMatchObject({ directory: 'https://acme-v02.api.letsencrypt.org/directory', key_type: 'ecdsa', renew_at: 2 / 3, retry_min: 300_000, retry_max: 21_600_000 });
   });
 });
+
+describe('pairlb check on a TLS bind fed by ACME', () => {
+  it('a missing directory is fine for a section with acme: names (filled at start), an error otherwise', async () => {
+    const { checkTls } = await import('../../src/tls/check.js');
+    const mk = (acme: boolean) => configSchema.parse({
+      listen: [{ name: 's', bind: '127.0.0.1:0', ...(acme ? { acme: ['s.test'] } : {}), tls: { directory: '/nonexistent/pairlb-acme-certs' } }],
+      ...(acme ? { acme: { email: 'a@b.test', terms_of_service_agreed: true } } : {}),
+    });
+    expect(checkTls(mk(true)).errors).toEqual([]);
+    expect(checkTls(mk(false)).errors.map((e) => e.message)).toEqual([expect.stringMatching(/cannot read the directory: ENOENT/)]);
+  });
+});
