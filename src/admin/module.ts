@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import { SourceFilter } from '../config/cidr.js';
 import { connect } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -95,6 +97,8 @@ export class AdminModule implements Module {
     return { user: u, via: /pairlb-cli/.test(req.headers['user-agent'] ?? '') ? 'cli' : 'api' };
   }
 
+  private filter = SourceFilter.OPEN;
+
   private async listen(): Promise<void> {
     const cfg = this.cfg;
     this.key = transportKey(cfg);
@@ -139,6 +143,14 @@ export class AdminModule implements Module {
     }
     if (cfg.bind) {
       const hp = parseHostPort(cfg.bind)!;
+      // admin.allow / admin.deny (TCP bind only: a unix socket's access is its file mode); a
+      // reload swaps the filter without reopening the socket.
+      this.filter = new SourceFilter(cfg.allow, cfg.deny);
+      srv.on('connection', (sock: Socket) => {
+        if (this.filter.admits(sock.remoteAddress)) return;
+        this.log.debug({ client: sock.remoteAddress }, 'admin API: source not allowed, connection closed');
+        sock.destroy();
+      });
       if (!['127.0.0.1', '::1', 'localhost'].includes(hp.host) && !hp.host.startsWith('127.')) this.log.warn({ bind: cfg.bind }, 'admin API bound to a non-loopback address: only the token protects it');
       await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(hp.port, hp.host, () => { srv.off('error', fail); ok(); }); });
       const at = srv.address() as { address: string; port: number };
@@ -175,6 +187,7 @@ export class AdminModule implements Module {
     const next = cfg.admin;
     const restart = transportKey(next) !== this.key || (next.bind && (readToken(next) !== this.token || readReadOnlyToken(next) !== this.roToken));
     this.cfg = next;
+    this.filter = new SourceFilter(next.allow, next.deny);
     if (restart || !this.server) { await this.close(); await this.listen(); }
   }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bool, duration, durationAtLeast, hostPort, name } from './types.js';
+import { cidrList } from './cidr.js';
 import { haSchema } from '../ha/config.js';
 import { scaleSchema, checkScaleRefs } from '../scale/config.js';
 import { statsSchema, adminSchema } from '../stats/config.js';
@@ -107,6 +108,20 @@ export const timeoutsSchema = z.object({
   queue: durationAtLeast(1).optional(),
 }).strict();
 
+/** Per-client limits (HAProxy stick-table spirit): src/proxy/client-limits.ts. */
+export const limitsSchema = z.object({
+  /** Most connections one source (IPv4 address, IPv6 /64) may have open at once; requests on more get 429 and are closed. 0 = unlimited. */
+  conn_per_source: z.number().int().min(0).max(1_000_000).default(0),
+  /** Most requests one source may send per `rate_period` (sliding window); more get 429 and the connection is closed. 0 = unlimited. */
+  rate_per_source: z.number().int().min(0).max(100_000_000).default(0),
+  /** Window of `rate_per_source`. */
+  rate_period: durationAtLeast(100).default('10s'),
+  /** Most sources tracked; a new one beyond evicts the least recently connected. */
+  table_size: z.number().int().min(16).max(10_000_000).default(100_000),
+  /** A source with no open connection is forgotten this long after its last request. */
+  expire: durationAtLeast(1000).default('10m'),
+}).strict();
+
 export const retryOn = z.enum(['conn-failure', 'empty-response', 'response-timeout', 'reset']);
 
 export const listenSchema = z.object({
@@ -128,6 +143,17 @@ export const listenSchema = z.object({
   hash_type: z.enum(['map-based', 'consistent']).default('map-based'),
   /** Header whose value is hashed with `balance: header`. */
   hash_header: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (RFC 9110 token)').optional(),
+  /** Client sources admitted (addresses or CIDRs); empty: every source. Checked at accept, before `deny`. */
+  allow: cidrList.default([]),
+  /** Client sources refused at accept (closed, counted as denied_conn). */
+  deny: cidrList.default([]),
+  limits: limitsSchema.default({}),
+  /**
+   * HAProxy's `option http-keep-alive` (default), `option http-server-close` (the backend connection
+   * is closed after each response; clients keep theirs) and `option httpclose` (both sides closed
+   * after each response).
+   */
+  connection_mode: z.enum(['http-keep-alive', 'http-server-close', 'httpclose']).default('http-keep-alive'),
   /**
    * Most client connections open at once on this listen section (HAProxy frontend `maxconn`); more
    * are closed at accept and counted (refused_conn). Unset: only `global.maxconn` applies.

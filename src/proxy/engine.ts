@@ -39,6 +39,8 @@ export interface AttemptRequest {
   readonly body: Readable | null;
   /** The client's Upgrade header (protocols to switch to; the request has no body), or null. */
   readonly upgrade: string | null;
+  /** Close the backend connection after this response (`connection_mode` http-server-close / httpclose). */
+  readonly close: boolean;
   readonly req: import('node:http').IncomingMessage;
   readonly res: import('node:http').ServerResponse;
 }

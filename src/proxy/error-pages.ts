@@ -2,12 +2,12 @@
  * The one place that maps failures to HTTP statuses and short bodies (precomputed at load time).
  *   400 malformed request        408 request head too slow (slowloris)   414 request line too long
  *   413 Content-Length beyond 15 digits
- *   431 header block too large   502 no connection / broken response    503 no backend available
+ *   429 per-client limit (limits.*)  431 header block too large   502 no connection / broken response    503 no backend available
  *   504 backend timeout          501 CONNECT or a transfer coding not implemented
  *   505 HTTP version not supported
  */
 export const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
+  400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
   501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 };
 
@@ -16,6 +16,7 @@ const BODY: Record<number, string> = {
   408: 'Your browser did not send a complete request in time.',
   413: 'The request body is too large.',
   414: 'The request line is too long.',
+  429: 'Too many requests or connections from your address: slow down.',
   431: 'The request header block is too large.',
   501: 'The request uses a method or transfer coding that is not implemented.',
   502: 'The server returned an invalid or incomplete response.',

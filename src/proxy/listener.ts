@@ -13,6 +13,8 @@ import { nativeEngine } from './engines/native.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import { Routing, type Route } from './routing.js';
 import { WaitQueue } from './queue.js';
+import { ClientTable, type ClientEntry, type LimitPolicy } from './client-limits.js';
+import { SourceFilter } from '../config/cidr.js';
 import { hashString, type BalanceOptions } from '../balance/index.js';
 import { insertCookieValue, prefixSetCookie } from './sticky.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
@@ -83,6 +85,14 @@ export class ListenSettings {
   readonly queueMs: number;
   /** Frontend maxconn (0: only global.maxconn). */
   readonly maxconn: number;
+  readonly filter: SourceFilter;
+  /** Per-client limits: any on, and the rate one on. */
+  readonly limited: boolean;
+  readonly limitRate: boolean;
+  readonly limits: LimitPolicy;
+  /** connection_mode: close the backend side / the client side after each response. */
+  readonly serverClose: boolean;
+  readonly clientClose: boolean;
 
   constructor(readonly cfg: ListenConfig, boundPort?: number) {
     this.name = cfg.name;
@@ -114,6 +124,13 @@ export class ListenSettings {
     this.hashHeader = (cfg.hash_header ?? '').toLowerCase();
     this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
     this.maxconn = cfg.maxconn ?? 0;
+    this.filter = new SourceFilter(cfg.allow, cfg.deny);
+    const lim = cfg.limits;
+    this.limits = { conn: lim.conn_per_source, rate: lim.rate_per_source, period: lim.rate_period, size: lim.table_size, expire: lim.expire };
+    this.limited = lim.conn_per_source > 0 || lim.rate_per_source > 0;
+    this.limitRate = lim.rate_per_source > 0;
+    this.serverClose = cfg.connection_mode !== 'http-keep-alive';
+    this.clientClose = cfg.connection_mode === 'httpclose';
     const names = [...HOP, 'host', 'content-length', 'cookie', 'forwarded', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', this.xffLower];
     this.interestingLengths = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
     for (const n of names) this.interestingLengths[n.length] = 1;
@@ -192,7 +209,10 @@ const kRefused = Symbol('pairlb.refused');
 type PausableSocket = Socket & { _paused?: boolean; parser?: { resume(): void } | null };
 /** A parse error's status, to answer once the requests parsed before it are served (clientError). */
 const kLastWord = Symbol('pairlb.lastWord');
-type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kWritten]?: number; [kReady]?: number; [kRefused]?: boolean; [kLastWord]?: number };
+/** The connection's per-client limits entry; kOver: opened beyond limits.conn_per_source (its requests get 429). */
+const kClient = Symbol('pairlb.client');
+const kOver = Symbol('pairlb.overLimit');
+type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kWritten]?: number; [kReady]?: number; [kRefused]?: boolean; [kLastWord]?: number; [kClient]?: ClientEntry; [kOver]?: boolean };
 
 /**
  * Pipelined requests parsed ahead of the one being served, per client connection. Beyond this many
@@ -307,7 +327,7 @@ class Exchange {
     route.counters.begin(Date.now());
     const a = new Attempt(this, route);
     this.attempt = a;
-    this.l.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, req: this.req, res: this.res }, a);
+    this.l.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
   }
 
   /** The backend answered 101 to an Upgrade request: tunnel if it switched to what was asked for. */
@@ -556,6 +576,8 @@ export class Listener {
   readonly queue: WaitQueue<Exchange>;
   readonly serverQueues = new Map<number, WaitQueue<Exchange>>();
   queued = 0;
+  /** Per-client limits of this listen section (kept across reloads; cleared on HA role changes). */
+  readonly clients: ClientTable;
   readonly upstreams = new Map<number, { up: Upstream; engine: Engine; address: string }>();
   server: Server | undefined;
   readonly access: AccessLog;
@@ -578,6 +600,7 @@ export class Listener {
     this.s = new ListenSettings(cfg);
     this.counters = app.counters.listen(cfg.name);
     this.queue = new WaitQueue<Exchange>(this.counters);
+    this.clients = new ClientTable(this.s.limits);
     this.log = app.log;
     this.access = app.proxy.access;
   }
@@ -616,14 +639,22 @@ export class Listener {
       // A socket handed back to the server after a refused Upgrade comes through here again, and
       // on a TLS bind every socket comes from the acceptor, which admitted it.
       if (this.sockets.has(sock)) return false;
-      const fmax = this.s.maxconn;
+      const s = this.s;
+      if (s.filter.active && !s.filter.admits(sock.remoteAddress)) { this.counters.deniedConn++; sock.destroy(); return false; }
+      const fmax = s.maxconn;
       if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return false; }
       if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return false; }
       this.sockets.add(sock);
       sock[kReady] = Date.now();
+      if (s.limited) {
+        const e = this.clients.connect(sock.remoteAddress, Date.now());
+        if (e === null) sock[kOver] = true; else sock[kClient] = e;
+      }
       sock.once('close', () => {
         this.sockets.delete(sock);
         guard.release();
+        const e = sock[kClient];
+        if (e !== undefined) this.clients.disconnect(e, Date.now());
         // Requests parsed but never started die with their connection (nothing was counted yet).
         const q = sock[kConn];
         if (q !== undefined) q.items.length = 0;
@@ -665,6 +696,7 @@ export class Listener {
     // the certificates are read again, a refused set leaves the running one serving.
     if (cfg.tls && this.tls) this.tls.reload(cfg.tls, 'config reload');
     this.s = new ListenSettings(cfg, this.bound?.port);
+    this.clients.policy = this.s.limits;
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
       this.server.headersTimeout = cfg.timeouts.http_request;
@@ -824,7 +856,15 @@ export class Listener {
     if ((req.socket as ClientSocket)[kRefused] === true) return;
     const s = this.s;
     const lc = this.counters;
-    lc.begin(Date.now());
+    const now = Date.now();
+    lc.begin(now);
+    if (s.limited) {
+      // On a TLS bind the request's socket is the TLSSocket over the raw one that was admitted.
+      let sock = req.socket as ClientSocket & { _parent?: ClientSocket };
+      if (sock[kClient] === undefined && sock[kOver] === undefined && sock._parent !== undefined) sock = sock._parent;
+      const e = sock[kClient];
+      if (sock[kOver] === true || (s.limitRate && e !== undefined && !this.clients.request(e, now))) { lc.limited++; this.reject(req, res, 429); return; }
+    }
     const url = req.url!;
     if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414); return; }
     // llhttp reads a request line without a version (`GET /`) as HTTP/0.9, and a fragment as part
@@ -857,6 +897,7 @@ export class Listener {
     const minor = req.httpVersionMinor;
     if (refuse !== 0 || (chunked && minor === 0) || (!hostLine && minor === 1)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
     const ex = new Exchange(this, req, res, headers, hasBody, path);
+    if (s.clientClose) res.shouldKeepAlive = false;
     if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHeld = upgradeHeld; }
     (res as TaggedRes)[kEx] = ex;
     res.once('close', onResClose);

@@ -20,6 +20,9 @@ export class ProxyManager {
     this.guard = new AcceptGuard(app.log, app.cfg.global.maxconn);
     this.access = new AccessLog(app.log, app.cfg.global.log);
     app.backends.on('publish', (listen: string) => this.listeners.get(listen)?.rebuild());
+    // Per-client limits are local and short-lived: every HA role change starts them afresh, so a
+    // node never applies bans from an earlier time as master, and a backup holds none (issue 14).
+    app.on('role', () => { for (const l of this.listeners.values()) l.clients.clear(); });
   }
 
   async start(): Promise<void> {

@@ -230,9 +230,19 @@ export const COLUMNS: readonly Column[] = [
   { key: 'err_conn', title: 'Conn', group: 'Errors', help: 'connection failures to a backend', tier: 2, value: (r) => r.c.errConn, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'connection' } } },
   { key: 'err_resp', title: 'Resp', group: 'Errors', help: 'failed or aborted responses', tier: 2, value: (r) => r.c.errResp, prom: { metric: 'errors_total', type: 'counter', help: '', labels: { type: 'response' } } },
   {
-    key: 'refused_conn', title: 'Refused', group: 'Errors', help: 'client connections refused at accept: global.maxconn reached or the open-file limit (TOTAL row only)',
+    key: 'refused_conn', title: 'Refused', group: 'Errors', help: 'client connections refused at accept: global.maxconn or the listen maxconn reached, or the open-file limit (TOTAL row only)',
     tier: 2, value: (r) => (r.kind === 'total' ? r.c.refusedConn : null),
     prom: { metric: 'refused_connections_total', type: 'counter', help: 'Client connections refused at accept (global.maxconn reached, or an accept failure such as EMFILE)', kinds: ['total'] },
+  },
+  {
+    key: 'limited', title: 'Limit', group: 'Errors', help: 'requests answered 429 by a per-client limit (limits.conn_per_source / rate_per_source; TOTAL row only)',
+    tier: 3, value: (r) => (r.kind === 'total' ? r.c.limited : null),
+    prom: { metric: 'limited_requests_total', type: 'counter', help: 'Requests answered 429 by a per-client limit (limits.*)', kinds: ['total'] },
+  },
+  {
+    key: 'denied_conn', title: 'Denied', group: 'Errors', help: 'client connections closed at accept by allow/deny (TOTAL row only)',
+    tier: 3, value: (r) => (r.kind === 'total' ? r.c.deniedConn : null),
+    prom: { metric: 'denied_connections_total', type: 'counter', help: 'Client connections closed at accept by the allow/deny source lists', kinds: ['total'] },
   },
   { key: 'retries', title: 'Retr', group: 'Warnings', help: 'retries to another attempt', tier: 3, value: (r) => r.c.retries, prom: { metric: 'retries_total', type: 'counter', help: 'Retried attempts' } },
   { key: 'redispatches', title: 'Redis', group: 'Warnings', help: 'requests redispatched to another backend', tier: 3, value: (r) => r.c.redispatches, prom: { metric: 'redispatches_total', type: 'counter', help: 'Requests redispatched to another backend' } },

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bool, duration, durationAtLeast, hostPort, name } from '../config/types.js';
+import { cidrList } from '../config/cidr.js';
 
 /**
  * Stats page and admin API configuration. Owned by the ops module (issue 4).
@@ -78,6 +79,10 @@ export const statsSchema = z.object({
   origins: z.array(origin).default([]),
   /** Failed-login limits and the credential cache. */
   login: loginSchema.default({}),
+  /** Sources (addresses or CIDRs) that may connect; empty: every source. Others are closed at accept. */
+  allow: cidrList.default([]),
+  /** Sources closed at accept. */
+  deny: cidrList.default([]),
 }).strict().superRefine((s, ctx) => {
   if (s.admin && s.auth.length === 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin'], message: 'admin: true needs at least one user in stats.auth' });
   const seen = new Set<string>();
@@ -111,6 +116,10 @@ export const adminSchema = z.object({
   read_only_socket_mode: z.string().regex(/^0?[0-7]{3}$/).default('0660'),
   /** How long `backend remove` waits for active sessions to end before removing anyway. */
   remove_timeout: duration.default('30s'),
+  /** With `bind`: sources (addresses or CIDRs) that may connect; empty: every source. Others are closed at accept. */
+  allow: cidrList.default([]),
+  /** With `bind`: sources closed at accept. */
+  deny: cidrList.default([]),
 }).strict().superRefine((a, ctx) => {
   if (a.bind && !a.token && !a.token_file) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['bind'], message: 'admin.bind needs token or token_file' });
   if ((a.read_only_token || a.read_only_token_file) && !a.bind) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['read_only_token'], message: 'read-only tokens need admin.bind (the unix socket has no tokens: its file mode decides)' });

@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { SourceFilter } from '../config/cidr.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { moduleFactories, type App, type Module } from '../app.js';
 import type { Config } from '../config/schema.js';
@@ -89,6 +91,13 @@ export class StatsModule implements Module {
     const srv = createServer((req, res) => { void this.handle(req, res); });
     srv.headersTimeout = 10_000;
     srv.requestTimeout = 30_000;
+    // stats.allow / stats.deny, read at each accept (a reload swaps the filter, the socket stays).
+    srv.on('connection', (sock: Socket) => {
+      if (this.filter.admits(sock.remoteAddress)) return;
+      this.deniedConn++;
+      this.log.debug({ client: sock.remoteAddress }, 'stats: source not allowed, connection closed');
+      sock.destroy();
+    });
     await new Promise<void>((ok, fail) => { srv.once('error', fail); srv.listen(hp.port, hp.host, () => { srv.off('error', fail); ok(); }); });
     // Bound: an 'error' now is an accept failure (EMFILE); log it rather than crash the process.
     srv.on('error', (e) => this.log.error({ err: e }, 'stats server error'));
@@ -99,7 +108,12 @@ export class StatsModule implements Module {
     this.log.info({ address: at, auth: this.auth.enabled, admin: this.cfg.admin }, `stats page listening on http://${at?.host}:${at?.port}/`);
   }
 
+  /** Connections closed by stats.allow / stats.deny. */
+  deniedConn = 0;
+  private filter = SourceFilter.OPEN;
+
   private setOrigins(): void {
+    this.filter = new SourceFilter(this.cfg.allow, this.cfg.deny);
     this.origins = new Set(this.cfg.origins);
     const host = parseHostPort(this.cfg.bind)!.host;
     this.loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');

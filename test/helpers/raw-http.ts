@@ -137,8 +137,9 @@ export class RawClient {
   readonly sock: Socket;
   readonly ready: Promise<void>;
 
-  constructor(port: number) {
-    this.sock = connect(port, '127.0.0.1');
+  /** @param from source address (another loopback address, 127.0.0.2…, is another client). */
+  constructor(port: number, from?: string) {
+    this.sock = connect({ port, host: '127.0.0.1', localAddress: from });
     this.ready = new Promise((ok) => this.sock.once('connect', () => ok()));
     this.sock.on('data', (d) => { this.buf += d.toString('latin1'); this.wake(); });
     this.sock.on('error', () => {});

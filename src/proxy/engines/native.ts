@@ -67,6 +67,8 @@ class Conn {
   sent = true;
   gotHeaders = false;
   keepAlive = true;
+  /** The request asked the backend to close after this response (connection_mode). */
+  closeAfter = false;
   partial: string[] | null = null;
   /** The current request asks to switch protocols (Upgrade); the backend's 101 head once it came. */
   upgrade = false;
@@ -119,6 +121,7 @@ class Conn {
     this.partial = null;
     this.head = r.method === 'HEAD';
     this.upgrade = r.upgrade !== null;
+    this.closeAfter = r.close;
     if (this.connected) this.write(r); else this.pending = r;
   }
 
@@ -144,6 +147,7 @@ class Conn {
       head += `${k}: ${h[i + 1]}\r\n`;
     }
     if (!hasHost) head += `Host: ${this.up.hostHeader}\r\n`;
+    if (r.close) head += 'Connection: close\r\n';
     if (r.upgrade !== null) {
       head += `Connection: Upgrade\r\nUpgrade: ${r.upgrade}\r\n`;
       // Whatever the answer, this connection is not reused.
@@ -189,7 +193,7 @@ class Conn {
       if (sink) sink.onHeaders(status, raw, this.resume, msg);
       return 0;
     }
-    this.keepAlive = keepAlive && !this.upgrade;
+    this.keepAlive = keepAlive && !this.upgrade && !this.closeAfter;
     this.gotHeaders = true;
     const sink = this.sink;
     if (sink && sink.onHeaders(status, raw, this.resume, msg) === false) this.s.pause();

@@ -47,7 +47,7 @@ export const undiciEngine: Engine = {
     u.pool.dispatch(
       // An upgrade request's connection never goes back to the pool (reset: the 101 detaches it,
       // any other answer closes it).
-      { method: r.method, path: r.path, headers: r.headers, body: r.body, blocking: false, reset: r.upgrade !== null, upgrade: r.upgrade },
+      { method: r.method, path: r.path, headers: r.headers, body: r.body, blocking: false, reset: r.upgrade !== null || r.close, upgrade: r.upgrade },
       // The sink already implements undici's (legacy) dispatch handler interface.
       sink as never,
     );
