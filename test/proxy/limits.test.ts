@@ -2,6 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startApp } from '../helpers/app.js';
 import { RawClient, rawBackend, type RawBackend } from '../helpers/raw-http.js';
 import { untilTrue } from '../helpers/netns.js';
+import { connect as tlsConnect } from 'node:tls';
+import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
+import { makeCa, makeLeaf } from '../helpers/certs.js';
+import { tempDir } from '../daemon/daemon.js';
 import { ClientTable } from '../../src/proxy/client-limits.js';
 import { SourceFilter, cidrList } from '../../src/config/cidr.js';
 
@@ -179,6 +184,36 @@ describe('per-client limits, allow/deny, connection modes (real App)', () => {
     const bearer = 'Authorization: Bearer 0123456789abcdef0123\r\n';
     expect(await ask(adminPort, '127.0.0.1', '/v1/status', bearer)).toBeNull();
     expect(await ask(adminPort, '127.0.0.2', '/v1/status', bearer)).toBe(200);
+  });
+
+  it('on a TLS bind the limits apply to the connection that was admitted (rate 2: third request 429)', async () => {
+    const dir = tempDir('limits-tls');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ca = makeCa(join(dir, 'ca'));
+    const leaf = makeLeaf(ca, 'a', ['a.example.test']);
+    const { lb, be } = await setup(`    tls:\n      certificates:\n        - ${leaf.bundle}\n    limits:\n      rate_per_source: 2\n`);
+    const statuses: number[] = [];
+    const s = tlsConnect({ host: '127.0.0.1', port: lb.port(), servername: 'a.example.test', ca: [readFileSync(ca.rootCert)] });
+    cleanups.push(() => s.destroy());
+    let buf = '';
+    s.on('data', (d) => { buf += d.toString('latin1'); });
+    s.on('error', () => {});
+    await new Promise((ok) => s.once('secureConnect', ok));
+    // One complete response (head + Content-Length body) off the front of buf.
+    const full = (): number => {
+      const e = buf.indexOf('\r\n\r\n');
+      if (e < 0) return -1;
+      const n = Number(/content-length: *(\d+)/i.exec(buf.slice(0, e))?.[1] ?? 0);
+      return buf.length >= e + 4 + n ? e + 4 + n : -1;
+    };
+    for (let i = 0; i < 3; i++) {
+      s.write(GET(`/t${i}`));
+      await untilTrue(() => full() > 0, 5000, `response ${i}`);
+      statuses.push(Number(/^HTTP\/1\.1 (\d{3})/.exec(buf)![1]));
+      buf = buf.slice(full());
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+    expect(be.requests.map((r) => r.target)).toEqual(['/t0', '/t1']);
   });
 
   describe.each(['undici', 'native'])('connection_mode (engine %s)', (engine) => {
