@@ -11,6 +11,7 @@ import { TicketKeys } from './tls/ticket-keys.js';
 import { readKeyFile } from './ha/advert.js';
 import { setLogLevel, type Logger } from './log.js';
 import { restartKeys, type RestartKey } from './config/restart.js';
+import type { StatusNote } from './admin/status.js';
 
 /** What a reload did: `changes` applied besides listens/backends, `restart` keys that wait for a restart. */
 export interface ReloadResult { applied: boolean; reason?: string; changes: string[]; restart: RestartKey[] }
@@ -83,6 +84,26 @@ export class App extends EventEmitter {
     this.backends.on('change', (ev) => {
       if (ev.from !== ev.to) log.info({ mod: 'backends', ...ev }, `backend ${ev.listen}/${ev.backend} ${ev.from} -> ${ev.to}: ${ev.reason}`);
     });
+  }
+
+  private readonly noteProviders = new Set<() => StatusNote[]>();
+
+  /**
+   * The hook for `pairlb status`: a part of the control plane that can be unhealthy while every
+   * backend is UP (scaler alarms, certificates about to expire) registers a provider; its notes
+   * are folded into the Nagios verdict (src/admin/status.ts). Returns the unregister function.
+   */
+  addStatusNotes(fn: () => StatusNote[]): () => void {
+    this.noteProviders.add(fn);
+    return () => { this.noteProviders.delete(fn); };
+  }
+
+  statusNotes(): StatusNote[] {
+    const out: StatusNote[] = [];
+    for (const fn of this.noteProviders) {
+      try { out.push(...fn()); } catch (e) { out.push({ source: 'status', level: 1, text: `a health provider failed: ${(e as Error).message}` }); }
+    }
+    return out;
   }
 
   setRole(role: Role, reason: string): void {

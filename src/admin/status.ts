@@ -2,11 +2,12 @@
  * `pairlb status` verdict, as a Nagios plugin (pure; unit-tested with a table of cases):
  *
  *   0 OK        every listen has a backend UP, no backend DOWN, and (with HA) a master and a live peer
- *   1 WARNING   a backend is DOWN (DRAIN and MAINT are operator choices, not warnings), or a
- *               module raises an alarm (an ACME order failed: the old certificate still serves),
+ *   1 WARNING   a backend is DOWN (DRAIN and MAINT are operator choices, not warnings),
  *               or the HA peer is silent, or the replicated state diverged or had a conflict
- *               (changes discarded by the reconciliation: docs/ha.md "Replicated state")
- *   2 CRITICAL  a listen section has no backend UP, or (with HA) there is no master
+ *               (changes discarded by the reconciliation: docs/ha.md "Replicated state"),
+ *               or a StatusNote at level 1: the scaler (recent alarms, a failed reconcile, unknown
+ *               clones), ACME (an order failed: the old certificate still serves), certificates
+ *   2 CRITICAL  a listen section has no backend UP, or (with HA) there is no master, or a note at level 2
  *   3 UNKNOWN   the CLI could not get an answer it understands (the CLI sets this itself)
  *
  * One line: "PAIRLB WARNING - web: 1/2 up (web2 DOWN); role master, peer lb-02 seen 0.3s ago | …perfdata".
@@ -30,23 +31,34 @@ export interface PairSummary {
   stateConflicts?: number;
 }
 
+/**
+ * Health that a part of the control plane adds to the verdict (App.addStatusNotes): one short
+ * phrase each, level 1 WARNING or 2 CRITICAL. Providers: the scaler (src/scale/scaler.ts
+ * statusNotes); certificate expiry is meant to come the same way from the TLS store (e.g. level 1
+ * under 14 days, 2 when expired or under 3 days).
+ */
+export interface StatusNote {
+  /** Who says it (scale, acme, tls): for the JSON of /v1/status. */
+  source: string;
+  level: 1 | 2;
+  /** The phrase in the verdict line, starting with what it is about (`scale: …`, `acme shop: …`). */
+  text: string;
+}
+
 export interface Verdict { code: 0 | 1 | 2 | 3; label: 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN'; text: string }
 
 const LABEL = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 
-/** A module's own alarm for the verdict (ACME order failures, …): WARNING or CRITICAL with its text. */
-export interface StatusAlarm { level: 1 | 2; text: string }
-
-export function verdict(listens: readonly ListenSummary[], pair: PairSummary, alarms: readonly StatusAlarm[] = []): Verdict {
+export function verdict(listens: readonly ListenSummary[], pair: PairSummary, notes: readonly StatusNote[] = []): Verdict {
   let code: 0 | 1 | 2 = 0;
   const parts: string[] = [];
   for (const l of listens) {
     let s = `${l.name}: ${l.up}/${l.total} up`;
-    const notes: string[] = [];
-    if (l.down.length) notes.push(l.down.slice(0, 5).join(', ') + (l.down.length > 5 ? ` +${l.down.length - 5}` : '') + ' DOWN');
-    if (l.drain) notes.push(`${l.drain} drain`);
-    if (l.maint) notes.push(`${l.maint} maint`);
-    if (notes.length) s += ` (${notes.join('; ')})`;
+    const bits: string[] = [];
+    if (l.down.length) bits.push(l.down.slice(0, 5).join(', ') + (l.down.length > 5 ? ` +${l.down.length - 5}` : '') + ' DOWN');
+    if (l.drain) bits.push(`${l.drain} drain`);
+    if (l.maint) bits.push(`${l.maint} maint`);
+    if (bits.length) s += ` (${bits.join('; ')})`;
     parts.push(s);
     if (l.up === 0) code = 2;
     else if (l.down.length && code < 1) code = 1;
@@ -63,7 +75,10 @@ export function verdict(listens: readonly ListenSummary[], pair: PairSummary, al
     if (pair.stateSync === 'diverged') { parts.push('state DIVERGED from the peer'); if (code < 1) code = 1; }
     if (pair.stateConflicts) { parts.push(`state CONFLICT x${pair.stateConflicts} (changes discarded, see the stats page)`); if (code < 1) code = 1; }
   } else parts.push(`role ${pair.role}`);
-  for (const a of alarms) { parts.push(a.text); if (code < a.level) code = a.level; }
+  for (const n of notes) {
+    parts.push(n.text.replace(/\s*[\r\n|]+\s*/g, ' '));
+    if (n.level > code) code = n.level;
+  }
   const perf = listens.map((l) => `${l.name}_up=${l.up};;1:;0;${l.total}`).join(' ');
   return { code, label: LABEL[code], text: `PAIRLB ${LABEL[code]} - ${parts.join('; ')}${perf ? ' | ' + perf : ''}` };
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { StatusNote } from '../admin/status.js';
 import type { App, Module } from '../app.js';
 import { moduleFactories } from '../app.js';
 import type { Config } from '../config/schema.js';
@@ -74,6 +75,8 @@ interface Target {
 
 const EVENTS_KEPT = 200;
 const ALARMS_KEPT = 50;
+/** How long an alarm keeps `pairlb status` at WARNING. */
+const ALARM_WINDOW_MS = 15 * 60_000;
 const CLONE_NAME_RE = /^(.+)-clone-[0-9a-f]{6}$/;
 
 const scalers = new WeakMap<App, Scaler>();
@@ -108,6 +111,31 @@ export class Scaler implements Module {
     this.log = app.log.child({ mod: 'scale' });
     this.buildClients();
     scalers.set(app, this);
+    this.unregisterNotes = app.addStatusNotes(() => this.statusNotes(Date.now()));
+  }
+
+  private readonly unregisterNotes: () => void;
+
+  /**
+   * For `pairlb status` (WARNING): alarms of the last ALARM_WINDOW_MS (an alarm is an event, not a
+   * state: it ages out instead of holding the check at WARNING for ever), a reconcile that failed
+   * last time, VMs on the hypervisors that look like our clones but have no record.
+   */
+  statusNotes(now: number): StatusNote[] {
+    if (!this.cfg.enabled) return [];
+    const out: StatusNote[] = [];
+    const recent = this.alarms.filter((a) => now - a.at <= ALARM_WINDOW_MS);
+    if (recent.length) {
+      const last = recent[recent.length - 1];
+      out.push({ source: 'scale', level: 1, text: `scale: ${recent.length} alarm(s) in the last ${ALARM_WINDOW_MS / 60_000} min, latest ${last.code}: ${last.message.slice(0, 160)}` });
+    }
+    const r = this.lastReconcile;
+    if (r && !r.ok) out.push({ source: 'scale', level: 1, text: `scale: last reconcile failed (${r.message})` });
+    if (this.unknown.length) {
+      const names = this.unknown.slice(0, 3).map((u) => `${u.hypervisor}/${u.name}`).join(', ') + (this.unknown.length > 3 ? ` +${this.unknown.length - 3}` : '');
+      out.push({ source: 'scale', level: 1, text: `scale: ${this.unknown.length} unknown clone(s) not in the pool (${names}; unknown_clones: ${this.cfg.unknown_clones})` });
+    }
+    return out;
   }
 
   // ---- module lifecycle ---------------------------------------------------------------------
@@ -132,6 +160,7 @@ export class Scaler implements Module {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unregisterNotes();
     this.app.off('role', this.onRole);
     await this.deactivate();
     // Operations stop at their next step; give a running SSH command a moment to return so its

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { Authenticator, CsrfTokens, hashPassword, parseHash, secretEquals } from '../../src/stats/auth.js';
-import { verdict, type ListenSummary, type PairSummary } from '../../src/admin/status.js';
+import { verdict, type ListenSummary, type PairSummary, type StatusNote } from '../../src/admin/status.js';
 import { COLUMNS } from '../../src/stats/columns.js';
 import { csvEscape } from '../../src/stats/model.js';
 import { esc } from '../../src/stats/page.js';
@@ -81,6 +81,20 @@ describe('pairlb status verdict (Nagios)', () => {
   });
   test('summary text', () => {
     expect(verdict([L('web', 1, ['web2'])], solo).text).toBe('PAIRLB WARNING - web: 1/2 up (web2 DOWN); role standalone | web_up=1;;1:;0;2');
+  });
+  const note = (level: 1 | 2, text = 'x'): StatusNote => ({ source: 'scale', level, text });
+  test.each([
+    ['no notes', [L('web', 2)], [], 0],
+    ['a scaler warning makes an all-UP pair WARNING', [L('web', 2)], [note(1)], 1],
+    ['a critical note (expired certificate)', [L('web', 2)], [note(2)], 2],
+    ['a warning note does not lower a CRITICAL', [L('web', 0, ['w'])], [note(1)], 2],
+    ['the highest note wins', [L('web', 2)], [note(1), note(2), note(1)], 2],
+  ] as [string, ListenSummary[], StatusNote[], number][])('notes: %s', (_n, listens, notes, code) => {
+    expect(verdict(listens, solo, notes).code).toBe(code);
+  });
+  test('notes text: one line, after the pair, before the perfdata (| and newlines in a note cannot break it)', () => {
+    expect(verdict([L('web', 2)], solo, [note(1, 'scale: last reconcile failed (a | b\nc)')]).text)
+      .toBe('PAIRLB WARNING - web: 2/2 up; role standalone; scale: last reconcile failed (a b c) | web_up=2;;1:;0;2');
   });
 });
 
