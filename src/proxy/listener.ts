@@ -12,7 +12,7 @@ import { undiciEngine } from './engines/undici.js';
 import { nativeEngine } from './engines/native.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import { Routing, type Route } from './routing.js';
-import { WaitQueue } from './queue.js';
+import { SlotQueues, type WaitQueue } from './queue.js';
 import { ClientTable, type ClientEntry, type LimitPolicy } from './client-limits.js';
 import { SourceFilter } from '../config/cidr.js';
 import { hashString, type BalanceOptions } from '../balance/index.js';
@@ -249,16 +249,6 @@ function wireBytes(sock: ClientSocket): [number, number] {
 
 function ignoreError(): void {}
 
-/** timeouts.queue ran out: 503, termination sQ (HAProxy: server queue timeout). */
-function queueTimedOut(ex: Exchange): void {
-  if (ex.waitQ === null || ex.finished) return;
-  const c = ex.waitQ.counters;
-  ex.l.unqueue(ex);
-  c.queueTimeouts++;
-  ex.termination = 'sQ';
-  ex.respondError(503);
-}
-
 /** balance: uri hashes the path, query string excluded (HAProxy's default without `whole`). */
 function uriHash(path: string): number {
   const q = path.indexOf('?');
@@ -470,7 +460,7 @@ class Exchange {
       route.counters.cur--;
       route.counters.total--;
       this.route = undefined;
-      if (this.l.queued > 0) this.l.slotFreed(route);
+      if (this.l.queues.queued > 0) this.l.queues.slotFreed(route.id);
       this.l.counters.errReq++;
       this.termination = 'PR';
       this.l.log.info({ mod: 'proxy', listen: s.name, code, err: err.message }, 'bad request refused');
@@ -511,7 +501,7 @@ class Exchange {
       if (next) {
         route.counters.retries++;
         route.counters.cur--;
-        if (next !== route && this.l.queued > 0) this.l.slotFreed(route);
+        if (next !== route && this.l.queues.queued > 0) this.l.queues.slotFreed(route.id);
         if (next !== route) {
           route.counters.redispatches++;
           // The client is now served by another server: it must get that server's cookie.
@@ -556,7 +546,7 @@ class Exchange {
     this.finished = true;
     const res = this.res;
     const a = this.attempt;
-    if (this.waitQ !== null) { this.l.unqueue(this); this.termination = 'CQ'; }
+    if (this.waitQ !== null) { this.l.queues.unqueue(this); this.termination = 'CQ'; }
     if (!res.writableFinished) {
       if (this.termination === '--') this.termination = this.status ? 'CD' : 'CH';
       if (a && !a.done) { a.done = true; this.abortUpstream?.(); }
@@ -572,10 +562,8 @@ export class Listener {
   s: ListenSettings;
   routing: Routing = Routing.EMPTY;
   readonly counters: Counters;
-  /** Backend queue (server maxconn, non-sticky requests), server queues by backend id, and how many wait in all. */
-  readonly queue: WaitQueue<Exchange>;
-  readonly serverQueues = new Map<number, WaitQueue<Exchange>>();
-  queued = 0;
+  /** Server maxconn: the backend queue and the servers' queues (src/proxy/queue.ts). */
+  readonly queues: SlotQueues<Exchange>;
   /** Per-client limits of this listen section (kept across reloads; cleared on HA role changes). */
   readonly clients: ClientTable;
   readonly upstreams = new Map<number, { up: Upstream; engine: Engine; address: string }>();
@@ -599,7 +587,7 @@ export class Listener {
   constructor(readonly app: App, cfg: ListenConfig) {
     this.s = new ListenSettings(cfg);
     this.counters = app.counters.listen(cfg.name);
-    this.queue = new WaitQueue<Exchange>(this.counters);
+    this.queues = new SlotQueues<Exchange>(this.counters, this.s.queueMs);
     this.clients = new ClientTable(this.s.limits);
     this.log = app.log;
     this.access = app.proxy.access;
@@ -697,6 +685,7 @@ export class Listener {
     if (cfg.tls && this.tls) this.tls.reload(cfg.tls, 'config reload');
     this.s = new ListenSettings(cfg, this.bound?.port);
     this.clients.policy = this.s.limits;
+    this.queues.timeoutMs = this.s.queueMs;
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
       this.server.headersTimeout = cfg.timeouts.http_request;
@@ -731,16 +720,7 @@ export class Listener {
       if (!live.has(id)) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
     }
     this.routing = new Routing(primary, backup, byCookie, s.balance, this.routing);
-    // Waiters of a server that can no longer be reached by its cookie (DOWN, MAINT, removed) go to
-    // the backend queue, in order (HAProxy redispatches them); a server's queue object goes with it.
-    for (const [id, q] of this.serverQueues) {
-      let r: Route | undefined;
-      for (const x of byCookie.values()) if (x.id === id) r = x;
-      if (r !== undefined) continue;
-      for (let ex = q.shift(); ex !== undefined; ex = q.shift()) { ex.stickyOk = false; this.queue.push(ex, ex.queuedAt); }
-      this.serverQueues.delete(id);
-    }
-    if (this.queued > 0) this.drainQueues();
+    this.queues.rebuilt(this.routing);
   }
 
   private route(b: Backend, state: Route['state'], weight: number): Route {
@@ -752,8 +732,7 @@ export class Listener {
     }
     const c = this.s.cfg.cookie;
     const counters = this.app.counters.backend(b.id);
-    let queue = this.serverQueues.get(b.id);
-    if (queue === undefined) this.serverQueues.set(b.id, (queue = new WaitQueue<Exchange>(counters)));
+    const queue = this.queues.serverQueue(b.id, counters);
     return {
       id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight, checked: b.check,
       maxconn: b.maxconn, queue,
@@ -909,7 +888,7 @@ export class Listener {
       route = routing.byCookie.get(stickyId);
       if (route !== undefined) {
         ex.stickyOk = true;
-        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) { this.wait(ex, route.queue); return; }
+        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) { this.queues.wait(ex, route.queue); return; }
       }
     }
     if (route === undefined) {
@@ -919,85 +898,12 @@ export class Listener {
     }
     if (route === undefined) {
       // Servers exist but every one is full (maxconn): wait for a slot.
-      if (routing.active.items.length > 0) { this.wait(ex, this.queue); return; }
+      if (routing.active.items.length > 0) { this.queues.wait(ex, this.queues.backend); return; }
       ex.termination = 'SC';
       ex.respondError(503);
       return;
     }
     ex.send(route);
-  }
-
-  // ---- queues (server maxconn): src/proxy/queue.ts ----------------------------------------------
-
-  private wait(ex: Exchange, q: WaitQueue<Exchange>): void {
-    ex.srvQueue = q === this.queue ? 0 : q.length;
-    ex.backendQueue = this.queue.length;
-    q.push(ex, performance.now());
-    this.queued++;
-    ex.qTimer = setTimeout(queueTimedOut, this.s.queueMs, ex);
-  }
-
-  /** A waiter leaves without a server (timeout, client gone). */
-  unqueue(ex: Exchange): void {
-    if (ex.waitQ === null) return;
-    ex.waitQ.remove(ex);
-    this.queued--;
-    clearTimeout(ex.qTimer);
-    ex.tw = performance.now() - ex.queuedAt;
-  }
-
-  /** `ex` was just shifted from `q`: it goes to `route`. */
-  private dispatch(q: WaitQueue<Exchange>, ex: Exchange, route: Route, now: number): void {
-    this.queued--;
-    clearTimeout(ex.qTimer);
-    const tw = now - ex.queuedAt;
-    ex.tw = tw;
-    q.counters.queueMs += tw;
-    ex.send(route);
-  }
-
-  /**
-   * A slot of `route` was freed: the oldest of its own waiters and the backend queue's goes (a
-   * backend waiter is balanced again, so it may go to another server with room).
-   */
-  slotFreed(route: Route): void {
-    const sq = this.serverQueues.get(route.id);
-    const bq = this.queue;
-    const now = performance.now();
-    for (;;) {
-      const a = sq?.peek();
-      const b = bq.peek();
-      if (a === undefined && b === undefined) return;
-      if (a !== undefined && (b === undefined || a.queuedAt <= b.queuedAt)) {
-        // Sticky waiters go to their server only (the latest snapshot's route of it).
-        const r = this.currentRoute(route.id);
-        if (r === undefined || (r.maxconn !== 0 && r.counters.cur >= r.maxconn)) return;
-        sq!.shift();
-        this.dispatch(sq!, a, r, now);
-        continue;
-      }
-      const r = this.routing.pick(b!.key, null);
-      if (r === undefined) return;
-      bq.shift();
-      this.dispatch(bq, b!, r, now);
-    }
-  }
-
-  private currentRoute(id: number): Route | undefined {
-    for (const r of this.routing.byCookie.values()) if (r.id === id) return r;
-    return undefined;
-  }
-
-  /** After a rebuild (servers up, maxconn raised): serve every waiter that now has a slot. */
-  private drainQueues(): void {
-    for (const r of this.routing.byCookie.values()) if (r.queue.length > 0) this.slotFreed(r);
-    const now = performance.now();
-    for (let b = this.queue.peek(); b !== undefined; b = this.queue.peek()) {
-      const r = this.routing.pick(b.key, null);
-      if (r === undefined) return;
-      this.queue.shift();
-      this.dispatch(this.queue, b, r, now);
-    }
   }
 
   /** Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq). */
@@ -1071,7 +977,7 @@ export class Listener {
     if (r !== undefined) {
       const rc = r.counters;
       rc.cur--;
-      if (this.queued > 0) this.slotFreed(r);
+      if (this.queues.queued > 0) this.queues.slotFreed(r.id);
       rc.observe(ex.status, rt);
       rc.bytesOut += bytesOut;
       rc.bytesIn += bytesIn;

@@ -1,4 +1,5 @@
 import type { Counters } from '../stats/counters.js';
+import type { Route, Routing } from './routing.js';
 
 /**
  * Requests waiting for a server slot (server `maxconn`), HAProxy's two queues
@@ -61,4 +62,140 @@ export class WaitQueue<T extends Waiter> {
     this.counters.qcur--;
     if (this.length === 0) { this.items.length = 0; this.head = 0; }
   }
+}
+
+/** What the queues need of a request (src/proxy/listener.ts Exchange). */
+export interface QueuedRequest extends Waiter {
+  /** Balancing hash, for the pick once a slot frees (-1: none). */
+  key: number;
+  qTimer: NodeJS.Timeout | undefined;
+  /** ms waited (HAProxy Tw), and the waiters ahead of it when queued (srv_queue / backend_queue). */
+  tw: number;
+  srvQueue: number;
+  backendQueue: number;
+  finished: boolean;
+  termination: string;
+  stickyOk: boolean;
+  send(route: Route): void;
+  respondError(status: number): void;
+}
+
+/**
+ * The queues of one server pool: its backend queue, one queue per server (kept across snapshot
+ * rebuilds, by backend id), and the dispatch rules above. Owned by whatever owns the pool's routing
+ * snapshot (the listener today; a shared pool with frontends/backends), which calls `rebuilt`
+ * after every new snapshot and `slotFreed` whenever a request leaves a server.
+ */
+export class SlotQueues<T extends QueuedRequest> {
+  readonly backend: WaitQueue<T>;
+  readonly servers = new Map<number, WaitQueue<T>>();
+  /** Waiters in every queue of the pool: the hot path tests `queued > 0` only. */
+  queued = 0;
+  private routing: Routing | undefined;
+
+  /** @param timeoutMs timeouts.queue, read at each wait (a reload may change it). */
+  constructor(counters: Counters, public timeoutMs: number) {
+    this.backend = new WaitQueue<T>(counters);
+  }
+
+  /** The queue of server `id` (its counters hold qcur/qmax), made on first use. */
+  serverQueue(id: number, counters: Counters): WaitQueue<T> {
+    let q = this.servers.get(id);
+    if (q === undefined) this.servers.set(id, (q = new WaitQueue<T>(counters)));
+    return q;
+  }
+
+  wait(ex: T, q: WaitQueue<T>): void {
+    ex.srvQueue = q === this.backend ? 0 : q.length;
+    ex.backendQueue = this.backend.length;
+    q.push(ex, performance.now());
+    this.queued++;
+    ex.qTimer = setTimeout(queueTimedOut, this.timeoutMs, this, ex);
+  }
+
+  /** A waiter leaves without a server (timeout, client gone). */
+  unqueue(ex: T): void {
+    if (ex.waitQ === null) return;
+    ex.waitQ.remove(ex);
+    this.queued--;
+    clearTimeout(ex.qTimer);
+    ex.tw = performance.now() - ex.queuedAt;
+  }
+
+  /** `ex` was just shifted from `q`: it goes to `route`. */
+  private dispatch(q: WaitQueue<T>, ex: T, route: Route, now: number): void {
+    this.queued--;
+    clearTimeout(ex.qTimer);
+    const tw = now - ex.queuedAt;
+    ex.tw = tw;
+    q.counters.queueMs += tw;
+    ex.send(route);
+  }
+
+  /**
+   * A slot of server `id` was freed: the oldest of its own waiters and the backend queue's goes (a
+   * backend waiter is balanced again, so it may go to another server with room).
+   */
+  slotFreed(id: number): void {
+    const routing = this.routing;
+    if (routing === undefined) return;
+    const sq = this.servers.get(id);
+    const bq = this.backend;
+    const now = performance.now();
+    for (;;) {
+      const a = sq?.peek();
+      const b = bq.peek();
+      if (a === undefined && b === undefined) return;
+      if (a !== undefined && (b === undefined || a.queuedAt <= b.queuedAt)) {
+        // Sticky waiters go to their server only (the latest snapshot's route of it).
+        const r = routeOf(routing, id);
+        if (r === undefined || (r.maxconn !== 0 && r.counters.cur >= r.maxconn)) return;
+        sq!.shift();
+        this.dispatch(sq!, a, r, now);
+        continue;
+      }
+      const r = routing.pick(b!.key, null);
+      if (r === undefined) return;
+      bq.shift();
+      this.dispatch(bq, b!, r, now);
+    }
+  }
+
+  /**
+   * A new snapshot: waiters of a server that can no longer be reached by its cookie (DOWN, MAINT,
+   * removed) go to the backend queue in order (HAProxy redispatches them), then every waiter that
+   * now has a slot (server back UP, maxconn raised) is served.
+   */
+  rebuilt(routing: Routing): void {
+    this.routing = routing;
+    for (const [id, q] of this.servers) {
+      if (routeOf(routing, id) !== undefined) continue;
+      for (let ex = q.shift(); ex !== undefined; ex = q.shift()) { ex.stickyOk = false; this.backend.push(ex, ex.queuedAt); }
+      this.servers.delete(id);
+    }
+    if (this.queued === 0) return;
+    for (const r of routing.byCookie.values()) if (r.queue.length > 0) this.slotFreed(r.id);
+    const now = performance.now();
+    for (let b = this.backend.peek(); b !== undefined; b = this.backend.peek()) {
+      const r = routing.pick(b.key, null);
+      if (r === undefined) return;
+      this.backend.shift();
+      this.dispatch(this.backend, b, r, now);
+    }
+  }
+}
+
+function routeOf(routing: Routing, id: number): Route | undefined {
+  for (const r of routing.byCookie.values()) if (r.id === id) return r;
+  return undefined;
+}
+
+/** timeouts.queue ran out: 503, termination sQ (HAProxy: server queue timeout). */
+function queueTimedOut<T extends QueuedRequest>(qs: SlotQueues<T>, ex: T): void {
+  if (ex.waitQ === null || ex.finished) return;
+  const c = ex.waitQ.counters;
+  qs.unqueue(ex);
+  c.queueTimeouts++;
+  ex.termination = 'sQ';
+  ex.respondError(503);
 }
