@@ -4,6 +4,7 @@ import { PairlbError } from '../errors.js';
 import { findModule, panelStatus } from '../stats/model.js';
 import { AdminActions, type Actor } from './actions.js';
 import { readBody, sendError, sendJson } from './http.js';
+import { certSummaries, tlsStatuses } from '../tls/status.js';
 import { verdict, type ListenSummary, type PairSummary, type StatusNote } from './status.js';
 import { acmeOf } from '../acme/module.js';
 
@@ -71,7 +72,7 @@ export function statusDoc(app: App): Record<string, unknown> {
   const acme = acmeOf(app)?.status();
   // ACME order failures as notes (the ACME module could register with app.addStatusNotes instead).
   const notes: StatusNote[] = [...app.statusNotes(), ...(acme?.alarms ?? []).map((a) => ({ source: 'acme', level: 1 as const, text: `acme ${a.message}` }))];
-  return { node: app.node, role: app.role, pair, listens, notes, ha: panelStatus(app, 'ha') ?? null, scale: panelStatus(app, 'scale') ?? null, acme: acme ?? null, verdict: verdict(listens, pair, notes) };
+  return { node: app.node, role: app.role, pair, listens, notes, ha: panelStatus(app, 'ha') ?? null, scale: panelStatus(app, 'scale') ?? null, acme: acme ?? null, tls: certSummaries(tlsStatuses(app)), verdict: verdict(listens, pair, notes) };
 }
 
 function parseJson(s: string): Record<string, unknown> {

@@ -34,8 +34,8 @@ export interface PairSummary {
 /**
  * Health that a part of the control plane adds to the verdict (App.addStatusNotes): one short
  * phrase each, level 1 WARNING or 2 CRITICAL. Providers: the scaler (src/scale/scaler.ts
- * statusNotes); certificate expiry is meant to come the same way from the TLS store (e.g. level 1
- * under 14 days, 2 when expired or under 3 days).
+ * statusNotes); certificate expiry (src/tls/status.ts certVerdict, registered by the ProxyManager:
+ * level 1 under 14 days, 2 when expired or under 3 days).
  */
 export interface StatusNote {
   /** Who says it (scale, acme, tls): for the JSON of /v1/status. */

@@ -2,6 +2,7 @@ import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { Listener } from './listener.js';
 import { AcceptGuard } from './accept-guard.js';
+import { certVerdict, tlsStatuses } from '../tls/status.js';
 import { AccessLog } from './access-log.js';
 
 /**
@@ -19,6 +20,11 @@ export class ProxyManager {
   constructor(private readonly app: App) {
     this.guard = new AcceptGuard(app.log, app.cfg.global.maxconn);
     this.access = new AccessLog(app.log, app.cfg.global.log);
+    // Certificate expiry in `pairlb status`: WARNING within 14 days, CRITICAL within 3.
+    app.addStatusNotes(() => {
+      const v = certVerdict(tlsStatuses(app));
+      return v.code > 0 && v.text ? [{ source: 'tls', level: v.code as 1 | 2, text: v.text }] : [];
+    });
     app.backends.on('publish', (listen: string) => this.listeners.get(listen)?.rebuild());
     // Per-client limits are local and short-lived: every HA role change starts them afresh, so a
     // node never applies bans from an earlier time as master, and a backup holds none (issue 14).

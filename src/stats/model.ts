@@ -3,6 +3,7 @@ import type { Backend } from '../backends/backend-set.js';
 import type { Counters } from './counters.js';
 import { healthOf } from '../health/checker.js';
 import { rowValues, type Row, type Value } from './columns.js';
+import { tlsStatuses } from '../tls/status.js';
 
 /**
  * Builds the rows of the stats table from the App at render/scrape time, and samples session rates
@@ -144,6 +145,7 @@ export function statsJson(app: App, opts: RowOpts = {}): Record<string, unknown>
     listens: tables.map((t) => ({ name: t.listen, total: rowValues(t.total), backends: t.backends.map(rowValues) })),
     ha: panelStatus(app, 'ha') ?? null,
     scale: panelStatus(app, 'scale') ?? null,
+    tls: tlsStatuses(app).map((t) => ({ listen: t.listen, certificates: t.certificates, errors: t.errors, counters: t.counters })),
   };
 }
 

@@ -15,6 +15,7 @@ import type { StatsConfig } from './config.js';
 import { renderCsv } from './csv.js';
 import { RateSampler, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
 import { renderPage } from './page.js';
+import { tlsStatuses } from '../tls/status.js';
 import { PromExporter } from './prometheus.js';
 
 /**
@@ -190,6 +191,7 @@ export class StatsModule implements Module {
             note: this.cfg.admin ? adminActions(this.app).readOnlyReason() : undefined,
             flash: ok ? { ok: true, text: ok } : err ? { ok: false, text: err } : undefined,
             conn: (({ open, maxconn, fdLimit, fdLimitHits }) => ({ open, maxconn, fdLimit, fdLimitHits }))(this.app.proxy.guard),
+            tls: tlsStatuses(this.app),
           });
           return this.send(res, 200, 'text/html; charset=utf-8', html, {
             'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,

@@ -1,5 +1,7 @@
 import { PAGE_COLUMNS, fmtDuration, statusText, type Column, type Row } from './columns.js';
 import type { ListenTable } from './model.js';
+import type { TlsStatus } from '../tls/terminator.js';
+import { STATUS_CRIT_DAYS, STATUS_WARN_DAYS, certSummaries } from '../tls/status.js';
 
 /**
  * The HTML stats page (pure: tables + panels in, HTML out). No external assets; a tiny inline script
@@ -31,6 +33,8 @@ export interface PageInput {
   logins?: { failures: number; locked: number; busy: number; lockouts: number; sources: number };
   /** Process limits for the footer (src/proxy/accept-guard.ts). */
   conn?: { open: number; maxconn: number; fdLimit?: number; fdLimitHits: number };
+  /** TLS binds: certificates (names, expiry), files left out, handshake counters. */
+  tls?: TlsStatus[];
 }
 
 function loginText(l: PageInput['logins']): string {
@@ -71,6 +75,8 @@ main{padding:.6rem 1rem 2rem}
 .panel details{margin-top:.3rem;color:var(--mut)}
 .panel dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:0}
 .panel dt{color:var(--mut)}.panel dd{margin:0;overflow-wrap:anywhere}
+.panel.tls{grid-column:1/-1}.certs{border-collapse:collapse;width:100%}.certs td,.certs th{padding:.1rem .5rem;text-align:left;border-bottom:1px solid var(--line)}
+.certs .src{color:var(--mut);overflow-wrap:anywhere}.certs tr.bad td{background:var(--down);color:var(--downf)}.certs tr.warnt td{background:var(--trans);color:var(--transf)}.certs tr.off td{color:var(--mut)}
 .off{color:var(--mut);font-style:italic;margin:0}
 .off-panel h2,.off-panel p{display:inline;margin-right:.6rem}
 section.listen{margin:0 0 1.2rem}
@@ -316,6 +322,37 @@ function scalePanel(p: PageInput): string {
   return `<div class="panel${alarms.length ? ' warn' : ''}"><h2>Scaling</h2>${kv(rows)}${ev}</div>`;
 }
 
+/**
+ * Certificates of the TLS binds, soonest expiry first: names, key type, expiry and days left
+ * (warn within 14 days, bad within 3, as `pairlb status`), and files left out of a directory.
+ */
+function tlsPanel(p: PageInput, now: number): string {
+  const ts = p.tls ?? [];
+  if (!ts.length) return '';
+  const certs = certSummaries(ts, now);
+  let alarm = false;
+  const rows = certs.map((c) => {
+    const d = c.daysLeft;
+    const cls = !c.inUse ? 'off' : d < STATUS_CRIT_DAYS ? 'bad' : d < STATUS_WARN_DAYS ? 'warnt' : '';
+    if (c.inUse && d < STATUS_WARN_DAYS) alarm = true;
+    const left = d <= 0 ? 'EXPIRED' : d < 1 ? `${Math.max(1, Math.round(d * 24))}h` : `${Math.floor(d)}d`;
+    const info = ts.find((t) => t.listen === c.listen)?.certificates.find((x) => x.source === c.source);
+    return `<tr class="${cls}"><td>${esc(c.listen)}</td><td>${esc(c.names.join(', '))}</td><td>${esc(info?.keyType ?? '')}</td>` +
+      `<td>${esc(new Date(c.notAfter).toISOString().slice(0, 10))}</td><td>${esc(left)}${c.inUse ? '' : ' (replaced)'}</td><td class="src">${esc(c.source)}</td></tr>`;
+  }).join('');
+  const errs = ts.flatMap((t) => t.errors.map((e) => `<li>${esc(t.listen)}: ${esc(e.message)}</li>`));
+  if (errs.length) alarm = true;
+  const hs = ts.map((t) => {
+    const c = t.counters;
+    const failed = Object.values(c.failures).reduce((a, b) => a + b, 0);
+    return `${esc(t.listen)}: ${c.full} full, ${c.resumed} resumed, ${failed} failed`;
+  }).join(' · ');
+  return `<div class="panel tls${alarm ? ' warn' : ''}"><h2>TLS certificates</h2>` +
+    `<table class="certs"><thead><tr><th>listen</th><th>names</th><th>key</th><th>not after</th><th>left</th><th>file</th></tr></thead><tbody>${rows || '<tr><td colspan="6">no certificate loaded</td></tr>'}</tbody></table>` +
+    (errs.length ? `<p class="bad">left out:</p><ul>${errs.join('')}</ul>` : '') +
+    `<details><summary>handshakes</summary><p>${hs}</p></details></div>`;
+}
+
 export function renderPage(p: PageInput): string {
   const admin = p.csrf !== undefined;
   const sections = p.tables.map((t) => {
@@ -342,7 +379,7 @@ export function renderPage(p: PageInput): string {
     `<span class="links">${p.all ? '<a href="./">fewer columns</a>' : '<a href="./?all=1">all columns</a>'}<a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
     (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
-    `<div class="panels">${pairPanel(p)}${scalePanel(p)}</div>${sections}</main>` +
+    `<div class="panels">${pairPanel(p)}${scalePanel(p)}${tlsPanel(p, p.now)}</div>${sections}</main>` +
     `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : p.readOnlyUser ? ' (read-only)' : ''} · ` : ''}${connText(p.conn)}${loginText(p.logins)}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
     refresh + '</body></html>';
 }

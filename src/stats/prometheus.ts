@@ -7,6 +7,8 @@ import { COLUMNS, type Column, type Row, type RowKind } from './columns.js';
 import { RT_BUCKETS } from './counters.js';
 import { buildTables, findModule, panelStatus, type ListenTable, type RowOpts } from './model.js';
 import type { LoginGuard } from './login-guard.js';
+import { tlsStatuses } from '../tls/status.js';
+import { FAILURE_REASONS } from '../tls/terminator.js';
 
 /**
  * Prometheus exposition with prom-client, driven by the same column table as the page.
@@ -141,6 +143,21 @@ export class PromExporter {
     this.fromFn('pairlb_login_scrypt_total', 'scrypt password verifications run', 'counter', per((g) => g.counters.scrypt));
     this.fromFn('pairlb_login_sources', 'Sources in the failed-login table (bounded by login.sources)', 'gauge', per((g) => g.limiter.size));
     this.fromFn('pairlb_fd_limit_hits_total', 'Seconds (1 s probes) the process found its descriptor table full: connections were closed unseen', 'counter', () => one(g().fdLimitHits));
+
+    // TLS binds (src/tls/status.ts): certificates with their names and expiry, handshakes by outcome.
+    const tls = () => tlsStatuses(this.app);
+    this.fromFn('pairlb_tls_cert_not_after_seconds', 'Expiry (notAfter, Unix seconds) of each certificate loaded on a TLS bind; in_use 0: another certificate serves all its names', 'gauge', () =>
+      tls().flatMap((t) => t.certificates.map((c) => ({ labels: { listen: t.listen, names: c.names.join(','), source: c.source, key_type: c.keyType, in_use: c.inUse ? '1' : '0' }, value: Math.floor(c.notAfter / 1000) }))));
+    this.fromFn('pairlb_tls_cert_files_failed', 'Certificate files left out of a TLS bind\'s directory at the last (re)load (unreadable, key mismatch, chain out of order)', 'gauge', () =>
+      tls().map((t) => ({ labels: { listen: t.listen }, value: t.errors.length })));
+    this.fromFn('pairlb_tls_handshakes_total', 'Finished TLS handshakes: full, or resumed (session ticket)', 'counter', () =>
+      tls().flatMap((t) => [{ labels: { listen: t.listen, kind: 'full' }, value: t.counters.full }, { labels: { listen: t.listen, kind: 'resumed' }, value: t.counters.resumed }]));
+    this.fromFn('pairlb_tls_sni_total', 'How the certificate was chosen: SNI exact name, SNI wildcard, SNI unknown (default certificate), no SNI (default certificate)', 'counter', () =>
+      tls().flatMap((t) => [['exact', t.counters.sniExact], ['wildcard', t.counters.sniWildcard], ['unknown', t.counters.sniUnknown], ['none', t.counters.noSni]].map(([sni, v]) => ({ labels: { listen: t.listen, sni: String(sni) }, value: v as number }))));
+    this.fromFn('pairlb_tls_handshake_failures_total', 'TLS handshakes that failed, by reason (timeout, plain_http, version, no_shared_cipher, bad_record, alpn, aborted, other)', 'counter', () =>
+      tls().flatMap((t) => FAILURE_REASONS.map((reason) => ({ labels: { listen: t.listen, reason }, value: t.counters.failures[reason] }))));
+    this.fromFn('pairlb_tls_reloads_total', 'Certificate reloads that swapped (ok) or were refused, the running certificates staying (failed)', 'counter', () =>
+      tls().flatMap((t) => [{ labels: { listen: t.listen, result: 'ok' }, value: t.counters.reloads }, { labels: { listen: t.listen, result: 'failed' }, value: t.counters.reloadFailures }]));
 
     const sc = (): O | undefined => panelStatus(this.app, 'scale');
     const list = (v: unknown): O[] => (Array.isArray(v) ? v.filter((x) => x && typeof x === 'object') as O[] : []);

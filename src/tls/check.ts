@@ -51,6 +51,7 @@ export function checkTls(cfg: Config, now = Date.now()): { errors: TlsProblem[];
       errors.push({ path: settingPath(b.path, e as Error), message: (e as Error).message });
       continue;
     }
+    if (r.certs.length === 0) warnings.push({ path: [...b.path, 'directory'], message: `${b.tls.directory} holds no certificate yet: TLS handshakes on ${b.name} fail until a bundle is written there (ACME does at its first order)` });
     for (const c of r.certs) {
       const w = expiryWarning(c, now);
       if (w) warnings.push({ path: pathOfCert(b.path, b.tls, c), message: w });

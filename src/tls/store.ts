@@ -98,8 +98,20 @@ export class CertStore {
 
   /** Throws CertError when there is no certificate at all or `default_name` is served by none. */
   constructor(readonly cfg: TlsConfig, certs: readonly LoadedCert[], now = Date.now()) {
-    if (certs.length === 0) throw new CertError(cfg.directory ?? '(tls)', 'no certificate to serve');
     const opts = contextOptions(cfg);
+    if (certs.length === 0) {
+      // A directory that ACME has not written to yet: the bind starts, handshakes fail (counted
+      // no_shared_cipher) until a bundle appears and the watch loads it.
+      if (cfg.directory === undefined) throw new CertError('(tls)', 'no certificate to serve');
+      this.defaultOptions = opts;
+      this.defaultContext = createSecureContext(opts);
+      this.defaultChoice = { ec: this.defaultContext, other: this.defaultContext };
+      this.exactNames = new Set();
+      this.wildcardParents = new Set();
+      this.info = [];
+      this.key = JSON.stringify([opts, cfg.default_name ?? '', []]);
+      return;
+    }
     const byName = new Map<string, LoadedCert[]>();
     for (const c of certs) for (const n of c.names) {
       const l = byName.get(n);
