@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,6 +73,11 @@ export function contextOptions(cfg: TlsConfig): SecureContextOptions {
     ciphers: `${cfg.ciphersuites}:${cfg.ciphers}`,
     ecdhCurve: cfg.curves,
     honorCipherOrder: cfg.prefer_server_ciphers,
+    // OpenSSL resumes a session only in the session id context it was made in. Node's default is a
+    // hash of process.argv, which differs between the two HA nodes (their -c files): a ticket from the
+    // old master would get a full handshake on the new one. Same bind config → same context on both
+    // nodes; another bind's certificates → another context (no resumption across sites).
+    sessionIdContext: createHash('sha256').update(JSON.stringify(['pairlb', cfg.certificates, cfg.directory ?? null])).digest('hex').slice(0, 32),
   };
 }
 
