@@ -89,6 +89,11 @@ interface Builder {
   bind?: string;
   mode: string;
   balance?: string;
+  hashType?: string;
+  hashHeader?: string;
+  /** Frontend (listen) maxconn. */
+  maxconn?: number;
+  connectionMode?: string;
   cookie?: Record<string, unknown>;
   forwardfor?: { enabled: boolean; header?: string };
   httpchk?: { method: string; path: string; host?: string };
@@ -106,17 +111,14 @@ interface Builder {
 }
 
 const TIMEOUT_MAP: Record<string, string> = {
-  connect: 'connect', server: 'server', 'http-request': 'http_request', 'http-keep-alive': 'client', tunnel: 'tunnel',
+  connect: 'connect', server: 'server', 'http-request': 'http_request', 'http-keep-alive': 'client', tunnel: 'tunnel', queue: 'queue',
   contimeout: 'connect', srvtimeout: 'server',
 };
 
 const GENERIC = 'no pairlb equivalent';
 
 const OPTION_WHY: Record<string, string> = {
-  httpclose: 'pairlb keeps client and backend connections alive (the backend side is a connection pool); there is no switch to close them after each request',
-  'http-server-close': 'pairlb keeps backend connections alive in a pool; there is no switch to close them after each response',
-  forceclose: 'pairlb keeps client and backend connections alive; there is no switch to close them',
-  'http-keep-alive': 'pairlb always keeps connections alive (this is its only mode): nothing to write',
+  'http-keep-alive': 'pairlb keeps connections alive by default (connection_mode: http-keep-alive): nothing to write',
   'http-pretend-keepalive': 'pairlb keeps backend connections alive: nothing to write',
   dontlognull: 'pairlb logs every request it parsed; connections without a request are not logged as requests',
   tcplog: 'pairlb proxies HTTP only',
@@ -152,9 +154,20 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
     case 'mode':
       b.mode = args[0];
       return;
-    case 'balance':
-      if (args[0] === 'roundrobin') b.balance = 'roundrobin';
-      else skip(`pairlb balances round robin only (weights honoured): balance ${args[0]} has no equivalent, roundrobin is used`);
+    case 'balance': {
+      const alg = args[0] ?? '';
+      const hdr = /^hdr\(([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\)$/.exec(alg);
+      if (['roundrobin', 'leastconn', 'source', 'uri'].includes(alg)) b.balance = alg;
+      else if (/^random(\(2\))?$/.test(alg)) b.balance = 'random';
+      else if (hdr) { b.balance = 'header'; b.hashHeader = hdr[1]; }
+      else { skip(`balance ${alg}: pairlb has roundrobin, leastconn, source, uri, hdr(name), random(2); roundrobin is used`); return; }
+      if (args.length > 1) skip(`balance ${alg} ${args.slice(1).join(' ')}: options have no pairlb equivalent (uri hashes the path without the query string)`);
+      return;
+    }
+    case 'hash-type':
+      if (args[0] === 'map-based' || args[0] === 'consistent') b.hashType = args[0];
+      else { skip(`hash-type ${args[0]}: pairlb has map-based and consistent`); return; }
+      if (args.length > 1) skip(`hash-type ${args.slice(1).join(' ')}: pairlb hashes with its own function (FNV-1a + murmur3 finaliser)`);
       return;
     case 'cookie': return applyCookie(b, args, skip, r);
     case 'option': return applyOption(b, args, no, skip, d, r);
@@ -190,7 +203,7 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
       }
       if (args[0] === 'check') { b.checkTimeout = ms; return; }
       const key = TIMEOUT_MAP[args[0]];
-      if (!key) { skip(args[0] === 'queue' ? 'pairlb has no queue (a request goes to a backend or gets 503)' : `timeout ${args[0]}: ${GENERIC}`); return; }
+      if (!key) { skip(`timeout ${args[0]}: ${GENERIC}`); return; }
       b.timeouts[key] = ms;
       return;
     }
@@ -213,10 +226,16 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
     case 'default_backend': b.defaultBackend = d; return;
     case 'use_backend': case 'acl': b.rules.push(d); return;
     case 'stats': return; // collected separately (one stats section for the whole file)
-    case 'maxconn': skip('pairlb limits connections over all listen sections (global.maxconn), not per section'); return;
+    case 'maxconn': {
+      const n = Number(args[0]);
+      if (!Number.isInteger(n) || n < 1) { skip('not a count'); return; }
+      // A backend section has no maxconn of its own in HAProxy (fullconn): only the frontend half.
+      if (part !== 'backend') b.maxconn = n;
+      return;
+    }
     case 'log': skip('pairlb writes JSON logs (and the access log) to stdout, i.e. journald; no syslog target'); return;
     case 'description': return;
-    case 'fullconn': case 'hash-type': case 'dispatch': skip(`${GENERIC} (pairlb balances round robin)`); return;
+    case 'fullconn': case 'dispatch': skip(GENERIC); return;
     case 'errorfile': case 'errorloc': case 'errorloc302': case 'errorloc303': skip('pairlb writes its own error pages (503/502/504); custom pages have no equivalent yet'); return;
     case 'http-request': case 'http-response': case 'reqadd': case 'rspadd': case 'reqrep': case 'rsprep': case 'reqdel': case 'rspdel': case 'http-after-response': case 'tcp-request': case 'tcp-response': case 'redirect':
       skip('header/request rules have no pairlb equivalent yet'); return;
@@ -287,6 +306,9 @@ function applyOption(b: Builder, args: string[], no: boolean, skip: (why: string
       return;
     }
     case 'redispatch': b.redispatch = !no; return;
+    case 'httpclose': case 'http-server-close': case 'forceclose':
+      b.connectionMode = no ? 'http-keep-alive' : o === 'http-server-close' ? 'http-server-close' : 'httpclose';
+      return;
     case 'httplog': return; // pairlb's access log has the httplog fields (docs/operations.md)
     default: {
       const why = OPTION_WHY[o];
@@ -330,12 +352,13 @@ function applyServer(b: Builder, d: Directive, args: string[], r: ImportResult, 
       case 'inter': case 'fastinter': case 'downinter': { i++; const ms = haproxyTime(v ?? ''); if (ms === undefined) bad.push(`${p} ${v}`); else timing[p] = ms; break; }
       case 'rise': case 'fall': { i++; const n = Number(v); if (Number.isInteger(n) && n >= 1) timing[p] = n; else bad.push(`${p} ${v}`); break; }
       case 'slowstart': { i++; const ms = haproxyTime(v ?? ''); if (ms === undefined) bad.push(`${p} ${v}`); else b.slowstart = Math.max(b.slowstart ?? 0, ms); break; }
-      case 'maxconn': case 'maxqueue': case 'port': case 'addr': case 'minconn': case 'on-error': case 'error-limit': case 'observe': case 'resolvers': case 'init-addr': case 'agent-check': case 'agent-port': case 'agent-inter': case 'id': case 'check-sni': case 'sni': case 'crt': case 'ca-file': case 'verify': case 'proto': case 'alpn': case 'pool-max-conn':
+      case 'maxconn': { i++; const n = Number(v); if (Number.isInteger(n) && n >= 0) s.maxconn = n; else bad.push(`maxconn ${v}`); break; }
+      case 'maxqueue': case 'port': case 'addr': case 'minconn': case 'on-error': case 'error-limit': case 'observe': case 'resolvers': case 'init-addr': case 'agent-check': case 'agent-port': case 'agent-inter': case 'id': case 'check-sni': case 'sni': case 'crt': case 'ca-file': case 'verify': case 'proto': case 'alpn': case 'pool-max-conn':
         bad.push(`${p} ${v ?? ''}`.trim()); i++; break;
       default: bad.push(p);
     }
   }
-  if (bad.length) skip(`server options ${bad.join(', ')}: ${GENERIC} (pairlb servers have name, address, weight, cookie, backup, check, state; check timings are per listen section)`);
+  if (bad.length) skip(`server options ${bad.join(', ')}: ${GENERIC} (pairlb servers have name, address, weight, cookie, backup, check, state, maxconn; check timings are per listen section)`);
   if (!check) s.check = false;
   if (check) {
     const sc = b.serverCheck;
@@ -358,6 +381,11 @@ function emit(b: Builder, r: ImportResult, idx: number, sectionText: string): Re
   if (!b.bind) { r.skip(b.at, sectionText, 'no usable bind: this section is not imported'); return undefined; }
   const P = (...p: (string | number)[]) => ['listen', idx, ...p];
   const l: Record<string, unknown> = { name: b.name, bind: b.bind, mode: 'http', balance: b.balance ?? 'roundrobin' };
+  if (b.hashHeader && b.balance === 'header') l.hash_header = b.hashHeader;
+  // HAProxy's hash-type default is map-based, as pairlb's: written only when asked for.
+  if (b.hashType && ['source', 'uri', 'header'].includes(String(b.balance))) l.hash_type = b.hashType;
+  if (b.maxconn !== undefined) l.maxconn = b.maxconn;
+  if (b.connectionMode && b.connectionMode !== 'http-keep-alive') l.connection_mode = b.connectionMode;
   r.note(P('name'), `from ${b.at}: ${sectionText}`);
   if (b.cookie) {
     l.cookie = b.cookie;

@@ -45,6 +45,13 @@ describe('listen section lines', () => {
     ['http-keep-alive wins over timeout client', 'timeout client 30s\n    timeout http-keep-alive 2s', { timeouts: { client: '2s' } }],
     ['retries and redispatch', 'retries 3\n    option redispatch', { retries: 3, redispatch: true }],
     ['no option redispatch = false', '', { redispatch: false }],
+    ['balance leastconn', 'balance leastconn', { balance: 'leastconn' }],
+    ['balance source, consistent', 'balance source\n    hash-type consistent', { balance: 'source', hash_type: 'consistent' }],
+    ['balance hdr(name)', 'balance hdr(X-Tenant)', { balance: 'header', hash_header: 'X-Tenant' }],
+    ['balance random(2)', 'balance random(2)', { balance: 'random' }],
+    ['frontend maxconn, timeout queue', 'maxconn 100\n    timeout queue 5s', { maxconn: 100, timeouts: { queue: '5s' } }],
+    ['option httpclose', 'option httpclose', { connection_mode: 'httpclose' }],
+    ['option http-server-close', 'option http-server-close', { connection_mode: 'http-server-close' }],
   ])('%s', (_n, lines, want) => {
     const { l } = only(cfg(`listen web 0.0.0.0:80\n    ${lines}`));
     expect(l).toMatchObject({ name: 'web', bind: '0.0.0.0:80', mode: 'http', ...want });
@@ -55,22 +62,20 @@ describe('listen section lines', () => {
     expect(l.backends).toEqual([
       { name: 'a', address: '10.0.0.1:80', weight: 10, cookie: 'A', backup: true },
       { name: 'b', address: '10.0.0.2:80', state: 'maint', check: false },
-      { name: 'c', address: '10.0.0.3:80' },
+      { name: 'c', address: '10.0.0.3:80', maxconn: 50 },
     ]);
     expect((l.check as Record<string, unknown>).interval).toBe('3s');
     expect(r.result.unmapped.map((u) => [u.at, u.why])).toEqual([
       ['h.cfg:8', 'no port: HAProxy uses the port the client connected to; written with the bind\'s port 80'],
-      ['h.cfg:9', 'server options maxconn 50, port 81: no pairlb equivalent (pairlb servers have name, address, weight, cookie, backup, check, state; check timings are per listen section)'],
+      ['h.cfg:9', 'server options port 81: no pairlb equivalent (pairlb servers have name, address, weight, cookie, backup, check, state, maxconn; check timings are per listen section)'],
     ]);
   });
 
   it.each([
-    ['balance leastconn', 'pairlb balances round robin only (weights honoured): balance leastconn has no equivalent, roundrobin is used'],
-    ['option httpclose', 'pairlb keeps client and backend connections alive (the backend side is a connection pool); there is no switch to close them after each request'],
+    ['balance static-rr', 'balance static-rr: pairlb has roundrobin, leastconn, source, uri, hdr(name), random(2); roundrobin is used'],
+    ['balance uri whole', 'balance uri whole: options have no pairlb equivalent (uri hashes the path without the query string)'],
     ['cookie SRV', 'cookie rewrite mode (the default without insert/prefix) has no pairlb equivalent: use insert or prefix'],
-    ['maxconn 100', 'pairlb limits connections over all listen sections (global.maxconn), not per section'],
     ['bind :81', 'pairlb has one bind per listen section: only the first bind is used'],
-    ['timeout queue 5s', 'pairlb has no queue (a request goes to a backend or gets 503)'],
     ['http-request set-header X-A 1', 'header/request rules have no pairlb equivalent yet'],
     ['frobnicate 1', 'no pairlb equivalent'],
   ])('%s is listed as not mapped', (line, why) => {
