@@ -19,7 +19,14 @@ import { acmeSchema, acmeNamesSchema } from '../acme/config.js';
 const checkDelay = durationAtLeast(10);
 
 export const checkSchema = z.object({
-  type: z.enum(['http', 'tcp']).default('http'),
+  /**
+   * http: a request, status in `expect`; tcp: a connect; dns: a query for `dns_name` (over UDP
+   * to the server's address; NOERROR or NXDOMAIN is UP). Default: http in mode http, tcp in mode
+   * tcp, dns in mode udp.
+   */
+  type: z.enum(['http', 'tcp', 'dns']).default('http'),
+  /** Name asked (type SOA) by dns checks. */
+  dns_name: z.string().regex(/^(\.|([A-Za-z0-9_]([A-Za-z0-9_-]{0,62})\.?)+)$/, 'expected a domain name').default('.'),
   method: z.string().regex(/^[A-Z]+$/).default('GET'),
   path: z.string().startsWith('/').regex(/^[^\s\x00-\x1f\x7f]+$/, 'expected a path without spaces or control characters').default('/'),
   /** Host header of HTTP checks; default: the backend's address. */
@@ -60,6 +67,28 @@ export const backendSchema = z.object({
    * 503. 0 = unlimited.
    */
   maxconn: z.number().int().min(0).max(1_000_000).default(0),
+  /**
+   * Send a PROXY protocol header first on every connection to this server (HAProxy `send-proxy`,
+   * `send-proxy-v2`), so it sees the client's address; `none` overrides the pool's `send_proxy`.
+   * Health checks send one too (v2 LOCAL / v1 UNKNOWN). Mode tcp only for now.
+   */
+  send_proxy: z.enum(['v1', 'v2', 'none']).optional(),
+}).strict();
+
+export const acceptProxySchema = z.object({
+  /** Source addresses allowed to connect (CIDRs or addresses); a connection from anywhere else is closed and counted. */
+  from: cidrList.min(1),
+  /** Most time for a client to send its complete PROXY header. */
+  timeout: durationAtLeast(1).default('3s'),
+}).strict();
+
+export const udpSchema = z.object({
+  /** Most client flows (source address:port) tracked at once; beyond it the oldest is evicted (counted). */
+  max_flows: z.number().int().min(1).max(1_000_000).default(10000),
+  /** A flow with no datagram either way for this long is closed. */
+  flow_idle: durationAtLeast(100).default('30s'),
+  /** Most replies relayed per client datagram (DNS: 1); 0 = any number. */
+  replies: z.number().int().min(0).max(1000).default(0),
 }).strict();
 
 export const cookieSchema = z.object({
@@ -124,12 +153,33 @@ export const limitsSchema = z.object({
 
 export const retryOn = z.enum(['conn-failure', 'empty-response', 'response-timeout', 'reset']);
 
-export const listenSchema = z.object({
+/** In modes tcp and udp a check without a `type` is a tcp / dns check (HTTP requests would fail). */
+function defaultCheckType(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return v;
+  const o = v as Record<string, unknown>;
+  if (o.mode !== 'tcp' && o.mode !== 'udp') return v;
+  const type = o.mode === 'udp' ? 'dns' : 'tcp';
+  if (o.check === undefined) return { ...o, check: { type } };
+  if (typeof o.check === 'object' && o.check !== null && !Array.isArray(o.check) && (o.check as Record<string, unknown>).type === undefined) return { ...o, check: { ...(o.check as object), type } };
+  return v;
+}
+
+export const listenSchema = z.preprocess(defaultCheckType, z.object({
   name,
   bind: hostPort,
   /** Terminate TLS on this bind (docs/tls.md). Absent: plain HTTP. */
   tls: tlsSchema.optional(),
-  mode: z.literal('http').default('http'),
+  /**
+   * http: a reverse proxy; tcp: connections relayed byte for byte (SMTP, IMAP, TLS passthrough);
+   * udp: datagrams relayed per client flow (DNS). In tcp and udp modes the HTTP keys are ignored;
+   * `timeouts.tunnel` is the idle timeout of a TCP connection.
+   */
+  mode: z.enum(['http', 'tcp', 'udp']).default('http'),
+  /** Require a PROXY protocol header (v1 or v2) on every connection, from these sources only. Modes http and tcp. */
+  accept_proxy: acceptProxySchema.optional(),
+  /** Default `send_proxy` of every server in this pool. */
+  send_proxy: z.enum(['v1', 'v2']).optional(),
+  udp: udpSchema.default({}),
   /**
    * roundrobin (smooth weighted), leastconn (fewest in flight per weight, ties by round robin),
    * source (client address hash), uri (path hash, query excluded), header (hash of `hash_header`;
@@ -203,6 +253,12 @@ export const listenSchema = z.object({
   acme: acmeNamesSchema.optional(),
 }).strict().superRefine((l, ctx) => {
   if (l.balance === 'header' && !l.hash_header) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hash_header'], message: 'balance: header needs hash_header (the header to hash)' });
+  if (l.mode === 'udp' && l.accept_proxy) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['accept_proxy'], message: 'accept_proxy is for modes http and tcp' });
+  if (l.mode !== 'tcp' && (l.send_proxy || l.backends.some((b) => b.send_proxy && b.send_proxy !== 'none'))) {
+    const i = l.backends.findIndex((b) => b.send_proxy && b.send_proxy !== 'none');
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: i >= 0 ? ['backends', i, 'send_proxy'] : ['send_proxy'], message: `send_proxy is supported in mode tcp (this listen is mode ${l.mode})` });
+  }
+  if (l.mode === 'udp' && l.check.type === 'http') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['check', 'type'], message: 'mode udp checks are dns or tcp' });
   const seen = new Map<string, number>();
   const cookies = new Map<string, number>();
   l.backends.forEach((b, i) => {
@@ -213,7 +269,7 @@ export const listenSchema = z.object({
       cookies.set(b.cookie, i);
     }
   });
-});
+}));
 
 export const syslogSchema = z.object({
   /** Unix datagram socket of the local syslog daemon (rsyslog, or journald's /dev/log). */

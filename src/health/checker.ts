@@ -5,6 +5,7 @@ import type { BackendSet, StateChange } from '../backends/backend-set.js';
 import type { CheckConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { buildRequest, compileExpect, probe, type ProbeOutcome, type ProbeSpec } from './probes.js';
+import { V1_LOCAL, V2_LOCAL } from '../l4/proxy-protocol.js';
 import { initial, label, nextInterval, step, type RiseFall } from './rise-fall.js';
 
 /**
@@ -145,7 +146,8 @@ export class HealthChecker {
         continue;
       }
       seen.add(key);
-      const fp = JSON.stringify(cfg) + '|' + b.address;
+      const lc = this.backends.listenConfig(b.listen);
+      const fp = JSON.stringify(cfg) + '|' + b.address + '|' + (lc?.backends.find((x) => x.name === b.name)?.send_proxy ?? lc?.send_proxy ?? '');
       const old = this.entries.get(key);
       if (old && old.id === b.id && old.fp === fp) continue;
       if (old) this.drop(old);
@@ -155,9 +157,14 @@ export class HealthChecker {
   }
 
   private add(key: string, listen: string, name: string, id: number, host: string, port: number, address: string, up: boolean, cfg: CheckConfig, fp: string): void {
+    const lc = this.backends.listenConfig(listen);
+    const sp = lc?.backends.find((b) => b.name === name)?.send_proxy ?? lc?.send_proxy;
+    const prefix = sp === 'v2' ? V2_LOCAL : sp === 'v1' ? V1_LOCAL : undefined;
     const spec: ProbeSpec = cfg.type === 'tcp'
-      ? { type: 'tcp', host, port, timeoutMs: cfg.timeout }
-      : { type: 'http', host, port, timeoutMs: cfg.timeout, request: buildRequest(cfg.method, cfg.path, cfg.host ?? address), expect: compileExpect(cfg.expect) };
+      ? { type: 'tcp', host, port, timeoutMs: cfg.timeout, prefix }
+      : cfg.type === 'dns'
+        ? { type: 'dns', host, port, timeoutMs: cfg.timeout, dnsName: cfg.dns_name }
+        : { type: 'http', host, port, timeoutMs: cfg.timeout, request: buildRequest(cfg.method, cfg.path, cfg.host ?? address), expect: compileExpect(cfg.expect), prefix };
     const e: Entry = { key, listen, name, id, fp, cfg, spec, rf: initial(up), timer: undefined, stopped: false, checks: 0, failed: 0, lastOk: undefined, intervalMs: cfg.interval, nextAt: 0 };
     this.entries.set(key, e);
     // Spread first checks over one interval (see the header).

@@ -1,5 +1,8 @@
 import { connect, type Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { answerRcode, buildQuery } from '../l4/dns.js';
 
 /**
  * One active check against one backend: a TCP connect, or a minimal HTTP/1.1 request over a raw
@@ -22,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 export type CheckCode = 'L4OK' | 'L4TOUT' | 'L4CON' | 'L7OK' | 'L7STS' | 'L7TOUT' | 'L7RSP';
 
 export interface ProbeSpec {
-  readonly type: 'http' | 'tcp';
+  readonly type: 'http' | 'tcp' | 'dns';
   readonly host: string;
   readonly port: number;
   readonly timeoutMs: number;
@@ -30,6 +33,10 @@ export interface ProbeSpec {
   readonly request?: Buffer;
   /** expect[status] === 1 when the status is accepted (http only). */
   readonly expect?: Uint8Array;
+  /** Bytes written first on the connection: the PROXY header of a `send_proxy` server (tcp, http). */
+  readonly prefix?: Buffer;
+  /** Name asked by dns checks. */
+  readonly dnsName?: string;
 }
 
 export interface ProbeOutcome {
@@ -81,8 +88,43 @@ export function buildRequest(method: string, path: string, hostHeader: string): 
     'Connection: close\r\n\r\n', 'latin1');
 }
 
+/**
+ * A DNS check: one query (type SOA for `dnsName`) over UDP; an answer with the query's id and
+ * RCODE NOERROR or NXDOMAIN is L7OK, another RCODE L7STS (status = RCODE), an ICMP unreachable
+ * L4CON, silence L7TOUT (UDP has no connect phase).
+ */
+function probeDns(spec: ProbeSpec, signal?: AbortSignal): Promise<ProbeOutcome> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const id = (Math.random() * 0x10000) | 0;
+    const sock = createSocket(isIPv6(spec.host) ? 'udp6' : 'udp4');
+    let done = false;
+    const finish = (code: CheckCode, status?: number, detail?: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      sock.close();
+      resolve({ code, ok: code === 'L7OK', status, durationMs: Math.round((performance.now() - t0) * 10) / 10, detail });
+    };
+    const timer = setTimeout(() => finish('L7TOUT', undefined, `no DNS answer after ${spec.timeoutMs}ms`), spec.timeoutMs);
+    const onAbort = () => finish('L4CON', undefined, 'aborted');
+    if (signal?.aborted) { onAbort(); return; }
+    signal?.addEventListener('abort', onAbort);
+    sock.on('error', (err: NodeJS.ErrnoException) => finish('L4CON', undefined, err.code ?? err.message));
+    sock.on('message', (msg) => {
+      const rc = answerRcode(msg, id);
+      if (rc < 0) return; // not our answer: keep waiting
+      if (rc === 0 || rc === 3) finish('L7OK', rc);
+      else finish('L7STS', rc, `DNS rcode ${rc}`);
+    });
+    sock.connect(spec.port, spec.host, () => sock.send(buildQuery(id, spec.dnsName ?? '.')));
+  });
+}
+
 /** `signal` aborts a check in flight (module stop): it resolves at once as L4CON "aborted". */
 export function probe(spec: ProbeSpec, signal?: AbortSignal): Promise<ProbeOutcome> {
+  if (spec.type === 'dns') return probeDns(spec, signal);
   return new Promise((resolve) => {
     const t0 = performance.now();
     let connected = false;
@@ -107,7 +149,13 @@ export function probe(spec: ProbeSpec, signal?: AbortSignal): Promise<ProbeOutco
     signal?.addEventListener('abort', onAbort);
     sock.on('connect', () => {
       connected = true;
-      if (spec.type === 'tcp') { finish('L4OK'); return; }
+      if (spec.type === 'tcp') {
+        // With a PROXY header, finish once it is written: the server may check it (Postfix does).
+        if (spec.prefix) sock.write(spec.prefix, () => finish('L4OK'));
+        else finish('L4OK');
+        return;
+      }
+      if (spec.prefix) sock.write(spec.prefix);
       sock.write(spec.request!);
     });
     sock.on('data', (chunk: Buffer) => {

@@ -5,6 +5,8 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import { FileSink, SyslogSink, type LineSink } from '../log-sinks.js';
 import type { Exchange, Listener } from './listener.js';
+import { clientAddress, clientPort } from '../l4/accept-proxy.js';
+import type { TcpSession } from '../l4/tcp.js';
 
 /**
  * One line per request, refused requests (400, 414, 431, 408 …) and client aborts included.
@@ -114,7 +116,7 @@ export class AccessLog {
     if (this.mode === 'json') {
       this.json.info({
         start: new Date(start).toISOString(),
-        client: ex.socket.remoteAddress, client_port: ex.socket.remotePort,
+        client: clientAddress(ex.socket) || undefined, client_port: clientPort(ex.socket),
         listen: l.s.name, server: ex.route?.name ?? '<NOSRV>',
         Tw: Math.round(ex.tw * 100) / 100, Tc: ms(ex.tConnect), Tr: ms(ex.tHeaders), Ta: ms(now),
         status, bytes_read: bytesOut, bytes_in: bytesIn,
@@ -124,7 +126,7 @@ export class AccessLog {
       });
     } else {
       const h = req.headers;
-      this.line(ex.socket.remoteAddress, start, `${req.method} ${req.url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
+      this.line(clientAddress(ex.socket) || undefined, start, `${req.method} ${req.url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
     }
   }
 
@@ -134,10 +136,10 @@ export class AccessLog {
     const url = req.url?.slice(0, 256);
     const start = Date.now();
     if (this.mode === 'json') {
-      this.json.info({ start: new Date(start).toISOString(), client: req.socket?.remoteAddress, client_port: req.socket?.remotePort, listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', method: req.method, uri: url });
+      this.json.info({ start: new Date(start).toISOString(), client: req.socket ? clientAddress(req.socket) || undefined : undefined, client_port: req.socket ? clientPort(req.socket) : undefined, listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', method: req.method, uri: url });
     } else {
       const h = req.headers;
-      this.line(req.socket?.remoteAddress, start, `${req.method} ${url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
+      this.line(req.socket ? clientAddress(req.socket) || undefined : undefined, start, `${req.method} ${url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
     }
   }
 
@@ -153,10 +155,34 @@ export class AccessLog {
       first = raw.subarray(0, Math.min(eol < 0 ? raw.length : eol, 256)).toString('latin1').replace(/\r$/, '');
     }
     if (this.mode === 'json') {
-      this.json.info({ start: new Date(start).toISOString(), client: socket.remoteAddress, client_port: socket.remotePort, listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', request: first });
+      this.json.info({ start: new Date(start).toISOString(), client: clientAddress(socket) || undefined, client_port: clientPort(socket), listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', request: first });
     } else {
-      this.line(socket.remoteAddress, start, first, status, bytesOut, undefined, undefined);
+      this.line(clientAddress(socket) || undefined, start, first, status, bytesOut, undefined, undefined);
     }
+  }
+
+  /**
+   * A finished TCP connection (mode tcp), HAProxy tcplog's fields: client (the PROXY header's
+   * with accept_proxy), listen, server, Tw (0: no queue), Tc (ms until the server connection was
+   * up, -1 if never), Tt (total ms), bytes each way, termination state, retries. `combined`
+   * writes HAProxy's tcplog text instead, since the Apache format has no meaning for TCP.
+   */
+  tcp(listen: string, ss: TcpSession, now: number): void {
+    const tc = ss.tConnect > 0 ? Math.round((ss.tConnect - ss.start) * 100) / 100 : -1;
+    const tt = Math.round((now - ss.start) * 100) / 100;
+    const server = ss.route?.name ?? '<NOSRV>';
+    const retries = ss.attempts > 1 ? ss.attempts - 1 : 0;
+    const start = Date.now() - (now - ss.start);
+    if (this.mode === 'json') {
+      this.json.info({
+        start: new Date(start).toISOString(), mode: 'tcp', client: ss.clientAddr, client_port: ss.clientPort, listen, server,
+        Tw: 0, Tc: tc, Tt: tt, bytes_read: ss.bytesOut, bytes_in: ss.bytesIn, termination: ss.termination, retries,
+      });
+      return;
+    }
+    const s = `${ss.clientAddr}:${ss.clientPort} [${clfDate(new Date(start))}] ${listen} ${listen}/${server} 0/${tc}/${tt} ${ss.bytesOut} ${ss.termination} ${retries}\n`;
+    if (this.sinks.length === 0) { process.stdout.write(s); return; }
+    for (const k of this.sinks) k.write(s);
   }
 
   private line(client: string | undefined, start: number, request: string, status: number, bytes: number, referer: string | undefined, ua: string | undefined): void {

@@ -24,6 +24,7 @@ import { HeldBytes, openTunnel, startUpgrade, switchedTo } from './upgrade.js';
 import { nonOriginTarget } from './request-head.js';
 import { TlsTerminator } from '../tls/terminator.js';
 import { isTls } from '../tls/flag.js';
+import { AcceptProxy, clientAddress, acceptProxySettings } from '../l4/accept-proxy.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
 
@@ -139,10 +140,8 @@ export class ListenSettings {
 
 const latin1 = (b: Buffer | string): string => (typeof b === 'string' ? b : b.toString('latin1'));
 
-export function clientIp(s: Socket): string {
-  const a = s.remoteAddress ?? '';
-  return a.startsWith('::ffff:') ? a.slice(7) : a;
-}
+/** The client's address: the PROXY header's with accept_proxy (src/l4/accept-proxy.ts), else the peer's. */
+export const clientIp: (s: Socket) => string = clientAddress;
 
 /**
  * One attempt of a request on one backend. undici calls these methods directly (it is the dispatch
@@ -583,6 +582,8 @@ export class Listener {
    */
   private acceptor: NetServer | undefined;
   private detachTickets: (() => void) | undefined;
+  /** accept_proxy: reads the PROXY header before node:http sees the connection. */
+  acceptProxy: AcceptProxy | undefined;
 
   constructor(readonly app: App, cfg: ListenConfig) {
     this.s = new ListenSettings(cfg);
@@ -591,6 +592,35 @@ export class Listener {
     this.clients = new ClientTable(this.s.limits);
     this.log = app.log;
     this.access = app.proxy.access;
+    this.setAcceptProxy(cfg);
+  }
+
+  private setAcceptProxy(cfg: ListenConfig): void {
+    const ap = cfg.accept_proxy;
+    if (!ap) { this.acceptProxy = undefined; return; }
+    const settings = acceptProxySettings(ap);
+    if (this.acceptProxy) this.acceptProxy.settings = settings;
+    else this.acceptProxy = new AcceptProxy(settings, this.counters, this.log, cfg.name);
+  }
+
+  /**
+   * node:http's own 'connection' listener (it attaches the parser) and ours run only once the
+   * PROXY header, if required, has been read; the bytes after it are put back for the parser.
+   */
+  private gateConnections(server: Server): void {
+    const handlers = server.listeners('connection') as ((s: Socket) => void)[];
+    server.removeAllListeners('connection');
+    const pass = (sock: Socket, rest: Buffer): void => {
+      if (rest.length > 0) sock.unshift(rest);
+      for (const h of handlers) h.call(server, sock);
+      sock.resume();
+    };
+    server.on('connection', (sock: Socket) => {
+      // A socket handed back after a refused Upgrade comes through here again: never re-read.
+      const ap = this.acceptProxy;
+      if (ap === undefined || this.sockets.has(sock)) { for (const h of handlers) h.call(server, sock); return; }
+      ap.read(sock, pass);
+    });
   }
 
   address(): { host: string; port: number } | undefined { return this.bound; }
@@ -628,14 +658,15 @@ export class Listener {
       // on a TLS bind every socket comes from the acceptor, which admitted it.
       if (this.sockets.has(sock)) return false;
       const s = this.s;
-      if (s.filter.active && !s.filter.admits(sock.remoteAddress)) { this.counters.deniedConn++; sock.destroy(); return false; }
+      // The client is the PROXY header's with accept_proxy (read before admit on both kinds of bind).
+      if (s.filter.active && !s.filter.admits(clientIp(sock))) { this.counters.deniedConn++; sock.destroy(); return false; }
       const fmax = s.maxconn;
       if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return false; }
       if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return false; }
       this.sockets.add(sock);
       sock[kReady] = Date.now();
       if (s.limited) {
-        const e = this.clients.connect(sock.remoteAddress, Date.now());
+        const e = this.clients.connect(clientIp(sock), Date.now());
         if (e === null) sock[kOver] = true; else sock[kClient] = e;
       }
       sock.once('close', () => {
@@ -651,8 +682,18 @@ export class Listener {
     };
     server.on('connection', admit);
     const tls = this.tls;
+    // Plain binds read a PROXY header before node:http's parser; TLS binds in the acceptor below.
+    if (!tls) this.gateConnections(server);
     const acceptor: NetServer = tls ? createNetServer({ noDelay: true, pauseOnConnect: false }, (sock) => {
-      if (admit(sock)) tls.accept(sock, (s) => server.emit('connection', s));
+      // accept_proxy: the PROXY header comes before the ClientHello, and admit() judges its client.
+      const ap = this.acceptProxy;
+      if (ap === undefined) { if (admit(sock)) tls.accept(sock, (s) => server.emit('connection', s)); return; }
+      ap.read(sock, (raw, rest) => {
+        if (!admit(raw as ClientSocket)) return;
+        if (rest.length > 0) raw.unshift(rest);
+        raw.resume();
+        tls.accept(raw, (s) => server.emit('connection', s));
+      });
     }) : server;
     await new Promise<void>((ok, fail) => {
       acceptor.once('error', fail);
@@ -686,6 +727,7 @@ export class Listener {
     this.s = new ListenSettings(cfg, this.bound?.port);
     this.clients.policy = this.s.limits;
     this.queues.timeoutMs = this.s.queueMs;
+    this.setAcceptProxy(cfg);
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
       this.server.headersTimeout = cfg.timeouts.http_request;
@@ -1005,6 +1047,7 @@ export class Listener {
     const acceptor = this.acceptor ?? server;
     this.acceptor = undefined;
     // The acceptor's close waits for every connection it accepted (TLS ones too).
+    this.acceptProxy?.stop();
     const closed = new Promise<void>((ok) => acceptor.close(() => ok()));
     if (acceptor !== server) server.close();
     server.closeIdleConnections();

@@ -244,6 +244,21 @@ export const COLUMNS: readonly Column[] = [
     tier: 3, value: (r) => (r.kind === 'total' ? r.c.deniedConn : null),
     prom: { metric: 'denied_connections_total', type: 'counter', help: 'Client connections closed at accept by the allow/deny source lists', kinds: ['total'] },
   },
+  {
+    key: 'err_proxy', title: 'PROXY', group: 'Errors', help: 'connections refused at the PROXY protocol header (accept_proxy: untrusted source, malformed, oversized, timeout; TOTAL row only)',
+    tier: 3, value: (r) => (r.kind === 'total' ? r.c.proxyRefused : null),
+    prom: { metric: 'proxy_header_refused_total', type: 'counter', help: 'Connections refused at the PROXY protocol header (accept_proxy)', kinds: ['total'] },
+  },
+  {
+    key: 'err_hello', title: 'Hello', group: 'Errors', help: 'TLS passthrough: connections closed without a readable ClientHello (garbage, truncated, timeout; TOTAL row only)',
+    tier: 3, value: (r) => (r.kind === 'total' ? r.c.helloRefused : null),
+    prom: { metric: 'tls_hello_refused_total', type: 'counter', help: 'TLS passthrough connections closed without a readable ClientHello', kinds: ['total'] },
+  },
+  {
+    key: 'flows_evicted', title: 'Evict', group: 'Errors', help: 'UDP flows evicted (oldest first) because udp.max_flows was reached (TOTAL row only)',
+    tier: 3, value: (r) => (r.kind === 'total' ? r.c.flowsEvicted : null),
+    prom: { metric: 'udp_flows_evicted_total', type: 'counter', help: 'UDP flows evicted because udp.max_flows was reached', kinds: ['total'] },
+  },
   { key: 'retries', title: 'Retr', group: 'Warnings', help: 'retries to another attempt', tier: 3, value: (r) => r.c.retries, prom: { metric: 'retries_total', type: 'counter', help: 'Retried attempts' } },
   { key: 'redispatches', title: 'Redis', group: 'Warnings', help: 'requests redispatched to another backend', tier: 3, value: (r) => r.c.redispatches, prom: { metric: 'redispatches_total', type: 'counter', help: 'Requests redispatched to another backend' } },
   ...(['1xx', '2xx', '3xx', '4xx', '5xx'] as const).map((code, i): Column => ({

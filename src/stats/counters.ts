@@ -37,6 +37,12 @@ export class Counters {
   /** Requests refused by a per-client limit (429) and connections by allow/deny (TOTAL rows). */
   limited = 0;
   deniedConn = 0;
+  /** Connections refused at the PROXY protocol header (accept_proxy: untrusted source, bad, timeout). */
+  proxyRefused = 0;
+  /** TLS passthrough: connections closed because no ClientHello could be read (garbage, truncated, timeout). */
+  helloRefused = 0;
+  /** UDP: flows evicted (oldest first) because max_flows was reached. */
+  flowsEvicted = 0;
   /** Responses by status class, index 0 = other, 1..5 = 1xx..5xx. */
   readonly status = [0, 0, 0, 0, 0, 0];
   /** ms timestamp of the last request started. */

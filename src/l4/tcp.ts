@@ -1,0 +1,478 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { App } from '../app.js';
+import type { ListenConfig } from '../config/schema.js';
+import { parseHostPort } from '../config/types.js';
+import { effectiveState, type Backend, type EffectiveState } from '../backends/backend-set.js';
+import { createBalancer, hashString, type Balancer, type BalanceOptions } from '../balance/index.js';
+import type { Counters } from '../stats/counters.js';
+import { AcceptProxy, clientAddress, clientPort, acceptProxySettings, localAddress } from './accept-proxy.js';
+import { encodeProxyHeader } from './proxy-protocol.js';
+import type { AccessLog } from '../proxy/access-log.js';
+import { SourceFilter } from '../config/cidr.js';
+import { ClientTable, type ClientEntry, type LimitPolicy } from '../proxy/client-limits.js';
+
+/**
+ * `mode: tcp`: connections relayed byte for byte to a server of the pool (SMTP, IMAP, TLS
+ * passthrough), as HAProxy's `mode tcp`.
+ *
+ * A connection's life (termination states as HAProxy's tcplog, first letter who, second when):
+ *   accept ── accept_proxy? read the header (PR / cR) ── pick a server (none UP: SC)
+ *     ── connect, up to `retries` more attempts (redispatch: on other servers) (SC refused, sC timeout,
+ *        CC client gone meanwhile) ── relay both ways until both sides have closed (--),
+ *        or a reset (CD client, SD server), or no byte either way for timeouts.tunnel (cD),
+ *        or the stop's drain ran out (KD).
+ * The client is not read while the server connection is being made: what it sends waits in the
+ * kernel, and the relay applies backpressure both ways (a side that cannot take more pauses the
+ * other), so a 1 GiB transfer holds a few socket buffers, never the data.
+ *
+ * Half-close is relayed (allowHalfOpen): a client that sends its request and shuts down its
+ * write side still gets the whole answer.
+ */
+
+/** A server as the TCP data plane sees it: immutable, rebuilt on publish. */
+export interface TcpRoute {
+  readonly id: number;
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly state: EffectiveState;
+  readonly weight: number;
+  readonly checked: boolean;
+  readonly counters: Counters;
+  /** Server `maxconn`: most connections at once (0 = unlimited); a full server is skipped, never queued. */
+  readonly maxconn: number;
+  /** 0: no PROXY header; 1, 2: its version. */
+  readonly sendProxy: 0 | 1 | 2;
+}
+
+/**
+ * The routing snapshot of a tcp section: the pool's balancer (src/balance/) over UP servers,
+ * backups when no primary is UP, as the HTTP Routing. `source` hashes the client address (the
+ * PROXY header's with accept_proxy); uri/header hashing has no meaning here and falls back to
+ * round robin (key -1), as HAProxy does without a key.
+ */
+class TcpRouting {
+  static readonly EMPTY = new TcpRouting([], [], { algorithm: 'roundrobin', hashType: 'map-based' });
+  readonly primary: Balancer<TcpRoute>;
+  readonly backup: Balancer<TcpRoute>;
+  constructor(primary: TcpRoute[], backup: TcpRoute[], o: BalanceOptions, prev?: TcpRouting) {
+    this.primary = createBalancer(o, primary, prev?.primary);
+    this.backup = createBalancer(o, backup, prev?.backup);
+  }
+  pick(key: number, tried: readonly TcpRoute[] | null): TcpRoute | undefined {
+    const set = this.primary.items.length > 0 ? this.primary : this.backup;
+    return set.pick(key, tried) ?? (tried !== null ? set.pick(key, null) : undefined);
+  }
+}
+
+/** Everything a connection needs from its listen section, compiled once per (re)load. */
+export class TcpSettings {
+  readonly name: string;
+  readonly retries: number;
+  readonly redispatch: boolean;
+  readonly connectMs: number;
+  readonly idleMs: number;
+  readonly passiveConnect: number;
+  /** send_proxy per configured server name (runtime-added servers take the pool's default). */
+  readonly sendProxy: ReadonlyMap<string, 0 | 1 | 2>;
+  readonly poolSendProxy: 0 | 1 | 2;
+  readonly balance: BalanceOptions;
+  /** Hash the client address (balance: source). */
+  readonly hashSource: boolean;
+  readonly maxconn: ReadonlyMap<string, number>;
+  readonly filter: SourceFilter;
+  /** Per-client limits (limits.*): a connection over them is closed at once (counted: limited). */
+  readonly limited: boolean;
+  readonly limits: LimitPolicy;
+  constructor(readonly cfg: ListenConfig) {
+    this.filter = new SourceFilter(cfg.allow, cfg.deny);
+    const lim = cfg.limits;
+    this.limits = { conn: lim.conn_per_source, rate: lim.rate_per_source, period: lim.rate_period, size: lim.table_size, expire: lim.expire };
+    this.limited = lim.conn_per_source > 0 || lim.rate_per_source > 0;
+    this.balance = { algorithm: cfg.balance, hashType: cfg.hash_type };
+    this.hashSource = cfg.balance === 'source';
+    this.maxconn = new Map(cfg.backends.map((b) => [b.name, b.maxconn]));
+    this.name = cfg.name;
+    this.retries = cfg.retries;
+    this.redispatch = cfg.redispatch;
+    this.connectMs = cfg.timeouts.connect;
+    this.idleMs = cfg.timeouts.tunnel;
+    this.passiveConnect = cfg.passive.connect_errors;
+    const v = (s: string | undefined): 0 | 1 | 2 => (s === 'v1' ? 1 : s === 'v2' ? 2 : 0);
+    this.poolSendProxy = v(cfg.send_proxy);
+    this.sendProxy = new Map(cfg.backends.map((b) => [b.name, b.send_proxy === undefined ? this.poolSendProxy : v(b.send_proxy)]));
+  }
+}
+
+const kSess = Symbol('pairlb.tcpSession');
+type SessSocket = Socket & { [kSess]?: TcpSession };
+const ZERO = Buffer.alloc(0);
+
+/** One client connection. Handlers are module functions reading the session off the socket. */
+export class TcpSession {
+  server: Socket | null = null;
+  route: TcpRoute | undefined;
+  tried: TcpRoute[] | null = null;
+  /** Per-client limits entry (limits.*), released at close. */
+  entry: ClientEntry | undefined;
+  /** Balancing key (balance: source), -1 without one. */
+  key = -1;
+  attempts = 0;
+  readonly start = performance.now();
+  tConnect = 0;
+  /** Bytes from the client not yet sent (read while a PROXY header or a ClientHello was awaited). */
+  held: Buffer = ZERO;
+  bytesIn = 0;
+  bytesOut = 0;
+  termination = '--';
+  clientEnded = false;
+  serverEnded = false;
+  clientClosed = false;
+  serverClosed = false;
+  closed = false;
+  /** The client (the PROXY header's when accept_proxy), read once: a closed socket forgets it. */
+  readonly clientAddr: string;
+  readonly clientPort: number;
+  constructor(readonly l: TcpListener, readonly client: Socket) {
+    this.clientAddr = clientAddress(client);
+    this.clientPort = clientPort(client) ?? 0;
+  }
+}
+
+export class TcpListener {
+  s: TcpSettings;
+  routing: TcpRouting = TcpRouting.EMPTY;
+  readonly counters: Counters;
+  server: Server | undefined;
+  readonly log: App['log'];
+  readonly access: AccessLog;
+  acceptProxy: AcceptProxy | undefined;
+  private bound: { host: string; port: number } | undefined;
+  readonly sessions = new Set<TcpSession>();
+  /** Client connections open now (PROXY header pending included), for the listen's maxconn. */
+  open = 0;
+  /** Per-client limits (kept across reloads; cleared on HA role changes, as HTTP's). */
+  readonly clients: ClientTable;
+
+  constructor(readonly app: App, cfg: ListenConfig) {
+    this.s = new TcpSettings(cfg);
+    this.counters = app.counters.listen(cfg.name);
+    this.log = app.log;
+    this.access = app.proxy.access;
+    this.acceptProxy = this.makeAcceptProxy(cfg);
+    this.clients = new ClientTable(this.s.limits);
+  }
+
+  private makeAcceptProxy(cfg: ListenConfig): AcceptProxy | undefined {
+    const ap = cfg.accept_proxy;
+    if (!ap) return undefined;
+    const settings = acceptProxySettings(ap);
+    if (this.acceptProxy) { this.acceptProxy.settings = settings; return this.acceptProxy; }
+    return new AcceptProxy(settings, this.counters, this.log, cfg.name);
+  }
+
+  address(): { host: string; port: number } | undefined { return this.bound; }
+  isServing(): boolean { return !!this.server?.listening; }
+
+  async start(): Promise<void> {
+    const hp = parseHostPort(this.s.cfg.bind)!;
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+    server.on('connection', (sock: Socket) => this.accept(sock));
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(hp.port, hp.host, () => { server.off('error', fail); ok(); });
+    });
+    const guard = this.app.proxy.guard;
+    server.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
+    const a = server.address();
+    this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
+    this.server = server;
+    this.rebuild();
+  }
+
+  update(cfg: ListenConfig): void {
+    this.s = new TcpSettings(cfg);
+    this.clients.policy = this.s.limits;
+    this.acceptProxy = this.makeAcceptProxy(cfg);
+    this.rebuild();
+  }
+
+  rebuild(): void {
+    const set = this.app.backends;
+    const now = Date.now();
+    const primary: TcpRoute[] = [];
+    const backup: TcpRoute[] = [];
+    for (const b of set.backends(this.s.name)) {
+      const st = effectiveState(b);
+      if (st !== 'UP') continue;
+      const r = this.route(b, st, set.effectiveWeight(b, now));
+      if (r.weight > 0) (b.backup ? backup : primary).push(r);
+    }
+    this.routing = new TcpRouting(primary, backup, this.s.balance, this.routing);
+  }
+
+  private route(b: Backend, state: EffectiveState, weight: number): TcpRoute {
+    return {
+      id: b.id, name: b.name, host: b.host, port: b.port, state, weight, checked: b.check,
+      counters: this.app.counters.backend(b.id),
+      maxconn: this.s.maxconn.get(b.name) ?? 0,
+      sendProxy: this.s.sendProxy.get(b.name) ?? this.s.poolSendProxy,
+    };
+  }
+
+  // ---- hot path: per connection -------------------------------------------------------------
+
+  private accept(sock: Socket): void {
+    const lc = this.counters;
+    const fmax = this.s.cfg.maxconn ?? 0;
+    if (fmax !== 0 && this.open >= fmax) { lc.refusedConn++; sock.destroy(); return; }
+    if (!this.app.proxy.guard.admit(this.s.name, lc)) { sock.destroy(); return; }
+    this.open++;
+    sock.once('close', releaseGuard);
+    (sock as Socket & { [kGuard]?: TcpListener })[kGuard] = this;
+    const ap = this.acceptProxy;
+    if (ap !== undefined) { ap.read(sock, this.afterHeader); sock.resume(); return; }
+    this.begin(sock, ZERO);
+  }
+
+  /** accept_proxy: the header was read; `rest` is what followed it. */
+  private readonly afterHeader = (sock: Socket, rest: Buffer): void => { this.begin(sock, rest); };
+
+  private begin(sock: Socket, held: Buffer): void {
+    const s = this.s;
+    // After the PROXY header, if any: allow/deny and limits judge the header's client.
+    if (s.filter.active && !s.filter.admits(clientAddress(sock))) { this.counters.deniedConn++; sock.destroy(); return; }
+    let entry: ClientEntry | undefined;
+    if (s.limited) {
+      const now = Date.now();
+      const e = this.clients.connect(clientAddress(sock), now);
+      // A TCP connection is one "request" for the rate limit (HAProxy's conn_rate).
+      if (e === null || !this.clients.request(e, now)) {
+        if (e !== null) this.clients.disconnect(e, now);
+        this.counters.limited++;
+        sock.destroy();
+        return;
+      }
+      entry = e;
+    }
+    const ss = new TcpSession(this, sock);
+    ss.entry = entry;
+    ss.held = held;
+    (sock as SessSocket)[kSess] = ss;
+    if (this.s.hashSource) ss.key = hashString(ss.clientAddr);
+    this.sessions.add(ss);
+    this.counters.begin(Date.now());
+    sock.on('error', onClientError);
+    sock.on('close', onClientClose);
+    sock.on('end', onClientEnd);
+    this.connectNext(ss);
+  }
+
+  /** Pick a server (skipping those that failed for this connection when redispatching) and connect. */
+  connectNext(ss: TcpSession): void {
+    const r = ss.route !== undefined && !this.s.redispatch ? ss.route : this.routing.pick(ss.key, ss.tried);
+    if (r === undefined) { ss.termination = 'SC'; this.close(ss); return; }
+    if (ss.attempts > 0) {
+      this.counters.retries++;
+      r.counters.retries++;
+      if (ss.route !== undefined && r !== ss.route) { this.counters.redispatches++; r.counters.redispatches++; }
+    }
+    ss.attempts++;
+    ss.route = r;
+    const srv = connect({ host: r.host, port: r.port, allowHalfOpen: true, noDelay: true });
+    (srv as SessSocket)[kSess] = ss;
+    ss.server = srv;
+    srv.setTimeout(this.s.connectMs);
+    srv.on('connect', onServerConnect);
+    srv.on('timeout', onServerConnectTimeout);
+    srv.on('error', onServerError);
+    srv.on('close', onServerClose);
+  }
+
+  /** A connect attempt failed (`timeout`: it did not complete in time). Retry or give up. */
+  connectFailed(ss: TcpSession, timeout: boolean): void {
+    if (ss.closed) return; // the client went first: not the server's failure
+    const r = ss.route!;
+    const srv = ss.server!;
+    ss.server = null;
+    srv.destroy();
+    this.counters.errConn++;
+    r.counters.errConn++;
+    if (this.s.passiveConnect > 0 && ++r.counters.connectFailStreak >= this.s.passiveConnect && r.checked) {
+      r.counters.connectFailStreak = 0;
+      this.app.backends.setHealth(this.s.name, r.name, 'down', `passive: ${this.s.passiveConnect} consecutive connection errors`);
+    }
+    if (ss.attempts > this.s.retries) { ss.termination = timeout ? 'sC' : 'SC'; this.close(ss); return; }
+    (ss.tried ??= []).push(r);
+    this.connectNext(ss);
+  }
+
+  connected(ss: TcpSession): void {
+    const srv = ss.server!;
+    const c = ss.client;
+    const r = ss.route!;
+    ss.tConnect = performance.now();
+    r.counters.connectFailStreak = 0;
+    r.counters.begin(Date.now());
+    srv.setTimeout(0);
+    srv.removeListener('timeout', onServerConnectTimeout);
+    if (ss.closed || c.destroyed) { ss.termination = 'CC'; this.close(ss); return; }
+    if (r.sendProxy !== 0) {
+      const la = localAddress(c);
+      srv.write(encodeProxyHeader(r.sendProxy, { address: ss.clientAddr, port: ss.clientPort }, la));
+    }
+    if (ss.held.length > 0) { this.countIn(ss, ss.held.length); srv.write(ss.held); ss.held = ZERO; }
+    c.on('data', onClientData);
+    srv.on('data', onServerData);
+    srv.on('end', onServerEnd);
+    c.on('drain', onClientDrain);
+    srv.on('drain', onServerDrain);
+    c.setTimeout(this.s.idleMs);
+    c.on('timeout', onIdle);
+    if (ss.clientEnded) srv.end();
+    else c.resume();
+  }
+
+  countIn(ss: TcpSession, n: number): void {
+    ss.bytesIn += n;
+    this.counters.bytesIn += n;
+    ss.route!.counters.bytesIn += n;
+  }
+
+  countOut(ss: TcpSession, n: number): void {
+    ss.bytesOut += n;
+    this.counters.bytesOut += n;
+    ss.route!.counters.bytesOut += n;
+  }
+
+  /** Ends the session: both sockets destroyed, counted and logged once. */
+  close(ss: TcpSession): void {
+    if (ss.closed) return;
+    ss.closed = true;
+    this.sessions.delete(ss);
+    ss.client.destroy();
+    if (ss.entry !== undefined) this.clients.disconnect(ss.entry, Date.now());
+    const srv = ss.server;
+    const lc = this.counters;
+    lc.cur--;
+    if (srv !== null) {
+      srv.destroy();
+      if (ss.tConnect > 0) ss.route!.counters.cur--;
+    }
+    if (this.access.enabled) this.access.tcp(this.s.name, ss, performance.now());
+  }
+
+  destroyConnectionsTo(address: string): number {
+    let n = 0;
+    for (const ss of this.sessions) {
+      const a = ss.client.localAddress;
+      if (a === address || a === '::ffff:' + address) { ss.termination = 'KD'; this.close(ss); n++; }
+    }
+    return n;
+  }
+
+  /** Stop accepting; established connections run until they end or `drainMs` runs out (KD). */
+  async stop(drainMs: number): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.acceptProxy?.stop();
+    const closed = new Promise<void>((ok) => server.close(() => ok()));
+    const timer = setTimeout(() => { for (const ss of this.sessions) { ss.termination = 'KD'; this.close(ss); } }, drainMs);
+    await closed;
+    clearTimeout(timer);
+  }
+}
+
+const kGuard = Symbol('pairlb.tcpGuard');
+function releaseGuard(this: Socket & { [kGuard]?: TcpListener }): void {
+  const l = this[kGuard];
+  if (l === undefined) return;
+  l.open--;
+  l.app.proxy.guard.release();
+}
+
+// ---- socket handlers (this = the socket) ------------------------------------------------------
+
+function onClientData(this: SessSocket, chunk: Buffer): void {
+  const ss = this[kSess]!;
+  ss.l.countIn(ss, chunk.length);
+  if (!ss.server!.write(chunk)) this.pause();
+}
+
+function onServerData(this: SessSocket, chunk: Buffer): void {
+  const ss = this[kSess]!;
+  ss.l.countOut(ss, chunk.length);
+  if (!ss.client.write(chunk)) this.pause();
+}
+
+/** The server can take more: read the client again (and vice versa). */
+function onServerDrain(this: SessSocket): void { const ss = this[kSess]!; if (!ss.clientEnded) ss.client.resume(); }
+function onClientDrain(this: SessSocket): void { const ss = this[kSess]!; if (!ss.serverEnded) ss.server?.resume(); }
+
+/**
+ * A FIN is relayed as a FIN (half-close). A socket emits 'close' once it has both ended and
+ * flushed its writes; the session ends when both sockets have closed that way, or at once when
+ * one closes without its FIN (reset, error) or the client goes before a server was connected.
+ */
+function onClientEnd(this: SessSocket): void {
+  const ss = this[kSess]!;
+  ss.clientEnded = true;
+  if (ss.server !== null && ss.tConnect > 0) ss.server.end();
+}
+
+function onServerEnd(this: SessSocket): void {
+  const ss = this[kSess]!;
+  ss.serverEnded = true;
+  ss.client.end();
+}
+
+function onClientError(this: SessSocket): void {
+  const ss = this[kSess]!;
+  if (ss.termination === '--') ss.termination = ss.tConnect > 0 ? 'CD' : 'CC';
+  ss.l.close(ss);
+}
+
+function onClientClose(this: SessSocket): void {
+  const ss = this[kSess]!;
+  ss.clientClosed = true;
+  if (ss.closed) return;
+  if (ss.tConnect === 0) { if (ss.termination === '--') ss.termination = 'CC'; ss.l.close(ss); return; }
+  if (!ss.clientEnded) { if (ss.termination === '--') ss.termination = 'CD'; ss.l.close(ss); return; }
+  if (ss.serverClosed) ss.l.close(ss);
+}
+
+function onServerConnect(this: SessSocket): void {
+  const ss = this[kSess]!;
+  if (ss.server !== this) return;
+  ss.l.connected(ss);
+}
+
+function onServerConnectTimeout(this: SessSocket): void {
+  const ss = this[kSess]!;
+  if (ss.server !== this || ss.tConnect > 0) return;
+  ss.l.connectFailed(ss, true);
+}
+
+function onServerError(this: SessSocket): void {
+  const ss = this[kSess]!;
+  if (ss.server !== this) return; // an abandoned attempt
+  if (ss.tConnect === 0) { ss.l.connectFailed(ss, false); return; }
+  if (ss.termination === '--') ss.termination = 'SD';
+  ss.l.close(ss);
+}
+
+function onServerClose(this: SessSocket): void {
+  const ss = this[kSess]!;
+  if (ss.server !== this || ss.tConnect === 0) return; // connect failures: error / timeout
+  ss.serverClosed = true;
+  if (ss.closed) return;
+  if (!ss.serverEnded) { if (ss.termination === '--') ss.termination = 'SD'; ss.l.close(ss); return; }
+  if (ss.clientClosed) ss.l.close(ss);
+}
+
+function onIdle(this: SessSocket): void {
+  const ss = this[kSess]!;
+  ss.termination = 'cD';
+  ss.l.close(ss);
+}

@@ -1,0 +1,178 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startAppLogged } from '../edge/stream-helpers.js';
+import { closedPort, tcpBackend, TcpClient, waitFor, type TcpBackend } from './helpers.js';
+
+/**
+ * mode: tcp with a real App in-process and real TCP servers: round robin, half-close, retries and
+ * redispatch, no server, idle timeout, drain and runtime changes, reload keeping connections,
+ * counters and the access-log line of each connection.
+ */
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
+
+async function backends(...names: string[]): Promise<TcpBackend[]> {
+  const bs = await Promise.all(names.map((n) => tcpBackend(n)));
+  for (const b of bs) cleanups.push(() => b.close());
+  return bs;
+}
+
+function yaml(servers: { name: string; address: string; extra?: string }[], extra = ''): string {
+  return `listen:
+  - name: mail
+    bind: 127.0.0.1:0
+    mode: tcp
+${extra}    backends:
+${servers.map((s) => `      - name: ${s.name}\n        address: ${s.address}\n        check: false\n${s.extra ?? ''}`).join('')}`;
+}
+
+async function app(text: string) {
+  const p = await startAppLogged(text);
+  cleanups.push(() => p.stop());
+  return p;
+}
+
+function client(port: number): TcpClient {
+  const c = new TcpClient(port);
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+describe('mode tcp', () => {
+  it('relays bytes both ways in round robin; a half-closed client gets the whole answer; one access-log line per connection', async () => {
+    const [a, b] = await backends('a', 'b');
+    const p = await app(yaml([{ name: 'a', address: a.address }, { name: 'b', address: b.address }]));
+    const names: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = client(p.port());
+      await c.until(() => c.text.includes('\r\n'), 5000, 'greeting');
+      names.push(c.text.slice(4, 5));
+      c.write('ehlo client\r\n');
+      c.sock.end(); // half-close: the answer must still come back
+      await c.until(() => c.closed, 5000, 'close');
+      expect(c.text).toBe(`220 ${names[i]}\r\nEHLO CLIENT\r\n`);
+    }
+    expect(names).toEqual(['a', 'b', 'a', 'b']);
+    // The servers received exactly the client's bytes, nothing added.
+    expect(a.received.map((x) => x.toString())).toEqual(['ehlo client\r\n', 'ehlo client\r\n']);
+    await waitFor(() => p.access().length === 4, 5000, '4 access lines');
+    const l = p.access()[0];
+    expect(l).toMatchObject({ mode: 'tcp', client: '127.0.0.1', listen: 'mail', server: 'a', Tw: 0, bytes_in: 13, bytes_read: 20, termination: '--', retries: 0 });
+    expect(l.Tc as number).toBeGreaterThanOrEqual(0);
+    expect(l.Tt as number).toBeGreaterThanOrEqual(l.Tc as number);
+    const lc = p.app.counters.listen('mail');
+    expect({ total: lc.total, cur: lc.cur, bytesIn: lc.bytesIn, bytesOut: lc.bytesOut }).toEqual({ total: 4, cur: 0, bytesIn: 52, bytesOut: 80 });
+    const ac = p.app.counters.backend(p.app.backends.get('mail', 'a')!.id);
+    expect({ total: ac.total, cur: ac.cur, bytesIn: ac.bytesIn }).toEqual({ total: 2, cur: 0, bytesIn: 26 });
+  });
+
+  it('a refused connect is retried on the next server (redispatch), counted as a connection error, and logged with retries', async () => {
+    const [b] = await backends('b');
+    const dead = await closedPort();
+    const p = await app(yaml([{ name: 'dead', address: `127.0.0.1:${dead}` }, { name: 'b', address: b.address }]));
+    for (let i = 0; i < 2; i++) {
+      const c = client(p.port());
+      await c.until(() => c.text === '220 b\r\n', 5000, 'greeting from b');
+      c.destroy();
+    }
+    await waitFor(() => p.access().length === 2, 5000, 'access lines');
+    // Round robin starts at dead: the first connection retried on b, the second went to b directly.
+    // The client's close is a FIN: a normal end (--).
+    expect(p.access().map((l) => [l.server, l.retries, l.termination])).toEqual([['b', 1, '--'], ['b', 0, '--']]);
+    const dc = p.app.counters.backend(p.app.backends.get('mail', 'dead')!.id);
+    expect(dc.errConn).toBe(1);
+    expect(p.app.counters.listen('mail').redispatches).toBe(1);
+  });
+
+  it('every server refusing: the client is closed after 1 + retries attempts (SC); no server UP: closed at once (SC, <NOSRV>)', async () => {
+    const dead = await closedPort();
+    const p = await app(yaml([{ name: 'dead', address: `127.0.0.1:${dead}` }], '    retries: 2\n'));
+    const c = client(p.port());
+    await c.until(() => c.ended, 5000, 'close');
+    expect(c.text).toBe('');
+    await waitFor(() => p.access().length === 1);
+    expect(p.access()[0]).toMatchObject({ server: 'dead', retries: 2, termination: 'SC', Tc: -1, bytes_in: 0, bytes_read: 0 });
+    expect(p.app.counters.backend(p.app.backends.get('mail', 'dead')!.id).errConn).toBe(3);
+    p.app.backends.setAdmin('mail', 'dead', 'maint', 'test');
+    const c2 = client(p.port());
+    await c2.until(() => c2.ended, 5000, 'close');
+    await waitFor(() => p.access().length === 2);
+    expect(p.access()[1]).toMatchObject({ server: '<NOSRV>', termination: 'SC' });
+  });
+
+  it('a connection idle both ways for timeouts.tunnel is closed (cD); one with traffic is not', async () => {
+    const [a] = await backends('a');
+    const p = await app(yaml([{ name: 'a', address: a.address }], '    timeouts:\n      tunnel: 400ms\n'));
+    const idle = client(p.port());
+    const busy = client(p.port());
+    await idle.until(() => idle.text === '220 a\r\n');
+    await busy.until(() => busy.text === '220 a\r\n');
+    const t0 = Date.now();
+    // busy writes every 100 ms (4 times the rate the timeout allows), bounded to 12 writes.
+    let n = 0;
+    const tick = setInterval(() => { if (++n <= 12) busy.write('x\r\n'); }, 100);
+    cleanups.push(() => clearInterval(tick));
+    await idle.until(() => idle.ended, 5000, 'idle close');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+    expect(busy.ended).toBe(false);
+    await waitFor(() => p.access().length >= 1);
+    expect(p.access()[0]).toMatchObject({ termination: 'cD' });
+  });
+
+  it('drain: new connections avoid the drained server, the established one keeps working; runtime add takes traffic', async () => {
+    const [a, b, c3] = await backends('a', 'b', 'c');
+    const p = await app(yaml([{ name: 'a', address: a.address }, { name: 'b', address: b.address }]));
+    const first = client(p.port());
+    await first.until(() => first.text === '220 a\r\n');
+    p.app.backends.setAdmin('mail', 'a', 'drain', 'test');
+    const got: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = client(p.port());
+      await c.until(() => c.text.endsWith('\r\n'));
+      got.push(c.text.slice(4, 5));
+    }
+    expect(got).toEqual(['b', 'b']);
+    first.write('still\r\n');
+    await first.until(() => first.text === '220 a\r\nSTILL\r\n');
+    p.app.backends.addBackend('mail', { name: 'c', address: c3.address, check: false, origin: 'runtime' }, 'test');
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const c = client(p.port());
+      await c.until(() => c.text.endsWith('\r\n'));
+      seen.add(c.text.slice(4, 5));
+    }
+    expect([...seen].sort()).toEqual(['b', 'c']);
+  });
+
+  it('reload (new server list, same bind) keeps an established connection relaying', async () => {
+    const [a, b] = await backends('a', 'b');
+    const p = await app(yaml([{ name: 'a', address: a.address }]));
+    const c = client(p.port());
+    await c.until(() => c.text === '220 a\r\n');
+    const { parseConfig } = await import('../../src/config/load.js');
+    await p.app.reload(parseConfig(yaml([{ name: 'b', address: b.address }])));
+    c.write('after reload\r\n');
+    await c.until(() => c.text === '220 a\r\nAFTER RELOAD\r\n', 5000, 'echo after reload');
+    const c2 = client(p.port());
+    await c2.until(() => c2.text === '220 b\r\n', 5000, 'new connection to b');
+  });
+
+  it('limits.conn_per_source refuses a second connection of the same client (closed, counted); deny refuses a source at once', async () => {
+    const [a] = await backends('a');
+    const p = await app(yaml([{ name: 'a', address: a.address }], '    limits:\n      conn_per_source: 1\n'));
+    const first = client(p.port());
+    await first.until(() => first.text === '220 a\r\n');
+    const second = client(p.port());
+    await second.until(() => second.ended || second.closed, 5000, 'refusal');
+    expect(second.text).toBe('');
+    expect(p.app.counters.listen('mail').limited).toBe(1);
+    first.sock.end();
+    await first.until(() => first.closed);
+    await waitFor(() => p.app.counters.listen('mail').cur === 0);
+    const third = client(p.port());
+    await third.until(() => third.text === '220 a\r\n', 5000, 'served once the first is gone');
+    const q = await app(yaml([{ name: 'a', address: a.address }], '    deny: [127.0.0.0/8]\n').replace('name: mail', 'name: denied'));
+    const d = client(q.port());
+    await d.until(() => d.ended || d.closed, 5000, 'denied');
+    expect(q.app.counters.listen('denied').deniedConn).toBe(1);
+  });
+});
