@@ -175,4 +175,30 @@ describe('mode tcp', () => {
     await d.until(() => d.ended || d.closed, 5000, 'denied');
     expect(q.app.counters.listen('denied').deniedConn).toBe(1);
   });
+
+  it('balance: source sends every connection of a client to one server; leastconn avoids the server holding a connection', async () => {
+    const [a, b] = await backends('a', 'b');
+    const p = await app(yaml([{ name: 'a', address: a.address }, { name: 'b', address: b.address }], '    balance: source\n'));
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = client(p.port());
+      await c.until(() => c.text.endsWith('\r\n'));
+      got.push(c.text.slice(4, 5));
+      c.destroy();
+    }
+    expect(new Set(got).size).toBe(1);
+    const q = await app(yaml([{ name: 'a', address: a.address }, { name: 'b', address: b.address }], '    balance: leastconn\n').replace('name: mail', 'name: lc'));
+    const held = client(q.port());
+    await held.until(() => held.text.endsWith('\r\n'));
+    const first = held.text.slice(4, 5);
+    const other = first === 'a' ? 'b' : 'a';
+    for (let i = 0; i < 3; i++) {
+      const c = client(q.port());
+      await c.until(() => c.text.endsWith('\r\n'));
+      expect(c.text.slice(4, 5)).toBe(other);
+      c.sock.end();
+      await c.until(() => c.closed);
+      await waitFor(() => q.app.counters.backend(q.app.backends.get('lc', other)!.id).cur === 0, 5000, 'connection gone');
+    }
+  });
 });
