@@ -172,8 +172,9 @@ describe('ACME with pebble', () => {
 
     // 4. The alarm: pairlb status WARNING naming the certificate; the admin status JSON has it.
     const st = await cli(['status', '--socket', join(dir, 'admin.sock')]);
-    expect(st.code).toBe(1);
-    expect(st.stdout).toMatch(/^PAIRLB WARNING - .*acme shop: \d+ failed order/);
+    // WARNING from the alarm; CRITICAL when the TLS layer also sees the 12 s certificate within 3 days of expiry.
+    expect([1, 2]).toContain(st.code);
+    expect(st.stdout).toMatch(/^PAIRLB (WARNING|CRITICAL) - .*acme shop: \d+ failed order\(s\): .*serving the previous certificate until/);
 
     // 5. Reachable again: the next attempt succeeds and replaces the certificate.
     for (const n of NAMES) await pebble.clearA(n);
