@@ -9,6 +9,7 @@
 // Only namespaces we create, only 198.18.0.0/15, no default route anywhere. Every name carries a
 // per-run prefix that encodes our pid, so a later run can tell a crashed run's leftovers (pid
 // dead: delete) from a concurrent run's (pid alive: leave alone).
+import http from 'node:http';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createInterface } from 'node:readline';
@@ -131,11 +132,16 @@ export class Topology {
     return p;
   }
 
-  /** Real backend: a node http server answering who it is and which balancer it saw. */
+  /**
+   * Real backend: a node http server answering who it is and which balancer it saw; GET /big
+   * answers 1 MiB (the load that drives the balancer's GC: issue 12).
+   */
   startWeb(n) {
     const src = `
       const http = require('node:http');
+      const BIG = Buffer.alloc(1 << 20, 120);
       const s = http.createServer((req, res) => {
+        if (req.url === '/big') { res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BIG.length }); res.end(BIG); return; }
         const body = JSON.stringify({ backend: ${JSON.stringify(n)}, peer: req.socket.remoteAddress, xff: req.headers['x-forwarded-for'] || null });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
@@ -172,6 +178,12 @@ export class Proc extends EventEmitter {
   }
 
   get pid() { return this.child.pid; }
+
+  /** PID of pairlb's HA loop process (ha.isolation: process), from its start line; the last one started. */
+  haLoopPid() { return this.logs.filter((j) => j.msg === 'HA loop runs in its own process').at(-1)?.loopPid; }
+
+  /** Every process of the daemon but its VIP watchdog (its own session): main and HA loop. */
+  daemonPids() { return [this.pid, this.haLoopPid()].filter((p) => typeof p === 'number'); }
 
   kill(sig = 'SIGTERM') { if (this.exitCode === undefined) { try { this.child.kill(sig); } catch { /* gone */ } } }
 
@@ -467,3 +479,17 @@ export async function blockEventLoop(topo, n, pid, ms) {
   await p.waitFor((l) => l === 'blocking', 15_000, 'inspector attached');
   return { at: Date.now(), released };
 }
+
+/** GET /v1/status from a node's admin socket (undefined when it does not answer). */
+export function adminStatus(socketPath) {
+  return new Promise((resolve) => {
+    const req = http.request({ socketPath, path: '/v1/status' }, (r) => {
+      let s = ''; r.on('data', (d) => { s += d; }); r.on('end', () => { try { resolve(JSON.parse(s)); } catch { resolve(undefined); } });
+    });
+    req.on('error', () => resolve(undefined));
+    req.setTimeout(5000, () => req.destroy());
+    req.end();
+  });
+}
+
+export { diffBins, percentilesOf } from '../dist/ha/intervals.js';

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run bench:failover [-- --rounds 5] [--json FILE] [--targets pairlb,keepalived-1s,keepalived-100ms]
-//                             [--scenarios node-dies,failback,crash,hang,graceful,link-cut,split-heal]
+//                             [--scenarios node-dies,failback,crash,hang,graceful,link-cut,split-heal,heartbeat]
+//                             [--hb-seconds 20] [--hb-connections 32] [--isolation process|thread|inline]
 //
 // Failover of the HA pair in network namespaces (topology in bench/failover-lib.mjs): pairlb with
 // its default HA config against keepalived 2.2.7 (Debian) with advert_int 1 and 0.1, in the same
@@ -17,7 +18,13 @@
 //   split-heal  the dedicated link silently drops everything (tc pfifo limit 0) for 5 s; t0 = heal
 //   crash       t0 = SIGKILL of lb1's HA daemon alone, its interface up (pairlb; keepalived: its main
 //               process, as `kill -9 $MAINPID`); then the daemon is started again (not measured)
-//   hang        t0 = SIGSTOP of lb1's HA daemon for 5 s (keepalived: all its processes), then SIGCONT
+//   hang        t0 = SIGSTOP of lb1's HA daemon for 5 s (pairlb: main and HA loop processes;
+//               keepalived: all its processes), then SIGCONT
+//   heartbeat   pairlb only: the intervals between lb1's heartbeats as lb2's HA loop handled them
+//               (p50/p99/max), late heartbeats and role changes on both nodes, for --hb-seconds idle
+//               and then --hb-seconds with wrk in the client namespace fetching 1 MiB responses
+//               through the VIP (--hb-connections connections, 2 threads: the master's data plane
+//               saturated, its GC driven by the responses); default HA timings (50/120/200 ms).
 // crash/hang also report both_ms: the longest time both lb1 and lb2 held the VIP at once
 // (`ip monitor address` in both namespaces) before the daemon was restarted (crash) or continued
 // (hang), and what happened (outcome).
@@ -35,7 +42,10 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     json: { type: 'string' },
     targets: { type: 'string', default: 'pairlb,keepalived-1s,keepalived-100ms' },
-    scenarios: { type: 'string', default: 'node-dies,failback,crash,hang,graceful,link-cut,split-heal' },
+    scenarios: { type: 'string', default: 'node-dies,failback,crash,hang,graceful,link-cut,split-heal,heartbeat' },
+    'hb-seconds': { type: 'string', default: '20' },
+    'hb-connections': { type: 'string', default: '32' },
+    isolation: { type: 'string' },
     verbose: { type: 'boolean', default: false },
   },
 });
@@ -44,6 +54,8 @@ const TARGETS = values.targets.split(',');
 const SCENARIOS = values.scenarios.split(',');
 const SPLIT_MAX_MS = 60_000; // keepalived's blackhole after a split lasts ~26-33 s (keepalived#166)
 const HANG_MS = 5000;
+const HB_S = Number(values['hb-seconds']);
+const HB_C = Number(values['hb-connections']);
 
 if (process.getuid?.() !== 0) { console.error('bench:failover needs root (network namespaces)'); process.exit(2); }
 for (const [bin, pkg] of [['/usr/sbin/keepalived', 'keepalived'], ['/usr/bin/arping', 'iputils-arping'], ['/usr/sbin/ip', 'iproute2']]) {
@@ -70,7 +82,7 @@ class Rig {
   async setup() {
     writeFileSync(join(this.dir, 'ha.key'), 'bench-key-' + 'x'.repeat(32), { mode: 0o600 });
     for (const n of ['lb1', 'lb2']) {
-      writeFileSync(join(this.dir, `${n}.yaml`), L.pairlbConfig(n, { dir: this.dir, ha: this.ka === undefined, admin: false }));
+      writeFileSync(join(this.dir, `${n}.yaml`), L.pairlbConfig(n, { dir: this.dir, ha: this.ka === undefined, admin: true, haExtra: values.isolation ? `  isolation: ${values.isolation}\n` : '' }));
       if (this.ka !== undefined) writeFileSync(join(this.dir, `${n}-ka.conf`), L.keepalivedConfig(n, { advertInt: this.ka, dir: this.dir }));
     }
     await this.startNode('lb1');
@@ -234,7 +246,7 @@ class Rig {
   /** SIGSTOP of the HA daemon (keepalived: every process of it) for HANG_MS, then SIGCONT. */
   async hang() {
     await this.steady('lb1', 60_000);
-    const pids = this.ka !== undefined ? await this.keepalivedPids('lb1') : [this.haProc('lb1').pid];
+    const pids = this.ka !== undefined ? await this.keepalivedPids('lb1') : this.haProc('lb1').daemonPids();
     const t0 = Date.now();
     for (const pid of pids) process.kill(pid, 'SIGSTOP');
     try { await L.sleep(HANG_MS); } finally { for (const pid of pids) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } } }
@@ -247,6 +259,44 @@ class Rig {
     if (values.verbose && this.ka === undefined) log('lb2 roles after SIGSTOP:', this.haProc('lb2').roles().filter((x) => x.at >= t0).map((x) => `${x.at - t0}ms ${x.to}: ${x.reason}`).join(' | '));
     await this.restoreLb1(tCont);
     return r;
+  }
+
+  /** The HA status of a node from its admin API (undefined when it does not answer). */
+  status(n) { return L.adminStatus(join(this.dir, `${n}-admin.sock`)).then((s) => s?.ha); }
+
+  /** Heartbeat intervals seen by lb2 for `seconds`, with or without wrk through the VIP. */
+  async hbWindow(seconds, load) {
+    const before = { lb1: await this.status('lb1'), lb2: await this.status('lb2') };
+    const t0 = Date.now();
+    let wrk;
+    if (load) {
+      const p = this.t.spawn('c', 'wrk', ['-t2', `-c${HB_C}`, `-d${seconds}s`, '--timeout', '5s', `http://${L.NET.vip}/big`], { name: 'wrk' });
+      await p.exited;
+      const txt = p.lines.join('\n');
+      wrk = { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(txt)?.[1] ?? NaN), transfer: /Transfer\/sec:\s+(\S+)/.exec(txt)?.[1], errors: /Socket errors:.*|Non-2xx.*/.exec(txt)?.[0] ?? '' };
+    } else await sleep(seconds * 1000);
+    const after = { lb1: await this.status('lb1'), lb2: await this.status('lb2') };
+    const bins = L.diffBins(before.lb2?.peerIntervals?.bins, after.lb2?.peerIntervals?.bins ?? {});
+    const keys = Object.keys(bins).map(Number);
+    const pc = L.percentilesOf(bins);
+    const d = (n, k) => (after[n]?.[k] ?? NaN) - (before[n]?.[k] ?? NaN);
+    return {
+      seconds, load: load ? `wrk -t2 -c${HB_C} GET /big (1 MiB)` : 'idle',
+      intervals: keys.reduce((s, k) => s + bins[k], 0), p50_ms: pc.p50Ms, p99_ms: pc.p99Ms, max_ms: keys.length ? Math.max(...keys) : null,
+      late_at_lb2: d('lb2', 'lateHeartbeats'), late_at_lb1: d('lb1', 'lateHeartbeats'),
+      role_changes: this.haProc('lb1').roles().filter((r) => r.at >= t0).length + this.haProc('lb2').roles().filter((r) => r.at >= t0).length,
+      peer_deaths: d('lb2', 'peerDeaths') + d('lb1', 'peerDeaths'),
+      lb1_ha_loop_lag_max_ms: after.lb1?.loopLag?.maxMs, lb1_main_loop_lag_max_ms: after.lb1?.controlLoopLag?.maxMs,
+      wrk,
+    };
+  }
+
+  async heartbeat() {
+    await this.steady('lb1', 60_000);
+    const idle = await this.hbWindow(HB_S, false);
+    const load = await this.hbWindow(HB_S, true);
+    await this.steady('lb1', 30_000).catch((e) => log(String(e)));
+    return { idle, load };
   }
 
   async teardown() {
@@ -292,6 +342,7 @@ for (const target of TARGETS) {
       if (SCENARIOS.includes('graceful')) { const v = await rig.graceful(); add('graceful', target, v); log(target, 'graceful', JSON.stringify(v)); }
       if (SCENARIOS.includes('link-cut')) { const v = await rig.linkCut(); add('link-cut', target, v); log(target, 'link-cut', JSON.stringify(v)); }
       if (SCENARIOS.includes('split-heal')) { const v = await rig.splitHeal(); add('split-heal', target, v); log(target, 'split-heal', JSON.stringify(v)); }
+      if (SCENARIOS.includes('heartbeat') && rig.ka === undefined) { const v = await rig.heartbeat(); add('heartbeat', target, v); log(target, 'heartbeat', JSON.stringify(v)); }
       process.stderr.write(`${target}: round ${r + 1}/${ROUNDS} done (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
     }
   } catch (e) {
@@ -308,6 +359,18 @@ const fmt = (s) => (s ? `${s[0]} / ${s[1]} / ${s[2]}` : 'n/a');
 const out = {};
 console.log(`\nfailover: ${ROUNDS} rounds per scenario; client: new connection every 20 ms, 1 s timeout; min / median / max`);
 for (const sc of SCENARIOS) {
+  if (sc === 'heartbeat') {
+    const rs = results.heartbeat?.pairlb ?? [];
+    console.log(`\nheartbeat: lb1's adverts on the dedicated link as lb2's HA loop handled them (keepalive 50 ms, warntime 120, deadtime 200; isolation ${values.isolation ?? 'process (default)'})`);
+    console.log(`  ${'window'.padEnd(34)} ${'intervals'.padEnd(10)} ${'p50 ms'.padEnd(7)} ${'p99 ms'.padEnd(7)} ${'max ms'.padEnd(7)} ${'late'.padEnd(5)} ${'role chg'.padEnd(9)} ${'lb1 loop lag max ms (ha/main)'.padEnd(30)} wrk req/s`);
+    for (const r of rs) {
+      for (const w of [r.idle, r.load]) {
+        console.log(`  ${`${w.load}, ${w.seconds} s`.padEnd(34)} ${String(w.intervals).padEnd(10)} ${String(w.p50_ms).padEnd(7)} ${String(w.p99_ms).padEnd(7)} ${String(w.max_ms).padEnd(7)} ${String(w.late_at_lb2 + w.late_at_lb1).padEnd(5)} ${String(w.role_changes).padEnd(9)} ${`${w.lb1_ha_loop_lag_max_ms} / ${w.lb1_main_loop_lag_max_ms}`.padEnd(30)} ${w.wrk ? `${w.wrk.rps} (${w.wrk.transfer}/s) ${w.wrk.errors}` : ''}`);
+      }
+    }
+    out.heartbeat = rs;
+    continue;
+  }
   console.log(`\n${sc}`);
   const extra = sc === 'crash' || sc === 'hang';
   console.log(`  ${'target'.padEnd(18)} ${'first reply ms'.padEnd(22)} ${'outage ms'.padEnd(22)} ${'failed requests'.padEnd(18)}${extra ? ` ${'both held VIP ms'.padEnd(20)} outcome` : ''}`);

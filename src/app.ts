@@ -17,6 +17,7 @@ import type { StatusNote } from './admin/status.js';
 export interface ReloadResult { applied: boolean; reason?: string; changes: string[]; restart: RestartKey[] }
 import { Http01Tokens } from './acme/http01.js';
 import { writePlaceholders } from './acme/placeholder.js';
+import { LoopLag, type LagSnapshot } from './ha/loop-lag.js';
 
 /**
  * The composition root: one App per process. The control plane modules (health, HA, scaler,
@@ -63,6 +64,12 @@ export class App extends EventEmitter {
   readonly tickets: TicketKeys;
   /** ACME HTTP-01 challenge answers, read by every plain listener before routing (src/acme/http01.ts). */
   readonly http01 = new Http01Tokens();
+  /**
+   * Event-loop lag per thread (stats JSON, /metrics): 'main' is this thread; the HA module adds its
+   * loop's, data-plane workers can add theirs.
+   */
+  readonly threadLag = new Map<string, () => LagSnapshot | undefined>();
+  private readonly mainLag = new LoopLag();
   private started = false;
 
   constructor(cfg: Config, readonly log: Logger, opts: { stateDir?: string | null } = {}) {
@@ -81,6 +88,7 @@ export class App extends EventEmitter {
     });
     this.on('role', () => this.tickets.onRole());
     this.proxy = new ProxyManager(this);
+    this.threadLag.set('main', () => this.mainLag.snapshot());
     this.backends.on('change', (ev) => {
       if (ev.from !== ev.to) log.info({ mod: 'backends', ...ev }, `backend ${ev.listen}/${ev.backend} ${ev.from} -> ${ev.to}: ${ev.reason}`);
     });
@@ -195,6 +203,7 @@ export class App extends EventEmitter {
     this.tickets.stop();
     this.backends.close();
     this.state.close();
+    this.mainLag.close();
     if (this.started) this.log.info('pairlb stopped');
   }
 }

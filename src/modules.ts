@@ -7,5 +7,5 @@ import './scale/scaler.js';
 import './stats/module.js';
 import './admin/module.js';
 import './acme/module.js';
-import './ha/node.js';
+import './ha/module.js';
 export {};

@@ -4,7 +4,7 @@ import { rootCertificates } from 'node:tls';
 import { join } from 'node:path';
 import { App, moduleFactories, type Module } from '../app.js';
 import type { Config } from '../config/schema.js';
-import { haStatus } from '../ha/node.js';
+import { haStatus } from '../ha/module.js';
 import { readKeyFile } from '../ha/advert.js';
 import { lazy } from '../lazy.js';
 import type { Logger } from '../log.js';

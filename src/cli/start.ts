@@ -100,6 +100,7 @@ register('start', {
     }
     const removeDemoState = () => { if (demoState) rmSync(demoState, { recursive: true, force: true }); };
     process.once('exit', removeDemoState);
+    installFatalHandlers(app, log);
     try {
       await app.start();
     } catch (e) {
@@ -177,6 +178,28 @@ register('start', {
     return exitCode;
   },
 });
+
+/**
+ * An uncaught exception or an unhandled promise rejection leaves the process in a state nobody
+ * planned for (Node's own default is to exit): it is logged with its stack and kind, the HA loop is
+ * asked to give the VIP up (FAULT, so the peer claims at once; bounded), then we exit 1 and systemd
+ * restarts us. Without this a crash logged a bare stack on stderr and left the peer to wait for
+ * deadtime (and, with the loop in this process, the VIP to the watchdog).
+ */
+function installFatalHandlers(app: App, log: ReturnType<typeof createLogger>): void {
+  let fatal = false;
+  const onFatal = (kind: string, err: unknown): void => {
+    if (fatal) return;
+    fatal = true;
+    log.fatal({ mod: 'process', kind, err }, `${kind}: exiting (the VIP is given up first)`);
+    const exit = (): void => { try { log.flush(); } catch { /* exiting anyway */ } setTimeout(() => process.exit(1), 50); };
+    setTimeout(exit, 2000).unref();
+    const ha = app.modules.find((m) => m.name === 'ha') as { abandon?(reason: string): Promise<void> } | undefined;
+    (ha?.abandon ? ha.abandon(`fatal ${kind} in the control plane`) : Promise.resolve()).then(exit, exit);
+  };
+  process.on('uncaughtException', (e) => onFatal('uncaught exception', e));
+  process.on('unhandledRejection', (r) => onFatal('unhandled promise rejection', r));
+}
 
 /** Time a stop may take beyond the longest timeouts.drain (HA hand-over, module stops). */
 const STOP_GRACE_MS = 10_000;

@@ -98,6 +98,8 @@ export const selfCheckSchema = z.object({
 
 export const haSchema = z.object({
   enabled: bool.default(true),
+  /** Where the heartbeat loop (heartbeats, state machine, VIP, GARP, self-check) runs: `process` = its own small process, out of reach of the data plane's event loop, GC, disk writes and SIGSTOP (docs/ha.md "Isolation" has the measurements); `thread` = a worker thread of this process (own heap and event loop; forks of `ip`/arping copy the whole process); `inline` = the main thread, with the traffic. */
+  isolation: z.enum(['process', 'thread', 'inline']).default('process'),
   /** Cluster id carried in every packet: heartbeats of another pair on the same wire are dropped. */
   cluster: name.default('pairlb'),
   /** Shared secret for HMAC-SHA256 (≥ 16 bytes). Refused when group/others can read it (chmod 600). */

@@ -1,8 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { App, moduleFactories, type Module } from '../app.js';
-import type { Config } from '../config/schema.js';
 import { parseHostPort, type HostPort } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { HaConfig } from './config.js';
@@ -12,13 +10,16 @@ import { initialState, step, type Action, type FsmEvent, type FsmState, type HaR
 import { Vip, interfaceProblem } from './vip.js';
 import { decodeAdvertBody, encodeAdvertBody } from './advert-body.js';
 import { PathLiveness } from './paths.js';
-import { Replicator, type ReplicationStatus } from './replication.js';
+import type { ReplicationStatus } from './replication.js';
+import type { StateVersion } from '../state/version.js';
+import { LoopLag, type LagSnapshot } from './loop-lag.js';
+import { IntervalHistogram, type IntervalSummary } from './intervals.js';
 import { LogThrottle } from './throttle.js';
 
 /** A warning that repeats is written once, then at most once per this interval with its count. */
 const LOG_REPEAT_MS = 10_000;
 import { Watchdog } from './watchdog.js';
-import { SelfCheck } from './self-check.js';
+import { SelfCheck, type SelfCheckTarget } from './self-check.js';
 import { httpAnswers } from './answers.js';
 
 /**
@@ -64,6 +65,8 @@ export interface HaStatus {
   /** Times the VIP watchdog removed our VIP (hang) and self-check rounds that found the data plane not answering. */
   watchdogFired: number;
   selfCheckFailed: number;
+  /** Self-check rounds unanswered in time while the data plane kept accepting connections (saturated): not counted as failed. */
+  selfCheckSlow: number;
   /** Times we stepped down from master after our own event loop stalled for about the watchdog timeout. */
   stallStepDowns: number;
   transitions: number;
@@ -80,16 +83,71 @@ export interface HaStatus {
   probeAnswered: number;
   /** Log lines not written because the same warning repeated (LogThrottle). */
   logsSuppressed: number;
+  /** Where the loop runs (ha.isolation), its PID when a process, and how often it was restarted after dying. */
+  isolation?: string;
+  loopPid?: number;
+  loopRestarts?: number;
+  /** Event-loop lag of the heartbeat loop's own thread (p50/p99/max over the last window). */
+  loopLag?: LagSnapshot;
+  /** The control plane's (main thread's) lag, beside it. */
+  controlLoopLag?: LagSnapshot;
+  /** Intervals between the peer's adverts on the dedicated path as this loop handled them (since start). */
+  peerIntervals: IntervalSummary;
 }
 
-const statusOf = new WeakMap<App, () => HaStatus>();
-/** Read-only status for the stats page / admin API. */
-export function haStatus(app: App): HaStatus | undefined { return statusOf.get(app)?.(); }
+/** What the heartbeat loop reports itself; the control plane adds the replication fields (module.ts). */
+export type HaLoopStatus = Omit<HaStatus, 'replication' | 'stateVersion' | 'peerStateVersion' | 'isolation' | 'loopPid' | 'loopRestarts' | 'controlLoopLag'> & { loopLag: LagSnapshot };
+
+/** The replicated state as the heartbeat loop needs it: what goes into our adverts, and whether failback may go. */
+export interface ReplView {
+  /** Total number of changes (packet header). */
+  total: number;
+  /** Version for the advert body (undefined: replication off). */
+  version?: StateVersion;
+  conflictAck?: string;
+  inSync: boolean;
+  /** For the log line of a failback that waits: our/peer version and how they relate. */
+  sync?: string; ours?: string; peer?: string;
+}
+
+/**
+ * Everything the heartbeat loop needs from the rest of the process (src/ha/runtime.ts carries it
+ * over a message port when the loop runs in its own process or thread). It never calls into the
+ * data plane directly: what it needs of it is pushed to it (serving, listener addresses), and what
+ * it asks of it (close connections) is a message.
+ */
+export interface HaHost {
+  readonly node: string;
+  readonly log: Logger;
+  /** Directory of ha-incarnation / ha-peer (the state store's directory); undefined: not persisted. */
+  readonly stateDir: string | undefined;
+  /** Port the serve check asks for on the VIP (serve_check.port or the first listen section's). */
+  servePort(): number;
+  /** The serve check speaks TLS (serve_check.port not set and the first listen section is TLS). */
+  serveTls(): boolean;
+  /** Every listener of the data plane is open (ProxyManager.isServing). */
+  serving(): boolean;
+  /** Client connections the data plane accepted since start (AcceptGuard.accepted), as last pushed. */
+  accepted(): number;
+  /** Addresses the self-check asks (every listener). */
+  selfCheckTargets(): SelfCheckTarget[];
+  setRole(role: HaRole | 'init', reason: string): void;
+  /** Close idle keep-alive client connections (a graceful stop handed the VIP over). */
+  closeIdleConnections(): void;
+  /** The VIP left this node: connections to it are closed after a grace. */
+  vipReleased(ip: string): void;
+  /** Replication runs in the control plane: its view, and the peer's replication traffic. */
+  repl(): ReplView;
+  peerAdvert(version: StateVersion | undefined, conflictAck: string | undefined): void;
+  peerState(payload: Buffer, senderRole: HaRole): void;
+  peerRequest(): void;
+  /** The peer became alive (a valid advert) or was declared dead. */
+  peerAlive(alive: boolean): void;
+}
 
 interface PathSock { name: 'dedicated' | 'public'; id: 0 | 1; sock: Socket; to: HostPort; lastRx: number }
 
-export class HaNode implements Module {
-  readonly name = 'ha';
+export class HaNode {
   private cfg: HaConfig;
   private readonly log: Logger;
   private key!: Buffer;
@@ -105,7 +163,6 @@ export class HaNode implements Module {
   private vip: Vip;
   private readonly watchdog: Watchdog | undefined;
   private readonly selfCheck: SelfCheck;
-  private servePort = 0;
   private stallStepDowns = 0;
   private chain: Promise<void> = Promise.resolve();
   private timers: { hb?: NodeJS.Timeout; warn?: NodeJS.Timeout; dead?: NodeJS.Timeout; initdead?: NodeJS.Timeout; failback?: NodeJS.Timeout; handover?: NodeJS.Timeout; retry?: NodeJS.Timeout; release?: NodeJS.Timeout } = {};
@@ -114,47 +171,38 @@ export class HaNode implements Module {
   private preProbe: { at: number; result: Promise<boolean> } | undefined;
   private stopResolve: (() => void) | undefined;
   private readonly liveness: PathLiveness;
-  private readonly repl: Replicator;
+  private peerWasAlive = false;
+  readonly lag = new LoopLag();
+  private readonly intervals = new IntervalHistogram();
   private failbackWaitLogged = false;
   private healthReason = '';
   private readonly firstCopies = { dedicated: 0, public: 0, all: 0 };
   private readonly counts = { rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, received: 0, sent: 0, late: 0, transitions: 0, backlog: 0, peerDeaths: 0, deadAverted: 0, loopStalls: 0, maxLoopLagMs: 0, reannounces: 0, probeAnswered: 0 };
   private readonly throttle = new LogThrottle(LOG_REPEAT_MS);
   private lastTick = 0;
-  private onStateChange = (): void => { setImmediate(() => this.repl.evaluate(Date.now())); };
 
-  constructor(private readonly app: App, cfg: HaConfig) {
+  constructor(private readonly host: HaHost, cfg: HaConfig) {
     this.cfg = cfg;
-    this.log = app.log.child({ mod: 'ha' });
-    this.fsm = initialState({ name: app.node, priority: cfg.priority, autoFailback: cfg.auto_failback, probe: cfg.garp.probe });
+    this.log = host.log;
+    this.fsm = initialState({ name: host.node, priority: cfg.priority, autoFailback: cfg.auto_failback, probe: cfg.garp.probe });
     this.vip = new Vip(cfg.vip, cfg.garp, this.log);
     this.liveness = new PathLiveness(cfg.deadtime);
-    this.repl = new Replicator({
-      log: this.log, store: app.state, node: app.node, peer: cfg.peer.name, enabled: cfg.replicate,
-      role: () => this.fsm.role, peerAlive: () => !!this.fsm.peer,
-      send: (payload, attempt) => this.sendState(payload, attempt),
-    }, { first: Math.max(2 * cfg.keepalive, 50), max: Math.max(1000, 2 * cfg.deadtime) });
     const wd = cfg.watchdog ?? Math.round(cfg.deadtime * 1.5);
     this.watchdog = wd > 0 ? new Watchdog(this.vip.delArgv(), this.vip.garpArgv(), wd, this.log, (why) => this.onWatchdogFired(why)) : undefined;
     if (this.watchdog) { const w = this.watchdog; this.vip.garpVia = { garp: (n) => w.garp(n), cancel: () => w.cancelGarps() }; }
-    this.selfCheck = new SelfCheck(app, cfg.self_check, this.vip.ip, () => this.fsm.role === 'master', this.log, () => this.tick());
-    statusOf.set(app, () => this.status());
+    this.selfCheck = new SelfCheck(() => host.selfCheckTargets(), () => host.accepted(), cfg.self_check, this.vip.ip, () => this.fsm.role === 'master', this.log, () => this.tick());
   }
 
-  status(): HaStatus {
+  status(): HaLoopStatus {
     const now = Date.now();
-    const repl = this.repl.status(now);
     return {
       role: this.fsm.role,
-      node: this.app.node,
+      node: this.host.node,
       peer: {
         name: this.cfg.peer.name, role: this.fsm.peer?.role, alive: !!this.fsm.peer, lastSeenMs: this.lastRx ? now - this.lastRx : undefined,
         paths: { dedicated: this.pathAlive('dedicated', now), public: this.pathAlive('public', now) },
       },
       incarnation: this.incarnation.toString(),
-      stateVersion: this.app.state.version,
-      peerStateVersion: repl.peer?.total,
-      replication: repl,
       peerIncarnation: this.guard.incarnation >= 0n ? this.guard.incarnation.toString() : undefined,
       peerConfirmed: this.confirmedInc >= 0n && this.confirmedInc === this.guard.incarnation,
       rejected: { ...this.counts.rejected },
@@ -167,6 +215,7 @@ export class HaNode implements Module {
       lateHeartbeats: this.counts.late,
       watchdogFired: this.watchdog?.fired ?? 0,
       selfCheckFailed: this.selfCheck.failedRounds,
+      selfCheckSlow: this.selfCheck.slowRounds,
       stallStepDowns: this.stallStepDowns,
       transitions: this.counts.transitions,
       peerDeaths: this.counts.peerDeaths,
@@ -176,11 +225,10 @@ export class HaNode implements Module {
       reannounces: this.counts.reannounces,
       probeAnswered: this.counts.probeAnswered,
       logsSuppressed: this.throttle.suppressed,
+      loopLag: this.lag.snapshot(),
+      peerIntervals: this.intervals.summary(),
     };
   }
-
-  /** Admin API (POST /v1/ha/conflicts/ack): the operator resolved the recorded state conflicts. */
-  acknowledgeConflicts(by: string): number { return this.repl.acknowledgeConflicts(by); }
 
   /** Up both ways: the peer is heard on it and echoes what we sent on it (paths.ts). */
   private pathAlive(name: string, now: number): boolean {
@@ -207,7 +255,7 @@ export class HaNode implements Module {
   }
 
   private stateFile(name: string): string | undefined {
-    return this.app.state.file ? join(dirname(this.app.state.file), name) : undefined;
+    return this.host.stateDir ? join(this.host.stateDir, name) : undefined;
   }
 
   /**
@@ -232,11 +280,9 @@ export class HaNode implements Module {
     // hold it until the state machine says so, and a stale copy would answer ARP for it.
     await this.vip.remove().catch((e) => this.log.warn({ err: e }, 'could not remove a stale VIP'));
     this.watchdog?.start();
-    this.servePort = this.cfg.serve_check.port ?? this.app.proxy.address(this.app.cfg.listen[0].name)?.port ?? parseHostPort(this.app.cfg.listen[0].bind)!.port;
     this.selfCheck.start();
     await this.openPaths();
-    this.app.setRole('init', 'ha starting');
-    this.app.state.on('change', this.onStateChange);
+    this.host.setRole('init', 'ha starting');
     // Unhealthy from the start (the VIP interface does not exist, say): the FSM goes INIT → FAULT
     // with the reason. Setting fsm.healthy directly would make the event a no-op and leave only a
     // later `role init -> fault: not healthy` without the why.
@@ -290,14 +336,13 @@ export class HaNode implements Module {
     const ok = this.healthNow();
     if (ok !== this.fsm.healthy) this.dispatch({ type: 'health', ok, reason: ok ? 'healthy again' : this.healthReason });
     this.sendAdvert();
-    this.repl.evaluate(Date.now());
   }
 
   /** FAULT when the public interface is down or this node's proxy is not serving or not answering. */
   private healthNow(): boolean {
     const link = interfaceProblem(this.cfg.vip.interface);
     if (link) { this.healthReason = link; return false; }
-    if (!this.app.proxy.isServing()) { this.healthReason = 'proxy is not serving'; return false; }
+    if (!this.host.serving()) { this.healthReason = 'proxy is not serving'; return false; }
     if (!this.selfCheck.ok) { this.healthReason = this.selfCheck.reason; return false; }
     return true;
   }
@@ -339,7 +384,7 @@ export class HaNode implements Module {
       return new Promise((resolve) => {
         let done = false;
         const finish = (r: { inUse: boolean; why?: string }): void => { if (!done) { done = true; resolve(r); } };
-        void httpAnswers(this.vip.ip, this.servePort, sc.path, sc.timeout, this.cfg.serve_check.port === undefined && this.app.cfg.listen[0].tls !== undefined).then((a) => finish(a.ok
+        void httpAnswers(this.vip.ip, this.host.servePort(), sc.path, sc.timeout, this.host.serveTls()).then((a) => finish(a.ok
           ? { inUse: true, why: `answers ARP and serves (HTTP in ${a.ms} ms)` }
           : { inUse: false, why: `VIP answers ARP but does not serve (${a.err} after ${a.ms} ms)` }));
         // Two unanswered probes in a row, not one: a single one can be a reply that came too late.
@@ -404,7 +449,8 @@ export class HaNode implements Module {
     if (!this.fsm.peer) return;
     this.counts.peerDeaths++;
     this.warnThrottled('dead', { silentMs: Date.now() - this.lastRx, peer: this.cfg.peer.name, deaths: this.counts.peerDeaths }, 'peer dead: no heartbeat on any path for deadtime');
-    this.repl.onPeerGone();
+    this.setPeerAlive(false);
+    this.intervals.gap();
     this.dispatch({ type: 'peer_dead' });
   }
 
@@ -426,10 +472,8 @@ export class HaNode implements Module {
     switch (a.type) {
       case 'set_role':
         this.counts.transitions++;
-        this.app.setRole(a.role, a.reason);
+        this.host.setRole(a.role, a.reason);
         this.notify(a.role, a.reason);
-        // Who wins a diverged state depends on the roles.
-        setImmediate(() => this.repl.evaluate(Date.now()));
         return;
       case 'arm_failback':
         clearTimeout(this.timers.failback);
@@ -522,11 +566,11 @@ export class HaNode implements Module {
     this.timers.failback = undefined;
     // Fail back only when both states are the same version (a diverged one is reconciled first):
     // the new master must serve exactly what the old one served.
-    if (!this.repl.inSync()) {
+    const rv = this.host.repl();
+    if (!rv.inSync) {
       if (!this.failbackWaitLogged) {
         this.failbackWaitLogged = true;
-        const st = this.repl.status(Date.now());
-        this.log.info({ sync: st.sync, ours: st.version.text, peer: st.peer?.text }, 'auto_failback waits until the replicated state is the same on both nodes');
+        this.log.info({ sync: rv.sync, ours: rv.ours, peer: rv.peer }, 'auto_failback waits until the replicated state is the same on both nodes');
       }
       this.timers.failback = setTimeout(() => this.failbackDue(), this.cfg.keepalive * 2);
       return;
@@ -543,7 +587,7 @@ export class HaNode implements Module {
       // The command is a shell snippet with ROLE and REASON as $1 and $2 (`/path/hook "$@"` passes them on).
       const c = spawn('/bin/sh', ['-c', cmd, 'pairlb-notify', role, reason], {
         stdio: 'ignore',
-        env: { ...process.env, PAIRLB_ROLE: role, PAIRLB_REASON: reason, PAIRLB_NODE: this.app.node, PAIRLB_PEER: this.cfg.peer.name, PAIRLB_VIP: this.cfg.vip.address },
+        env: { ...process.env, PAIRLB_ROLE: role, PAIRLB_REASON: reason, PAIRLB_NODE: this.host.node, PAIRLB_PEER: this.cfg.peer.name, PAIRLB_VIP: this.cfg.vip.address },
       });
       const t = setTimeout(() => { this.log.warn({ cmd }, 'notify hook timed out: killed'); c.kill('SIGKILL'); }, n.timeout);
       t.unref();
@@ -556,13 +600,14 @@ export class HaNode implements Module {
 
   private send(type: MsgType, payload: Buffer, only?: PathSock[]): void {
     const s = this.fsm;
+    const rv = this.host.repl();
     for (const p of only ?? this.paths) {
       const pkt: Packet = {
         type, role: s.role, priority: this.cfg.priority,
         flags: (s.stopping && s.role === 'master' ? FLAG_HANDOVER : 0) | (s.healthy ? FLAG_HEALTHY : 0),
-        path: p.id, cluster: this.cfg.cluster, node: this.app.node, incarnation: this.incarnation, seq: ++this.seq,
+        path: p.id, cluster: this.cfg.cluster, node: this.host.node, incarnation: this.incarnation, seq: ++this.seq,
         echo: this.guard.incarnation < 0n ? 0n : this.guard.incarnation,
-        stateVersion: this.app.state.version, payload,
+        stateVersion: rv.total, payload,
       };
       const buf = encode(pkt, this.key);
       this.counts.sent++;
@@ -572,7 +617,8 @@ export class HaNode implements Module {
 
   private sendAdvert(): void {
     if (!this.paths.length || !this.key) return;
-    const body = encodeAdvertBody({ echo: this.liveness.echo(), version: this.cfg.replicate ? this.repl.advertVersion() : undefined, conflictAck: this.repl.conflictAck });
+    const rv = this.host.repl();
+    const body = encodeAdvertBody({ echo: this.liveness.echo(), version: this.cfg.replicate ? rv.version : undefined, conflictAck: rv.conflictAck });
     this.send(MsgType.Advert, body);
   }
 
@@ -580,7 +626,7 @@ export class HaNode implements Module {
    * A state document: the first copy over the first path that is up both ways (the dedicated link
    * while it works), resends over every path that is up; over all paths when none is known up.
    */
-  private sendState(payload: Buffer, attempt: number): void {
+  sendState(payload: Buffer, attempt: number): void {
     if (this.fsm.stopped || !this.key || !this.paths.length) return;
     const now = Date.now();
     const up = this.paths.filter((p) => this.liveness.up(p.id, now));
@@ -590,7 +636,7 @@ export class HaNode implements Module {
 
   private onPacket(buf: Buffer, path: PathSock, from: string): void {
     const knownInc = this.guard.incarnation;
-    const v = check(buf, { key: this.key, cluster: this.cfg.cluster, self: this.app.node, peer: this.cfg.peer.name, guard: this.guard, incarnation: this.incarnation });
+    const v = check(buf, { key: this.key, cluster: this.cfg.cluster, self: this.host.node, peer: this.cfg.peer.name, guard: this.guard, incarnation: this.incarnation });
     if (this.guard.incarnation > knownInc) {
       this.log.info({ peer: this.cfg.peer.name, incarnation: this.guard.incarnation.toString() }, 'peer (re)started: new incarnation');
       this.liveness.peerRestarted();
@@ -623,17 +669,19 @@ export class HaNode implements Module {
     if (!v.backlog) this.armPeerTimers();
     switch (p.type) {
       case MsgType.Advert: {
+        if (path.id === 0) this.intervals.beat(performance.now());
         const body = decodeAdvertBody(p.payload);
         if (body.echo) this.liveness.echoed(body.echo, this.seq, now);
         this.dispatch({ type: 'advert', peer: { name: p.node, role: p.role, priority: p.priority, handover: !!(p.flags & FLAG_HANDOVER), healthy: !!(p.flags & FLAG_HEALTHY) } });
-        if (this.cfg.replicate && !this.fsm.stopped) this.repl.onPeerAdvert(body.version, body.conflictAck, now);
+        this.setPeerAlive(!!this.fsm.peer);
+        if (this.cfg.replicate && !this.fsm.stopped) this.host.peerAdvert(body.version, body.conflictAck);
         break;
       }
       case MsgType.State:
-        if (this.cfg.replicate && !this.fsm.stopped) this.repl.onState(p.payload, p.role, now);
+        if (this.cfg.replicate && !this.fsm.stopped) this.host.peerState(p.payload, p.role);
         break;
       case MsgType.StateRequest:
-        if (this.cfg.replicate && !this.fsm.stopped) this.repl.onRequest(now);
+        if (this.cfg.replicate && !this.fsm.stopped) this.host.peerRequest();
         break;
     }
   }
@@ -642,7 +690,7 @@ export class HaNode implements Module {
 
   /** Idle keep-alive client connections on every listener of the data plane. */
   private closeIdleClientConnections(): void {
-    this.app.proxy.closeIdleConnections();
+    this.host.closeIdleConnections();
     this.log.debug('closed idle client connections after the handover');
   }
 
@@ -651,17 +699,34 @@ export class HaNode implements Module {
    * being sent can still reach the client), then they are destroyed: the client's ACKs now go to
    * the peer, so they would otherwise hold a stopping process until timeouts.drain.
    */
-  private dropVipConnectionsSoon(): void {
-    const t = setTimeout(() => {
-      const n = this.app.proxy.destroyConnectionsTo(this.vip.ip);
-      if (n) this.log.info({ vip: this.vip.ip, connections: n }, 'closed client connections to the released VIP');
-    }, 2000);
-    t.unref();
+  private dropVipConnectionsSoon(): void { this.host.vipReleased(this.vip.ip); }
+
+  /** Replication follows the peer's liveness (a dead peer's state is unknown until it is heard again). */
+  private setPeerAlive(alive: boolean): void {
+    if (alive === this.peerWasAlive) return;
+    this.peerWasAlive = alive;
+    this.host.peerAlive(alive);
   }
 
-  reload(cfg: Config): void {
-    if (!cfg.ha) return;
-    if (JSON.stringify(cfg.ha) !== JSON.stringify(this.cfg)) this.log.warn('ha section changed: takes effect at the next restart');
+  /** Same as a reload of the section: takes effect at the next restart. */
+  configChanged(cfg: HaConfig): void {
+    if (JSON.stringify(cfg) !== JSON.stringify(this.cfg)) this.log.warn('ha section changed: takes effect at the next restart');
+  }
+
+  /**
+   * The rest of the process is gone (SIGKILL, crash) or about to exit on a fatal error: the data
+   * plane serves nothing any more. Give the VIP up at once (FAULT: the peer claims without waiting
+   * for deadtime) and stop; bounded by the caller.
+   */
+  async abandon(reason: string): Promise<void> {
+    const held = this.fsm.role === 'master';
+    this.dispatch({ type: 'health', ok: false, reason });
+    clearTimeout(this.timers.release);
+    this.sendAdvert();
+    await this.removeVip({ stop: true, reason });
+    await this.chain;
+    this.log.warn({ reason, vip: this.cfg.vip.address, wasMaster: held }, 'gave the VIP up and told the peer (FAULT): the rest of the process is gone or exiting');
+    this.close();
   }
 
   /**
@@ -671,7 +736,6 @@ export class HaNode implements Module {
    * still arrive on our MAC meanwhile are served.
    */
   async stop(): Promise<void> {
-    this.app.state.off('change', this.onStateChange);
     if (this.key && this.paths.length) {
       const done = new Promise<void>((resolve) => { this.stopResolve = resolve; });
       this.dispatch({ type: 'stop' });
@@ -692,6 +756,10 @@ export class HaNode implements Module {
       await this.removeVip({ stop: true });
       await this.chain;
     }
+    this.close();
+  }
+
+  private close(): void {
     for (const t of Object.values(this.timers)) if (t) { clearTimeout(t); clearInterval(t); }
     this.selfCheck.stop();
     this.watchdog?.close();
@@ -700,9 +768,3 @@ export class HaNode implements Module {
     this.paths = [];
   }
 }
-
-moduleFactories.push((app) => {
-  const ha = app.cfg.ha;
-  if (!ha || !ha.enabled) return undefined;
-  return new HaNode(app, ha);
-});

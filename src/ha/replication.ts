@@ -1,4 +1,4 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { deflateRaw, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -167,6 +167,12 @@ export interface ReplicationHost {
   peerAlive(): boolean;
   /** Send a State packet; `attempt` 0 = the first copy (the host picks the path(s)). */
   send(payload: Buffer, attempt: number): void;
+  /**
+   * 'async': (de)compression on libuv's thread pool, off the calling event loop (the daemon: a
+   * large document deflated synchronously stalls the loop for milliseconds). 'sync' (default):
+   * within the call, for the pure tests that drive two replicators step by step.
+   */
+  codec?: 'sync' | 'async';
 }
 
 const envelopeSchema = z.object({ kind: z.enum(['state', 'discarded']), doc: z.unknown() }).passthrough();
@@ -192,6 +198,10 @@ export class Replicator {
   private readonly chunks = new Reassembler();
   /** Deflated bytes of the last state document sent (resent as they are). */
   private lastPayload: Buffer | undefined;
+  /** codec 'async': a state document being deflated (its number), and received ones inflated in order. */
+  private deflating = 0;
+  private deflateGen = 0;
+  private inflating: Promise<void> = Promise.resolve();
 
   constructor(private readonly h: ReplicationHost, policy: RetryPolicy) {
     this.out = new Outbox(policy);
@@ -276,18 +286,36 @@ export class Replicator {
    */
   private sendDoc(kind: 'state' | 'discarded', doc: StateDoc | undefined, attempt: number, order: VersionOrder | 'diverged', oneShot = false): boolean {
     let payload: Buffer;
+    if (doc && this.h.codec === 'async') {
+      const gen = oneShot ? 0 : ++this.deflateGen;
+      if (!oneShot) { this.deflating = gen; this.lastPayload = undefined; }
+      deflateRaw(Buffer.from(JSON.stringify({ kind, doc })), (err, out) => {
+        if (!oneShot) { if (gen !== this.deflateGen) return; this.deflating = 0; } // a newer document replaced it
+        if (err) { this.h.log.error({ err }, 'could not compress the replicated state'); return; }
+        if (!oneShot) this.lastPayload = out;
+        this.sendChunks(out, attempt, kind, order);
+      });
+      if (attempt === 0) this.counts.sent++; else this.counts.resent++;
+      return true;
+    }
     if (doc) {
       payload = deflateRawSync(Buffer.from(JSON.stringify({ kind, doc })));
       if (!oneShot) this.lastPayload = payload;
     } else if (this.lastPayload) payload = this.lastPayload;
+    else if (this.deflating) return true; // still being compressed: it goes out when done
     else return this.sendDoc(kind, this.h.store.snapshot(), attempt, order);
+    if (!this.sendChunks(payload, attempt, kind, order)) return false;
+    if (attempt === 0) this.counts.sent++; else this.counts.resent++;
+    return true;
+  }
+
+  private sendChunks(payload: Buffer, attempt: number, kind: string, order: string): boolean {
     try {
       for (const c of chunkPayload(payload)) this.h.send(c, attempt);
     } catch (e) {
       this.h.log.error({ err: e, bytes: payload.length }, 'could not replicate state');
       return false;
     }
-    if (attempt === 0) this.counts.sent++; else this.counts.resent++;
     this.h.log.debug({ kind, bytes: payload.length, attempt, order }, 'replicated state sent');
     return true;
   }
@@ -298,8 +326,28 @@ export class Replicator {
     const whole = this.chunks.add(payload, now);
     if (whole.kind === 'partial') return;
     if (whole.kind === 'bad') { this.invalid('malformed', whole.why); return; }
+    if (this.h.codec === 'async') {
+      // In arrival order, each after the previous one was handled.
+      const bytes = whole.doc;
+      this.inflating = this.inflating.then(() => new Promise<void>((resolve) => {
+        inflateRaw(bytes, { maxOutputLength: MAX_DOC }, (err, out) => {
+          try { this.onDoc(err ? err : out, senderRole, Date.now()); } catch (e) { this.h.log.error({ err: e }, 'replicated state not handled'); }
+          resolve();
+        });
+      }));
+      return;
+    }
+    let out: Buffer | Error;
+    try { out = inflateRawSync(whole.doc, { maxOutputLength: MAX_DOC }); } catch (e) { out = e as Error; }
+    this.onDoc(out, senderRole, now);
+  }
+
+  private onDoc(inflated: Buffer | Error, senderRole: HaRole, now: number): void {
     let raw: unknown;
-    try { raw = JSON.parse(inflateRawSync(whole.doc, { maxOutputLength: MAX_DOC }).toString('utf8')); } catch (e) {
+    try {
+      if (inflated instanceof Error) throw inflated;
+      raw = JSON.parse(inflated.toString('utf8'));
+    } catch (e) {
       this.invalid('undecodable', (e as Error).message);
       return;
     }

@@ -1,4 +1,3 @@
-import type { App } from '../app.js';
 import type { Logger } from '../log.js';
 import type { SelfCheckConfig } from './config.js';
 import { httpAnswers } from './answers.js';
@@ -14,6 +13,9 @@ import { httpAnswers } from './answers.js';
  * firewall rule — while the heartbeats, already-open UDP sockets, go on. A listener bound to the VIP
  * itself is checked only while we hold the VIP (elsewhere the request would reach the peer).
  */
+/** A listener's address as the data plane bound it. */
+export interface SelfCheckTarget { name: string; host: string; port: number; tls: boolean }
+
 export class SelfCheck {
   ok = true;
   reason = '';
@@ -24,8 +26,10 @@ export class SelfCheck {
   /** Rounds run / rounds with a listener unanswered (status, tests). */
   rounds = 0;
   failedRounds = 0;
+  /** Rounds that timed out while the data plane went on accepting connections: saturated, not wedged. */
+  slowRounds = 0;
 
-  constructor(private readonly app: App, private readonly cfg: SelfCheckConfig, private readonly vipIp: string, private readonly holdsVip: () => boolean, private readonly log: Logger, private readonly onChange: () => void) {}
+  constructor(private readonly listeners: () => SelfCheckTarget[], private readonly accepted: () => number, private readonly cfg: SelfCheckConfig, private readonly vipIp: string, private readonly holdsVip: () => boolean, private readonly log: Logger, private readonly onChange: () => void) {}
 
   start(): void {
     if (!this.cfg.enabled || this.timer) return;
@@ -35,16 +39,14 @@ export class SelfCheck {
 
   stop(): void { clearInterval(this.timer); this.timer = undefined; }
 
-  private targets(): { name: string; host: string; port: number; tls: boolean }[] {
-    const out: { name: string; host: string; port: number; tls: boolean }[] = [];
-    for (const [name, l] of this.app.proxy.listeners) {
-      const a = l.address();
-      if (!a) continue;
+  private targets(): SelfCheckTarget[] {
+    const out: SelfCheckTarget[] = [];
+    for (const a of this.listeners()) {
       let host = a.host;
       if (host === '0.0.0.0') host = '127.0.0.1';
       else if (host === '::') host = '::1';
       else if (host === this.vipIp && !this.holdsVip()) continue;
-      out.push({ name, host, port: a.port, tls: l.tls !== undefined });
+      out.push({ name: a.name, host, port: a.port, tls: a.tls });
     }
     return out;
   }
@@ -54,9 +56,19 @@ export class SelfCheck {
     this.running = true;
     try {
       const ts = this.targets();
+      const before = this.accepted();
       const rs = await Promise.all(ts.map((t) => httpAnswers(t.host, t.port, this.cfg.path, this.cfg.timeout, t.tls)));
       this.rounds++;
       const bad = rs.findIndex((r) => !r.ok);
+      // Unanswered in time, but the data plane accepted connections meanwhile (its accept counter,
+      // pushed by the control plane, moved): its loop runs and serves, only slowly — saturated by
+      // traffic (new connections wait behind busy ones), not wedged. Neither a failure nor a pass:
+      // failing over would only move the load to the peer. A wedged loop, EMFILE or a dropped port
+      // accepts nothing.
+      if (bad >= 0 && rs.every((r) => r.ok || r.err === 'timeout') && this.accepted() > before) {
+        this.slowRounds++;
+        return;
+      }
       if (bad < 0) {
         this.fails = 0;
         if (!this.ok && ++this.passes >= this.cfg.rise) {

@@ -43,6 +43,8 @@ const PROBE_MS = 1000;
 export class AcceptGuard {
   /** Client connections open now, over every listen section. */
   open = 0;
+  /** Connections admitted since start (HA's self-check: a data plane that accepts is not wedged). */
+  accepted = 0;
   maxconn: number;
   readonly fdLimit: number | undefined;
   /** 1 s probes that found the descriptor table full. */
@@ -87,7 +89,7 @@ export class AcceptGuard {
 
   /** Per accepted connection (not per request). False: refuse it (the caller destroys the socket). */
   admit(listen: string, c: Counters): boolean {
-    if (this.open < this.maxconn) { this.open++; return true; }
+    if (this.open < this.maxconn) { this.open++; this.accepted++; return true; }
     c.refusedConn++;
     this.rateLog('maxconn:' + listen, (n) => this.log.warn(
       { mod: 'proxy', listen, reason: 'maxconn', refused: n, open: this.open, maxconn: this.maxconn, fdLimit: this.fdLimit },

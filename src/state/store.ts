@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, unlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { describeIssues, stateDocSchema } from './schema.js';
@@ -51,6 +52,11 @@ export class StateStore extends EventEmitter {
   private hash: string | undefined;
   /** Imports of a peer's document are not local changes. */
   private applying = false;
+  /** Saves are numbered; the file is only ever replaced by a newer one (see saveSoon). */
+  private saveSeq = 0;
+  private writtenSeq = 0;
+  private saving = false;
+  private saveAgain = false;
 
   constructor(private readonly dir: string | undefined, private readonly log: Logger, private readonly node?: string) {
     super();
@@ -134,19 +140,50 @@ export class StateStore extends EventEmitter {
 
   private scheduleSave(): void {
     if (!this.file || this.saveTimer) return;
-    this.saveTimer = setTimeout(() => { this.saveTimer = undefined; this.saveNow(); }, 20);
+    this.saveTimer = setTimeout(() => { this.saveTimer = undefined; this.saveSoon(); }, 20);
   }
 
+  /**
+   * The debounced save of every change: the write and the fsync run on libuv's thread pool, off
+   * this event loop (an fsync takes 1-30 ms on a real disk, more under load: on the data plane's
+   * loop that is a stall of every request). Only the rename runs here, and only when no newer save
+   * (saveNow) has replaced the file meanwhile, so the file never goes back to an older state.
+   */
+  private saveSoon(): void {
+    const file = this.file;
+    if (!file) return;
+    if (this.saving) { this.saveAgain = true; return; }
+    this.saving = true;
+    const seq = ++this.saveSeq;
+    const tmp = `${file}.tmp-${seq}`;
+    const text = JSON.stringify(this.snapshot(), null, 1);
+    void (async () => {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
+      const fh = await open(tmp, 'w', 0o640);
+      try { await fh.writeFile(text); await fh.sync(); } finally { await fh.close(); }
+      if (seq > this.writtenSeq) { renameSync(tmp, file); this.writtenSeq = seq; } else unlinkSync(tmp);
+    })().catch((e) => {
+      this.log.error({ err: e, file }, 'could not persist runtime state');
+      try { unlinkSync(tmp); } catch { /* not there */ }
+    }).finally(() => {
+      this.saving = false;
+      if (this.saveAgain) { this.saveAgain = false; this.saveSoon(); }
+    });
+  }
+
+  /** Persist now, synchronously (write, fsync, rename): the scaler's write-ahead before an external step, and the last save at stop. */
   saveNow(): void {
     if (this.saveTimer) { clearTimeout(this.saveTimer); this.saveTimer = undefined; }
     const file = this.file;
     if (!file) return;
+    const seq = ++this.saveSeq;
     try {
       mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
       const tmp = file + '.tmp';
       writeFileSync(tmp, JSON.stringify(this.snapshot(), null, 1), { mode: 0o640 });
       const fd = openSync(tmp, 'r'); fsyncSync(fd); closeSync(fd);
       renameSync(tmp, file);
+      this.writtenSeq = seq;
     } catch (e) {
       this.log.error({ err: e, file }, 'could not persist runtime state');
     }

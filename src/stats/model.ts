@@ -146,6 +146,8 @@ export function statsJson(app: App, opts: RowOpts = {}): Record<string, unknown>
     ha: panelStatus(app, 'ha') ?? null,
     scale: panelStatus(app, 'scale') ?? null,
     tls: tlsStatuses(app).map((t) => ({ listen: t.listen, certificates: t.certificates, errors: t.errors, counters: t.counters })),
+    // Event-loop lag per thread (ms over the last window): main, the HA loop, workers (App.threadLag).
+    threads: Object.fromEntries([...app.threadLag].map(([name, f]) => [name, f() ?? null])),
   };
 }
 

@@ -118,6 +118,15 @@ export class PromExporter {
     this.fromFn('pairlb_ha_stall_step_downs_total', 'Times this node stepped down from master after its own event loop stalled for about the watchdog timeout', 'counter', haOne((h) => num(h.stallStepDowns)));
     this.fromFn('pairlb_ha_self_check_failed_total', 'Data-plane self-check rounds in which a listener of ours did not answer', 'counter', haOne((h) => num(h.selfCheckFailed)));
     this.fromFn('pairlb_ha_logs_suppressed_total', 'HA warning lines not written because the same warning repeated', 'counter', haOne((h) => num(h.logsSuppressed)));
+    // Event-loop lag per thread (main, the HA loop, data-plane workers: App.threadLag), over the last 10 s window.
+    this.fromFn('pairlb_event_loop_lag_seconds', 'Event-loop lag per thread over the last window (quantile 0.5, 0.99, 1 = max)', 'gauge', () => {
+      const out: Sample[] = [];
+      for (const [thread, f] of this.app.threadLag) {
+        const l = f();
+        if (l) for (const [q, v] of [['0.5', l.p50Ms], ['0.99', l.p99Ms], ['1', l.maxMs]] as const) out.push({ labels: { thread, quantile: q }, value: v / 1000 });
+      }
+      return out;
+    });
     this.fromFn('pairlb_ha_rejected_total', 'Heartbeat packets rejected, by reason', 'counter', () => {
       const r = ha()?.rejected;
       if (!r || typeof r !== 'object') return [];

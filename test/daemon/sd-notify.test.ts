@@ -1,53 +1,18 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { notifyReceiver as receiver } from '../helpers/sd-receiver.js';
 import { startPairlb } from '../helpers/proc.js';
 import { startBackend } from '../helpers/backend.js';
 import { ensurePackages } from '../helpers/sys.js';
 
 /**
  * sd_notify with a real unix datagram socket bound by the test as NOTIFY_SOCKET (what systemd does
- * for Type=notify): a small python3 receiver binds it with SO_PASSCRED and prints every datagram
- * with the sender's PID from SCM_CREDENTIALS, which is what systemd's NotifyAccess=main checks.
+ * for Type=notify; test/helpers/sd-receiver.ts), checking the sender's PID as NotifyAccess=main
+ * does. WATCHDOG=1 withheld while the HA loop does not answer: test/ha/isolation-ns.test.ts.
  */
-
-const RECEIVER = `
-import socket, struct, sys, json
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-s.bind(sys.argv[1])
-print(json.dumps({"bound": True}), flush=True)
-while True:
-    msg, anc, flags, addr = s.recvmsg(4096, socket.CMSG_SPACE(12))
-    pid = None
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
-            pid = struct.unpack("iII", data[:12])[0]
-    print(json.dumps({"pid": pid, "msg": msg.decode()}), flush=True)
-`;
-
-interface Datagram { pid: number; msg: string; at: number }
-
-function receiver(path: string): { child: ChildProcess; got: Datagram[]; bound: Promise<void>; until(f: (d: Datagram[]) => boolean, ms: number, what: string): Promise<void> } {
-  const child = spawn('python3', ['-c', RECEIVER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const got: Datagram[] = [];
-  let onBound: () => void;
-  const bound = new Promise<void>((r) => { onBound = r; });
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    const j = JSON.parse(l);
-    if (j.bound) onBound();
-    else got.push({ ...j, at: Date.now() });
-  });
-  const until = async (f: (d: Datagram[]) => boolean, ms: number, what: string): Promise<void> => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) { if (f(got)) return; await new Promise((r) => setTimeout(r, 20)); }
-    throw new Error(`timeout after ${ms} ms: ${what}; got ${JSON.stringify(got.slice(-5))}`);
-  };
-  return { child, got, bound, until };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'pairlb-sdnotify-'));
 const kids: ChildProcess[] = [];

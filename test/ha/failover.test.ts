@@ -5,17 +5,19 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
 import {
-  analyse, blockEventLoop, cleanupStale, createTopology, nftClear, nftDrop, pairlbConfig, run, sleep, startPairlb, startPoller, vipMonitor, vipOn,
+  MAIN, analyse, blockEventLoop, cleanupStale, createTopology, nftClear, nftDrop, pairlbConfig, run, sleep, startPairlb, startPoller, vipMonitor, vipOn,
   type Poller, type Proc, type Topology, type VipMonitor,
 } from '../helpers/netns.js';
 
 /**
  * A master that cannot serve loses the VIP; a master that serves keeps it (issue 11). Two real pairlb
  * processes in network namespaces (HA timing: TIMING below), the interface of the master staying
- * up in every case: its process SIGKILLed alone, SIGSTOPped for 1 s and 10 s, its event loop stuck
- * (a busy loop run through Node's inspector: no hook in the product), its data plane not answering
- * while its heartbeats go on, and — the opposite case — both heartbeat paths cut while both nodes
- * serve.
+ * up in every case: its main process SIGKILLed alone (its HA loop, a process of its own since
+ * issue 12, gives the VIP up and says FAULT), every process of it SIGKILLed at once (the VIP stays
+ * on the interface until ExecStopPost's `pairlb vip-release`), the whole daemon (main + HA loop)
+ * SIGSTOPped for 1 s and 10 s, its HA loop stuck (a busy loop run through Node's inspector: no
+ * hook in the product), its data plane not answering while its heartbeats go on, and — the
+ * opposite case — both heartbeat paths cut while both nodes serve.
  *
  * "No two masters" is measured on the wire side: `ip monitor address` in both namespaces; both held
  * the VIP at once for at most BOTH_MS (stated bound: the old master's watchdog and the new master's
@@ -126,16 +128,21 @@ describe('a master that cannot serve loses the VIP, and only then', () => {
     expect(analyse(poll.samples, t0, 'lb1', tHeal).failed).toBe(0);
   }, 60_000);
 
-  it('SIGKILL of the master daemon alone, interface up: its watchdog removes the VIP at once, lb2 takes over, the client follows', async () => {
+  it('SIGKILL of the master\'s main process alone, interface up: its HA loop gives the VIP up and says FAULT, lb2 takes over at once, the client follows', async () => {
     expect((await procsIn('l1', 'pairlb-watchdog')).length).toBe(1);
+    const loop = lb1.haLoopPid()!;
+    expect((await procsIn('l1', 'ha/runtime.js'))).toEqual([loop]);
     const t0 = Date.now();
     lb1.kill('SIGKILL');
     await lb1.exited;
-    await untilTrue(async () => !(await vipOn(t, 'l1')), 5000, 'VIP gone from lb1 (watchdog)');
+    await untilTrue(async () => !(await vipOn(t, 'l1')), 5000, 'VIP gone from lb1');
     const m = await lb2.waitRole('master', 10_000, t0);
-    expect(m.reason).toMatch(/^VIP (free|released meanwhile) \(RFC 5227 probe unanswered\)$/);
+    // The loop's FAULT advert usually arrives first; if it was lost, the watchdog removed the VIP
+    // as the loop exited and the probe finds it free.
+    expect(m.reason).toMatch(/^peer lb1 is in fault|^VIP (free|released meanwhile) \(RFC 5227 probe unanswered\)$/);
     await servedBy('lb2', t0, 10);
-    // The watchdog exits once it has done its job (our end of its stdin closed).
+    // Nothing of lb1 is left: its HA loop exits once the VIP is gone, and the watchdog with it.
+    await untilTrue(async () => (await procsIn('l1', 'ha/runtime.js')).length === 0, 5000, 'HA loop exited');
     await untilTrue(async () => (await procsIn('l1', 'pairlb-watchdog')).length === 0, 5000, 'watchdog exited');
     expect(mon.bothHeldMs(t0)).toBeLessThanOrEqual(BOTH_MS);
     const t1 = Date.now();
@@ -148,7 +155,10 @@ describe('a master that cannot serve loses the VIP, and only then', () => {
   for (const stopMs of [1000, 10_000]) {
     it(`SIGSTOP of the master for ${stopMs / 1000} s, then SIGCONT: lb1 comes back as backup${stopMs > 5000 ? ' (lb2 served meanwhile)' : ''}, never a second master`, async () => {
       const t0 = Date.now();
-      process.kill(lb1.pid, 'SIGSTOP');
+      // The whole daemon: main and HA loop (its VIP watchdog is in a session of its own and runs on).
+      const pids = lb1.daemonPids();
+      expect(pids).toHaveLength(2);
+      for (const p of pids) process.kill(p, 'SIGSTOP');
       try {
         if (stopMs > 5000) {
           // While it is stopped: its watchdog took the VIP away, lb2 holds it and serves.
@@ -158,7 +168,7 @@ describe('a master that cannot serve loses the VIP, and only then', () => {
         }
         await sleep(t0 + stopMs - Date.now()); // the fault lasts stopMs (the stimulus, not a wait for a condition)
       } finally {
-        process.kill(lb1.pid, 'SIGCONT');
+        for (const p of pids) process.kill(p, 'SIGCONT');
       }
       const tCont = Date.now();
       if (stopMs > 5000) await servedBy('lb2', t0, 10);
@@ -176,8 +186,8 @@ describe('a master that cannot serve loses the VIP, and only then', () => {
     }, 90_000);
   }
 
-  it('stuck event loop (a 3 s busy loop through the inspector): the same as a hang', async () => {
-    const { at: t0, released } = await blockEventLoop(t, 'l1', lb1.pid, 3000);
+  it('stuck HA loop (a 3 s busy loop through the inspector in its process): the same as a hang', async () => {
+    const { at: t0, released } = await blockEventLoop(t, 'l1', lb1.haLoopPid()!, 3000);
     await lb2.waitRole('master', 10_000, t0);
     await servedBy('lb2', t0, 10);
     await released;
@@ -210,25 +220,28 @@ describe('a master that cannot serve loses the VIP, and only then', () => {
     expect(mon.bothHeldMs(t0)).toBeLessThanOrEqual(BOTH_MS);
   }, 90_000);
 
-  it('without the watchdog, SIGKILL still fails over: the VIP answers ARP on lb1 but does not serve, so lb2 claims it', async () => {
-    // lb1 restarted with the watchdog off (graceful stop hands over, then it fails back).
+  it('SIGKILL of every process of the daemon at once (systemd at the stop timeout): the VIP answers ARP on lb1 but does not serve, so lb2 claims it; ExecStopPost removes it', async () => {
+    // A normal stop ends the HA loop and the watchdog too, leaving nothing behind.
     const tr = Date.now();
     lb1.kill('SIGTERM');
     expect((await lb1.exited).code).toBe(0);
-    // A normal stop ends the watchdog too (disarmed, then its stdin closed), leaving nothing behind.
-    await untilTrue(async () => (await procsIn('l1', 'pairlb-watchdog')).length === 0, 5000, 'watchdog gone after a graceful stop');
+    await untilTrue(async () => (await procsIn('l1', 'pairlb-watchdog')).length + (await procsIn('l1', 'ha/runtime.js')).length === 0, 5000, 'HA loop and watchdog gone after a graceful stop');
     expect(await vipOn(t, 'l1')).toBe(false);
-    lb1 = start('lb1', '  watchdog: 0\n');
+    lb1 = start('lb1');
     await failsBack(tr);
-    expect(await procsIn('l1', 'pairlb-watchdog')).toEqual([]);
+    const all = [...lb1.daemonPids(), ...(await procsIn('l1', 'pairlb-watchdog'))];
+    expect(all).toHaveLength(3);
     const t0 = Date.now();
-    lb1.kill('SIGKILL');
+    for (const p of all) process.kill(p, 'SIGKILL');
     await lb1.exited;
     const m = await lb2.waitRole('master', 10_000, t0);
     expect(m.reason).toMatch(/^VIP answers ARP but does not serve \((ECONNREFUSED|timeout) after \d+ ms\)$/);
     await servedBy('lb2', t0, 10); // lb2's gratuitous ARP moved the client
-    expect(await vipOn(t, 'l1')).toBe(true); // what the watchdog exists for: the dead node's kernel keeps it
-    // Restarted, lb1 removes the stale VIP before anything else, then fails back.
+    expect(await vipOn(t, 'l1')).toBe(true); // nothing of lb1 was left to remove it: the kernel keeps it
+    // systemd's ExecStopPost: the unit's own command removes it.
+    await t.exec('l1', process.execPath, [MAIN, 'vip-release', '-c', join(dir, 'lb1.yaml')]);
+    expect(await vipOn(t, 'l1')).toBe(false);
+    // Restarted, lb1 fails back.
     const t1 = Date.now();
     lb1 = start('lb1');
     await lb1.waitRole('backup', 15_000, t1);

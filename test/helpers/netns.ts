@@ -19,6 +19,9 @@ export interface Proc extends EventEmitter {
   roles(): { to: string; reason: string; at: number }[];
   role(): string | undefined;
   waitRole(role: string, ms?: number, after?: number): Promise<LogLine>;
+  /** pairlb: PID of its HA loop process (ha.isolation: process), and main + HA loop. */
+  haLoopPid(): number | undefined;
+  daemonPids(): number[];
 }
 export interface Poller extends Proc { samples: Sample[]; stop(): Promise<Sample[]> }
 export interface Topology {
