@@ -56,10 +56,11 @@ beforeAll(async () => {
   await Promise.all(webs.map((w) => w.waitFor((l) => l === 'listening', 5000, 'web listening')));
   sd = notifyReceiver(join(dir, 'notify.sock'));
   await sd.bound;
+  // lb1 first: on a loaded machine a simultaneous start can let lb2 win and fail back later.
   lb1 = start('lb1', { NODE_OPTIONS: `--import=${join(dir, 'inject.mjs')}`, NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '400000' });
+  await lb1.waitRole('master', 20_000);
   lb2 = start('lb2');
-  await lb1.waitRole('master', 15_000);
-  await lb2.waitRole('backup', 15_000);
+  await lb2.waitRole('backup', 20_000);
   poll = startPoller(t, { interval: 20, timeout: 1000, maxMs: 300_000 });
   await servedBy('lb1', 0, 5);
 }, 60_000);
