@@ -1,3 +1,4 @@
+import { acmeOf } from '../acme/module.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { SourceFilter } from '../config/cidr.js';
@@ -192,6 +193,7 @@ export class StatsModule implements Module {
             flash: ok ? { ok: true, text: ok } : err ? { ok: false, text: err } : undefined,
             conn: (({ open, maxconn, fdLimit, fdLimitHits }) => ({ open, maxconn, fdLimit, fdLimitHits }))(this.app.proxy.guard),
             tls: tlsStatuses(this.app),
+            acme: acmeOf(this.app)?.status(),
           });
           return this.send(res, 200, 'text/html; charset=utf-8', html, {
             'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,

@@ -1,3 +1,4 @@
+import type { AcmeStatus } from '../acme/module.js';
 import { PAGE_COLUMNS, fmtDuration, statusText, type Column, type Row } from './columns.js';
 import type { ListenTable } from './model.js';
 import type { TlsStatus } from '../tls/terminator.js';
@@ -35,6 +36,8 @@ export interface PageInput {
   conn?: { open: number; maxconn: number; fdLimit?: number; fdLimitHits: number };
   /** TLS binds: certificates (names, expiry), files left out, handshake counters. */
   tls?: TlsStatus[];
+  /** ACME certificates and their alarms (src/acme/module.ts). */
+  acme?: AcmeStatus;
 }
 
 function loginText(l: PageInput['logins']): string {
@@ -353,6 +356,23 @@ function tlsPanel(p: PageInput, now: number): string {
     `<details><summary>handshakes</summary><p>${hs}</p></details></div>`;
 }
 
+/** ACME: one row per certificate (state, expiry, renewal, failures), alarms first and red. */
+function acmePanel(p: PageInput): string {
+  const a = p.acme;
+  if (!a) return '';
+  const day = (iso?: string) => (iso ? iso.slice(0, 16).replace('T', ' ') : '—');
+  const rows = a.certs.map((c) => {
+    const cls = c.state === 'failing' || c.state === 'missing' ? 'bad' : c.state === 'ordering' ? 'warnt' : '';
+    return `<tr class="${cls}"><td>${esc(c.id)}</td><td>${esc(c.names.join(', '))}</td><td>${esc(c.state)}</td><td>${esc(day(c.notAfter))}</td>` +
+      `<td>${esc(day(c.renewAt))}</td><td>${c.failures ? `${c.failures} · ${esc(c.lastError ?? '')} · next ${esc(day(c.nextAttempt))}` : '0'}</td></tr>`;
+  }).join('');
+  const alarms = a.alarms.map((x) => `<li>${esc(x.message)}</li>`).join('');
+  return `<div class="panel acme${a.alarms.length ? ' warn' : ''}"><h2>ACME certificates</h2>` +
+    (alarms ? `<ul class="bad">${alarms}</ul>` : '') +
+    `<table class="certs"><thead><tr><th>section</th><th>names</th><th>state</th><th>not after</th><th>renew at</th><th>failures</th></tr></thead><tbody>${rows}</tbody></table>` +
+    `<p class="k">${esc(a.directory)}${a.active ? '' : ' · standby: the master orders'}</p></div>`;
+}
+
 export function renderPage(p: PageInput): string {
   const admin = p.csrf !== undefined;
   const sections = p.tables.map((t) => {
@@ -379,7 +399,7 @@ export function renderPage(p: PageInput): string {
     `<span class="links">${p.all ? '<a href="./">fewer columns</a>' : '<a href="./?all=1">all columns</a>'}<a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
     (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
-    `<div class="panels">${pairPanel(p)}${scalePanel(p)}${tlsPanel(p, p.now)}</div>${sections}</main>` +
+    `<div class="panels">${pairPanel(p)}${scalePanel(p)}${tlsPanel(p, p.now)}${acmePanel(p)}</div>${sections}</main>` +
     `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : p.readOnlyUser ? ' (read-only)' : ''} · ` : ''}${connText(p.conn)}${loginText(p.logins)}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
     refresh + '</body></html>';
 }

@@ -107,6 +107,8 @@ acme:
   order_timeout: 30s
 admin:
   socket: ${join(dir, 'admin.sock')}
+stats:
+  bind: 127.0.0.1:0
 `, { dir });
 }, 60_000);
 
@@ -175,6 +177,13 @@ describe('ACME with pebble', () => {
     // WARNING from the alarm; CRITICAL when the TLS layer also sees the 12 s certificate within 3 days of expiry.
     expect([1, 2]).toContain(st.code);
     expect(st.stdout).toMatch(/^PAIRLB (WARNING|CRITICAL) - .*acme shop: \d+ failed order\(s\): .*serving the previous certificate until/);
+
+    // The stats page shows the alarm in the ACME panel.
+    const at = lb.logs.find((l) => typeof l.msg === 'string' && (l.msg as string).startsWith('stats page listening on '))!.address as { port: number };
+    const page = await (await fetch(`http://127.0.0.1:${at.port}/`)).text();
+    expect(page).toContain('<h2>ACME certificates</h2>');
+    expect(page).toMatch(/<div class="panel acme warn">.*<ul class="bad"><li>shop: \d+ failed order\(s\)/s);
+    expect(page).toContain('<td>failing</td>');
 
     // 5. Reachable again: the next attempt succeeds and replaces the certificate.
     for (const n of NAMES) await pebble.clearA(n);
