@@ -58,7 +58,7 @@ export class RoundRobinBalancer<T extends Candidate> implements Balancer<T> {
   }
 
   pick(_key: number, exclude: readonly T[] | null): T | undefined {
-    return this.rr.pick(exclude, this.anyLimit ? notFull : undefined);
+    return this.anyLimit ? this.rr.pick(exclude, notFull) : this.rr.pick(exclude);
   }
 
   carry(prev: Balancer<T>): void {

@@ -56,7 +56,7 @@ export class Routing {
    * Returns undefined when no server is UP, or every one is full (maxconn: the caller queues).
    */
   pick(key: number, tried: Route[] | null): Route | undefined {
-    const set = this.active;
+    const set = this.primary.items.length > 0 ? this.primary : this.backup;
     return set.pick(key, tried) ?? (tried !== null ? set.pick(key, null) : undefined);
   }
 }
