@@ -24,7 +24,9 @@ import { expiryWarning } from './check.js';
 export const FAILURE_REASONS = ['timeout', 'plain_http', 'version', 'no_shared_cipher', 'bad_record', 'alpn', 'aborted', 'other'] as const;
 export type FailureReason = typeof FAILURE_REASONS[number];
 
-/** Node error code of a failed server handshake → reason. */
+const MALFORMED = /LENGTH|DECODE|PARSE|BAD_|UNEXPECTED|MESSAGE|RECORD|EXTENSION|ILLEGAL/;
+
+/** Node error code of a failed server handshake → reason (OpenSSL's reason, as ERR_SSL_<REASON>). */
 export function failureReason(code: string | undefined): FailureReason {
   switch (code) {
     case 'ERR_TLS_HANDSHAKE_TIMEOUT': return 'timeout';
@@ -37,7 +39,8 @@ export function failureReason(code: string | undefined): FailureReason {
       return 'bad_record';
     case 'ERR_SSL_NO_APPLICATION_PROTOCOL': return 'alpn';
     case 'ECONNRESET': case 'EPIPE': case 'ERR_SSL_UNEXPECTED_EOF_WHILE_READING': return 'aborted';
-    default: return 'other';
+    // Malformed handshake messages (length too short, excessive message size, parse errors…).
+    default: return code !== undefined && code.startsWith('ERR_SSL_') && MALFORMED.test(code) ? 'bad_record' : 'other';
   }
 }
 
