@@ -5,6 +5,7 @@ import { AcceptGuard } from './accept-guard.js';
 import { certVerdict, tlsStatuses } from '../tls/status.js';
 import { AccessLog } from './access-log.js';
 import { TcpListener } from '../l4/tcp.js';
+import { UdpListener } from '../l4/udp.js';
 import type { ListenConfig } from '../config/schema.js';
 
 /** A mode tcp / udp listen section (src/l4/): the part of a Listener the manager drives. */
@@ -22,7 +23,7 @@ export interface L4Listener {
 }
 
 function makeL4(app: App, l: ListenConfig): L4Listener {
-  return new TcpListener(app, l);
+  return l.mode === 'udp' ? new UdpListener(app, l) : new TcpListener(app, l);
 }
 
 /**
