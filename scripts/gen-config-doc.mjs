@@ -254,17 +254,30 @@ export function buildDocs(entries, comments, keys) {
   const parentKeys = new Map();
   for (const e of entries) if (e.keys) parentKeys.set(e.path, e.keys);
   const topKeys = entries.filter((e) => e.segs.length === 1).map((e) => e.segs[0]);
+  // `_same_as: { "backends[].servers[]": "listen[].backends[]" }`: a key under the first prefix
+  // without its own text or example takes those of the same key under the second (a sub-schema
+  // shared by two sections is described once). The second prefix comes earlier in the schema.
+  const sameAs = Object.entries(keys._same_as ?? {});
+  const done = new Map();
+  const alias = (path) => {
+    for (const [from, to] of sameAs) if (path === from || path.startsWith(from + '.') || path.startsWith(from + '[')) return done.get(to + path.slice(from.length));
+    return undefined;
+  };
   const docs = entries.map((e) => {
     const parentPath = e.segs.slice(0, -1).join('.').replace(/\.\[\]/g, '[]').replace(/\[\]$/, '').replace(/\.<name>$/, '');
     const sibling = e.segs.length === 1 ? topKeys : parentKeys.get(parentPath);
     const fromSource = sibling ? comments.get(sibling.join(','))?.get(e.segs[e.segs.length - 1]) : undefined;
     const k = keys[e.path] ?? {};
-    const text = (k.text ?? fromSource ?? '').trim();
+    const same = alias(e.path);
+    const text = (k.text ?? fromSource ?? same?.text ?? '').trim();
     if (!text) problems.push(`${e.path}: no description (add a /** comment */ above the key in the schema, or a text in docs/configuration.keys.yaml)`);
     let example = k.example;
     if (example === undefined && e.kind === 'value' && e.hasDefault) example = YAML.stringify({ [lastKey(e)]: e.default }).trim();
+    if (example === undefined && same?.example !== undefined && lastKey(same) === lastKey(e)) example = same.example;
     if (example === undefined && e.kind === 'value') problems.push(`${e.path}: no example and no default to show (add an example in docs/configuration.keys.yaml)`);
-    return { ...e, text, example, caveats: k.caveats?.trim(), defaultText: k.default, context: k.context, seeAlso: k.see };
+    const d = { ...e, text, example, caveats: (k.caveats ?? same?.caveats)?.trim(), defaultText: k.default, context: k.context ?? same?.context, seeAlso: k.see };
+    done.set(e.path, d);
+    return d;
   });
   return { docs, problems };
 }

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
 import { BackendSet } from './backends/backend-set.js';
+import { sitesOf } from './config/sites.js';
 import { CounterStore } from './stats/counters.js';
 import { StateStore } from './state/store.js';
 import { ProxyManager } from './proxy/manager.js';
@@ -126,7 +127,7 @@ export class App extends EventEmitter {
   isActive(): boolean { return this.role === 'master' || this.role === 'standalone'; }
 
   async start(): Promise<void> {
-    this.backends.applyConfig(this.cfg.listen);
+    this.backends.applyConfig(sitesOf(this.cfg).pools);
     this.state.load();
     this.state.register('backends', {
       export: () => this.backends.exportRuntime(),
@@ -142,7 +143,7 @@ export class App extends EventEmitter {
     }
     for (const m of this.modules) await m.start();
     this.started = true;
-    this.log.info({ node: this.node, listens: Object.fromEntries(this.cfg.listen.map((l) => { const a = this.proxy.address(l.name); return [l.name, a ? `${a.host}:${a.port}` : l.bind]; })) }, 'pairlb started');
+    this.log.info({ node: this.node, listens: Object.fromEntries(sitesOf(this.cfg).frontends.map((l) => { const a = this.proxy.address(l.name); return [l.name, a ? `${a.host}:${a.port}` : l.bind]; })) }, 'pairlb started');
   }
 
   /**
@@ -159,7 +160,7 @@ export class App extends EventEmitter {
       const restart = restartKeys(this.cfg, cfg, new Set(this.modules.map((m) => m.name)));
       const changes = this.applyLog(this.cfg.global.log, cfg.global.log);
       this.cfg = cfg;
-      for (const c of this.backends.applyConfig(cfg.listen)) {
+      for (const c of this.backends.applyConfig(sitesOf(cfg).pools)) {
         this.log.info({ mod: 'backends', listen: c.listen, backend: c.backend, changes: c.changes }, `reload: ${c.listen}/${c.backend}: ${c.changes.join('; ')}`);
       }
       this.tickets.reload(cfg.tls_tickets);

@@ -1,3 +1,4 @@
+import { sitesOf } from '../config/sites.js';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
@@ -71,7 +72,7 @@ interface Attempt { failures: number; lastFailureAt?: number; lastError?: string
 /** Sections that want a certificate: id → names. */
 export function wantedCerts(cfg: Config): Map<string, string[]> {
   const m = new Map<string, string[]>();
-  for (const l of cfg.listen) if (l.acme) m.set(l.name, [...l.acme]);
+  for (const l of sitesOf(cfg).frontends) if (l.acme) m.set(l.name, [...l.acme]);
   return m;
 }
 

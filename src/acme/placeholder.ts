@@ -1,3 +1,4 @@
+import { sitesOf } from '../config/sites.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,7 +25,7 @@ export function certDirFor(cfg: Config, stateDir: string | undefined): string | 
 export function writePlaceholders(cfg: Config, stateDir: string | undefined, log: Logger): void {
   const dir = certDirFor(cfg, stateDir);
   if (!dir) return;
-  for (const l of cfg.listen) {
+  for (const l of sitesOf(cfg).frontends) {
     if (!l.acme) continue;
     const file = join(dir, `${l.name}.pem`);
     if (existsSync(file)) continue;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createHash } from 'node:crypto';
 import type { BackendConfig, ListenConfig } from '../config/schema.js';
+import { listenPool, type PoolConfig } from '../config/sites.js';
 import { parseHostPort } from '../config/types.js';
 import { PairlbError } from '../errors.js';
 
@@ -121,7 +122,7 @@ export function configFingerprint(b: BackendConfig): string {
   return createHash('sha256').update(JSON.stringify(b)).digest('base64url').slice(0, 12);
 }
 
-interface ListenEntry { cfg: ListenConfig; backends: Map<string, Backend> }
+interface ListenEntry { cfg: PoolConfig; backends: Map<string, Backend> }
 
 let nextId = 1;
 
@@ -141,7 +142,8 @@ export class BackendSet extends EventEmitter {
    * (same id) and admin state when their address is unchanged; the runtime overlay is re-applied
    * except where the config changed the entry since (the config wins).
    */
-  applyConfig(listens: readonly ListenConfig[]): ReloadChange[] {
+  applyConfig(input: readonly (PoolConfig | ListenConfig)[]): ReloadChange[] {
+    const listens = input.map((p) => ('servers' in p ? p : listenPool(p)));
     const report: ReloadChange[] = [];
     const names = new Set(listens.map((l) => l.name));
     for (const [name, le] of this.listens) {
@@ -154,9 +156,9 @@ export class BackendSet extends EventEmitter {
     for (const l of listens) {
       const prev = this.listens.get(l.name);
       const le: ListenEntry = { cfg: l, backends: new Map() };
-      for (const bc of l.backends) {
+      for (const bc of l.servers) {
         const key = l.name + '/' + bc.name;
-        const prevBc = prev?.cfg.backends.find((x) => x.name === bc.name);
+        const prevBc = prev?.cfg.servers.find((x) => x.name === bc.name);
         const changes = prevBc ? configDiff(prevBc, bc) : [];
         const ov = this.overlay.get(key);
         if (ov && !ov.added) changes.push(...this.rebaseOverlay(key, ov, bc, changes.length > 0));
@@ -244,7 +246,8 @@ export class BackendSet extends EventEmitter {
   // ---- queries --------------------------------------------------------------------------------
 
   listenNames(): string[] { return [...this.listens.keys()]; }
-  listenConfig(listen: string): ListenConfig | undefined { return this.listens.get(listen)?.cfg; }
+  /** The pool's config (for a listen section: its server-side keys, sites.ts). */
+  poolConfig(pool: string): PoolConfig | undefined { return this.listens.get(pool)?.cfg; }
   backends(listen: string): Backend[] { return [...(this.listens.get(listen)?.backends.values() ?? [])]; }
   all(): Backend[] { return [...this.listens.values()].flatMap((l) => [...l.backends.values()]); }
   get(listen: string, name: string): Backend | undefined { return this.listens.get(listen)?.backends.get(name); }
@@ -361,7 +364,7 @@ export class BackendSet extends EventEmitter {
     le.backends.delete(name);
     const key = listen + '/' + name;
     if (b.origin === 'config') {
-      const bc = le.cfg.backends.find((x) => x.name === name);
+      const bc = le.cfg.servers.find((x) => x.name === name);
       this.overlay.set(key, { listen, name, removed: true, basis: bc ? configFingerprint(bc) : undefined });
     } else this.overlay.delete(key);
     this.bumpRuntime();
@@ -376,14 +379,14 @@ export class BackendSet extends EventEmitter {
     const key = b.listen + '/' + b.name;
     let ov = this.overlay.get(key);
     if (!ov) {
-      const bc = this.listens.get(b.listen)?.cfg.backends.find((x) => x.name === b.name);
+      const bc = this.listens.get(b.listen)?.cfg.servers.find((x) => x.name === b.name);
       ov = { listen: b.listen, name: b.name, basis: bc ? configFingerprint(bc) : undefined };
       this.overlay.set(key, ov);
     }
     Object.assign(ov, patch);
     // The config values this change overrides: a later config change of the same key wins.
     if (!ov.added) {
-      const bc = this.listens.get(b.listen)?.cfg.backends.find((x) => x.name === b.name);
+      const bc = this.listens.get(b.listen)?.cfg.servers.find((x) => x.name === b.name);
       if (bc && patch.admin !== undefined) ov.cfg_state = bc.state;
       if (bc && patch.weight !== undefined) ov.cfg_weight = bc.weight;
     }
@@ -409,7 +412,7 @@ export class BackendSet extends EventEmitter {
     this.runtimeVersion = state.version;
     const cfgs = [...this.listens.values()].map((l) => l.cfg);
     // Admin states restored from the overlay must override the ones kept from before.
-    for (const le of this.listens.values()) for (const b of le.backends.values()) if (b.origin === 'config') b.admin = le.cfg.backends.find((x) => x.name === b.name)?.state ?? 'ready';
+    for (const le of this.listens.values()) for (const b of le.backends.values()) if (b.origin === 'config') b.admin = le.cfg.servers.find((x) => x.name === b.name)?.state ?? 'ready';
     this.applyConfig(cfgs);
   }
 

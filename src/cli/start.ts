@@ -7,6 +7,7 @@ import { loadConfigFile } from '../config/load.js';
 import { preflight } from '../config/preflight.js';
 import { checkTls } from '../tls/check.js';
 import { formatPath } from '../config/load.js';
+import { sitesOf } from '../config/sites.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import { App } from '../app.js';
@@ -110,7 +111,7 @@ register('start', {
       return 1;
     }
     if (values.demo) {
-      const a = app.proxy.address(cfg.listen[0].name);
+      const a = app.proxy.address(sitesOf(cfg).frontends[0].name);
       process.stderr.write(`pairlb demo: balancer on http://${a?.host}:${a?.port}/ ` + (cfg.stats ? `stats on http://${cfg.stats.bind}/ ` : '') + '(Ctrl-C stops)\n');
       process.stderr.write(`pairlb demo: runtime state in ${app.state.file ? dirname(app.state.file) : '(none)'}` + (demoState ? ' (a temp dir, removed at exit; --state-dir DIR keeps it)' : '') + '\n');
     }
@@ -129,7 +130,7 @@ register('start', {
     const sd = new SdNotifier(log);
     if (sd.enabled) {
       const every = sd.startWatchdog(() => app.liveness);
-      sd.ready(`serving ${app.cfg.listen.length} listen section(s), role ${app.role}`);
+      sd.ready(`serving ${sitesOf(app.cfg).frontends.length} frontend(s), role ${app.role}`);
       log.info({ mod: 'systemd', watchdog_ms: every }, 'notified systemd: READY=1');
     }
     const exitCode = await new Promise<number>((resolveExit) => {
@@ -141,7 +142,7 @@ register('start', {
         log.info({ sig }, 'stopping');
         // Safety net: the proxy drains for at most timeouts.drain; a module that hangs in stop()
         // must not keep a stopping balancer alive until systemd's SIGKILL.
-        const limit = Math.max(0, ...app.cfg.listen.map((l) => l.timeouts.drain)) + STOP_GRACE_MS;
+        const limit = Math.max(0, ...sitesOf(app.cfg).frontends.map((l) => l.timeouts.drain)) + STOP_GRACE_MS;
         setTimeout(() => { log.error({ sig, limit_ms: limit }, 'stop timed out: exiting now'); resolveExit(1); }, limit);
         app.stop().then(() => demo?.close()).then(() => resolveExit(0), (e) => { log.error({ err: e }, 'stop failed'); resolveExit(1); });
       };
@@ -168,7 +169,7 @@ register('start', {
           // A reload overtaken by a newer one reports nothing: the newer one reports for both.
           if (r.reason !== 'superseded by a newer reload') report({ ok: r.applied, reason: r.reason, changes: r.changes, restart: r.restart });
         }, (e) => { log.error({ err: e }, 'reload failed'); report({ ok: false, reason: `reload failed: ${(e as Error).message}`, changes: [], restart: [] }); })
-          .finally(() => sd.reloaded(`serving ${app.cfg.listen.length} listen section(s), role ${app.role}`));
+          .finally(() => sd.reloaded(`serving ${sitesOf(app.cfg).frontends.length} frontend(s), role ${app.role}`));
       });
       // logrotate's postrotate: reopen the access log file (SIGUSR1, as nginx does).
       process.on('SIGUSR1', () => { log.info('SIGUSR1: reopening log files'); app.proxy.access.reopen(); });

@@ -8,6 +8,8 @@ import { ticketsSchema } from './tls-tickets.js';
 import { tlsSchema } from '../tls/config.js';
 import { FACILITIES } from '../log-sinks.js';
 import { acmeSchema, acmeNamesSchema } from '../acme/config.js';
+import { ruleSchema } from './rules.js';
+import { checkSites, poolRefs } from './sites.js';
 
 /**
  * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
@@ -252,24 +254,157 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
   /** Names of this section's certificate from ACME (needs the top-level `acme:` section): one certificate, these names in its SAN. */
   acme: acmeNamesSchema.optional(),
 }).strict().superRefine((l, ctx) => {
-  if (l.balance === 'header' && !l.hash_header) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hash_header'], message: 'balance: header needs hash_header (the header to hash)' });
   if (l.mode === 'udp' && l.accept_proxy) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['accept_proxy'], message: 'accept_proxy is for modes http and tcp' });
   if (l.mode !== 'tcp' && (l.send_proxy || l.backends.some((b) => b.send_proxy && b.send_proxy !== 'none'))) {
     const i = l.backends.findIndex((b) => b.send_proxy && b.send_proxy !== 'none');
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: i >= 0 ? ['backends', i, 'send_proxy'] : ['send_proxy'], message: `send_proxy is supported in mode tcp (this listen is mode ${l.mode})` });
   }
   if (l.mode === 'udp' && l.check.type === 'http') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['check', 'type'], message: 'mode udp checks are dns or tcp' });
+  checkBalance(l, ctx);
+  checkServers(l.backends, 'backends', ctx);
+}));
+
+/** How the servers of a pool are chosen (src/balance/). */
+const balanceField = z.enum(['roundrobin', 'leastconn', 'source', 'uri', 'header', 'random']);
+const hashTypeField = z.enum(['map-based', 'consistent']);
+const headerNameField = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (RFC 9110 token)');
+
+function checkBalance(p: { balance: string; hash_header?: string }, ctx: z.RefinementCtx): void {
+  if (p.balance === 'header' && !p.hash_header) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hash_header'], message: 'balance: header needs hash_header (the header to hash)' });
+}
+const engineField = z.enum(['undici', 'native'], {
+  errorMap: (_i, ctx) => ({
+    message: ctx.data === 'http-proxy'
+      ? 'engine http-proxy was removed (unsafe: request smuggling, crash on two Host headers); use undici (the default) or native'
+      : ctx.defaultError,
+  }),
+});
+
+/** Timeouts of a frontend: the client side of `listen[].timeouts`. */
+export const frontendTimeoutsSchema = z.object({
+  /** Idle keep-alive timeout for client connections. */
+  client: duration.default('30s'),
+  /** Max time to receive a complete request head (slowloris gets 408). */
+  http_request: duration.default('10s'),
+  /** Max time without a byte of a request body from the client (408 or close); 0 disables. */
+  client_body: duration.default('10s'),
+  /** Idle timeout of an Upgrade (WebSocket) tunnel; 0 disables. */
+  tunnel: duration.default('1h'),
+  /** Max time a stopping process waits for in-flight requests. */
+  drain: duration.default('30s'),
+}).strict();
+
+/** Timeouts of a backend pool: the server side of `listen[].timeouts`. */
+export const poolTimeoutsSchema = z.object({
+  /** Max time to connect to a server. */
+  connect: duration.default('5s'),
+  /** Max time waiting for the server's response headers, and between body chunks. */
+  server: duration.default('30s'),
+  /** Max time a request waits for a server slot (server `maxconn`) before 503. Default: `connect`. */
+  queue: durationAtLeast(1).optional(),
+}).strict();
+
+/**
+ * `frontends[]`: where clients connect (bind, client limits and timeouts) and the ordered rules
+ * that pick a backend pool per request (src/config/rules.ts). docs/sites.md.
+ */
+export const frontendSchema = z.object({
+  /** Frontend name (shares the namespace of listen names). */
+  name,
+  /** Address to accept on, host:port. */
+  bind: hostPort,
+  /** Terminate TLS on this bind (docs/tls.md). Absent: plain HTTP. */
+  tls: tlsSchema.optional(),
+  /** Protocol: http. */
+  mode: z.literal('http').default('http'),
+  /** Require a PROXY protocol header (v1 or v2) on every connection, from these sources only. */
+  accept_proxy: acceptProxySchema.optional(),
+  /** Most client connections open at once on this frontend; more are closed at accept. */
+  maxconn: z.number().int().min(1).max(10_000_000).optional(),
+  /** Client sources admitted (addresses or CIDRs); empty: every source. Checked at accept, before `deny`. */
+  allow: cidrList.default([]),
+  /** Client sources refused at accept (closed, counted as denied_conn). */
+  deny: cidrList.default([]),
+  /** Per-client limits (as `listen[].limits`). */
+  limits: limitsSchema.default({}),
+  /** http-keep-alive, http-server-close or httpclose (as `listen[].connection_mode`). */
+  connection_mode: z.enum(['http-keep-alive', 'http-server-close', 'httpclose']).default('http-keep-alive'),
+  /** X-Forwarded-For / X-Forwarded-* / Forwarded headers added to requests. */
+  forwardfor: forwardforSchema.default({}),
+  /** Client-side timeouts. */
+  timeouts: frontendTimeoutsSchema.default({}),
+  /** Largest request head, bytes. */
+  max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+  /** Longest request line, bytes (414 beyond). */
+  max_request_line: z.number().int().min(256).max(1 << 16).default(8192),
+  /** Minimum average rate of a request body, bytes/s; 0 disables. */
+  min_body_rate: z.number().int().min(0).default(500),
+  /** Most header lines a request may have (431 beyond). */
+  max_headers: z.number().int().min(8).max(10000).default(100),
+  /** Names of this frontend's certificate from ACME (needs the top-level `acme:` section). */
+  acme: acmeNamesSchema.optional(),
+  /** Ordered rules; the first whose `when` holds applies. */
+  rules: z.array(ruleSchema).default([]),
+  /** Backend for requests no rule sends elsewhere; omitted: such requests get a 404 page. */
+  default_backend: name.optional(),
+}).strict();
+
+/**
+ * `backends[]`: a pool of servers with how it is balanced, checked and retried. One pool may
+ * serve several frontends; each server is checked once. docs/sites.md.
+ */
+export const poolSchema = z.object({
+  /** Backend (pool) name (shares the namespace of listen names). */
+  name,
+  /** Balancing algorithm (as `listen[].balance`). */
+  balance: balanceField.default('roundrobin'),
+  /** Hash algorithm of the hashing balance algorithms: map-based or consistent. */
+  hash_type: hashTypeField.default('map-based'),
+  /** Header whose value is hashed with `balance: header`. */
+  hash_header: headerNameField.optional(),
+  /** Forwarding engine: undici (default) or native. */
+  engine: engineField.default('undici'),
+  /** Sticky sessions by cookie. */
+  cookie: cookieSchema.optional(),
+  /** Server-side timeouts. */
+  timeouts: poolTimeoutsSchema.default({}),
+  /** Extra attempts on other servers for a request that could not be delivered. */
+  retries: z.number().int().min(0).max(10).default(2),
+  /** When a request may have reached the server, retry (idempotent, bodiless only) on these. */
+  retry_on: z.array(retryOn).default(['conn-failure', 'empty-response', 'reset']),
+  /** Retry on another server rather than the same one. */
+  redispatch: bool.default(true),
+  /** Ramp a server's weight up over this long after it comes UP. */
+  slowstart: duration.default(0),
+  /** Active health check of every server. */
+  check: checkSchema.default({}),
+  /** Passive checks on real traffic. */
+  passive: passiveSchema.default({}),
+  /** Largest response head accepted from a server, bytes. */
+  max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+  /** The servers (same keys as `listen[].backends[]`). */
+  servers: z.array(backendSchema).default([]),
+}).strict().superRefine((p, ctx) => {
+  checkBalance(p, ctx);
+  checkServers(p.servers, 'servers', ctx);
+  const i = p.servers.findIndex((b) => b.send_proxy && b.send_proxy !== 'none');
+  if (i >= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers', i, 'send_proxy'], message: 'send_proxy is supported in mode tcp (a listen section); backends pools are HTTP' });
+  if (p.check.type === 'dns') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['check', 'type'], message: 'dns checks are for mode udp listen sections' });
+});
+
+/** Unique server names and cookie ids within one pool. */
+function checkServers(list: readonly BackendConfig[], key: string, ctx: z.RefinementCtx): void {
   const seen = new Map<string, number>();
   const cookies = new Map<string, number>();
-  l.backends.forEach((b, i) => {
-    if (seen.has(b.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['backends', i, 'name'], message: `duplicate backend name ${JSON.stringify(b.name)} (also backends[${seen.get(b.name)}])` });
+  list.forEach((b, i) => {
+    if (seen.has(b.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, i, 'name'], message: `duplicate backend name ${JSON.stringify(b.name)} (also ${key}[${seen.get(b.name)}])` });
     seen.set(b.name, i);
     if (b.cookie !== undefined) {
-      if (cookies.has(b.cookie)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['backends', i, 'cookie'], message: `duplicate cookie id ${JSON.stringify(b.cookie)} (also backends[${cookies.get(b.cookie)}])` });
+      if (cookies.has(b.cookie)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, i, 'cookie'], message: `duplicate cookie id ${JSON.stringify(b.cookie)} (also ${key}[${cookies.get(b.cookie)}])` });
       cookies.set(b.cookie, i);
     }
   });
-}));
+}
 
 export const syslogSchema = z.object({
   /** Unix datagram socket of the local syslog daemon (rsyslog, or journald's /dev/log). */
@@ -321,7 +456,12 @@ export const globalSchema = z.object({
 
 export const configSchema = z.object({
   global: globalSchema.default({}),
-  listen: z.array(listenSchema).min(1, 'at least one listen section is required'),
+  /** Listen sections: each is one frontend and one backend pool of the same name. */
+  listen: z.array(listenSchema).default([]),
+  /** Frontends: binds and rules (HAProxy `frontend`). */
+  frontends: z.array(frontendSchema).default([]),
+  /** Backend pools of servers (HAProxy `backend`). */
+  backends: z.array(poolSchema).default([]),
   stats: statsSchema.optional(),
   admin: adminSchema.optional(),
   ha: haSchema.optional(),
@@ -331,22 +471,20 @@ export const configSchema = z.object({
   /** Certificates from an ACME CA (Let's Encrypt by default): docs/acme.md. */
   acme: acmeSchema.optional(),
 }).strict().superRefine((c, ctx) => {
-  const seen = new Map<string, number>();
-  c.listen.forEach((l, i) => {
-    if (seen.has(l.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'name'], message: `duplicate listen name ${JSON.stringify(l.name)}` });
-    seen.set(l.name, i);
-  });
-  checkScaleRefs(c.scale, c.listen, ctx);
+  checkSites(c, ctx);
+  checkScaleRefs(c.scale, poolRefs(c), ctx);
   const owner = new Map<string, string>();
-  c.listen.forEach((l, i) => {
+  const acmeNames = (key: 'listen' | 'frontends', list: readonly { name: string; acme?: readonly string[] }[]): void => list.forEach((l, i) => {
     if (!l.acme) return;
-    if (!c.acme) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'acme'], message: 'needs the top-level acme: section (email, terms_of_service_agreed)' });
+    if (!c.acme) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, i, 'acme'], message: 'needs the top-level acme: section (email, terms_of_service_agreed)' });
     l.acme.forEach((n, j) => {
       const o = owner.get(n);
-      if (o !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'acme', j], message: `${n} is already ordered by listen ${o}` });
-      owner.set(n, l.name);
+      if (o !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key, i, 'acme', j], message: `${n} is already ordered by ${o}` });
+      owner.set(n, `${key === 'listen' ? 'listen' : 'frontend'} ${l.name}`);
     });
   });
+  acmeNames('listen', c.listen);
+  acmeNames('frontends', c.frontends);
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -354,3 +492,5 @@ export type ListenConfig = z.output<typeof listenSchema>;
 export type BackendConfig = z.output<typeof backendSchema>;
 export type CheckConfig = z.output<typeof checkSchema>;
 export type CookieConfig = z.output<typeof cookieSchema>;
+export type FrontendInput = z.output<typeof frontendSchema>;
+export type PoolInput = z.output<typeof poolSchema>;

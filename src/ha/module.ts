@@ -1,3 +1,4 @@
+import { sitesOf } from '../config/sites.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,11 +88,11 @@ export class HaModule implements Module {
   acknowledgeConflicts(by: string): number { const n = this.repl.acknowledgeConflicts(by); this.pushRepl(); return n; }
 
   private servePort(): number {
-    const a = this.app.cfg.listen[0];
+    const a = sitesOf(this.app.cfg).frontends[0];
     return this.cfg.serve_check.port ?? this.app.proxy.address(a.name)?.port ?? parseHostPort(a.bind)!.port;
   }
 
-  private serveTls(): boolean { return this.cfg.serve_check.port === undefined && this.app.cfg.listen[0].tls !== undefined; }
+  private serveTls(): boolean { return this.cfg.serve_check.port === undefined && sitesOf(this.app.cfg).frontends[0].tls !== undefined; }
 
   private targets(): SelfCheckTarget[] {
     const out: SelfCheckTarget[] = [];

@@ -1,3 +1,4 @@
+import { sitesOf } from '../config/sites.js';
 import { createSocket, type Socket } from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';

@@ -140,14 +140,14 @@ export class HealthChecker {
     const seen = new Set<string>();
     for (const b of this.backends.all()) {
       const key = b.listen + '/' + b.name;
-      const cfg = this.backends.listenConfig(b.listen)?.check;
+      const cfg = this.backends.poolConfig(b.listen)?.check;
       if (!b.check || !cfg) {
         if (b.health === 'down' && CHECK_REASON.test(b.lastReason)) this.backends.setHealth(b.listen, b.name, 'up', 'check: disabled');
         continue;
       }
       seen.add(key);
-      const lc = this.backends.listenConfig(b.listen);
-      const fp = JSON.stringify(cfg) + '|' + b.address + '|' + (lc?.backends.find((x) => x.name === b.name)?.send_proxy ?? lc?.send_proxy ?? '');
+      const lc = this.backends.poolConfig(b.listen);
+      const fp = JSON.stringify(cfg) + '|' + b.address + '|' + (lc?.servers.find((x) => x.name === b.name)?.send_proxy ?? lc?.send_proxy ?? '');
       const old = this.entries.get(key);
       if (old && old.id === b.id && old.fp === fp) continue;
       if (old) this.drop(old);
@@ -157,8 +157,8 @@ export class HealthChecker {
   }
 
   private add(key: string, listen: string, name: string, id: number, host: string, port: number, address: string, up: boolean, cfg: CheckConfig, fp: string): void {
-    const lc = this.backends.listenConfig(listen);
-    const sp = lc?.backends.find((b) => b.name === name)?.send_proxy ?? lc?.send_proxy;
+    const lc = this.backends.poolConfig(listen);
+    const sp = lc?.servers.find((b) => b.name === name)?.send_proxy ?? lc?.send_proxy;
     const prefix = sp === 'v2' ? V2_LOCAL : sp === 'v1' ? V1_LOCAL : undefined;
     const spec: ProbeSpec = cfg.type === 'tcp'
       ? { type: 'tcp', host, port, timeoutMs: cfg.timeout, prefix }

@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { ListenConfig } from '../config/schema.js';
 
 /**
  * A forwarding engine sends one attempt of a request to one backend and reports back through the
@@ -8,6 +7,12 @@ import type { ListenConfig } from '../config/schema.js';
  * through untouched). Retry, stickiness, header rewriting and error mapping live once, in
  * listener.ts; an engine only moves bytes.
  */
+/** What an upstream is made with: a pool's server-side timeouts and response head limit. */
+export interface UpstreamConfig {
+  readonly timeouts: { readonly connect: number; readonly server: number };
+  readonly max_header_size: number;
+}
+
 export interface Upstream {
   /** Wait for in-flight requests, then close idle connections. */
   close(): Promise<void>;
@@ -52,6 +57,6 @@ export interface Engine {
    * engine does not read the body before the connection is established.
    */
   readonly retriesBody: boolean;
-  createUpstream(host: string, port: number, listen: ListenConfig): Upstream;
+  createUpstream(host: string, port: number, pool: UpstreamConfig): Upstream;
   send(up: Upstream, req: AttemptRequest, sink: AttemptSink): void;
 }

@@ -1,4 +1,5 @@
 import type { ListenSettings } from './listener.js';
+import type { PoolSettings } from './pool.js';
 import { readInsertCookie, readPrefixCookie } from './sticky.js';
 
 /**
@@ -34,13 +35,14 @@ const CODINGS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0
 
 /**
  * The request head as the backend must see it, for both proxied requests and Upgrade tunnels.
+ * `s`: the frontend's settings; `ps`: the pool's (sticky cookie), NO_POOL's for a rule's own answer.
  * `authority`: that of an absolute-form request-target, which replaces the Host header.
  * Refused (431) beyond `max_headers` lines: node:http keeps max_headers + 1, so an excess shows.
  * `tls`: the client connection is TLS (src/tls/flag.ts): X-Forwarded-Proto and Forwarded say https.
  * Hot path: only names whose length is one we care about are lowercased and compared, so most
  * headers (user-agent, accept…) are copied without allocating.
  */
-export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: string, authority?: string, tls = false): RequestHead {
+export function rewriteRequestHeaders(s: ListenSettings, ps: PoolSettings, raw: string[], ip: string, authority?: string, tls = false): RequestHead {
   const headers: string[] = [];
   let xff: string | undefined;
   let stickyId: string | undefined;
@@ -84,8 +86,8 @@ export function rewriteRequestHeaders(s: ListenSettings, raw: string[], ip: stri
       if (v.length > 15) refuse ||= 413;
     }
     else if (s.xproto && (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host' || lk === 'x-forwarded-port')) continue;
-    else if (s.cookieMode !== 0 && lk === 'cookie') {
-      const r = s.cookieMode === 1 ? readInsertCookie(raw[i + 1], s.cookieName, s.cookieIndirect) : readPrefixCookie(raw[i + 1], s.cookieName);
+    else if (ps.cookieMode !== 0 && lk === 'cookie') {
+      const r = ps.cookieMode === 1 ? readInsertCookie(raw[i + 1], ps.cookieName, ps.cookieIndirect) : readPrefixCookie(raw[i + 1], ps.cookieName);
       if (r.id !== undefined) stickyId = r.id;
       if (r.forward !== null) headers.push(k, r.forward);
       continue;

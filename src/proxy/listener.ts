@@ -3,20 +3,19 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { answerHttp01 } from '../acme/http01.js';
 import type { App } from '../app.js';
-import type { ListenConfig } from '../config/schema.js';
+import type { FrontendConfig } from '../config/sites.js';
 import { parseHostPort } from '../config/types.js';
-import { effectiveState, type Backend } from '../backends/backend-set.js';
-import { Counters } from '../stats/counters.js';
-import type { AttemptSink, Engine, Upstream } from './engine.js';
-import { undiciEngine } from './engines/undici.js';
-import { nativeEngine } from './engines/native.js';
+import type { Counters } from '../stats/counters.js';
+import type { AttemptSink } from './engine.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
-import { Routing, type Route } from './routing.js';
-import { SlotQueues, type WaitQueue } from './queue.js';
+import type { Route } from './routing.js';
+import type { WaitQueue } from './queue.js';
 import { ClientTable, type ClientEntry, type LimitPolicy } from './client-limits.js';
 import { SourceFilter } from '../config/cidr.js';
-import { hashString, type BalanceOptions } from '../balance/index.js';
-import { insertCookieValue, prefixSetCookie } from './sticky.js';
+import { hashString } from '../balance/index.js';
+import { prefixSetCookie } from './sticky.js';
+import { NO_POOL, type Pool } from './pool.js';
+import { Action, compileRules, editHeaders, matchHost, matchRule, redirectLocation, type CompiledRule } from './rules.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
 import type { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
@@ -25,9 +24,6 @@ import { nonOriginTarget } from './request-head.js';
 import { TlsTerminator } from '../tls/terminator.js';
 import { isTls } from '../tls/flag.js';
 import { AcceptProxy, clientAddress, acceptProxySettings } from '../l4/accept-proxy.js';
-
-const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
-
 
 /** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */
 const RES_LENS = new Uint8Array(32);
@@ -44,28 +40,17 @@ const LOCAL_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
 const FD_CODES = new Set(['EMFILE', 'ENFILE']);
 
 /**
- * Everything a request needs from its listen section, computed once per config (re)load so the
- * hot path reads fields instead of looking up config by string.
+ * Everything a request needs from its frontend (a listen section's client side), computed once
+ * per config (re)load so the hot path reads fields instead of looking up config by string. The
+ * backend side (engine, retries, cookie, balance, queues) is PoolSettings (pool.ts).
  */
 export class ListenSettings {
   readonly name: string;
-  readonly engine: Engine;
-  readonly retries: number;
-  readonly retryEmpty: boolean;
-  readonly retryReset: boolean;
-  readonly retryTimeout: boolean;
-  readonly redispatch: boolean;
-  readonly cookieMode: 0 | 1 | 2; // 0 none, 1 insert, 2 prefix
-  readonly cookieName: string;
-  readonly cookieIndirect: boolean;
-  readonly cookieNocache: boolean;
   readonly xff: boolean;
   readonly xffLower: string;
   readonly xffName: string;
   readonly xproto: boolean;
   readonly forwarded: boolean;
-  readonly passiveConnect: number;
-  readonly passive5xx: number;
   readonly maxRequestLine: number;
   /** max_headers × 2: the longest acceptable rawHeaders array. */
   readonly maxHeaderFields: number;
@@ -78,12 +63,6 @@ export class ListenSettings {
   readonly interestingLengths: Uint8Array;
   /** The bound port (differs from the config with port 0), for X-Forwarded-Port. */
   readonly port: string;
-  readonly balance: BalanceOptions;
-  /** What the hash algorithms hash: 0 nothing, 1 source address, 2 URI path, 3 header `hashHeader`. */
-  readonly hashKind: 0 | 1 | 2 | 3;
-  readonly hashHeader: string;
-  /** timeouts.queue (default: timeouts.connect), ms. */
-  readonly queueMs: number;
   /** Frontend maxconn (0: only global.maxconn). */
   readonly maxconn: number;
   readonly filter: SourceFilter;
@@ -95,35 +74,19 @@ export class ListenSettings {
   readonly serverClose: boolean;
   readonly clientClose: boolean;
 
-  constructor(readonly cfg: ListenConfig, boundPort?: number) {
+  constructor(readonly cfg: FrontendConfig, boundPort?: number) {
     this.name = cfg.name;
-    this.engine = ENGINES[cfg.engine];
-    this.retries = cfg.retries;
-    this.retryEmpty = cfg.retry_on.includes('empty-response');
-    this.retryReset = cfg.retry_on.includes('reset');
-    this.retryTimeout = cfg.retry_on.includes('response-timeout');
-    this.redispatch = cfg.redispatch;
-    this.cookieMode = !cfg.cookie ? 0 : cfg.cookie.mode === 'insert' ? 1 : 2;
-    this.cookieName = cfg.cookie?.name ?? '';
-    this.cookieIndirect = cfg.cookie?.indirect ?? false;
-    this.cookieNocache = cfg.cookie?.nocache ?? false;
     this.xff = cfg.forwardfor.enabled;
     this.xffName = cfg.forwardfor.header;
     this.xffLower = cfg.forwardfor.header.toLowerCase();
     this.xproto = cfg.forwardfor.enabled && cfg.forwardfor.proto;
     this.forwarded = cfg.forwardfor.forwarded;
-    this.passiveConnect = cfg.passive.connect_errors;
-    this.passive5xx = cfg.passive.http_5xx;
     this.maxRequestLine = cfg.max_request_line;
     this.maxHeaderFields = cfg.max_headers * 2;
     this.bodyIdleMs = cfg.timeouts.client_body;
     this.bodyRatePerMs = cfg.min_body_rate / 1000;
     this.tunnelMs = cfg.timeouts.tunnel;
     this.port = String(boundPort ?? parseHostPort(cfg.bind)!.port);
-    this.balance = { algorithm: cfg.balance, hashType: cfg.hash_type };
-    this.hashKind = cfg.balance === 'source' ? 1 : cfg.balance === 'uri' ? 2 : cfg.balance === 'header' ? 3 : 0;
-    this.hashHeader = (cfg.hash_header ?? '').toLowerCase();
-    this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
     this.maxconn = cfg.maxconn ?? 0;
     this.filter = new SourceFilter(cfg.allow, cfg.deny);
     const lim = cfg.limits;
@@ -139,6 +102,23 @@ export class ListenSettings {
 }
 
 const latin1 = (b: Buffer | string): string => (typeof b === 'string' ? b : b.toString('latin1'));
+
+/** The first Host value of a raw header list (rules only: a frontend without rules never calls it). */
+function hostOf(raw: readonly string[]): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') return raw[i + 1];
+  return undefined;
+}
+
+function pathOnly(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
+/** A matched rule's response header edits (HSTS only over TLS: RFC 6797 §7.2). */
+function editResponse(rule: CompiledRule, out: string[], sock: Socket): void {
+  if (rule.resDel !== null || rule.resAdd !== null) editHeaders(out, rule.resDel, rule.resAdd);
+  if (rule.resAddTls !== null && isTls(sock)) editHeaders(out, null, rule.resAddTls);
+}
 
 /** The client's address: the PROXY header's with accept_proxy (src/l4/accept-proxy.ts), else the peer's. */
 export const clientIp: (s: Socket) => string = clientAddress;
@@ -248,6 +228,7 @@ function wireBytes(sock: ClientSocket): [number, number] {
 
 function ignoreError(): void {}
 
+
 /** balance: uri hashes the path, query string excluded (HAProxy's default without `whole`). */
 function uriHash(path: string): number {
   const q = path.indexOf('?');
@@ -284,6 +265,10 @@ class Exchange {
   clientBodyError = false;
   /** The client's sticky cookie named a usable server (no need to re-issue it). */
   stickyOk = false;
+  /** The backend pool serving it (NO_POOL for an answer of the frontend's own: redirect, deny…). */
+  p: Pool = NO_POOL;
+  /** The rule that matched, or null (none, or a frontend without rules). */
+  rule: CompiledRule | null = null;
   /** The request's balancing hash (-1: none), kept for a pick after waiting in a queue. */
   key = -1;
   /** Queue state (server maxconn): see src/proxy/queue.ts. tw: ms waited (HAProxy Tw). */
@@ -316,7 +301,7 @@ class Exchange {
     route.counters.begin(Date.now());
     const a = new Attempt(this, route);
     this.attempt = a;
-    this.l.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
+    this.p.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
   }
 
   /** The backend answered 101 to an Upgrade request: tunnel if it switched to what was asked for. */
@@ -338,13 +323,13 @@ class Exchange {
     this.termination = 'PH';
     const got: string[] = [];
     for (let i = 0; i < raw.length; i += 2) if (String(raw[i]).toLowerCase() === 'upgrade') got.push(String(raw[i + 1]));
-    this.l.log.warn({ mod: 'proxy', listen: this.l.s.name, backend: a.route.name, asked: this.upgrade, got: got.join(', ') }, 'backend answered 101 without switching to the protocol asked for: 502');
+    this.l.log.warn({ mod: 'proxy', listen: this.l.s.name, pool: this.p.s.name, backend: a.route.name, asked: this.upgrade, got: got.join(', ') }, 'backend answered 101 without switching to the protocol asked for: 502');
     this.respondError(502);
   }
 
   upstreamHeaders(a: Attempt, status: number, raw: (Buffer | string)[], resume: () => void, statusText: string): boolean {
     if (status < 200) { this.informational(status, raw); return true; }
-    const s = this.l.s;
+    const s = this.p.s;
     const route = a.route;
     this.tHeaders = performance.now();
     this.status = status;
@@ -352,7 +337,7 @@ class Exchange {
     const rc = route.counters;
     rc.connectFailStreak = 0;
     if (status >= 500) {
-      if (s.passive5xx > 0 && ++rc.fiveXxStreak >= s.passive5xx) this.l.passiveDown(route, `passive: ${rc.fiveXxStreak} consecutive 5xx responses`);
+      if (s.passive5xx > 0 && ++rc.fiveXxStreak >= s.passive5xx) this.p.passiveDown(route, `passive: ${rc.fiveXxStreak} consecutive 5xx responses`);
     } else rc.fiveXxStreak = 0;
 
     const out: string[] = [];
@@ -388,6 +373,8 @@ class Exchange {
         else if (!/\b(private|no-store)\b/i.test(out[hadCacheControl + 1])) out[hadCacheControl + 1] = 'private';
       }
     }
+    const rule = this.rule;
+    if (rule !== null) editResponse(rule, out, this.socket);
     try {
       this.res.writeHead(status, statusText || undefined, out);
     } catch {
@@ -424,7 +411,8 @@ class Exchange {
   }
 
   upstreamError(a: Attempt, err: Error): void {
-    const s = this.l.s;
+    const s = this.p.s;
+    const fe = this.l.s.name;
     const route = a.route;
     const code = (err as { code?: string }).code ?? '';
     const res = this.res;
@@ -459,10 +447,10 @@ class Exchange {
       route.counters.cur--;
       route.counters.total--;
       this.route = undefined;
-      if (this.l.queues.queued > 0) this.l.queues.slotFreed(route.id);
+      if (this.p.queues.queued > 0) this.p.queues.slotFreed(route.id);
       this.l.counters.errReq++;
       this.termination = 'PR';
-      this.l.log.info({ mod: 'proxy', listen: s.name, code, err: err.message }, 'bad request refused');
+      this.l.log.info({ mod: 'proxy', listen: fe, code, err: err.message }, 'bad request refused');
       this.respondError(400, true);
       return;
     }
@@ -471,7 +459,7 @@ class Exchange {
       // unsolicited 100 this way): broken, not retried.
       route.counters.errResp++;
       this.termination = 'PH';
-      this.l.log.warn({ mod: 'proxy', listen: s.name, backend: route.name, code, err: err.message }, 'request failed: 502');
+      this.l.log.warn({ mod: 'proxy', listen: fe, pool: s.name, backend: route.name, code, err: err.message }, 'request failed: 502');
       this.respondError(502);
       return;
     }
@@ -481,7 +469,7 @@ class Exchange {
       route.counters.errConn++;
       const rc = route.counters;
       // Our own open-file limit (EMFILE/ENFILE on socket()) says nothing about the backend.
-      if (s.passiveConnect > 0 && !FD_CODES.has(code) && ++rc.connectFailStreak >= s.passiveConnect) this.l.passiveDown(route, `passive: ${rc.connectFailStreak} consecutive connect errors (${code || err.message})`);
+      if (s.passiveConnect > 0 && !FD_CODES.has(code) && ++rc.connectFailStreak >= s.passiveConnect) this.p.passiveDown(route, `passive: ${rc.connectFailStreak} consecutive connect errors (${code || err.message})`);
       retry = !this.hasBody || s.engine.retriesBody;
       status = 502;
       this.termination = 'SC';
@@ -496,11 +484,11 @@ class Exchange {
     if (retry && this.attempts <= s.retries) {
       (this.tried ??= []).push(route);
       // A full server set (maxconn) may leave no other: the slot held on this one is ours to reuse.
-      const next = (s.redispatch ? this.l.routing.pick(this.key, this.tried) : route) ?? (route.maxconn > 0 ? route : undefined);
+      const next = (s.redispatch ? this.p.routing.pick(this.key, this.tried) : route) ?? (route.maxconn > 0 ? route : undefined);
       if (next) {
         route.counters.retries++;
         route.counters.cur--;
-        if (next !== route && this.l.queues.queued > 0) this.l.queues.slotFreed(route.id);
+        if (next !== route && this.p.queues.queued > 0) this.p.queues.slotFreed(route.id);
         if (next !== route) {
           route.counters.redispatches++;
           // The client is now served by another server: it must get that server's cookie.
@@ -510,7 +498,7 @@ class Exchange {
         return;
       }
     }
-    this.l.log.warn({ mod: 'proxy', listen: s.name, backend: route.name, code, err: err.message, attempts: this.attempts }, `request failed: ${status}`);
+    this.l.log.warn({ mod: 'proxy', listen: fe, pool: s.name, backend: route.name, code, err: err.message, attempts: this.attempts }, `request failed: ${status}`);
     this.respondError(status);
   }
 
@@ -539,13 +527,27 @@ class Exchange {
     res.end(p.body);
   }
 
+  /**
+   * An answer of the frontend's own (a rule's redirect, deny or return): the request is not read
+   * further, so a request with a body closes its connection (what follows the head is unread).
+   */
+  respondLocal(status: number, headers: string[], body: Buffer | undefined): void {
+    this.status = status;
+    const res = this.res;
+    if (this.hasBody) { res.shouldKeepAlive = false; (this.socket as ClientSocket)[kRefused] = true; headers.push('connection', 'close'); }
+    const rule = this.rule;
+    if (rule !== null) editResponse(rule, headers, this.socket);
+    res.writeHead(status, STATUS_TEXT[status], headers);
+    res.end(body);
+  }
+
   /** res 'close': finished normally or the client went away. */
   clientClosed(): void {
     if (this.finished) return;
     this.finished = true;
     const res = this.res;
     const a = this.attempt;
-    if (this.waitQ !== null) { this.l.queues.unqueue(this); this.termination = 'CQ'; }
+    if (this.waitQ !== null) { this.p.queues.unqueue(this); this.termination = 'CQ'; }
     if (!res.writableFinished) {
       if (this.termination === '--') this.termination = this.status ? 'CD' : 'CH';
       if (a && !a.done) { a.done = true; this.abortUpstream?.(); }
@@ -559,13 +561,13 @@ class Exchange {
  */
 export class Listener {
   s: ListenSettings;
-  routing: Routing = Routing.EMPTY;
+  /** Requests no rule sends elsewhere (a listen section: its own pool). Undefined: 404. */
+  defaultPool: Pool | undefined;
+  /** Compiled rules, or null when the frontend has none (the hot path then skips matching). */
+  rules: CompiledRule[] | null = null;
   readonly counters: Counters;
-  /** Server maxconn: the backend queue and the servers' queues (src/proxy/queue.ts). */
-  readonly queues: SlotQueues<Exchange>;
-  /** Per-client limits of this listen section (kept across reloads; cleared on HA role changes). */
+  /** Per-client limits of this frontend (kept across reloads; cleared on HA role changes). */
   readonly clients: ClientTable;
-  readonly upstreams = new Map<number, { up: Upstream; engine: Engine; address: string }>();
   server: Server | undefined;
   readonly access: AccessLog;
   readonly log: App['log'];
@@ -585,17 +587,25 @@ export class Listener {
   /** accept_proxy: reads the PROXY header before node:http sees the connection. */
   acceptProxy: AcceptProxy | undefined;
 
-  constructor(readonly app: App, cfg: ListenConfig) {
+  constructor(readonly app: App, cfg: FrontendConfig) {
     this.s = new ListenSettings(cfg);
     this.counters = app.counters.listen(cfg.name);
-    this.queues = new SlotQueues<Exchange>(this.counters, this.s.queueMs);
     this.clients = new ClientTable(this.s.limits);
     this.log = app.log;
     this.access = app.proxy.access;
     this.setAcceptProxy(cfg);
+    this.compile();
   }
 
-  private setAcceptProxy(cfg: ListenConfig): void {
+  /** Resolve pools and compile rules (config load; the manager creates pools before frontends). */
+  private compile(): void {
+    const pools = this.app.proxy.pools;
+    const cfg = this.s.cfg;
+    this.defaultPool = cfg.default_backend !== undefined ? pools.get(cfg.default_backend) : undefined;
+    this.rules = cfg.rules.length ? compileRules(cfg.rules, this.defaultPool, pools) : null;
+  }
+
+  private setAcceptProxy(cfg: FrontendConfig): void {
     const ap = cfg.accept_proxy;
     if (!ap) { this.acceptProxy = undefined; return; }
     const settings = acceptProxySettings(ap);
@@ -715,18 +725,15 @@ export class Listener {
       this.detachTickets = this.app.tickets.attach(server as unknown as HttpsServer);
       this.app.emit('tls-server', server, cfg.name);
     }
-    this.rebuild();
   }
 
-  /** New settings for the same bind address (reload). Pools are rebuilt if timeouts/engine changed. */
-  update(cfg: ListenConfig): void {
-    const old = this.s.cfg;
+  /** New settings for the same bind address (reload): connections are kept, rules recompiled. */
+  update(cfg: FrontendConfig): void {
     // Same bind, TLS on both sides (the manager starts a new server when TLS is turned on or off):
     // the certificates are read again, a refused set leaves the running one serving.
     if (cfg.tls && this.tls) this.tls.reload(cfg.tls, 'config reload');
     this.s = new ListenSettings(cfg, this.bound?.port);
     this.clients.policy = this.s.limits;
-    this.queues.timeoutMs = this.s.queueMs;
     this.setAcceptProxy(cfg);
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
@@ -735,63 +742,7 @@ export class Listener {
       (this.server as Server & { maxHeaderSize?: number }).maxHeaderSize = cfg.max_header_size;
       this.server.maxHeadersCount = cfg.max_headers + 1;
     }
-    if (old.engine !== cfg.engine || JSON.stringify(old.timeouts) !== JSON.stringify(cfg.timeouts)) {
-      for (const [id, u] of this.upstreams) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
-    }
-    this.rebuild();
-  }
-
-  /** Rebuild the routing snapshot from the backend set (on 'publish'). */
-  rebuild(): void {
-    const s = this.s;
-    const set = this.app.backends;
-    const now = Date.now();
-    const primary: Route[] = [];
-    const backup: Route[] = [];
-    const byCookie = new Map<string, Route>();
-    const live = new Set<number>();
-    for (const b of set.backends(s.name)) {
-      live.add(b.id);
-      const st = effectiveState(b);
-      if (st !== 'UP' && st !== 'DRAIN') continue;
-      const r = this.route(b, st, set.effectiveWeight(b, now));
-      if (st === 'UP' && r.weight > 0) (b.backup ? backup : primary).push(r);
-      byCookie.set(b.cookie, r);
-    }
-    for (const [id, u] of this.upstreams) {
-      if (!live.has(id)) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
-    }
-    this.routing = new Routing(primary, backup, byCookie, s.balance, this.routing);
-    this.queues.rebuilt(this.routing);
-  }
-
-  private route(b: Backend, state: Route['state'], weight: number): Route {
-    let u = this.upstreams.get(b.id);
-    if (!u || u.engine !== this.s.engine || u.address !== b.address) {
-      if (u) u.up.close().catch(() => {});
-      u = { up: this.s.engine.createUpstream(b.host, b.port, this.s.cfg), engine: this.s.engine, address: b.address };
-      this.upstreams.set(b.id, u);
-    }
-    const c = this.s.cfg.cookie;
-    const counters = this.app.counters.backend(b.id);
-    const queue = this.queues.serverQueue(b.id, counters);
-    return {
-      id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight, checked: b.check,
-      maxconn: b.maxconn, queue,
-      cookieId: b.cookie,
-      setCookie: c && c.mode === 'insert' ? insertCookieValue(c, b.cookie) : undefined,
-      counters,
-      upstream: u.up,
-    };
-  }
-
-  /**
-   * Passive checks only take down backends that active checks can bring back: a backend with
-   * `check: false` would otherwise stay DOWN for ever (HAProxy's `observe` also needs `check`).
-   */
-  passiveDown(route: Route, reason: string): void {
-    if (!route.checked) return;
-    this.app.backends.setHealth(this.s.name, route.name, 'down', reason);
+    this.compile();
   }
 
   // ---- hot path -----------------------------------------------------------------------------
@@ -913,7 +864,17 @@ export class Listener {
         return;
       }
     }
-    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, req.rawHeaders, clientIp(req.socket), authority, isTls(req.socket));
+    const ip = clientIp(req.socket);
+    const tls = isTls(req.socket);
+    let pool = this.defaultPool;
+    let rule: CompiledRule | undefined;
+    const rules = this.rules;
+    if (rules !== null) {
+      rule = matchRule(rules, { method: req.method!, path: pathOnly(path), host: matchHost(authority ?? hostOf(req.rawHeaders)), raw: req.rawHeaders, ip, tls });
+      if (rule !== undefined) pool = rule.action === Action.Backend ? rule.pool : undefined;
+    }
+    const ps = pool === undefined ? NO_POOL.s : pool.s;
+    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, ps, req.rawHeaders, ip, authority, tls);
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing. §3.2: HTTP/1.1 needs Host.
     const minor = req.httpVersionMinor;
     if (refuse !== 0 || (chunked && minor === 0) || (!hostLine && minor === 1)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
@@ -924,28 +885,53 @@ export class Listener {
     res.once('close', onResClose);
     if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); this.bodies.add(ex); }
 
-    const routing = this.routing;
+    if (rule !== undefined) {
+      ex.rule = rule;
+      if (rule.action !== Action.Backend) { this.answer(ex, rule); return; }
+      if (rule.reqDel !== null || rule.reqAdd !== null) editHeaders(headers, rule.reqDel, rule.reqAdd);
+    }
+    if (pool === undefined) {
+      ex.termination = 'PR';
+      ex.respondError(404);
+      return;
+    }
+    ex.p = pool;
+    if (pool.ownCounters) pool.counters.begin(Date.now());
+    const routing = pool.routing;
     let route: Route | undefined;
     if (stickyId !== undefined) {
       route = routing.byCookie.get(stickyId);
       if (route !== undefined) {
         ex.stickyOk = true;
-        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) { this.queues.wait(ex, route.queue); return; }
+        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) { pool.queues.wait(ex, route.queue); return; }
       }
     }
     if (route === undefined) {
-      const hk = s.hashKind;
-      if (hk !== 0) ex.key = hk === 1 ? hashString(clientIp(req.socket)) : hk === 2 ? uriHash(path) : headerHash(req.rawHeaders, s.hashHeader);
+      const hk = ps.hashKind;
+      if (hk !== 0) ex.key = hk === 1 ? hashString(ip) : hk === 2 ? uriHash(path) : headerHash(req.rawHeaders, ps.hashHeader);
       route = routing.pick(ex.key, null);
     }
     if (route === undefined) {
       // Servers exist but every one is full (maxconn): wait for a slot.
-      if (routing.active.items.length > 0) { this.queues.wait(ex, this.queues.backend); return; }
+      if (routing.active.items.length > 0) { pool.queues.wait(ex, pool.queues.backend); return; }
       ex.termination = 'SC';
       ex.respondError(503);
       return;
     }
     ex.send(route);
+  }
+
+  /** A rule's own answer: redirect, deny or return (never reaches a pool). */
+  private answer(ex: Exchange, rule: CompiledRule): void {
+    if (rule.action === Action.Redirect) {
+      ex.termination = 'LR';
+      const loc = redirectLocation(rule.redirect!, hostOf(ex.headers) ?? ex.socket.localAddress, ex.path);
+      ex.respondLocal(rule.redirect!.code, ['location', loc, 'content-length', '0'], undefined);
+      return;
+    }
+    const p = rule.page!;
+    ex.termination = rule.action === Action.Deny ? 'PR' : 'LR';
+    ex.respondLocal(p.status, p.headers.slice(), p.body);
   }
 
   /** Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq). */
@@ -1015,11 +1001,19 @@ export class Listener {
     sock[kReady] = Date.now();
     lc.bytesOut += bytesOut;
     lc.bytesIn += bytesIn;
+    const p = ex.p;
+    if (p.ownCounters) {
+      const pc = p.counters;
+      pc.cur--;
+      pc.observe(ex.status, rt);
+      pc.bytesOut += bytesOut;
+      pc.bytesIn += bytesIn;
+    }
     const r = ex.route;
     if (r !== undefined) {
       const rc = r.counters;
       rc.cur--;
-      if (this.queues.queued > 0) this.queues.slotFreed(r.id);
+      if (p.queues.queued > 0) p.queues.slotFreed(r.id);
       rc.observe(ex.status, rt);
       rc.bytesOut += bytesOut;
       rc.bytesIn += bytesIn;
@@ -1055,7 +1049,6 @@ export class Listener {
     const timer = setTimeout(() => { server.closeAllConnections(); for (const s of this.sockets) s.destroy(); }, drainMs);
     await closed;
     clearTimeout(timer);
-    for (const [id, u] of this.upstreams) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
   }
 }
 

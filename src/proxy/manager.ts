@@ -1,6 +1,8 @@
 import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { Listener } from './listener.js';
+import { Pool } from './pool.js';
+import { sitesOf } from '../config/sites.js';
 import { AcceptGuard } from './accept-guard.js';
 import { certVerdict, tlsStatuses } from '../tls/status.js';
 import { AccessLog } from './access-log.js';
@@ -27,12 +29,16 @@ function makeL4(app: App, l: ListenConfig): L4Listener {
 }
 
 /**
- * The data plane: one Listener per listen section. Rebuilds a listener's routing snapshot when
- * the backend set publishes; applies reloads (same bind: settings swapped in place, connections
- * kept; new bind: new server started before the old one drains).
+ * The data plane: one Listener per HTTP frontend (a listen section is one), one Pool per HTTP
+ * backend pool (a listen section's is named after it), shared by the frontends that use it, and
+ * an L4Listener per mode tcp/udp listen section (its own pool). Rebuilds a pool's routing snapshot
+ * when the backend set publishes it; applies reloads (pools first, then frontends; same bind:
+ * settings swapped in place, connections kept; new bind: new server started before the old one
+ * drains; a removed pool's upstreams close once idle).
  */
 export class ProxyManager {
   readonly listeners = new Map<string, Listener>();
+  readonly pools = new Map<string, Pool>();
   /** mode tcp / udp sections (HA's HTTP self-check does not probe them). */
   readonly l4 = new Map<string, L4Listener>();
   /** Client connection budget over every listener (global.maxconn) and refused-accept visibility. */
@@ -48,7 +54,7 @@ export class ProxyManager {
       const v = certVerdict(tlsStatuses(app));
       return v.code > 0 && v.text ? [{ source: 'tls', level: v.code as 1 | 2, text: v.text }] : [];
     });
-    app.backends.on('publish', (listen: string) => (this.listeners.get(listen) ?? this.l4.get(listen))?.rebuild());
+    app.backends.on('publish', (pool: string) => (this.pools.get(pool) ?? this.l4.get(pool))?.rebuild());
     // Per-client limits are local and short-lived: every HA role change starts them afresh, so a
     // node never applies bans from an earlier time as master, and a backup holds none (issue 14).
     app.on('role', () => { for (const l of this.listeners.values()) l.clients.clear(); for (const l of this.l4.values()) l.clients?.clear(); });
@@ -56,17 +62,40 @@ export class ProxyManager {
 
   async start(): Promise<void> {
     this.guard.start();
-    for (const l of this.app.cfg.listen) {
-      if (l.mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); continue; }
-      const li = new Listener(this.app, l);
+    const cfg = this.app.cfg;
+    this.applyPools(cfg);
+    for (const l of cfg.listen) if (l.mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); }
+    for (const f of sitesOf(cfg).frontends) {
+      if (f.mode !== 'http') continue;
+      const li = new Listener(this.app, f);
       await li.start();
-      this.listeners.set(l.name, li);
+      this.listeners.set(f.name, li);
     }
+  }
+
+  /** Create, update and drop HTTP pools (mode tcp/udp sections route in their L4Listener). Returns the dropped ones. */
+  private applyPools(cfg: Config): Pool[] {
+    const l4 = new Set(cfg.listen.filter((l) => l.mode !== 'http').map((l) => l.name));
+    const want = sitesOf(cfg).pools.filter((p) => !l4.has(p.name));
+    const keep = new Set(want.map((p) => p.name));
+    const gone: Pool[] = [];
+    for (const [name, p] of this.pools) if (!keep.has(name)) { this.pools.delete(name); gone.push(p); }
+    for (const pc of want) {
+      const cur = this.pools.get(pc.name);
+      if (cur) { cur.update(pc); continue; }
+      const p = new Pool(this.app, pc);
+      this.pools.set(pc.name, p);
+      p.rebuild();
+    }
+    return gone;
   }
 
   async reload(cfg: Config): Promise<void> {
     this.guard.update(cfg.global.maxconn);
-    const keep = new Set(cfg.listen.map((l) => l.name));
+    const gone = this.applyPools(cfg);
+    const sites = sitesOf(cfg);
+    const listens = new Map(cfg.listen.map((l) => [l.name, l]));
+    const keep = new Set(sites.frontends.map((l) => l.name));
     const stops: Promise<void>[] = [];
     for (const [name, li] of this.listeners) {
       if (!keep.has(name)) { this.listeners.delete(name); stops.push(li.stop(li.s.cfg.timeouts.drain)); }
@@ -74,18 +103,20 @@ export class ProxyManager {
     for (const [name, li] of this.l4) {
       if (!keep.has(name)) { this.l4.delete(name); stops.push(li.stop(li.s.cfg.timeouts.drain)); }
     }
-    for (const l of cfg.listen) {
-      const http = this.listeners.get(l.name);
-      const l4 = this.l4.get(l.name);
+    for (const f of sites.frontends) {
+      const l = f.from === 'listen' ? listens.get(f.name)! : undefined;
+      const mode = l?.mode ?? 'http';
+      const http = this.listeners.get(f.name);
+      const l4 = this.l4.get(f.name);
       const old = http ?? l4;
-      if (old !== undefined && old.s.cfg.mode !== l.mode) {
+      if (old !== undefined && old.s.cfg.mode !== mode) {
         // Another mode on the same name: the old listener stops accepting (and drains) first,
         // since the new one may need the same address.
-        this.listeners.delete(l.name);
-        this.l4.delete(l.name);
+        this.listeners.delete(f.name);
+        this.l4.delete(f.name);
         stops.push(old.stop(old.s.cfg.timeouts.drain));
         await new Promise((ok) => setImmediate(ok));
-      } else if (l4 !== undefined) {
+      } else if (l4 !== undefined && l !== undefined) {
         if (l4.s.cfg.bind === l.bind) { l4.update(l); continue; }
         const li = makeL4(this.app, l);
         await li.start();
@@ -93,21 +124,24 @@ export class ProxyManager {
         stops.push(l4.stop(l4.s.cfg.timeouts.drain));
         continue;
       }
-      if (l.mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); continue; }
-      const cur = this.listeners.get(l.name);
-      if (cur && cur.s.cfg.bind === l.bind && !cur.s.cfg.tls === !l.tls) { cur.update(l); continue; }
-      const li = new Listener(this.app, l);
+      if (l !== undefined && mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); continue; }
+      const cur = this.listeners.get(f.name);
+      if (cur && cur.s.cfg.bind === f.bind && !cur.s.cfg.tls === !f.tls) { cur.update(f); continue; }
+      const li = new Listener(this.app, f);
       await li.start();
-      this.listeners.set(l.name, li);
+      this.listeners.set(f.name, li);
       if (cur) stops.push(cur.stop(cur.s.cfg.timeouts.drain));
     }
     await Promise.all(stops);
+    // In-flight requests of a removed pool hold its upstreams: close() waits for them.
+    for (const p of gone) p.closeUpstreams();
   }
 
   async stop(drainMs?: number): Promise<void> {
     await Promise.all([...this.listeners.values(), ...this.l4.values()].map((l) => l.stop(drainMs ?? l.s.cfg.timeouts.drain)));
     this.listeners.clear();
     this.l4.clear();
+    for (const p of this.pools.values()) p.closeUpstreams();
     this.guard.stop();
     this.access.close();
   }

@@ -62,7 +62,7 @@ export const snmpOverrideSchema = z.object(Object.fromEntries(
 export const vdsSchema = z.object({
   /** Name of the VDS's backend in `listen` (and, unless `source` is set, its name on the hypervisor). */
   name,
-  /** The listen section whose pool the VDS (and its clones) serve. */
+  /** The pool the VDS (and its clones) serve: a listen section's name or a `backends` entry's. */
   listen: name,
   /** Name of the VDS as the hypervisor's clone command knows it; default: `name`. */
   source: name.optional(),
@@ -208,7 +208,7 @@ export function checkScaleRefs(
   if (!scale) return;
   scale.vds.forEach((v, i) => {
     const l = listens.find((x) => x.name === v.listen);
-    if (!l) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, 'listen'], message: `no listen section named ${JSON.stringify(v.listen)}` });
+    if (!l) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, 'listen'], message: `no listen section named ${JSON.stringify(v.listen)}, nor a backends entry` });
     else if (!l.backends.some((b) => b.name === v.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, 'name'], message: `listen ${v.listen} has no backend named ${JSON.stringify(v.name)}` });
   });
 }

@@ -70,10 +70,18 @@ export class Counters {
   }
 }
 
-/** Registry of counters by listen name and by backend id; survives snapshot rebuilds. */
+/** Registry of counters by frontend (listen) name, pool name and backend id; survives snapshot rebuilds. */
 export class CounterStore {
   readonly listens = new Map<string, Counters>();
   readonly backends = new Map<number, Counters>();
+  /** TOTAL rows of `backends` pools (a listen section's pool is counted under its listen name). */
+  readonly pools = new Map<string, Counters>();
+
+  pool(name: string): Counters {
+    let c = this.pools.get(name);
+    if (!c) this.pools.set(name, (c = new Counters()));
+    return c;
+  }
 
   listen(name: string): Counters {
     let c = this.listens.get(name);

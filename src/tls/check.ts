@@ -19,6 +19,7 @@ const DAY = 86_400_000;
 export function tlsBinds(cfg: Config): { path: (string | number)[]; name: string; tls: TlsConfig }[] {
   const out: { path: (string | number)[]; name: string; tls: TlsConfig }[] = [];
   cfg.listen.forEach((l, i) => { if (l.tls) out.push({ path: ['listen', i, 'tls'], name: l.name, tls: l.tls }); });
+  cfg.frontends.forEach((f, i) => { if (f.tls) out.push({ path: ['frontends', i, 'tls'], name: f.name, tls: f.tls }); });
   return out;
 }
 
@@ -42,7 +43,7 @@ export function checkTls(cfg: Config, now = Date.now()): { errors: TlsProblem[];
     const r = loadCertificates(b.tls);
     // A section with `acme:` names gets its certificate at start (a placeholder, then the CA's:
     // src/acme/placeholder.ts): before the first start its directory may be missing or empty.
-    const acmeFed = b.tls.directory !== undefined && cfg.listen.some((l) => l.name === b.name && l.acme !== undefined);
+    const acmeFed = b.tls.directory !== undefined && [...cfg.listen, ...cfg.frontends].some((l) => l.name === b.name && l.acme !== undefined);
     const errs = acmeFed ? r.errors.filter((e) => !/cannot read the directory: ENOENT/.test(e.message)) : r.errors;
     for (const e of errs) errors.push({ path: pathOf(b.path, b.tls, e), message: e.message });
     if (errs.length || (acmeFed && r.certs.length === 0)) continue;

@@ -30,6 +30,9 @@ function base(top: string): Record<string, unknown> {
   if (top === 'scale') return { listen: sc.listen, scale: sc.scale };
   // listen[].acme needs the acme section; acme's examples need its required keys.
   if (top === 'acme' || top === 'listen') return { ...minimal, acme: { email: 'ops@shop.example', terms_of_service_agreed: true } };
+  const pool = (name: string) => ({ name, servers: [{ name: 'php-01', address: '10.0.0.11:80' }] });
+  if (top === 'frontends') return { ...minimal, acme: { email: 'ops@shop.example', terms_of_service_agreed: true }, frontends: [{ name: 'sites', bind: '127.0.0.1:81' }], backends: [pool('shop'), pool('api')] };
+  if (top === 'backends') return { frontends: [{ name: 'sites', bind: '127.0.0.1:81', default_backend: 'www' }], backends: [pool('www')] };
   return minimal;
 }
 

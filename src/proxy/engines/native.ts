@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { createRequire } from 'node:module';
-import type { ListenConfig } from '../../config/schema.js';
+import type { UpstreamConfig } from '../engine.js';
 import { PairlbError } from '../../errors.js';
 import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
 
@@ -253,7 +253,7 @@ class NativeUpstream implements Upstream {
   readonly hostHeader: string;
   readonly maxHeaderSize: number;
 
-  constructor(readonly host: string, readonly port: number, readonly l: ListenConfig) {
+  constructor(readonly host: string, readonly port: number, readonly l: UpstreamConfig) {
     this.hostHeader = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     this.maxHeaderSize = Math.max(l.max_header_size, 16384);
   }

@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import type { ListenConfig } from '../../config/schema.js';
+import type { UpstreamConfig } from '../engine.js';
 import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
 import { nativeEngine } from './native.js';
 
@@ -15,7 +15,7 @@ class UndiciUpstream implements Upstream {
    * `OPTIONS *` (RFC 9112 §3.2.4) goes through a native upstream made on first use.
    */
   asterisk: Upstream | undefined;
-  constructor(readonly host: string, readonly port: number, readonly l: ListenConfig) {
+  constructor(readonly host: string, readonly port: number, readonly l: UpstreamConfig) {
     const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.pool = new Pool(origin, {
       pipelining: 1,
