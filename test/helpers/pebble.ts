@@ -1,7 +1,6 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackages } from './sys.js';
@@ -48,30 +47,38 @@ function stopChild(c: ChildProcess): Promise<void> {
   return new Promise((ok) => { c.once('exit', () => ok()); c.kill('SIGTERM'); });
 }
 
-export async function startPebble(o: { httpPort: number; validitySeconds?: number }): Promise<Pebble> {
+/**
+ * `netns`: run both inside that network namespace (created by the test), pebble listening on
+ * `host`:14000, every name answered with `defaultA`; the management calls run in it too.
+ */
+export async function startPebble(o: { httpPort: number; validitySeconds?: number; netns?: string; host?: string; defaultA?: string }): Promise<Pebble> {
   ensurePackages(['pebble']);
+  const host = o.host ?? '127.0.0.1';
+  const inNs = (cmd: string, args: string[]): [string, string[]] => (o.netns ? ['ip', ['netns', 'exec', o.netns, cmd, ...args]] : [cmd, args]);
   const dir = mkdtempSync(join(tmpdir(), 'pairlb-pebble-'));
+  chmodSync(dir, 0o755);
   const caFile = join(dir, 'pebble-https.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', '/CN=pebble', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-subj', '/CN=pebble', '-addext', `subjectAltName=DNS:localhost,IP:127.0.0.1${host !== '127.0.0.1' ? `,IP:${host}` : ''}`,
     '-keyout', join(dir, 'key.pem'), '-out', caFile], { stdio: 'ignore' });
-  const [acmePort, mgmtPort, tlsPort, dnsPort, chMgmt] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  // In a namespace of its own nothing else listens: fixed ports.
+  const [acmePort, mgmtPort, tlsPort, dnsPort, chMgmt] = o.netns ? [14000, 15000, 5001, 8053, 8055] : [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   writeFileSync(join(dir, 'pebble.json'), JSON.stringify({ pebble: {
-    listenAddress: `127.0.0.1:${acmePort}`, managementListenAddress: `127.0.0.1:${mgmtPort}`,
+    listenAddress: `${host}:${acmePort}`, managementListenAddress: `127.0.0.1:${mgmtPort}`,
     certificate: caFile, privateKey: join(dir, 'key.pem'), httpPort: o.httpPort, tlsPort,
     ocspResponderURL: '', externalAccountBindingRequired: false,
     ...(o.validitySeconds ? { certificateValidityPeriod: o.validitySeconds } : {}),
   } }));
   const dnsOut = { text: '' };
-  const dns = spawn('/usr/bin/pebble-challtestsrv', ['-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '',
-    '-management', `127.0.0.1:${chMgmt}`, '-defaultIPv6', '', '-defaultIPv4', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dns = spawn(...inNs('/usr/bin/pebble-challtestsrv', ['-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '',
+    '-management', `127.0.0.1:${chMgmt}`, '-defaultIPv6', '', '-defaultIPv4', o.defaultA ?? '127.0.0.1']), { stdio: ['ignore', 'pipe', 'pipe'] });
   const pebOut = { text: '' };
   let peb: ChildProcess | undefined;
   try {
     await waitFor(dns, /Starting management server/, 'pebble-challtestsrv', dnsOut);
     // NOSLEEP: validate at once; NONCEREJECT 0: no random bad nonces; AUTHZREUSE 0: every order
     // proves control again (a renewal must meet a challenge, or "unreachable" could not fail).
-    peb = spawn('/usr/bin/pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`], {
+    peb = spawn(...inNs('/usr/bin/pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`]), {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
     });
     await waitFor(peb, /ACME directory available at: https:/, "pebble", pebOut);
@@ -81,18 +88,18 @@ export async function startPebble(o: { httpPort: number; validitySeconds?: numbe
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
-  const mgmt = (path: string): Promise<string> => new Promise((ok, fail) => {
-    request({ host: '127.0.0.1', port: mgmtPort, path, ca: readFileSync(caFile, 'utf8'), servername: 'localhost' }, (res) => {
-      let b = ''; res.on('data', (d) => { b += d; }); res.on('end', () => (res.statusCode === 200 ? ok(b) : fail(new Error(`${path}: ${res.statusCode}`))));
-    }).on('error', fail).end();
+  // Management calls from where pebble runs (a namespace is not reachable from the test's).
+  const call = (url: string, body?: unknown): Promise<string> => new Promise((ok, fail) => {
+    const code = `const u=new URL(process.argv[1]);const m=u.protocol==='https:'?require('node:https'):require('node:http');` +
+      `const b=process.argv[3];const r=m.request(u,{method:b?'POST':'GET',ca:require('node:fs').readFileSync(process.argv[2]),servername:'localhost'},(res)=>{let t='';res.on('data',(d)=>{t+=d});` +
+      `res.on('end',()=>{if(res.statusCode!==200){console.error(res.statusCode);process.exit(1)}process.stdout.write(t)})});r.on('error',(e)=>{console.error(e.message);process.exit(1)});r.end(b)`;
+    execFile(...inNs(process.execPath, ['-e', code, url, caFile, body === undefined ? '' : JSON.stringify(body)]), { encoding: 'utf8', timeout: 10_000 }, (err, out, errOut) => (err ? fail(new Error(`${url}: ${errOut || err.message}`)) : ok(out)));
   });
-  const challtest = async (path: string, body: unknown): Promise<void> => {
-    const r = await fetch(`http://127.0.0.1:${chMgmt}${path}`, { method: 'POST', body: JSON.stringify(body) });
-    if (!r.ok) throw new Error(`challtestsrv ${path}: ${r.status}`);
-  };
+  const mgmt = (path: string) => call(`https://127.0.0.1:${mgmtPort}${path}`);
+  const challtest = async (path: string, body: unknown): Promise<void> => { await call(`http://127.0.0.1:${chMgmt}${path}`, body); };
   const p = peb;
   return {
-    directory: `https://127.0.0.1:${acmePort}/dir`,
+    directory: `https://${host}:${acmePort}/dir`,
     caFile,
     root: () => mgmt('/roots/0'),
     setA: (host, address) => challtest('/add-a', { host, addresses: [address] }),
