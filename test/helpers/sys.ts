@@ -21,6 +21,8 @@ const BIN_OF: Record<string, string> = {
   systemd: '/usr/bin/systemd-analyze',
   procps: '/usr/sbin/sysctl',
   nftables: '/usr/sbin/nft',
+  'testssl.sh': '/usr/bin/testssl',
+  'nghttp2-client': '/usr/bin/h2load',
   pebble: '/usr/bin/pebble',
   'python3-minimal': '/usr/bin/python3',
   goaccess: '/usr/bin/goaccess',
