@@ -5,14 +5,18 @@ import type { Logger } from './log.js';
 
 /**
  * Demo backends for `npm start`: one tiny HTTP server per backend address of the first listen
- * section, each answering with its own name, so two curls show round robin.
+ * section, each answering with its own name (two curls show round robin) and echoing the request
+ * headers it received (the tour shows X-Forwarded-For and the other headers pairlb sets).
  */
 export async function startDemoBackends(cfg: Config, log: Logger): Promise<{ close(): Promise<void> }> {
   const servers: Server[] = [];
   for (const b of cfg.listen[0].backends) {
     const hp = parseHostPort(b.address)!;
     const srv = createServer((req, res) => {
-      const body = `hello from ${b.name} (${req.method} ${req.url})\n`;
+      // The headers as this backend received them: the tour shows what pairlb adds (X-Forwarded-For …).
+      let body = `hello from ${b.name} (${req.method} ${req.url})\nheaders received:\n`;
+      const raw = req.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) body += `  ${raw[i]}: ${raw[i + 1]}\n`;
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-backend': b.name });
       res.end(body);
     });

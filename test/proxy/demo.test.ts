@@ -25,6 +25,16 @@ it('npm start runs the demo: round robin, sticky cookie, stats page with auth, c
   expect(bodies.map((b) => b.split(' ')[2]).sort()).toEqual(['web1', 'web2']);
   const sticky = await fetch('http://127.0.0.1:8080/', { headers: { cookie: 'SERVERID=w1' } });
   expect(await sticky.text()).toMatch(/^hello from web1/);
+  // The README's X-Forwarded-For line: the demo backend echoes the headers it got.
+  const xff = await (await fetch('http://127.0.0.1:8080/', { headers: { 'x-forwarded-for': '203.0.113.7' } })).text();
+  expect(xff).toMatch(/^hello from web[12] \(GET \/\)\nheaders received:\n/);
+  expect(xff).toContain('\n  X-Forwarded-For: 203.0.113.7, 127.0.0.1\n');
+  expect(xff).toContain('\n  X-Forwarded-Proto: http\n');
+  // /metrics needs the stats credentials (README).
+  expect((await fetch('http://127.0.0.1:8404/metrics')).status).toBe(401);
+  const metrics = await fetch('http://127.0.0.1:8404/metrics', { headers: { authorization: 'Basic ' + Buffer.from('admin:admin').toString('base64') } });
+  expect(metrics.status).toBe(200);
+  expect(await metrics.text()).toMatch(/^pairlb_/m);
   expect((await fetch('http://127.0.0.1:8404/')).status).toBe(401);
   const page = await fetch('http://127.0.0.1:8404/', { headers: { authorization: 'Basic ' + Buffer.from('admin:admin').toString('base64') } });
   expect(page.status).toBe(200);
