@@ -89,6 +89,7 @@ export class AcmeModule implements Module {
   private stopped = false;
   private libError: string | undefined;
   private readonly onRole = (): void => { this.schedule(0); };
+  private dropNotes: (() => void) | undefined;
 
   constructor(private readonly app: App, cfg: AcmeConfig) {
     this.cfg = cfg;
@@ -107,6 +108,8 @@ export class AcmeModule implements Module {
   start(): void {
     this.store.load([...this.want.keys()]);
     this.app.on('role', this.onRole);
+    // Failed orders are a WARNING of `pairlb status` (the installed certificate still serves).
+    this.dropNotes = this.app.addStatusNotes(() => this.status().alarms.map((a) => ({ source: 'acme', level: 1 as const, text: `acme ${a.message}` })));
     this.schedule(0);
   }
 
@@ -120,6 +123,7 @@ export class AcmeModule implements Module {
   async stop(): Promise<void> {
     this.stopped = true;
     this.app.off('role', this.onRole);
+    this.dropNotes?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     // An order in flight is abandoned (its tokens expire); waiting for it could take order_timeout.

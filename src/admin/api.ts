@@ -70,9 +70,9 @@ export function statusDoc(app: App): Record<string, unknown> {
   const listens = listenSummaries(app);
   const pair = pairSummary(app);
   const acme = acmeOf(app)?.status();
-  // ACME order failures as notes (the ACME module could register with app.addStatusNotes instead).
-  const notes: StatusNote[] = [...app.statusNotes(), ...(acme?.alarms ?? []).map((a) => ({ source: 'acme', level: 1 as const, text: `acme ${a.message}` }))];
-  return { node: app.node, role: app.role, pair, listens, notes, ha: panelStatus(app, 'ha') ?? null, scale: panelStatus(app, 'scale') ?? null, acme: acme ?? null, tls: certSummaries(tlsStatuses(app)), verdict: verdict(listens, pair, notes) };
+  // ACME order failures come in through app.statusNotes() (the ACME module registers them).
+  const notes: StatusNote[] = app.statusNotes();
+  return { node: app.node, role: app.role, pair, listens, notes, ha: panelStatus(app, 'ha') ?? null, scale: panelStatus(app, 'scale') ?? null, acme: acme ?? null, tls: certSummaries(tlsStatuses(app)), tickets: app.tickets.status(), verdict: verdict(listens, pair, notes) };
 }
 
 function parseJson(s: string): Record<string, unknown> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
-import { NET, cleanupStale, createTopology, pairlbConfig, startPairlb, type Proc, type Topology } from '../helpers/netns.js';
+import { NET, adminRequest, cleanupStale, createTopology, pairlbConfig, startPairlb, type Proc, type Topology } from '../helpers/netns.js';
 
 /**
  * TLS session resumption across a failover (issue 13): two real pairlb processes in network
@@ -73,6 +73,11 @@ describe('TLS session tickets shared by the HA pair', () => {
   it('a session from the master resumes on the new master after a failover ("Reused")', async () => {
     // The master's keys reach the backup through the replicated state.
     const applied = await lb2.waitFor((j) => j.msg === 'tls ticket keys applied from the replicated state', 15_000, 'lb2 has the master\'s ticket keys');
+    // Both nodes say so in /v1/status: the same encryption key name; lb1 made it, lb2 received it.
+    const tk = async (n: string) => (await adminRequest(join(dir, `${n}-admin.sock`), 'GET', '/v1/status')).json.tickets;
+    const [k1, k2] = [await tk('lb1'), await tk('lb2')];
+    expect(k1).toMatchObject({ source: 'generated', shared: true, keys: 3, current: applied.current });
+    expect(k2).toMatchObject({ source: 'replicated', shared: true, keys: 3, current: applied.current });
     const sess = join(dir, 'client.sess');
     const first = await sClient({ out: sess });
     expect(first).toEqual({ kind: 'New', via: NET.lb1.pub });
