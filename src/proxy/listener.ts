@@ -483,8 +483,23 @@ class Exchange {
     }
     if (retry && this.attempts <= s.retries) {
       (this.tried ??= []).push(route);
-      // A full server set (maxconn) may leave no other: the slot held on this one is ours to reuse.
-      const next = (s.redispatch ? this.p.routing.pick(this.key, this.tried) : route) ?? (route.maxconn > 0 ? route : undefined);
+      const routing = this.p.routing;
+      let next = s.redispatch ? routing.pick(this.key, this.tried) : route;
+      if (next === undefined && route.maxconn > 0) {
+        // Every other server is full (maxconn): wait for one that this request has not failed on
+        // yet (the backend queue, as HAProxy's redispatch does), or, with none, retry this one.
+        const tried = this.tried;
+        if (routing.active.items.some((r) => !tried.includes(r))) {
+          route.counters.retries++;
+          route.counters.cur--;
+          this.route = undefined;
+          const qs = this.p.queues;
+          qs.wait(this, qs.backend);
+          qs.slotFreed(route.id);
+          return;
+        }
+        next = route;
+      }
       if (next) {
         route.counters.retries++;
         route.counters.cur--;

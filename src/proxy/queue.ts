@@ -68,6 +68,8 @@ export class WaitQueue<T extends Waiter> {
 export interface QueuedRequest extends Waiter {
   /** Balancing hash, for the pick once a slot frees (-1: none). */
   key: number;
+  /** Servers this request already failed on (a retry waiting for a slot): never picked again. */
+  tried: Route[] | null;
   qTimer: NodeJS.Timeout | undefined;
   /** ms waited (HAProxy Tw), and the waiters ahead of it when queued (srv_queue / backend_queue). */
   tw: number;
@@ -154,7 +156,7 @@ export class SlotQueues<T extends QueuedRequest> {
         this.dispatch(sq!, a, r, now);
         continue;
       }
-      const r = routing.pick(b!.key, null);
+      const r = pickFor(routing, b!);
       if (r === undefined) return;
       bq.shift();
       this.dispatch(bq, b!, r, now);
@@ -177,12 +179,17 @@ export class SlotQueues<T extends QueuedRequest> {
     for (const r of routing.byCookie.values()) if (r.queue.length > 0) this.slotFreed(r.id);
     const now = performance.now();
     for (let b = this.backend.peek(); b !== undefined; b = this.backend.peek()) {
-      const r = routing.pick(b.key, null);
+      const r = pickFor(routing, b);
       if (r === undefined) return;
       this.backend.shift();
       this.dispatch(this.backend, b, r, now);
     }
   }
+}
+
+/** A backend waiter's server: balanced again, never one it already failed on. */
+function pickFor(routing: Routing, w: QueuedRequest): Route | undefined {
+  return w.tried === null ? routing.pick(w.key, null) : routing.active.pick(w.key, w.tried);
 }
 
 function routeOf(routing: Routing, id: number): Route | undefined {

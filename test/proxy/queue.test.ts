@@ -139,6 +139,32 @@ describe('server maxconn and the queue', () => {
     expect(be.seen.map((x) => x.url)).toEqual(['/first', '/after']);
   });
 
+  it('a request whose server refuses the connection while the others are full waits for them (not the failed one), then succeeds', async () => {
+    const b = await holdingBackend('b');
+    cleanups.push(() => b.close());
+    // A port nothing listens on: connect refused at once.
+    const closed = await startBackend('x');
+    const deadAddr = closed.address;
+    await closed.close();
+    const lb: Running = await startApp(cfg(
+      `      - name: a\n        address: ${deadAddr}\n        maxconn: 1\n        check: false\n      - name: b\n        address: ${b.address}\n        maxconn: 1\n        check: false\n`,
+      '    passive:\n      connect_errors: 0\n    timeouts:\n      queue: 30s\n'));
+    cleanups.push(() => lb.stop());
+    const p1 = get(lb.port(), '/1'); // a first (round robin), refused, retried on b
+    await untilTrue(() => b.held.length === 1, 5000, 'b holds /1');
+    const p2 = get(lb.port(), '/2'); // a refused again; b is full: waits in the backend queue
+    const l = lb.app.counters.listen('web');
+    await untilTrue(() => l.qcur === 1, 5000, '/2 queued after its failed attempt');
+    b.release();
+    await untilTrue(() => b.held.length === 1, 5000, 'b holds /2');
+    b.release();
+    const [r1, r2] = await Promise.all([p1, p2]);
+    expect([r1.status, r1.body, r2.status, r2.body]).toEqual([200, 'b', 200, 'b']);
+    expect(b.seen.map((x) => x.url)).toEqual(['/1', '/2']);
+    const a = lb.app.counters.backend(lb.app.backends.get('web', 'a')!.id);
+    expect([a.errConn, a.cur, l.qcur]).toEqual([2, 0, 0]);
+  });
+
   it('waiters of a server that goes DOWN are redispatched; a server coming back takes the backend queue', async () => {
     const a = await holdingBackend('a');
     const b = await holdingBackend('b');
