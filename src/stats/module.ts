@@ -14,6 +14,7 @@ import { Authenticator, CsrfTokens, type Identity } from './auth.js';
 import { LoginGuard } from './login-guard.js';
 import type { StatsConfig } from './config.js';
 import { renderCsv } from './csv.js';
+import { renderHaproxyCsv } from './haproxy-csv.js';
 import { RateSampler, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
 import { renderPage } from './page.js';
 import { tlsStatuses } from '../tls/status.js';
@@ -22,6 +23,7 @@ import { PromExporter } from './prometheus.js';
 /**
  * The stats server (control plane, its own address, default 127.0.0.1:8404):
  *   GET  /            HTML page (auto-refresh)         GET /stats.csv, /stats.json   same table
+ *   GET  /;csv        the same in HAProxy's CSV format (field names and rows as HAProxy 2.6)
  *   GET  /metrics     Prometheus (prom-client)         POST /action                 admin actions
  * Basic auth (scrypt hashes) guards everything when users are configured, behind the failed-login
  * limits of login-guard.ts. Admin actions need `admin: true`, a user with role admin, a POST with a
@@ -200,8 +202,10 @@ export class StatsModule implements Module {
           });
         }
         case '/stats.csv':
-        case '/;csv':
           return this.send(res, 200, 'text/csv; charset=utf-8', renderCsv(buildTables(this.app, opts)));
+        case '/;csv': case '/;csv;norefresh': case '/stats;csv': case '/stats;csv;norefresh':
+          // HAProxy's `<stats uri>;csv`, with HAProxy's field names (src/stats/haproxy-csv.ts).
+          return this.send(res, 200, 'text/csv; charset=utf-8', renderHaproxyCsv(buildTables(this.app, opts), { algo: (l) => (this.app.cfg.listen as { name: string; balance?: string }[] | undefined)?.find((x) => x.name === l)?.balance }));
         case '/stats.json':
           return this.send(res, 200, 'application/json; charset=utf-8', JSON.stringify(statsJson(this.app, opts)) + '\n');
         case '/metrics':
