@@ -4,6 +4,9 @@ import { connect } from 'node:net';
 import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { untilTrue } from '../helpers/netns.js';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from '../daemon/daemon.js';
 
 /**
  * Server maxconn and its queues (issue 14): real backends on port 0, the real App in-process.
@@ -190,6 +193,49 @@ describe('server maxconn and the queue', () => {
     b.release(); a.release();
     const rs = await Promise.all([p1, p2, p3]);
     expect(rs.map((r) => r.body)).toEqual(['a', 'b', 'b']);
+  });
+});
+
+describe('queue figures in the access log and /metrics', () => {
+  it('Tw, srv_queue/backend_queue and sQ in the access log; queue gauges and counters in /metrics', async () => {
+    const dir = tempDir('queue-log');
+    const be = await holdingBackend('a');
+    const log = join(dir, 'access.log');
+    const lb: Running = await startApp(`global:\n  log:\n    access: json\n    access_file: ${log}\nstats:\n  bind: 127.0.0.1:0\nlisten:\n  - name: web\n    bind: 127.0.0.1:0\n    timeouts:\n      queue: 300ms\n    backends:\n      - { name: a, address: '${be.address}', maxconn: 1, check: false }\n`);
+    try {
+      const p1 = get(lb.port(), '/1');
+      await untilTrue(() => be.held.length === 1, 5000, '/1 at the backend');
+      const l = lb.app.counters.listen('web');
+      expect((await get(lb.port(), '/3')).status).toBe(503); // times out in the queue
+      const p2 = get(lb.port(), '/2');
+      await untilTrue(() => l.qcur === 1, 5000, '/2 queued');
+      const p4 = get(lb.port(), '/4');
+      await untilTrue(() => l.qcur === 2, 5000, '/4 queued behind /2');
+      be.release();
+      await untilTrue(() => be.held.length === 1, 5000, '/2 at the backend');
+      be.release();
+      await untilTrue(() => be.held.length === 1, 5000, '/4 at the backend');
+      be.release();
+      expect([(await p1).status, (await p2).status, (await p4).status]).toEqual([200, 200, 200]);
+      const statsPort = (lb.app.modules.find((m) => m.name === 'stats') as unknown as { address(): { port: number } }).address().port;
+      const t = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
+      expect(t).toMatch(/^pairlb_listen_queue_max\{listen="web"\} 2$/m);
+      expect(t).toMatch(/^pairlb_backend_queue_current\{listen="web",backend="a"\} 0$/m);
+      expect(t).toMatch(/^pairlb_listen_queue_current\{listen="web"\} 0$/m);
+      expect(t).toMatch(/^pairlb_listen_queued_total\{listen="web"\} 3$/m);
+      expect(t).toMatch(/^pairlb_listen_queue_timeouts_total\{listen="web"\} 1$/m);
+      expect(t).toMatch(/^pairlb_listen_queue_seconds_total\{listen="web"\} [0-9.]+$/m);
+      await untilTrue(() => existsSync(log) && readFileSync(log, 'utf8').trim().split('\n').length >= 4, 5000, 'four access lines');
+      const lines = readFileSync(log, 'utf8').trim().split('\n').map((x) => JSON.parse(x));
+      const by = (u: string) => lines.find((x) => x.uri === u);
+      expect(by('/1')).toMatchObject({ status: 200, Tw: 0, srv_queue: 0, backend_queue: 0, termination: '--' });
+      expect(by('/2')).toMatchObject({ status: 200, srv_queue: 0, backend_queue: 0, termination: '--' });
+      expect(by('/2').Tw).toBeGreaterThan(0);
+      expect(by('/4')).toMatchObject({ status: 200, srv_queue: 0, backend_queue: 1, termination: '--' });
+      expect(by('/4').Tw).toBeGreaterThan(0);
+      expect(by('/3')).toMatchObject({ status: 503, server: '<NOSRV>', backend_queue: 0, termination: 'sQ' });
+      expect(by('/3').Tw).toBeGreaterThanOrEqual(290);
+    } finally { await lb.stop(); await be.close(); rmSync(dir, { recursive: true, force: true }); }
   });
 });
 
