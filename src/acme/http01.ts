@@ -16,6 +16,11 @@ export class Http01Tokens {
   private readonly m = new Map<string, string>();
   /** Bumped on every change (a data-plane copy can compare it). */
   version = 0;
+  private readonly subs = new Set<() => void>();
+
+  /** Called after every change (a data-plane thread's copy is refreshed from entries()); returns the unsubscribe. */
+  onChange(fn: () => void): () => void { this.subs.add(fn); return () => { this.subs.delete(fn); }; }
+  private changed(): void { this.version++; for (const f of this.subs) f(); }
 
   get size(): number { return this.m.size; }
 
@@ -25,9 +30,9 @@ export class Http01Tokens {
     return this.m.get(path.slice(HTTP01_PREFIX.length));
   }
 
-  set(token: string, keyAuthorization: string): void { this.m.set(token, keyAuthorization); this.version++; }
-  delete(token: string): void { if (this.m.delete(token)) this.version++; }
-  replace(entries: Iterable<[string, string]>): void { this.m.clear(); for (const [k, v] of entries) this.m.set(k, v); this.version++; }
+  set(token: string, keyAuthorization: string): void { this.m.set(token, keyAuthorization); this.changed(); }
+  delete(token: string): void { if (this.m.delete(token)) this.changed(); }
+  replace(entries: Iterable<[string, string]>): void { this.m.clear(); for (const [k, v] of entries) this.m.set(k, v); this.changed(); }
   entries(): [string, string][] { return [...this.m]; }
 }
 

@@ -1,3 +1,4 @@
+import { acmeOf } from '../acme/module.js';
 import type { Registry } from 'prom-client';
 import { lazy } from '../lazy.js';
 
@@ -167,6 +168,17 @@ export class PromExporter {
       tls().flatMap((t) => FAILURE_REASONS.map((reason) => ({ labels: { listen: t.listen, reason }, value: t.counters.failures[reason] }))));
     this.fromFn('pairlb_tls_reloads_total', 'Certificate reloads that swapped (ok) or were refused, the running certificates staying (failed)', 'counter', () =>
       tls().flatMap((t) => [{ labels: { listen: t.listen, result: 'ok' }, value: t.counters.reloads }, { labels: { listen: t.listen, result: 'failed' }, value: t.counters.reloadFailures }]));
+
+    // ACME (src/acme/module.ts): per certificate, the failures in a row (alert on > 0) and the renewal time.
+    const acme = () => acmeOf(this.app)?.status().certs ?? [];
+    this.fromFn('pairlb_acme_order_failures', 'Failed ACME orders in a row per certificate (0 after a success); the installed certificate keeps serving', 'gauge', () =>
+      acme().map((c) => ({ labels: { cert: c.id }, value: c.failures })));
+    this.fromFn('pairlb_acme_orders_total', 'ACME orders started per certificate since start', 'counter', () =>
+      acme().map((c) => ({ labels: { cert: c.id }, value: c.orders })));
+    this.fromFn('pairlb_acme_renew_at_seconds', 'When the ACME certificate is due for renewal (Unix seconds; absent: none installed)', 'gauge', () =>
+      acme().filter((c) => c.renewAt).map((c) => ({ labels: { cert: c.id }, value: Math.floor(Date.parse(c.renewAt!) / 1000) })));
+    this.fromFn('pairlb_tls_ticket_key_rotations_total', 'Rotations of the TLS session ticket keys made by this node', 'counter', () =>
+      [{ labels: {}, value: this.app.tickets.status().rotations }]);
 
     const sc = (): O | undefined => panelStatus(this.app, 'scale');
     const list = (v: unknown): O[] => (Array.isArray(v) ? v.filter((x) => x && typeof x === 'object') as O[] : []);

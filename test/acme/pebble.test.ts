@@ -186,6 +186,10 @@ describe('ACME with pebble', () => {
     // failing between attempts, ordering during the next one (retry_min is 2 s).
     expect(page).toMatch(/<tr class="(bad|warnt)"><td>shop<\/td><td>shop\.test, www\.shop\.test<\/td><td>(failing|ordering)<\/td>/);
 
+    const metrics = await (await fetch(`http://127.0.0.1:${at.port}/metrics`)).text();
+    expect(metrics).toMatch(/^pairlb_acme_order_failures\{cert="shop"\} [1-9]\d*$/m);
+    expect(metrics).toMatch(/^pairlb_acme_orders_total\{cert="shop"\} [4-9]$/m);
+
     // 5. Reachable again: the next attempt succeeds and replaces the certificate.
     for (const n of NAMES) await pebble.clearA(n);
     const third = await until(() => { const b = bundle(); return b && b.serial !== second.serial ? b : undefined; }, 30_000, 'a certificate after the failures');
