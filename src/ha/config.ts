@@ -100,6 +100,8 @@ export const haSchema = z.object({
   enabled: bool.default(true),
   /** Where the heartbeat loop (heartbeats, state machine, VIP, GARP, self-check) runs: `process` = its own small process, out of reach of the data plane's event loop, GC, disk writes and SIGSTOP (docs/ha.md "Isolation" has the measurements); `thread` = a worker thread of this process (own heap and event loop; forks of `ip`/arping copy the whole process); `inline` = the main thread, with the traffic. */
   isolation: z.enum(['process', 'thread', 'inline']).default('process'),
+  /** Scheduling priority (nice) of the heartbeat loop's process or thread, so that a CPU saturated by the data plane still runs it at once when a heartbeat is due. Lowering it below 0 needs RLIMIT_NICE (the unit's LimitNICE=-10) or CAP_SYS_NICE; without either it stays at 0 and a warning says so. 0 = leave it; ignored with isolation: inline. */
+  nice: z.number().int().min(-20).max(19).default(-10),
   /** Cluster id carried in every packet: heartbeats of another pair on the same wire are dropped. */
   cluster: name.default('pairlb'),
   /** Shared secret for HMAC-SHA256 (≥ 16 bytes). Refused when group/others can read it (chmod 600). */

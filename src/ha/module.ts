@@ -205,7 +205,7 @@ export class HaModule implements Module {
     let done!: () => void;
     const exited = new Promise<void>((r) => { done = r; });
     mc.port1.on('message', (m) => deliver(m as FromHa));
-    runHaLoop({ post: (m) => mc.port2.postMessage(m), onMessage: (fn) => mc.port2.on('message', fn) }, () => { mc.port2.close(); done(); });
+    runHaLoop({ post: (m) => mc.port2.postMessage(m), onMessage: (fn) => mc.port2.on('message', fn) }, () => { mc.port2.close(); done(); }, { ownThread: false });
     return { exited, ch: { post: (m) => mc.port1.postMessage(m), onMessage: (fn) => handlers.push(fn) }, kill: () => { mc.port1.close(); mc.port2.close(); done(); } };
   }
 

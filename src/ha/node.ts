@@ -1,6 +1,7 @@
 import { sitesOf } from '../config/sites.js';
 import { createSocket, type Socket } from 'node:dgram';
 import { spawn } from 'node:child_process';
+import { getPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseHostPort, type HostPort } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -88,6 +89,8 @@ export interface HaStatus {
   isolation?: string;
   loopPid?: number;
   loopRestarts?: number;
+  /** The loop's scheduling priority (nice) as it runs. */
+  loopNice?: number;
   /** Event-loop lag of the heartbeat loop's own thread (p50/p99/max over the last window). */
   loopLag?: LagSnapshot;
   /** The control plane's (main thread's) lag, beside it. */
@@ -227,6 +230,7 @@ export class HaNode {
       probeAnswered: this.counts.probeAnswered,
       logsSuppressed: this.throttle.suppressed,
       loopLag: this.lag.snapshot(),
+      loopNice: niceNow(),
       peerIntervals: this.intervals.summary(),
     };
   }
@@ -769,3 +773,5 @@ export class HaNode {
     this.paths = [];
   }
 }
+
+function niceNow(): number | undefined { try { return getPriority(); } catch { return undefined; } }

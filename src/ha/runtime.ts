@@ -1,4 +1,5 @@
 import { writeSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import pino from 'pino';
 import type { HaConfig } from './config.js';
@@ -65,7 +66,7 @@ export interface Channel<In, Out> {
 /** How often the loop's counters are pushed to the control plane. */
 const STATUS_EVERY_MS = 100;
 
-export function runHaLoop(ch: Channel<ToHa, FromHa>, exit: (code: number) => void): void {
+export function runHaLoop(ch: Channel<ToHa, FromHa>, exit: (code: number) => void, opts: { ownThread: boolean } = { ownThread: true }): void {
   let node: HaNode | undefined;
   let init: Extract<ToHa, { t: 'init' }> | undefined;
   let targets: SelfCheckTarget[] = [];
@@ -106,6 +107,15 @@ export function runHaLoop(ch: Channel<ToHa, FromHa>, exit: (code: number) => voi
       peerRequest: () => ch.post({ t: 'peerRequest' }),
       peerAlive: (alive) => ch.post({ t: 'peerAlive', alive }),
     };
+    // Linux: setpriority(PRIO_PROCESS, 0) is per thread, so this reaches this loop's thread only.
+    if (opts.ownThread && m.cfg.nice !== 0) {
+      try {
+        setPriority(m.cfg.nice);
+        host.log.info({ nice: getPriority() }, 'HA loop scheduling priority raised');
+      } catch (e) {
+        host.log.warn({ err: e, nice: getPriority(), wanted: m.cfg.nice }, `could not set the HA loop's nice to ${m.cfg.nice}: give the unit LimitNICE=${m.cfg.nice} (as systemd/pairlb.service does) or CAP_SYS_NICE; it runs at the data plane's priority`);
+      }
+    }
     node = new HaNode(host, m.cfg);
     try {
       await node.start();

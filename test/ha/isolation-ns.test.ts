@@ -79,6 +79,8 @@ describe('the heartbeat loop in its own process', () => {
     expect(s.isolation).toBe('process');
     expect(s.loopPid).toBe(lb1.haLoopPid());
     expect(s.loopPid).not.toBe(lb1.pid);
+    expect(s.loopNice).toBe(-10); // ha.nice (root here; the unit's LimitNICE elsewhere)
+    expect(lb1.logs.some((j) => j.msg === 'HA loop scheduling priority raised' && j.nice === -10)).toBe(true);
     expect(Object.keys(s.loopLag).sort()).toEqual(['maxMs', 'p50Ms', 'p99Ms', 'windowMs']);
     expect(Object.keys(s.controlLoopLag).sort()).toEqual(['maxMs', 'p50Ms', 'p99Ms', 'windowMs']);
     expect(s.peerIntervals.count).toBeGreaterThan(0);
