@@ -16,7 +16,7 @@
 //   graceful    t0 = SIGTERM to lb1's pairlb (pairlb) or keepalived (keepalived targets)
 //   link-cut    t0 = the dedicated link loses carrier (ip link set eth1 down) for 2 s
 //   split-heal  the dedicated link silently drops everything (tc pfifo limit 0) for 5 s; t0 = heal
-//   crash       t0 = SIGKILL of lb1's HA daemon alone, its interface up (pairlb; keepalived: its main
+//   crash       t0 = SIGKILL of lb1's HA daemon alone, its interface up (pairlb: its main process; keepalived: its main
 //               process, as `kill -9 $MAINPID`); then the daemon is started again (not measured)
 //   hang        t0 = SIGSTOP of lb1's HA daemon for 5 s (pairlb: main and HA loop processes;
 //               keepalived: all its processes), then SIGCONT
@@ -216,8 +216,9 @@ class Rig {
   }
 
   /**
-   * SIGKILL of the HA daemon alone, interface up. pairlb: its process (the watchdog child removes
-   * the VIP). keepalived: its main process only (`systemctl kill -s KILL` would hit all).
+   * SIGKILL of the HA daemon alone, interface up. pairlb: its main process (its HA loop, a process
+   * of its own, gives the VIP up and says FAULT). keepalived: its main process only (`systemctl
+   * kill -s KILL` would hit all).
    */
   async crash() {
     await this.steady('lb1', 60_000);
