@@ -235,6 +235,7 @@ export class HaModule implements Module {
       r.kill();
       throw new Error(m ? `HA did not start: ${m.error}` : 'HA loop did not start within 30 s');
     }
+    this.log.info({ isolation: this.cfg.isolation, loopPid: this.runner?.pid }, `HA loop runs ${this.cfg.isolation === 'process' ? 'in its own process' : this.cfg.isolation === 'thread' ? 'in a worker thread' : 'on the main thread'}`);
   }
 
   async start(): Promise<void> {
@@ -247,7 +248,6 @@ export class HaModule implements Module {
       if (s !== this.lastServing || a !== this.lastAccepted) { this.lastServing = s; this.lastAccepted = a; this.post({ t: 'serving', serving: s, accepted: a }); }
     }, Math.min(100, this.cfg.keepalive));
     this.servingTimer.unref();
-    this.log.info({ isolation: this.cfg.isolation, loopPid: this.runner?.pid }, `HA loop runs ${this.cfg.isolation === 'process' ? 'in its own process' : this.cfg.isolation === 'thread' ? 'in a worker thread' : 'on the main thread'}`);
   }
 
   reload(cfg: Config): void {

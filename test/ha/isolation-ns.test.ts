@@ -140,6 +140,22 @@ describe('the heartbeat loop in its own process', () => {
     expect(rolesSince(lb1, t0)).toEqual([]);
   }, 30_000);
 
+  it('the HA loop\'s process killed (SIGKILL): its VIP watchdog removes the VIP, lb2 takes over, the control plane starts a new loop and lb1 fails back', async () => {
+    const old = lb1.haLoopPid()!;
+    const t0 = Date.now();
+    process.kill(old, 'SIGKILL');
+    const gone = await lb1.waitFor((j) => typeof j === 'object' && j._at >= t0 && String(j.msg).startsWith('HA loop exited unexpectedly'), 10_000, 'loop exit noticed');
+    expect(gone.sig).toBe('SIGKILL');
+    await lb2.waitRole('master', 10_000, t0);
+    await servedBy('lb2', t0, 5);
+    // A new loop (new PID, new incarnation), then failback to the preferred lb1.
+    await untilTrue(() => (lb1.haLoopPid() ?? old) !== old, 10_000, 'new HA loop started');
+    const m = await lb1.waitRole('master', 20_000, t0);
+    await servedBy('lb1', m._at, 5);
+    expect((await ha('lb1')).loopRestarts).toBe(1);
+    expect(await vipOn(t, 'l2')).toBe(false);
+  }, 60_000);
+
   it('an unhandled promise rejection in the main process: logged with its stack, the VIP given up before exit (FAULT), lb2 takes over at once', async () => {
     const t0 = Date.now();
     process.kill(lb1.pid, 'SIGUSR2');
