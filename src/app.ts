@@ -6,7 +6,10 @@ import { BackendSet } from './backends/backend-set.js';
 import { sitesOf } from './config/sites.js';
 import { CounterStore } from './stats/counters.js';
 import { StateStore } from './state/store.js';
-import { ProxyManager } from './proxy/manager.js';
+import { availableParallelism } from 'node:os';
+import { localDataPlane, watchCertificates } from './proxy/manager.js';
+import { WorkerPool } from './proxy/workers.js';
+import { resolveWorkers, type DataPlaneControl } from './proxy/contract.js';
 import type { LivenessProbe } from './ha/sd-notify.js';
 import { TicketKeys } from './tls/ticket-keys.js';
 import { readKeyFile } from './ha/advert.js';
@@ -54,7 +57,8 @@ export class App extends EventEmitter {
   readonly backends: BackendSet;
   readonly counters = new CounterStore();
   readonly state: StateStore;
-  readonly proxy: ProxyManager;
+  /** The data plane: in this thread (global.workers: 0) or in worker threads. */
+  readonly proxy: DataPlaneControl;
   readonly modules: Module[] = [];
   /**
    * What must answer for systemd's WATCHDOG=1 (src/ha/sd-notify.ts) besides this event loop: the HA
@@ -88,7 +92,9 @@ export class App extends EventEmitter {
       active: () => this.isActive(),
     });
     this.on('role', () => this.tickets.onRole());
-    this.proxy = new ProxyManager(this);
+    const workers = resolveWorkers(cfg.global.workers, availableParallelism());
+    this.proxy = workers > 0 ? new WorkerPool(this, workers) : localDataPlane(this);
+    watchCertificates(this);
     this.threadLag.set('main', () => this.mainLag.snapshot());
     this.backends.on('change', (ev) => {
       if (ev.from !== ev.to) log.info({ mod: 'backends', ...ev }, `backend ${ev.listen}/${ev.backend} ${ev.from} -> ${ev.to}: ${ev.reason}`);

@@ -124,6 +124,9 @@ export class AdminActions {
       if (b.admin === 'ready') this.app.backends.setAdmin(listen, name, 'drain', `admin: draining for removal by ${who.user} (${who.via})`);
     }
     const c = this.app.counters.backend(b.id);
+    // Data-plane workers report in-flight counts every 100 ms: a request that started just now
+    // must be seen before "idle" is believed.
+    await this.app.proxy.sync();
     const forced = await this.waitIdle(() => c.cur === 0 || this.app.backends.get(listen, name) !== b, timeoutMs);
     const inflight = c.cur;
     if (this.app.backends.get(listen, name) === b) {

@@ -87,6 +87,12 @@ register('start', {
       return 1;
     }
     const log = createLogger(cfg.global.log.level);
+    // A promise nobody awaited failed: log it with its stack (Node's default would end the
+    // process and, with it, the VIP and every connection). Data-plane workers log theirs with
+    // their worker number and are replaced (src/proxy/worker.ts).
+    process.on('unhandledRejection', (err) => {
+      log.error({ mod: 'process', err }, `unhandled promise rejection: ${err instanceof Error ? err.message : String(err)}`);
+    });
     let demo: Awaited<ReturnType<typeof startDemoBackends>> | undefined;
     if (values.demo) demo = await startDemoBackends(cfg, log);
     // The demo keeps its runtime state (drains, weights) in a fresh temp dir, removed at exit: a

@@ -451,6 +451,13 @@ export const globalSchema = z.object({
    * (limit - min(256, limit/4)) / 2, since a proxied connection also holds a backend descriptor.
    */
   maxconn: z.number().int().min(1).max(10_000_000).optional(),
+  /**
+   * Data-plane threads. 0: the data plane runs in the control plane's thread (one core). N >= 1:
+   * N worker threads, each accepting on every bind (SO_REUSEPORT) while the control plane (config,
+   * backends, health, HA, scaler, stats/admin, state) keeps its own thread. auto: one per core
+   * (os.availableParallelism()). Takes effect at start (a reload keeps the running count).
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default(0),
   log: logSchema.default({}),
 }).strict();
 
@@ -473,6 +480,10 @@ export const configSchema = z.object({
 }).strict().superRefine((c, ctx) => {
   checkSites(c, ctx);
   checkScaleRefs(c.scale, poolRefs(c), ctx);
+  // Data-plane workers run HTTP listeners; mode tcp/udp sections (src/l4/) are not ported to them yet.
+  if (c.global.workers !== 0) c.listen.forEach((l, i) => {
+    if (l.mode !== 'http') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'mode'], message: `mode ${l.mode} runs only with global.workers: 0 (the data-plane workers serve mode http)` });
+  });
   const owner = new Map<string, string>();
   const acmeNames = (key: 'listen' | 'frontends', list: readonly { name: string; acme?: readonly string[] }[]): void => list.forEach((l, i) => {
     if (!l.acme) return;

@@ -151,8 +151,9 @@ export class HaModule implements Module {
         // peer, so they would otherwise hold a stopping process until timeouts.drain.
         const ip = m.ip;
         setTimeout(() => {
-          const n = this.app.proxy.destroyConnectionsTo(ip);
-          if (n) this.log.info({ vip: ip, connections: n }, 'closed client connections to the released VIP');
+          void this.app.proxy.destroyConnectionsTo(ip).then((n) => {
+            if (n) this.log.info({ vip: ip, connections: n }, 'closed client connections to the released VIP');
+          });
         }, 2000).unref();
         break;
       }

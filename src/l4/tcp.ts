@@ -1,5 +1,6 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { App } from '../app.js';
+import type { ProxyManager } from '../proxy/manager.js';
 import type { ListenConfig } from '../config/schema.js';
 import { parseHostPort } from '../config/types.js';
 import { effectiveState, type Backend, type EffectiveState } from '../backends/backend-set.js';
@@ -158,7 +159,8 @@ export class TcpListener {
     this.s = new TcpSettings(cfg);
     this.counters = app.counters.listen(cfg.name);
     this.log = app.log;
-    this.access = app.proxy.access;
+    // mode tcp runs in the control plane's thread only (global.workers: 0): the in-process data plane.
+    this.access = (app.proxy as ProxyManager).access;
     this.acceptProxy = this.makeAcceptProxy(cfg);
     this.clients = new ClientTable(this.s.limits);
   }

@@ -40,11 +40,38 @@ export function openFileLimit(): number | undefined {
 const WINDOW_MS = 10_000;
 const PROBE_MS = 1000;
 
+/**
+ * With data-plane workers every worker has its own AcceptGuard over one shared table of open
+ * connections (one slot per worker, so a crashed worker's slot is simply zeroed): global.maxconn
+ * stays one budget for the process. Two workers admitting at the same instant may pass the limit
+ * by at most one connection each.
+ */
+export interface SharedConnections {
+  /** Int32Array over a SharedArrayBuffer: open client connections per worker. */
+  readonly table: Int32Array;
+  /** Float64Array over a SharedArrayBuffer: connections admitted since start per worker (written by its worker only). */
+  readonly accepted: Float64Array;
+  /** This worker's slot; -1: the control plane (reads only). */
+  readonly slot: number;
+  /** Whether this guard runs the once-a-second descriptor probe (one per process is enough). */
+  readonly probe: boolean;
+}
+
 export class AcceptGuard {
-  /** Client connections open now, over every listen section. */
-  open = 0;
+  /** Client connections open now, over every listen section (and every worker). */
+  get open(): number {
+    const t = this.table;
+    let n = 0;
+    for (let i = 0; i < t.length; i++) n += Atomics.load(t, i);
+    return n;
+  }
   /** Connections admitted since start (HA's self-check: a data plane that accepts is not wedged). */
-  accepted = 0;
+  get accepted(): number {
+    const a = this.acceptedBy;
+    let n = 0;
+    for (let i = 0; i < a.length; i++) n += a[i];
+    return n;
+  }
   maxconn: number;
   readonly fdLimit: number | undefined;
   /** 1 s probes that found the descriptor table full. */
@@ -54,9 +81,18 @@ export class AcceptGuard {
   private readonly logs = new Map<string, RateLimitedLog>();
   private probe: NodeJS.Timeout | undefined;
 
-  constructor(private readonly log: Logger, maxconn: number | undefined) {
+  private readonly table: Int32Array;
+  private readonly acceptedBy: Float64Array;
+  private readonly slot: number;
+  private readonly probes: boolean;
+
+  constructor(private readonly log: Logger, maxconn: number | undefined, shared?: SharedConnections) {
     this.fdLimit = openFileLimit();
     this.maxconn = this.resolve(maxconn);
+    this.table = shared?.table ?? new Int32Array(1);
+    this.acceptedBy = shared?.accepted ?? new Float64Array(1);
+    this.slot = shared?.slot ?? 0;
+    this.probes = shared?.probe ?? true;
   }
 
   private resolve(maxconn: number | undefined): number {
@@ -70,6 +106,7 @@ export class AcceptGuard {
   }
 
   start(): void {
+    if (!this.probes) return;
     this.log.info({ mod: 'proxy', maxconn: this.maxconn, fdLimit: this.fdLimit }, `client connection budget: maxconn ${this.maxconn} (open-file limit ${this.fdLimit ?? 'unknown'})`);
     this.probe = setInterval(() => this.probeFds(), PROBE_MS);
     this.probe.unref();
@@ -77,7 +114,7 @@ export class AcceptGuard {
 
   update(maxconn: number | undefined): void {
     const next = this.resolve(maxconn);
-    if (next !== this.maxconn) this.log.info({ mod: 'proxy', maxconn: next, was: this.maxconn }, `client connection budget: maxconn ${next}`);
+    if (next !== this.maxconn && this.probes) this.log.info({ mod: 'proxy', maxconn: next, was: this.maxconn }, `client connection budget: maxconn ${next}`);
     this.maxconn = next;
   }
 
@@ -89,7 +126,9 @@ export class AcceptGuard {
 
   /** Per accepted connection (not per request). False: refuse it (the caller destroys the socket). */
   admit(listen: string, c: Counters): boolean {
-    if (this.open < this.maxconn) { this.open++; this.accepted++; return true; }
+    const t = this.table;
+    // One slot (in-process): no sum to take.
+    if ((t.length === 1 ? t[0] : this.open) < this.maxconn) { Atomics.add(t, this.slot, 1); this.acceptedBy[this.slot]++; return true; }
     c.refusedConn++;
     this.rateLog('maxconn:' + listen, (n) => this.log.warn(
       { mod: 'proxy', listen, reason: 'maxconn', refused: n, open: this.open, maxconn: this.maxconn, fdLimit: this.fdLimit },
@@ -97,7 +136,10 @@ export class AcceptGuard {
     return false;
   }
 
-  release(): void { this.open--; }
+  release(): void { Atomics.sub(this.table, this.slot, 1); }
+
+  /** Control plane: a worker died; its connections died with it. */
+  clearSlot(slot: number): void { Atomics.store(this.table, slot, 0); }
 
   /** A listening server's 'error' after it is bound: libuv could not accept (EMFILE, ENFILE…). */
   acceptError(listen: string, c: Counters, err: NodeJS.ErrnoException): void {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerOptions, ty
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { answerHttp01 } from '../acme/http01.js';
-import type { App } from '../app.js';
+import type { ProxyManager } from './manager.js';
 import type { FrontendConfig } from '../config/sites.js';
 import { parseHostPort } from '../config/types.js';
 import type { Counters } from '../stats/counters.js';
@@ -585,7 +585,7 @@ export class Listener {
   readonly clients: ClientTable;
   server: Server | undefined;
   readonly access: AccessLog;
-  readonly log: App['log'];
+  readonly log: ProxyManager['host']['log'];
   private bound: { host: string; port: number } | undefined;
   /** clientError → refuseHead: the bytes the parser refused (for the access log's request line). */
   private rawPacket: Buffer | undefined;
@@ -602,19 +602,19 @@ export class Listener {
   /** accept_proxy: reads the PROXY header before node:http sees the connection. */
   acceptProxy: AcceptProxy | undefined;
 
-  constructor(readonly app: App, cfg: FrontendConfig) {
+  constructor(readonly pm: ProxyManager, cfg: FrontendConfig) {
     this.s = new ListenSettings(cfg);
-    this.counters = app.counters.listen(cfg.name);
+    this.counters = pm.host.counters.listen(cfg.name);
     this.clients = new ClientTable(this.s.limits);
-    this.log = app.log;
-    this.access = app.proxy.access;
+    this.log = pm.host.log;
+    this.access = pm.access;
     this.setAcceptProxy(cfg);
     this.compile();
   }
 
   /** Resolve pools and compile rules (config load; the manager creates pools before frontends). */
   private compile(): void {
-    const pools = this.app.proxy.pools;
+    const pools = this.pm.pools;
     const cfg = this.s.cfg;
     this.defaultPool = cfg.default_backend !== undefined ? pools.get(cfg.default_backend) : undefined;
     this.rules = cfg.rules.length ? compileRules(cfg.rules, this.defaultPool, pools) : null;
@@ -677,7 +677,7 @@ export class Listener {
     // node:http hands CONNECT over as a raw socket and, without this, closes it unanswered and
     // uncounted. pairlb is not a forward proxy: 501, as for any refused request head.
     server.on('connect', (req, socket) => { this.rawPacket = Buffer.from(`${req.method} ${req.url} HTTP/${req.httpVersion}`, 'latin1'); this.refuseHead(socket as Socket, 501, 'CONNECT'); });
-    const guard = this.app.proxy.guard;
+    const guard = this.pm.guard;
     const admit = (sock: ClientSocket): boolean => {
       // A socket handed back to the server after a refused Upgrade comes through here again, and
       // on a TLS bind every socket comes from the acceptor, which admitted it.
@@ -722,7 +722,10 @@ export class Listener {
     }) : server;
     await new Promise<void>((ok, fail) => {
       acceptor.once('error', fail);
-      acceptor.listen(hp.port, hp.host, () => { acceptor.off('error', fail); ok(); });
+      // Data-plane workers all bind the same address (SO_REUSEPORT: the kernel spreads accepts);
+      // after the first, a port-0 bind uses the port the first one got.
+      const reusePort = this.pm.host.reusePort;
+      acceptor.listen({ port: (reusePort && hp.port === 0 ? this.pm.host.port(cfg.bind) : undefined) ?? hp.port, host: hp.host, reusePort }, () => { acceptor.off('error', fail); ok(); });
     });
     // Bound: an 'error' now is an accept failure (EMFILE when libuv's reserve fd is gone too).
     acceptor.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
@@ -737,8 +740,8 @@ export class Listener {
     if (this.tls) {
       this.tls.attach(server as unknown as HttpsServer);
       // Session-ticket keys of the process (shared by the HA pair): src/tls/ticket-keys.ts.
-      this.detachTickets = this.app.tickets.attach(server as unknown as HttpsServer);
-      this.app.emit('tls-server', server, cfg.name);
+      this.detachTickets = this.pm.host.tickets.attach(server as unknown as HttpsServer);
+      this.pm.host.tlsServer(server, cfg.name);
     }
   }
 
@@ -869,7 +872,7 @@ export class Listener {
     }
     // ACME HTTP-01 (src/acme/http01.ts): answered before routing when the token is ours; the map is
     // empty without `acme:`, and lookup() returns at once then.
-    const http01 = this.app.http01;
+    const http01 = this.pm.host.http01;
     if (http01.size !== 0 && (req.method === 'GET' || req.method === 'HEAD')) {
       const ka = http01.lookup(path);
       if (ka !== undefined) {

@@ -6,6 +6,7 @@ import { sitesOf } from '../config/sites.js';
 import { AcceptGuard } from './accept-guard.js';
 import { certVerdict, tlsStatuses } from '../tls/status.js';
 import { AccessLog } from './access-log.js';
+import { routeSpecs, type DataPlaneControl, type DataPlaneHost, type WorkerInfo } from './contract.js';
 import { TcpListener } from '../l4/tcp.js';
 import { UdpListener } from '../l4/udp.js';
 import type { ListenConfig } from '../config/schema.js';
@@ -24,7 +25,9 @@ export interface L4Listener {
   readonly clients?: { clear(): void };
 }
 
-function makeL4(app: App, l: ListenConfig): L4Listener {
+/** mode tcp / udp sections need the App (in-process data plane only: the config refuses them with workers). */
+function makeL4(app: App | undefined, l: ListenConfig): L4Listener {
+  if (!app) throw new Error(`listen ${l.name}: mode ${l.mode} runs only with global.workers: 0`);
   return l.mode === 'udp' ? new UdpListener(app, l) : new TcpListener(app, l);
 }
 
@@ -36,7 +39,7 @@ function makeL4(app: App, l: ListenConfig): L4Listener {
  * settings swapped in place, connections kept; new bind: new server started before the old one
  * drains; a removed pool's upstreams close once idle).
  */
-export class ProxyManager {
+export class ProxyManager implements DataPlaneControl {
   readonly listeners = new Map<string, Listener>();
   readonly pools = new Map<string, Pool>();
   /** mode tcp / udp sections (HA's HTTP self-check does not probe them). */
@@ -46,28 +49,31 @@ export class ProxyManager {
   /** The access log, shared by every listener; global.log reloads reconfigure it in place. */
   readonly access: AccessLog;
 
-  constructor(private readonly app: App) {
-    this.guard = new AcceptGuard(app.log, app.cfg.global.maxconn);
-    this.access = new AccessLog(app.log, app.cfg.global.log);
-    // Certificate expiry in `pairlb status`: WARNING within 14 days, CRITICAL within 3.
-    app.addStatusNotes(() => {
-      const v = certVerdict(tlsStatuses(app));
-      return v.code > 0 && v.text ? [{ source: 'tls', level: v.code as 1 | 2, text: v.text }] : [];
-    });
-    app.backends.on('publish', (pool: string) => (this.pools.get(pool) ?? this.l4.get(pool))?.rebuild());
-    // Per-client limits are local and short-lived: every HA role change starts them afresh, so a
-    // node never applies bans from an earlier time as master, and a backup holds none (issue 14).
-    app.on('role', () => { for (const l of this.listeners.values()) l.clients.clear(); for (const l of this.l4.values()) l.clients?.clear(); });
+  private readonly startedAt = Date.now();
+
+  /**
+   * `host`: where this data plane runs (localDataPlane: the App's thread; src/proxy/worker.ts: a
+   * worker thread). `app` only in-process (mode tcp/udp sections).
+   */
+  constructor(readonly host: DataPlaneHost, public cfg: Config, guardOpts?: ConstructorParameters<typeof AcceptGuard>[2], private readonly app?: App) {
+    this.guard = new AcceptGuard(host.log, cfg.global.maxconn, guardOpts);
+    this.access = new AccessLog(host.log, cfg.global.log);
   }
+
+  /** A pool's (or mode tcp/udp section's) snapshot changed. */
+  rebuild(pool: string): void { (this.pools.get(pool) ?? this.l4.get(pool))?.rebuild(); }
+
+  /** Per-client limits start afresh (every HA role change, issue 14). */
+  clearClients(): void { for (const l of this.listeners.values()) l.clients.clear(); for (const l of this.l4.values()) l.clients?.clear(); }
 
   async start(): Promise<void> {
     this.guard.start();
-    const cfg = this.app.cfg;
+    const cfg = this.cfg;
     this.applyPools(cfg);
     for (const l of cfg.listen) if (l.mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); }
     for (const f of sitesOf(cfg).frontends) {
       if (f.mode !== 'http') continue;
-      const li = new Listener(this.app, f);
+      const li = new Listener(this, f);
       await li.start();
       this.listeners.set(f.name, li);
     }
@@ -83,7 +89,7 @@ export class ProxyManager {
     for (const pc of want) {
       const cur = this.pools.get(pc.name);
       if (cur) { cur.update(pc); continue; }
-      const p = new Pool(this.app, pc);
+      const p = new Pool(this, pc);
       this.pools.set(pc.name, p);
       p.rebuild();
     }
@@ -91,6 +97,7 @@ export class ProxyManager {
   }
 
   async reload(cfg: Config): Promise<void> {
+    this.cfg = cfg;
     this.guard.update(cfg.global.maxconn);
     const gone = this.applyPools(cfg);
     const sites = sitesOf(cfg);
@@ -127,7 +134,7 @@ export class ProxyManager {
       if (l !== undefined && mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); continue; }
       const cur = this.listeners.get(f.name);
       if (cur && cur.s.cfg.bind === f.bind && !cur.s.cfg.tls === !f.tls) { cur.update(f); continue; }
-      const li = new Listener(this.app, f);
+      const li = new Listener(this, f);
       await li.start();
       this.listeners.set(f.name, li);
       if (cur) stops.push(cur.stop(cur.s.cfg.timeouts.drain));
@@ -159,7 +166,9 @@ export class ProxyManager {
    * client's packets now go to the other node, so they can never finish; without this a stopping
    * process would wait for them until timeouts.drain. Returns how many were destroyed.
    */
-  destroyConnectionsTo(address: string): number {
+  destroyConnectionsTo(address: string): Promise<number> { return Promise.resolve(this.destroyConnectionsToNow(address)); }
+
+  destroyConnectionsToNow(address: string): number {
     let n = 0;
     for (const l of this.listeners.values()) n += l.destroyConnectionsTo(address);
     for (const l of this.l4.values()) n += l.destroyConnectionsTo(address);
@@ -178,4 +187,42 @@ export class ProxyManager {
   address(listen: string): { host: string; port: number } | undefined {
     return (this.listeners.get(listen) ?? this.l4.get(listen))?.address();
   }
+
+  /** In-process counters are the control plane's own: always in sync. */
+  sync(): Promise<void> { return Promise.resolve(); }
+
+  workers(): WorkerInfo[] {
+    let requests = 0;
+    for (const c of this.host.counters.listens.values()) requests += c.total;
+    return [{ index: 0, threadId: 0, state: this.isServing() ? 'ready' : 'starting', restarts: 0, requests, startedAt: this.startedAt }];
+  }
+}
+
+/** The in-process data plane (`global.workers: 0`): reads the App's backend set and counters directly. */
+export function localDataPlane(app: App): ProxyManager {
+  const host: DataPlaneHost = {
+    log: app.log,
+    counters: app.counters,
+    routes: (pool) => routeSpecs(app.backends, pool, Date.now()),
+    passiveDown: (pool, backend, reason) => app.backends.setHealth(pool, backend, 'down', reason),
+    reusePort: false,
+    port: () => undefined,
+    tickets: app.tickets,
+    http01: app.http01,
+    tlsServer: (server, listen) => app.emit('tls-server', server, listen),
+  };
+  const pm = new ProxyManager(host, app.cfg, undefined, app);
+  app.backends.on('publish', (pool: string) => pm.rebuild(pool));
+  // Per-client limits are local and short-lived: every HA role change starts them afresh, so a
+  // node never applies bans from an earlier time as master, and a backup holds none (issue 14).
+  app.on('role', () => pm.clearClients());
+  return pm;
+}
+
+/** Certificate expiry in `pairlb status`: WARNING within 14 days, CRITICAL within 3 (either data plane). */
+export function watchCertificates(app: App): void {
+  app.addStatusNotes(() => {
+    const v = certVerdict(tlsStatuses(app));
+    return v.code > 0 && v.text ? [{ source: 'tls', level: v.code as 1 | 2, text: v.text }] : [];
+  });
 }

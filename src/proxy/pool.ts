@@ -1,6 +1,6 @@
-import type { App } from '../app.js';
+import type { ProxyManager } from './manager.js';
+import type { RouteSpec } from './contract.js';
 import type { PoolConfig } from '../config/sites.js';
-import { effectiveState, type Backend } from '../backends/backend-set.js';
 import { Counters } from '../stats/counters.js';
 import { poolSchema } from '../config/schema.js';
 import type { Engine, Upstream } from './engine.js';
@@ -78,10 +78,11 @@ export class Pool {
   /** Server maxconn: the backend queue and the servers' queues (src/proxy/queue.ts), shared by the pool's frontends. */
   readonly queues: SlotQueues<Exchange>;
 
-  constructor(readonly app: App, cfg: PoolConfig) {
+  constructor(readonly pm: ProxyManager, cfg: PoolConfig) {
     this.s = new PoolSettings(cfg);
     this.ownCounters = cfg.from !== 'listen';
-    this.counters = this.ownCounters ? app.counters.pool(cfg.name) : app.counters.listen(cfg.name);
+    const cs = pm.host.counters;
+    this.counters = this.ownCounters ? cs.pool(cfg.name) : cs.listen(cfg.name);
     this.queues = new SlotQueues<Exchange>(this.counters, this.s.queueMs);
   }
 
@@ -94,19 +95,17 @@ export class Pool {
     this.rebuild();
   }
 
-  /** Rebuild the routing snapshot from the backend set (on 'publish'). */
+  /** Rebuild the routing snapshot from the host's latest route specs (on 'publish'). */
   rebuild(): void {
-    const set = this.app.backends;
-    const now = Date.now();
     const primary: Route[] = [];
     const backup: Route[] = [];
     const byCookie = new Map<string, Route>();
     const live = new Set<number>();
-    for (const b of set.backends(this.s.name)) {
+    for (const b of this.pm.host.routes(this.s.name)) {
       live.add(b.id);
-      const st = effectiveState(b);
+      const st = b.state;
       if (st !== 'UP' && st !== 'DRAIN') continue;
-      const r = this.route(b, st, set.effectiveWeight(b, now));
+      const r = this.route(b, st, b.weight);
       if (st === 'UP' && r.weight > 0) (b.backup ? backup : primary).push(r);
       byCookie.set(b.cookie, r);
     }
@@ -117,7 +116,7 @@ export class Pool {
     this.queues.rebuilt(this.routing);
   }
 
-  private route(b: Backend, state: Route['state'], weight: number): Route {
+  private route(b: RouteSpec, state: Route['state'], weight: number): Route {
     let u = this.upstreams.get(b.id);
     const engine = this.s.engine;
     if (!u || u.engine !== engine || u.address !== b.address) {
@@ -126,7 +125,7 @@ export class Pool {
       this.upstreams.set(b.id, u);
     }
     const c = this.s.cfg.cookie;
-    const counters = this.app.counters.backend(b.id);
+    const counters = this.pm.host.counters.backend(b.id);
     const queue = this.queues.serverQueue(b.id, counters);
     return {
       id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight, checked: b.check,
@@ -144,7 +143,7 @@ export class Pool {
    */
   passiveDown(route: Route, reason: string): void {
     if (!route.checked) return;
-    this.app.backends.setHealth(this.s.name, route.name, 'down', reason);
+    this.pm.host.passiveDown(this.s.name, route.name, reason);
   }
 
   closeUpstreams(): void {

@@ -489,6 +489,7 @@ export class Scaler implements Module {
       this.event({ source: rec.source, clone: rec.name, event: 'drain', message: `${rec.name} draining (${reason})` });
       const deadline = Date.now() + this.cfg.timeouts.drain;
       const c = this.app.counters.backend(b.id);
+      await this.app.proxy.sync(); // in-flight counts of data-plane workers, up to now
       while (this.running && c.cur > 0 && Date.now() < deadline) await sleep(50);
       if (!this.running) return undefined;
       if (c.cur > 0) this.log.warn({ clone: rec.name, inflight: c.cur }, `drain timeout: removing ${rec.name} with ${c.cur} request(s) in flight`);

@@ -95,3 +95,61 @@ export class CounterStore {
     return c;
   }
 }
+
+/**
+ * Counters as a flat vector, for data-plane workers (src/proxy/workers.ts): a worker sends what
+ * changed since its last report, the control plane adds it to its own Counters, so the stats page,
+ * CSV/JSON and /metrics show totals over every worker. Layout: the ADDITIVE fields, then status[6],
+ * rtCounts, rtSum (all added); then the PEAK fields, taken as the highest report (and at least
+ * the summed current value). LOCAL fields stay in the worker that sees the traffic. A unit test
+ * fails when a field of Counters is in none of these lists.
+ */
+export const ADDITIVE = ['cur', 'total', 'bytesIn', 'bytesOut', 'errReq', 'errConn', 'errResp', 'retries', 'redispatches', 'tunnels', 'tunnelsCur', 'refusedConn',
+  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'limited', 'deniedConn', 'proxyRefused', 'helloRefused', 'flowsEvicted'] as const;
+export const PEAK = ['max', 'qmax', 'lastSession'] as const;
+export const LOCAL = ['connectFailStreak', 'fiveXxStreak'] as const;
+const O_STATUS = ADDITIVE.length;
+const O_RT = O_STATUS + 6;
+const O_RTSUM = O_RT + RT_BUCKETS.length + 1;
+const O_PEAK = O_RTSUM + 1;
+export const COUNTER_VECTOR_LENGTH = O_PEAK + PEAK.length;
+/** Gauges in a vector: what a worker had in flight (taken off when it dies). */
+export const VEC_GAUGES = (['cur', 'tunnelsCur', 'qcur'] as const).map((k) => ({ key: k, i: ADDITIVE.indexOf(k) }));
+
+/** Write `c` into `out` (length COUNTER_VECTOR_LENGTH). */
+export function counterVector(c: Counters, out: Float64Array): Float64Array {
+  for (let i = 0; i < ADDITIVE.length; i++) out[i] = c[ADDITIVE[i]];
+  for (let i = 0; i < 6; i++) out[O_STATUS + i] = c.status[i];
+  out.set(c.rtCounts, O_RT);
+  out[O_RTSUM] = c.rtSum;
+  for (let i = 0; i < PEAK.length; i++) out[O_PEAK + i] = c[PEAK[i]];
+  return out;
+}
+
+/**
+ * `now - sent` into `delta` (peaks copied), `sent` := `now`. Returns false when nothing additive
+ * changed (nothing to report).
+ */
+export function counterDelta(now: Float64Array, sent: Float64Array, delta: Float64Array): boolean {
+  let changed = false;
+  for (let i = 0; i < O_PEAK; i++) {
+    const d = now[i] - sent[i];
+    delta[i] = d;
+    if (d !== 0) changed = true;
+    sent[i] = now[i];
+  }
+  for (let i = O_PEAK; i < COUNTER_VECTOR_LENGTH; i++) { delta[i] = now[i]; sent[i] = now[i]; }
+  return changed;
+}
+
+/** Add a worker's delta vector to the control plane's Counters. */
+export function addCounterDelta(c: Counters, d: ArrayLike<number>): void {
+  for (let i = 0; i < ADDITIVE.length; i++) c[ADDITIVE[i]] += d[i];
+  for (let i = 0; i < 6; i++) c.status[i] += d[O_STATUS + i];
+  for (let i = 0; i <= RT_BUCKETS.length; i++) c.rtCounts[i] += d[O_RT + i];
+  c.rtSum += d[O_RTSUM];
+  for (let i = 0; i < PEAK.length; i++) if (d[O_PEAK + i] > c[PEAK[i]]) c[PEAK[i]] = d[O_PEAK + i];
+  // A worker's own peak is a lower bound of the total peak; so is the current sum.
+  if (c.cur > c.max) c.max = c.cur;
+  if (c.qcur > c.qmax) c.qmax = c.qcur;
+}

@@ -148,6 +148,8 @@ export function statsJson(app: App, opts: RowOpts = {}): Record<string, unknown>
     tls: tlsStatuses(app).map((t) => ({ listen: t.listen, certificates: t.certificates, errors: t.errors, counters: t.counters })),
     // Event-loop lag per thread (ms over the last window): main, the HA loop, workers (App.threadLag).
     threads: Object.fromEntries([...app.threadLag].map(([name, f]) => [name, f() ?? null])),
+    /** Data-plane threads: requests each served since it started (global.workers: 0 gives one row, thread 0). */
+    workers: app.proxy.workers(),
   };
 }
 

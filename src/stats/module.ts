@@ -177,6 +177,8 @@ export class StatsModule implements Module {
       const m = req.method ?? 'GET';
       if (m === 'POST' && path === '/action') return await this.action(req, res, id);
       if (m !== 'GET' && m !== 'HEAD') return this.send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' + (this.cfg.admin ? ', POST' : '') });
+      // Data-plane workers: their counters up to this request (bounded wait) for exact totals.
+      await this.app.proxy.sync();
       const now = Date.now();
       const opts = { ...this.rowOpts(), now };
       switch (path) {

@@ -153,6 +153,9 @@ export class PromExporter {
     this.fromFn('pairlb_login_scrypt_total', 'scrypt password verifications run', 'counter', per((g) => g.counters.scrypt));
     this.fromFn('pairlb_login_sources', 'Sources in the failed-login table (bounded by login.sources)', 'gauge', per((g) => g.limiter.size));
     this.fromFn('pairlb_fd_limit_hits_total', 'Seconds (1 s probes) the process found its descriptor table full: connections were closed unseen', 'counter', () => one(g().fdLimitHits));
+    this.fromFn('pairlb_worker_requests_total', 'Requests served by each data-plane worker slot since start, replacements included (global.workers: 0 gives one row)', 'counter',
+      () => this.app.proxy.workers().map((w) => ({ labels: { worker: String(w.index) }, value: w.requests })));
+    this.fromFn('pairlb_worker_restarts_total', 'Data-plane workers replaced after they died', 'counter', () => one(this.app.proxy.workers().reduce((n, w) => n + w.restarts, 0)));
 
     // TLS binds (src/tls/status.ts): certificates with their names and expiry, handshakes by outcome.
     const tls = () => tlsStatuses(this.app);

@@ -2,13 +2,24 @@ import { parseConfig } from '../../src/config/load.js';
 import { App } from '../../src/app.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import '../../src/modules.js';
+import { parse, stringify } from 'yaml';
 
-/** Start a real App in-process from YAML text (binds on port 0 resolve via app.proxy.address()). */
-export async function startApp(yaml: string, opts: { stateDir?: string | null; log?: boolean } = {}): Promise<{ app: App; url: (listen?: string) => string; port: (listen?: string) => number; stop(): Promise<void> }> {
-  const cfg = parseConfig(yaml);
+/**
+ * Start a real App in-process from YAML text (binds on port 0 resolve via app.proxy.address()).
+ * `workers` sets global.workers (the data plane in that many worker threads; 0: in this thread).
+ */
+export async function startApp(yaml: string, opts: { stateDir?: string | null; log?: boolean; workers?: number } = {}): Promise<{ app: App; url: (listen?: string) => string; port: (listen?: string) => number; stop(): Promise<void> }> {
+  const cfg = parseConfig(opts.workers === undefined ? yaml : withWorkers(yaml, opts.workers));
   const log = opts.log || process.env.PAIRLB_TEST_LOG ? createLogger('debug') : silentLogger;
   const app = new App(cfg, log, { stateDir: opts.stateDir === undefined ? null : opts.stateDir });
   await app.start();
   const port = (listen = cfg.listen[0].name) => app.proxy.address(listen)!.port;
   return { app, port, url: (listen) => `http://127.0.0.1:${port(listen)}`, stop: () => app.stop(200) };
+}
+
+/** The same YAML with global.workers set. */
+export function withWorkers(yaml: string, workers: number): string {
+  const doc = (parse(yaml) ?? {}) as { global?: Record<string, unknown> };
+  doc.global = { ...doc.global, workers };
+  return stringify(doc);
 }

@@ -6,8 +6,10 @@ import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { startApp } from '../helpers/app.js';
 
 /**
- * One conformance suite, run against both forwarding engines: real backends on port 0, a real
- * pairlb App in-process, real HTTP clients and raw sockets.
+ * One conformance suite, run against both forwarding engines, with the data plane in the App's
+ * thread and (undici, the default engine) in one worker thread (global.workers: 1, through the
+ * snapshot/counter contract of src/proxy/contract.ts):
+ * real backends on port 0, a real pairlb App in-process, real HTTP clients and raw sockets.
  */
 
 type Running = Awaited<ReturnType<typeof startApp>>;
@@ -55,11 +57,11 @@ async function closedPort(): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
-describe.each(['undici', 'native'])('proxy conformance (engine %s)', (engine) => {
+describe.each([['undici', 0], ['native', 0], ['undici', 1]] as const)('proxy conformance (engine %s, workers %d)', (engine, workers) => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => { while (cleanups.length) await cleanups.pop()!(); });
   async function app(yaml: string): Promise<Running> {
-    const a = await startApp(yaml);
+    const a = await startApp(yaml, { workers });
     cleanups.push(() => a.stop());
     return a;
   }
@@ -143,6 +145,8 @@ describe.each(['undici', 'native'])('proxy conformance (engine %s)', (engine) =>
     const [a, b] = await backends('a', 'b');
     const p = await app(listenYaml(engine, [a, b], '    cookie:\n      name: SRV\n', { a: '        cookie: ca\n', b: '        cookie: cb\n' }));
     p.app.backends.setHealth('web', 'a', 'down', 'test');
+    // Workers: the new snapshot has reached every worker once sync() resolves.
+    await p.app.proxy.sync();
     const r = await get(p.url() + '/', { cookie: 'SRV=ca' });
     expect(r.body).toBe('b');
     expect(r.headers['set-cookie']).toEqual(['SRV=cb; Path=/; HttpOnly']);
@@ -250,6 +254,7 @@ describe.each(['undici', 'native'])('proxy conformance (engine %s)', (engine) =>
     const [a] = await backends('a');
     const p2 = await app(listenYaml(engine, [a]));
     p2.app.backends.setAdmin('web', 'a', 'maint', 'test');
+    await p2.app.proxy.sync();
     const t0 = Date.now();
     const r2 = await get(p2.url() + '/');
     expect(r2.status).toBe(503);
@@ -289,6 +294,7 @@ describe.each(['undici', 'native'])('proxy conformance (engine %s)', (engine) =>
       const out = await raw(p.port(), bytes);
       expect(out.slice(0, 12)).toBe(`HTTP/1.1 ${status}`);
       expect(a.seen).toHaveLength(0);
+      await p.app.proxy.sync();
       expect(p.app.counters.listen('web').errReq).toBe(1);
     });
 
