@@ -4,6 +4,7 @@ import type { Counters } from './counters.js';
 import { healthOf } from '../health/checker.js';
 import { rowValues, type Row, type Value } from './columns.js';
 import { tlsStatuses } from '../tls/status.js';
+import { sitesOf } from '../config/sites.js';
 
 /**
  * Builds the rows of the stats table from the App at render/scrape time, and samples session rates
@@ -47,6 +48,7 @@ export class RateSampler {
       if (h.length > this.windowS + 1) h.shift();
     };
     for (const c of this.app.counters.listens.values()) each(c);
+    for (const c of this.app.counters.pools.values()) each(c);
     for (const c of this.app.counters.backends.values()) each(c);
     for (const c of this.hist.keys()) if (!seen.has(c)) this.hist.delete(c);
   }
@@ -58,7 +60,15 @@ export class RateSampler {
   }
 }
 
-export interface ListenTable { listen: string; total: Row; backends: Row[] }
+/**
+ * One table per pool (a listen section's, or a `backends` entry's): its servers and TOTAL row.
+ * `frontends`: the frontends sending requests to a `backends` pool (empty for a listen section,
+ * which is its own frontend).
+ */
+export interface ListenTable { listen: string; total: Row; backends: Row[]; frontends: readonly string[] }
+
+/** A `frontends` entry's own row (a listen section's frontend is its table's TOTAL). */
+export interface FrontendRow { name: string; bind: string; rules: number; default_backend: string | undefined; row: Row }
 
 export interface RowOpts { rates?: RateSampler; removing?: ReadonlySet<string>; now?: number }
 
@@ -76,15 +86,30 @@ export function buildTables(app: App, opts: RowOpts = {}): ListenTable[] {
   for (const listen of app.backends.listenNames()) {
     const bs = app.backends.backends(listen);
     const rows = bs.map((b): Row => backendRow(app, b, now, opts, progress));
-    const lc = app.counters.listen(listen);
+    const pool = app.proxy.pools.get(listen);
+    const lc = pool?.counters ?? app.counters.listen(listen);
     const total: Row = {
       kind: 'total', listen, name: 'TOTAL', c: lc, now, rate: opts.rates?.rate(lc) ?? 0,
       upCount: bs.filter((b) => b.admin === 'ready' && b.health === 'up').length,
       backendCount: bs.length, serving,
     };
-    out.push({ listen, total, backends: rows });
+    out.push({ listen, total, backends: rows, frontends: pool?.ownCounters ? pool.s.cfg.frontends : [] });
   }
   return out;
+}
+
+/** Rows of the `frontends` entries (requests accepted, refused before routing, answered by rules). */
+export function buildFrontendRows(app: App, opts: RowOpts = {}): FrontendRow[] {
+  const now = opts.now ?? Date.now();
+  const serving = app.proxy.isServing();
+  return sitesOf(app.cfg).frontends.filter((f) => f.from === 'frontend').map((f) => {
+    const c = app.counters.listen(f.name);
+    const a = app.proxy.address(f.name);
+    return {
+      name: f.name, bind: a ? `${a.host}:${a.port}` : f.bind, rules: f.rules.length, default_backend: f.default_backend,
+      row: { kind: 'total', listen: f.name, name: 'FRONTEND', c, now, rate: opts.rates?.rate(c) ?? 0, serving },
+    };
+  });
 }
 
 function backendRow(app: App, b: Backend, now: number, opts: RowOpts, progress: ProgressFn | undefined): Row {
@@ -142,7 +167,8 @@ export function statsJson(app: App, opts: RowOpts = {}): Record<string, unknown>
     node: app.node,
     role: app.role,
     time: new Date(opts.now ?? Date.now()).toISOString(),
-    listens: tables.map((t) => ({ name: t.listen, total: rowValues(t.total), backends: t.backends.map(rowValues) })),
+    listens: tables.map((t) => ({ name: t.listen, ...(t.frontends.length ? { frontends: t.frontends } : {}), total: rowValues(t.total), backends: t.backends.map(rowValues) })),
+    frontends: buildFrontendRows(app, opts).map((f) => ({ name: f.name, bind: f.bind, rules: f.rules, default_backend: f.default_backend ?? null, total: rowValues(f.row) })),
     ha: panelStatus(app, 'ha') ?? null,
     scale: panelStatus(app, 'scale') ?? null,
     tls: tlsStatuses(app).map((t) => ({ listen: t.listen, certificates: t.certificates, errors: t.errors, counters: t.counters })),

@@ -15,7 +15,7 @@ import { LoginGuard } from './login-guard.js';
 import type { StatsConfig } from './config.js';
 import { renderCsv } from './csv.js';
 import { renderHaproxyCsv } from './haproxy-csv.js';
-import { RateSampler, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
+import { RateSampler, buildFrontendRows, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
 import { renderPage } from './page.js';
 import { tlsStatuses } from '../tls/status.js';
 import { PromExporter } from './prometheus.js';
@@ -187,7 +187,7 @@ export class StatsModule implements Module {
           const nonce = randomBytes(12).toString('base64');
           const ok = this.flashOk(url, 'ok'), err = this.flashOk(url, 'err');
           const html = renderPage({
-            node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts),
+            node: this.app.node, role: this.app.role, now, tables: buildTables(this.app, opts), frontends: buildFrontendRows(this.app, opts),
             ha: panelStatus(this.app, 'ha'), scale: panelStatus(this.app, 'scale'),
             refreshMs: this.cfg.refresh, nonce, user, all: url.searchParams.get('all') === '1',
             csrf: this.cfg.admin && user && id?.role === 'admin' && !adminActions(this.app).readOnlyReason() ? this.csrf.issue(user, now) : undefined,

@@ -1,6 +1,6 @@
 import type { AcmeStatus } from '../acme/module.js';
 import { PAGE_COLUMNS, fmtDuration, statusText, type Column, type Row } from './columns.js';
-import type { ListenTable } from './model.js';
+import type { FrontendRow, ListenTable } from './model.js';
 import type { TlsStatus } from '../tls/terminator.js';
 import { STATUS_CRIT_DAYS, STATUS_WARN_DAYS, certSummaries } from '../tls/status.js';
 
@@ -16,6 +16,8 @@ export interface PageInput {
   role: string;
   now: number;
   tables: ListenTable[];
+  /** `frontends` entries (a listen section's frontend is its table's TOTAL). */
+  frontends?: FrontendRow[];
   ha?: Record<string, unknown>;
   scale?: Record<string, unknown>;
   refreshMs: number;
@@ -373,6 +375,17 @@ function acmePanel(p: PageInput): string {
     `<p class="k">${esc(a.directory)}${a.active ? '' : ' · standby: the master orders'}</p></div>`;
 }
 
+/** The frontends: one row each (the same columns as a TOTAL), with bind, rules and default backend. */
+function frontendSection(p: PageInput, admin: boolean): string {
+  const fs = p.frontends ?? [];
+  if (!fs.length) return '';
+  const body = fs.map((f) => row({ ...f.row, name: f.name }, admin ? '' : undefined)).join('');
+  const info = fs.map((f) => `${esc(f.name)} on ${esc(f.bind)}: ${f.rules} rule${f.rules === 1 ? '' : 's'}, default ${esc(f.default_backend ?? '404')}`).join(' · ');
+  return `<section class="listen" id="frontends"><h2>Frontends<span class="sum">${info}</span></h2>` +
+    `<div class="scroll"><table><thead><tr class="g">${groupHeader(COLS, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
+    `<tbody>${body}</tbody></table></div></section>`;
+}
+
 export function renderPage(p: PageInput): string {
   const admin = p.csrf !== undefined;
   const sections = p.tables.map((t) => {
@@ -380,13 +393,14 @@ export function renderPage(p: PageInput): string {
     const bad = (sum.upCount ?? 0) === 0;
     const down = t.backends.filter((r) => r.b && r.b.health === 'down' && r.b.admin !== 'maint').length;
     return `<section class="listen" id="l-${esc(t.listen)}"><h2>${esc(t.listen)}` +
+      (t.frontends.length ? `<span class="sum">backend · from ${t.frontends.map((f) => esc(f)).join(', ')}</span>` : '') +
       `<span class="sum${bad ? ' bad' : ''}">${sum.upCount}/${sum.backendCount} up</span>` +
       (down ? `<span class="sum bad">${down} down</span>` : '') +
       `<span class="sum">${Math.round(sum.rate * 10) / 10} req/s · ${sum.c.cur} active</span></h2>` +
       `<div class="scroll"><table><thead><tr class="g">${groupHeader(COLS, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
       `<tbody>${t.backends.map((r) => row(r, p.csrf)).join('') || `<tr><td class="name">no backends</td></tr>`}</tbody>` +
       `<tfoot>${row(sum, admin ? '' : undefined)}</tfoot></table></div></section>`;
-  }).join('');
+  }).join('') + frontendSection(p, admin);
   const time = new Date(p.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
   const refresh = p.refreshMs > 0
     ? `<script nonce="${esc(p.nonce)}">(function(){var ms=${Math.max(1000, p.refreshMs | 0)};function t(){var a=document.activeElement;if(a&&(a.tagName==='INPUT'||a.tagName==='SELECT')){setTimeout(t,2000);return}location.replace(location.pathname+(${p.all ? 'true' : 'false'}?'?all=1':''))}setTimeout(t,ms)})();</script>` +

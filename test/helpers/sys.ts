@@ -26,6 +26,7 @@ const BIN_OF: Record<string, string> = {
   pebble: '/usr/bin/pebble',
   'python3-minimal': '/usr/bin/python3',
   goaccess: '/usr/bin/goaccess',
+  curl: '/usr/bin/curl',
   rsyslog: '/usr/sbin/rsyslogd',
   debootstrap: '/usr/sbin/debootstrap',
 };
