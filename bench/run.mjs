@@ -10,8 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBinaries, versions, cpuPlan, nofile, loadAvg, build } from './lib/env.mjs';
-import { startBackends, startTarget, TARGET_NAMES, REF_TARGETS } from './lib/targets.mjs';
+import { startBackends, startTarget, TARGET_NAMES, REF_TARGETS, MULTI } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
+import { startNewConnProbe } from './lib/newconn.mjs';
 import { stopAll, killAllSync, treeCpu, treeRssMb, cpuTimes, cpuBusyPct, cpuSeconds, processTree, httpGet } from './lib/procs.mjs';
 import { summarize, scenarioTable, toJson, ratioMedian, fmt, fmtInt, median } from './lib/report.mjs';
 
@@ -26,7 +27,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --quick           1 round x 2 s, warm-up 1 s (a smoke run of the harness, not a measurement)
   --connections N   wrk connections (default 64)
   --scenarios LIST  comma list (default all): small-keepalive,large-keepalive,small-close,
-                    sticky-small-keepalive,sticky-large-keepalive,sticky-small-close,stats-small-keepalive
+                    sticky-small-keepalive,sticky-large-keepalive,sticky-small-close,stats-small-keepalive,
+                    saturated-newconn (wrk -c256 + a new connection every 20 ms, timed)
   --targets LIST    comma list (default: ${TARGET_NAMES.join(',')}; haproxy is always kept, it is the
                     reference); opt-in: ${REF_TARGETS.join(',')} (bench/ref/: minimal proxies, the
                     design ceilings pairlb's overhead is measured against)
@@ -51,6 +53,9 @@ const SCENARIOS = [
   { name: 'sticky-small-close', path: '/', headers: ['Connection: close'], sticky: true },
   // Stats page + /metrics enabled (scraped every --scrape-interval during the run) vs disabled, back to back.
   { name: 'stats-small-keepalive', path: '/', headers: [], sticky: false, stats: true },
+  // Saturated by wrk -c256 while a probe opens a new connection every 20 ms (issue 12): accept and
+  // first-read fairness. The probe's connect → first byte latency is reported per target.
+  { name: 'saturated-newconn', path: '/', headers: [], sticky: false, conns: 256, probe: true },
 ];
 
 function parseOptions(argv) {
@@ -124,6 +129,7 @@ async function main() {
   log(`node ${v.node}, ${v.haproxy}, nginx ${v.nginx}, ${v.wrk}`);
   log(`${plan.note}; wrk -t1 -c${o.connections} -d${o.duration}s; ${o.rounds} interleaved round(s); load average at start: ${loadAvg()}`);
   log(`temp dir: ${dir}${o.keep ? ' (kept)' : ''}`);
+  if (o.targets.some((t) => MULTI.has(t))) log(`two-thread targets (${o.targets.filter((t) => MULTI.has(t)).join(', ')}) run on CPUs 0-1, shared with wrk and the backends: compare them by req/CPU-s`);
 
   const cleanup = async () => { await stopAll(); if (!o.keep) rmSync(dir, { recursive: true, force: true }); };
   process.on('exit', killAllSync);
@@ -167,9 +173,11 @@ async function main() {
     let scraper;
     const firstScrape = t.statsPort ? setTimeout(() => { scrape(); scraper = setInterval(scrape, o.scrapeMs); }, 1000) : undefined;
     let res;
+    const probe = scen.probe ? startNewConnProbe(port) : undefined;
+    let newconn;
     try {
-      res = await runWrk({ url: `http://127.0.0.1:${port}${scen.path}`, secs, conns: o.connections, headers: scen.headers, cpu: plan.client, onStart: (p) => { wrkPid = p; } });
-    } finally { clearInterval(poll); clearTimeout(firstScrape); clearInterval(scraper); }
+      res = await runWrk({ url: `http://127.0.0.1:${port}${scen.path}`, secs, conns: scen.conns ?? o.connections, headers: scen.headers, cpu: plan.client, onStart: (p) => { wrkPid = p; } });
+    } finally { clearInterval(poll); clearTimeout(firstScrape); clearInterval(scraper); newconn = await probe?.stop(); }
     const wall = Number(process.hrtime.bigint() - w0) / 1e9;
     const s1 = cpuTimes();
     const busy = cpuBusyPct(s0, s1);
@@ -192,6 +200,7 @@ async function main() {
       // is charged to it, so it is not subtracted again: doing so drove this below 0 when quiet.)
       foreign_pct: busy.slice(0, 2).reduce((a, b) => a + b.busy, 0) - ours,
       scrapes: t.statsPort ? { ok: scrapes, failed: scrapeFail } : undefined,
+      newconn,
     };
     return r;
   }
@@ -220,6 +229,8 @@ async function main() {
           log(`[${round}/${o.rounds}] ${p.scen.name.padEnd(22)} ${name.padEnd(17)} ${fmtInt(r.rps).padStart(7)} req/s  p99 ${fmt(r.p99_ms).padStart(6)} ms  `
             + `proxy ${Number.isFinite(r.proxy_cpu_pct) ? fmt(r.proxy_cpu_pct, 0).padStart(3) + '%' : '   –'}  rss ${Number.isFinite(r.rss_mb) ? fmt(r.rss_mb, 0).padStart(3) : '  –'} MB  `
             + `cpu0 ${fmt(r.cpu0_pct, 0).padStart(3)}% cpu1 ${fmt(r.cpu1_pct, 0).padStart(3)}% si ${fmt(r.softirq_pct, 0).padStart(3)}% other ${fmt(r.foreign_pct, 0).padStart(3)}%`
+            + `  req/CPU-s ${fmtInt(r.req_per_cpu_s)}`
+            + (r.newconn ? `  new-conn p50 ${fmt(r.newconn.p50_ms)} p99 ${fmt(r.newconn.p99_ms)} ms (n ${r.newconn.n}, timeouts ${r.newconn.timeouts})` : '')
             + (errs ? `  errors ${JSON.stringify(r.errors)}` : '') + (r.scrapes ? `  scrapes ${r.scrapes.ok}/${r.scrapes.ok + r.scrapes.failed}` : ''));
           await sleep(200);
         }
@@ -278,6 +289,31 @@ async function main() {
       const e = ratioMedian(byScen(p.scen.name, 'pairlb-stats'), byScen(p.scen.name, 'pairlb-nostats'), 'req_per_cpu_s');
       const sc = byScen(p.scen.name, 'pairlb-stats').reduce((a, x) => ({ ok: a.ok + (x.scrapes?.ok ?? 0), failed: a.failed + (x.scrapes?.failed ?? 0) }), { ok: 0, failed: 0 });
       notes.push(`stats+metrics enabled / disabled: ${fmt(r.median, 3)}× [${fmt(r.min, 3)}–${fmt(r.max, 3)}] (${fmt((r.median - 1) * 100, 1)}%); per CPU-second ${fmt(e.median, 3)}× (${fmt((e.median - 1) * 100, 1)}%); /metrics scrapes ok ${sc.ok}, failed ${sc.failed}.`);
+    }
+    // Workers (issue 12): requests per proxy CPU-second with two threads/processes ÷ with one.
+    const eff = (two, one) => {
+      if (!sums[two] || !sums[one]) return;
+      const a = median(byScen(p.scen.name, two).map((r) => r.req_per_cpu_s)), b = median(byScen(p.scen.name, one).map((r) => r.req_per_cpu_s));
+      const t = ratioMedian(byScen(p.scen.name, two), byScen(p.scen.name, one));
+      notes.push(`scaling ${two} / ${one}: req/CPU-s ${fmtInt(a)} / ${fmtInt(b)} = efficiency ${fmt(a / b)}; throughput ${fmt(t.median)}× [${fmt(t.min)}–${fmt(t.max)}] (two-thread targets share both cores with wrk and the backends).`);
+    };
+    eff('pairlb-w2', 'pairlb-w1'); eff('pairlb-w2-log', 'pairlb-w1-log'); eff('haproxy-2', 'haproxy'); eff('nginx-2', 'nginx');
+    for (const [t, base] of [['pairlb-w1-log', 'pairlb-w1'], ['pairlb-w2-log', 'pairlb-w2']]) {
+      if (!sums[t] || !sums[base]) continue;
+      const e = ratioMedian(byScen(p.scen.name, t), byScen(p.scen.name, base), 'req_per_cpu_s');
+      notes.push(`default access log (json) on / off, ${base}: per CPU-second ${fmt(e.median)}× [${fmt(e.min)}–${fmt(e.max)}].`);
+    }
+    if (sums['pairlb-w2'] && sums['haproxy-2']) {
+      const r = ratioMedian(byScen(p.scen.name, 'pairlb-w2'), byScen(p.scen.name, 'haproxy-2'));
+      const e = ratioMedian(byScen(p.scen.name, 'pairlb-w2-log').length ? byScen(p.scen.name, 'pairlb-w2-log') : byScen(p.scen.name, 'pairlb-w2'), byScen(p.scen.name, 'haproxy-2'));
+      notes.push(`every core busy: pairlb-w2 / haproxy-2 throughput ${fmt(r.median)}× [${fmt(r.min)}–${fmt(r.max)}]; with the access log on ${fmt(e.median)}×.`);
+    }
+    if (p.scen.probe) {
+      const rows = p.targets.map((t) => {
+        const xs = byScen(p.scen.name, t).map((r) => r.newconn).filter(Boolean);
+        return `${t} p50 ${fmt(median(xs.map((x) => x.p50_ms)))} ms, p99 ${fmt(median(xs.map((x) => x.p99_ms)))} ms, max ${fmt(Math.max(...xs.map((x) => x.max_ms)))} ms, timeouts ${xs.reduce((a, x) => a + x.timeouts, 0)}`;
+      });
+      notes.push(`new connection every 20 ms under wrk -c256, connect → first response byte (median of rounds):\n  - ${rows.join('\n  - ')}`);
     }
     if (Object.values(sums).some((s) => s.errors)) notes.push('errors: some runs had socket errors or non-2xx answers (column "errors"); see --raw for details.');
     log('\n' + notes.map((n) => `- ${n}`).join('\n'));

@@ -11,11 +11,11 @@ export const LARGE_BYTES = 64 * 1024;
  * (nginx closes a keep-alive connection after 1000 requests by default; HAProxy never does). */
 const KA_REQUESTS = 10_000_000;
 
-function nginxCommon(dir, name) {
+function nginxCommon(dir, name, workers = 1) {
   // nginx opens its default error log before reading the config; `-e` (see nginxArgs) avoids that.
   return `daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/${name}.pid;
 error_log ${dir}/${name}.error.log warn;
 worker_rlimit_nofile 16384;
@@ -46,9 +46,9 @@ ${nginxTemps(dir, name)}
 `;
 }
 
-/** nginx as the peer proxy: one worker, upstream keep-alive pool, X-Forwarded-For. */
-export function nginxProxy(dir, name, port, backends) {
-  return `${nginxCommon(dir, name)}
+/** nginx as the peer proxy: `workers` worker processes (default 1), upstream keep-alive pool, X-Forwarded-For. */
+export function nginxProxy(dir, name, port, backends, workers = 1) {
+  return `${nginxCommon(dir, name, workers)}
 http {
   access_log off;
   keepalive_requests ${KA_REQUESTS};
@@ -85,10 +85,10 @@ export function nginxArgs(dir, name) {
  * HAProxy, nbthread 1, two listen sections in one process: plain round robin on `port`, and the
  * sticky-cookie variant on `stickyPort`. `maxconn` stays below the fd limit (HAProxy refuses more).
  */
-export function haproxy(port, stickyPort, backends, maxconn) {
+export function haproxy(port, stickyPort, backends, maxconn, threads = 1) {
   const servers = (sticky) => backends.map((p, i) => `  server w${i + 1} 127.0.0.1:${p}${sticky ? ` cookie w${i + 1}` : ''}`).join('\n');
   return `global
-  nbthread 1
+  nbthread ${threads}
   maxconn ${maxconn}
 
 defaults
@@ -117,7 +117,7 @@ ${servers(true)}
  * Access log off and level warn, so the figures measure proxying, not logging.
  * `statsBind` adds the stats section (stats page + /metrics) for the enabled-vs-disabled comparison.
  */
-export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, statsBind }) {
+export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, statsBind, workers, accessLog = false }) {
   const be = (sticky) => backends.map((p, i) => `      - name: w${i + 1}
         address: 127.0.0.1:${p}
         check: false${sticky ? `\n        cookie: w${i + 1}` : ''}`).join('\n');
@@ -141,9 +141,9 @@ ${be(sticky)}
 global:
   node: bench-${engine}${statsBind ? '-stats' : ''}
   state_dir: ${stateDir}
-  log:
-    level: warn
-    access: 'off'
+${workers !== undefined ? `  workers: ${workers}\n` : ''}  log:
+    level: ${accessLog ? 'info' : 'warn'}
+    access: ${accessLog ? 'json' : "'off'"}
 listen:
 ${listen('plain', port, false)}${stickyPort ? listen('sticky', stickyPort, true) : ''}${statsBind ? `stats:
   bind: ${statsBind}

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import * as cfg from './configs.mjs';
 import { freePort, startPinned, waitHttp, processTree, httpGet } from './procs.mjs';
 
-export const TARGET_NAMES = ['pairlb', 'pairlb-native', 'http-proxy', 'haproxy', 'nginx', 'direct'];
+export const TARGET_NAMES = ['pairlb', 'pairlb-native', 'http-proxy', 'haproxy', 'nginx', 'direct',
+  // global.workers 1 and 2 (access log off, and the default json access log on), beside HAProxy
+  // nbthread 2 and nginx worker_processes 2. Two-thread targets get both CPUs (see cpusOf).
+  'pairlb-w1', 'pairlb-w2', 'pairlb-w1-log', 'pairlb-w2-log', 'haproxy-2', 'nginx-2'];
+
+/** Targets that run on two threads/processes: pinned to both CPUs, shared with wrk and the backends. */
+export const MULTI = new Set(['pairlb-w2', 'pairlb-w2-log', 'haproxy-2', 'nginx-2']);
 /** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
 export const REF_TARGETS = ['ref-undici', 'ref-llhttp'];
 
@@ -38,17 +44,19 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   const bports = backends.map((b) => b.port);
   const log = (n) => openSync(join(dir, `${n}.out`), 'a');
   if (name === 'direct') return { name, port: bports[0], pids: () => [] };
-  if (name === 'haproxy') {
+  if (MULTI.has(name) && cpu !== undefined) cpu = '0,1';
+  if (name === 'haproxy' || name === 'haproxy-2') {
     const port = await freePort(); const stickyPort = await freePort();
-    writeFileSync(join(dir, 'haproxy.cfg'), cfg.haproxy(port, stickyPort, bports, maxconn));
-    const handle = startPinned(name, cpu, bins.haproxy, ['-db', '-f', join(dir, 'haproxy.cfg')], { logFd: log(name) });
+    writeFileSync(join(dir, `${name}.cfg`), cfg.haproxy(port, stickyPort, bports, maxconn, name === 'haproxy-2' ? 2 : 1));
+    const handle = startPinned(name, cpu, bins.haproxy, ['-db', '-f', join(dir, `${name}.cfg`)], { logFd: log(name) });
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, stickyPort, handle, pids: () => [handle.pid] };
   }
-  if (name === 'nginx') {
+  if (name === 'nginx' || name === 'nginx-2') {
     const port = await freePort();
-    writeFileSync(join(dir, 'nginx-proxy.conf'), cfg.nginxProxy(dir, 'nginx-proxy', port, bports));
-    const handle = startPinned(name, cpu, bins.nginx, cfg.nginxArgs(dir, 'nginx-proxy'), { logFd: log(name) });
+    const conf = name === 'nginx' ? 'nginx-proxy' : 'nginx-proxy-2';
+    writeFileSync(join(dir, `${conf}.conf`), cfg.nginxProxy(dir, conf, port, bports, name === 'nginx-2' ? 2 : 1));
+    const handle = startPinned(name, cpu, bins.nginx, cfg.nginxArgs(dir, conf), { logFd: log(name) });
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
@@ -68,7 +76,8 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   const stateDir = join(dir, `${name}.state`);
   mkdirSync(stateDir, { recursive: true });
   const yamlFile = join(dir, `${name}.yaml`);
-  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined }));
+  const wm = /^pairlb-w(\d)(-log)?$/.exec(name);
+  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[1]) : undefined, accessLog: !!wm?.[2] }));
   const flags = [...nodeFlags];
   if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);
   const handle = startPinned(name, cpu, process.execPath, [...flags, main, 'start', '-c', yamlFile, '--state-dir', stateDir], { logFd: log(name) });
