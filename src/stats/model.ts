@@ -83,17 +83,19 @@ export function buildTables(app: App, opts: RowOpts = {}): ListenTable[] {
   });
   const serving = app.proxy.isServing();
   const out: ListenTable[] = [];
+  const pools = new Map(sitesOf(app.cfg).pools.map((p) => [p.name, p]));
   for (const listen of app.backends.listenNames()) {
     const bs = app.backends.backends(listen);
     const rows = bs.map((b): Row => backendRow(app, b, now, opts, progress));
-    const pool = app.proxy.pools.get(listen);
-    const lc = pool?.counters ?? app.counters.listen(listen);
+    const pool = pools.get(listen);
+    const own = pool !== undefined && pool.from !== 'listen';
+    const lc = own ? app.counters.pool(listen) : app.counters.listen(listen);
     const total: Row = {
       kind: 'total', listen, name: 'TOTAL', c: lc, now, rate: opts.rates?.rate(lc) ?? 0,
       upCount: bs.filter((b) => b.admin === 'ready' && b.health === 'up').length,
       backendCount: bs.length, serving,
     };
-    out.push({ listen, total, backends: rows, frontends: pool?.ownCounters ? pool.s.cfg.frontends : [] });
+    out.push({ listen, total, backends: rows, frontends: own ? pool.frontends : [] });
   }
   return out;
 }
