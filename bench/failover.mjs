@@ -286,6 +286,7 @@ class Rig {
       intervals: keys.reduce((s, k) => s + bins[k], 0), p50_ms: pc.p50Ms, p99_ms: pc.p99Ms, max_ms: keys.length ? Math.max(...keys) : null,
       late_at_lb2: d('lb2', 'lateHeartbeats'), late_at_lb1: d('lb1', 'lateHeartbeats'),
       role_changes: this.haProc('lb1').roles().filter((r) => r.at >= t0).length + this.haProc('lb2').roles().filter((r) => r.at >= t0).length,
+      role_reasons: Object.entries(['lb1', 'lb2'].flatMap((n) => this.haProc(n).roles().filter((r) => r.at >= t0).map((r) => `${n} ${r.to}: ${String(r.reason).replace(/\d+ ms/g, 'N ms')}`)).reduce((m, k) => { m[k] = (m[k] ?? 0) + 1; return m; }, {})).map(([k, v]) => `${k} ×${v}`),
       peer_deaths: d('lb2', 'peerDeaths') + d('lb1', 'peerDeaths'),
       lb1_ha_loop_lag_max_ms: after.lb1?.loopLag?.maxMs, lb1_main_loop_lag_max_ms: after.lb1?.controlLoopLag?.maxMs,
       wrk,
@@ -369,6 +370,7 @@ for (const sc of SCENARIOS) {
         console.log(`  ${`${w.load}, ${w.seconds} s`.padEnd(34)} ${String(w.intervals).padEnd(10)} ${String(w.p50_ms).padEnd(7)} ${String(w.p99_ms).padEnd(7)} ${String(w.max_ms).padEnd(7)} ${String(w.late_at_lb2 + w.late_at_lb1).padEnd(5)} ${String(w.role_changes).padEnd(9)} ${`${w.lb1_ha_loop_lag_max_ms} / ${w.lb1_main_loop_lag_max_ms}`.padEnd(30)} ${w.wrk ? `${w.wrk.rps} (${w.wrk.transfer}/s) ${w.wrk.errors}` : ''}`);
       }
     }
+    for (const r of rs) for (const w of [r.idle, r.load]) if (w.role_reasons.length) console.log(`  role changes (${w.load}): ${w.role_reasons.join('; ')}`);
     out.heartbeat = rs;
     continue;
   }
