@@ -93,7 +93,12 @@ export class App extends EventEmitter {
     });
     this.on('role', () => this.tickets.onRole());
     const workers = resolveWorkers(cfg.global.workers, availableParallelism());
-    this.proxy = workers > 0 ? new WorkerPool(this, workers) : localDataPlane(this);
+    if (workers > 0) {
+      const pool = new WorkerPool(this, workers);
+      this.proxy = pool;
+      // systemd's WATCHDOG=1 only while every worker's event loop answers too.
+      for (let i = 0; i < workers; i++) this.liveness.push({ name: `worker ${i}`, ping: () => pool.ping(i) });
+    } else this.proxy = localDataPlane(this);
     watchCertificates(this);
     this.threadLag.set('main', () => this.mainLag.snapshot());
     this.backends.on('change', (ev) => {

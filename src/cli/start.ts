@@ -137,7 +137,7 @@ register('start', {
     if (sd.enabled) {
       const every = sd.startWatchdog(() => app.liveness);
       sd.ready(`serving ${sitesOf(app.cfg).frontends.length} frontend(s), role ${app.role}`);
-      log.info({ mod: 'systemd', watchdog_ms: every }, 'notified systemd: READY=1');
+      log.info({ mod: 'systemd', watchdog_ms: every, probes: app.liveness.map((p) => p.name) }, 'notified systemd: READY=1');
     }
     const exitCode = await new Promise<number>((resolveExit) => {
       let stopping = false;

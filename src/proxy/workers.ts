@@ -318,6 +318,16 @@ export class WorkerPool implements DataPlaneControl {
    */
   async kill(index: number): Promise<void> { await this.slots[index]?.worker?.terminate(); }
 
+  /**
+   * Liveness of worker `index` (systemd's WATCHDOG=1, App.liveness): resolves when its event loop
+   * answered a flush, rejects when it has no thread or did not answer within `ms`.
+   */
+  async ping(index: number, ms = 10_000): Promise<void> {
+    const s = this.slots[index];
+    const r = s && s.state === 'ready' ? await this.ask(s, (id) => ({ t: 'flush', id }), ms) : undefined;
+    if (r === undefined) throw new Error(`worker ${index} did not answer`);
+  }
+
   workers(): WorkerInfo[] {
     return this.slots.map((s) => ({ index: s.index, threadId: s.worker?.threadId ?? 0, state: s.state, restarts: s.restarts, requests: s.requests, startedAt: s.startedAt }));
   }

@@ -52,6 +52,27 @@ describe('sd_notify (Type=notify, WatchdogSec)', () => {
     }
   });
 
+  it('with global.workers: 2, WATCHDOG=1 waits for every worker thread too (one liveness probe each)', async () => {
+    ensurePackages(['python3-minimal']);
+    const sock = join(dir, 'notify-w.sock');
+    const r = receiver(sock);
+    kids.push(r.child);
+    await r.bound;
+    const be = await startBackend('sd-bew');
+    const p = await startPairlb(`global: {node: sdw, workers: 2, log: {access: "off"}}\nlisten:\n  - name: www\n    bind: 127.0.0.1:0\n    backends: [{name: b1, address: "${be.address}"}]\n`, {
+      env: { NOTIFY_SOCKET: sock, WATCHDOG_USEC: '400000' },
+    });
+    try {
+      await r.until((g) => g.filter((d) => d.msg === 'WATCHDOG=1').length >= 3, 10_000, 'three WATCHDOG=1');
+      const ready = p.logs.find((l) => l.msg === 'notified systemd: READY=1');
+      expect(ready?.probes).toEqual(['worker 0', 'worker 1']);
+      expect(new Set(r.got.map((d) => d.pid))).toEqual(new Set([p.pid]));
+    } finally {
+      await p.stop('SIGTERM');
+      await be.close();
+    }
+  });
+
   it('a NOTIFY_SOCKET that nobody bound is logged with the reason, and pairlb serves on', async () => {
     const be = await startBackend('sd-be2');
     const yaml = `global: {node: sd2, log: {access: "off"}}\nlisten:\n  - name: www\n    bind: 127.0.0.1:0\n    backends: [{name: b1, address: "${be.address}"}]\n`;
