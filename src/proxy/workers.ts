@@ -114,7 +114,7 @@ export class WorkerPool implements DataPlaneControl {
   };
   private accessKey: string;
   private http01Version = -1;
-  private http01Timer: NodeJS.Timeout | undefined;
+  private dropHttp01: (() => void) | undefined;
   private readonly onTickets = (key: Uint8Array): void => { for (const s of this.slots) this.send(s, { t: 'tickets', key }); };
   private readonly onRole = (): void => { for (const s of this.slots) this.send(s, { t: 'clearClients' }); };
 
@@ -123,16 +123,16 @@ export class WorkerPool implements DataPlaneControl {
     this.app.backends.on('publish', this.onPublish);
     this.app.tickets.on('change', this.onTickets);
     this.app.on('role', this.onRole);
-    // ACME HTTP-01 tokens change a few times per certificate order: a copy every 200 ms is enough.
-    this.http01Version = this.app.http01.version;
-    this.http01Timer = setInterval(() => {
+    // ACME HTTP-01 tokens change a few times per certificate order: each change is pushed at once,
+    // since the ACME module asks the CA to validate right after adding a token (pebble validates
+    // within milliseconds; a polled copy could still lack it).
+    this.dropHttp01 = this.app.http01.onChange(() => {
       const v = this.app.http01.version;
       if (v === this.http01Version) return;
       this.http01Version = v;
       const entries = this.app.http01.entries();
       for (const s of this.slots) this.send(s, { t: 'http01', entries });
-    }, 200);
-    this.http01Timer.unref();
+    });
     for (let i = 0; i < this.n; i++) this.slots.push({ index: i, worker: undefined, state: 'starting', restarts: 0, requests: 0, startedAt: 0, inflight: new Map(), tls: new Map(), ready: Promise.resolve({}), waiters: new Map() });
     // The first worker binds port-0 addresses; the others then bind the same ports.
     this.spawn(this.slots[0]);
@@ -281,7 +281,7 @@ export class WorkerPool implements DataPlaneControl {
     this.app.backends.off('publish', this.onPublish);
     this.app.tickets.off('change', this.onTickets);
     this.app.off('role', this.onRole);
-    clearInterval(this.http01Timer);
+    this.dropHttp01?.();
     const limit = (drainMs ?? Math.max(0, ...this.cfg.listen.map((l) => l.timeouts.drain))) + 2000;
     await Promise.all(this.slots.map((s) => new Promise<void>((ok) => {
       const w = s.worker;

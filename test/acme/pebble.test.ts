@@ -87,6 +87,8 @@ beforeAll(async () => {
   lb = await startPairlb(`
 global:
   log: { level: debug }
+  # the data plane in worker threads: challenge tokens and certificates reach them by message
+  workers: 2
 listen:
   - name: web
     bind: 127.0.0.1:${httpPort}
