@@ -4,6 +4,7 @@ import { startApp } from '../helpers/app.js';
 import { sitesOf } from '../../src/config/sites.js';
 import { parseConfig } from '../../src/config/load.js';
 import { statsJson } from '../../src/stats/model.js';
+import { adminActions } from '../../src/admin/api.js';
 import { renderCsv } from '../../src/stats/csv.js';
 import { buildTables } from '../../src/stats/model.js';
 import { connect as tlsConnect } from 'node:tls';
@@ -215,6 +216,30 @@ backends:
     expect([fe.total, fe.status[4], fe.status[2]]).toEqual([2, 1, 1]);
     const pool = app.app.counters.pool('b');
     expect([pool.total, pool.status[2], pool.cur]).toEqual([1, 1, 0]);
+  });
+});
+
+describe('admin actions per pool', () => {
+  it('draining a server of a pool shared by two frontends takes it out of both; the runtime state names the pool', async () => {
+    const [a, b] = await backends('a', 'b');
+    const app = await startApp(`
+frontends:
+  - { name: f1, bind: "127.0.0.1:0", default_backend: web }
+  - { name: f2, bind: "127.0.0.1:0", default_backend: web }
+backends:
+  - { name: web, servers: [${srv(a)}, ${srv(b)}] }
+`);
+    cleanups.push(() => app.stop());
+    adminActions(app.app).setState('web', 'a', 'drain', { user: 'test', via: 'api' } as Parameters<ReturnType<typeof adminActions>['setState']>[3]);
+    const got: string[] = [];
+    for (const fe of ['f1', 'f2', 'f1', 'f2']) {
+      const c = client(app.port(fe));
+      c.send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      got.push((await c.next())!.body.split(' ')[0]);
+    }
+    expect(got).toEqual(['b', 'b', 'b', 'b']);
+    expect(app.app.backends.exportRuntime().entries.map((e) => [e.listen, e.name, e.admin])).toEqual([['web', 'a', 'drain']]);
+    expect(() => adminActions(app.app).list('f1')).toThrow(/no listen section named "f1"/);
   });
 });
 
