@@ -55,11 +55,13 @@ function upstreamHead(engine: string, line: string, host: string, rest: string[]
 
 const GET = (path: string, host = 'app.example') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
 
-describe.each(['undici', 'native'])('the edge, core request path (engine %s)', (engine) => {
+// Workers 2 (undici): the same raw-byte assertions through two data-plane worker threads; the
+// "another client" connections may land on either worker.
+describe.each([['undici', 0], ['native', 0], ['undici', 2]] as const)('the edge, core request path (engine %s, workers %d)', (engine, workers) => {
   const cleanups: (() => Promise<void> | void)[] = [];
   afterEach(async () => { while (cleanups.length) await cleanups.pop()!(); });
   async function app(y: string): Promise<Running> {
-    const a = await startApp(y);
+    const a = await startApp(y, { workers });
     cleanups.push(() => a.stop());
     return a;
   }
@@ -118,6 +120,7 @@ describe.each(['undici', 'native'])('the edge, core request path (engine %s)', (
     expect((await ws.next())?.status).toBe(400);
     expect(await ws.waitClosed()).toBe('');
     expect(b.requests).toEqual([]);
+    await p.app.proxy.sync(); // workers: their counters up to now
     expect(p.app.counters.backend(p.app.backends.backends('web')[0].id).total).toBe(0);
     expect(p.app.counters.listen('web').errReq).toBe(3);
     await freshOk(p, b);
@@ -149,6 +152,7 @@ describe.each(['undici', 'native'])('the edge, core request path (engine %s)', (
     expect(statuses).toEqual([400, 400, 400, 400, 400, 431, 400, 400, 431, 400]);
     expect(a.requests.concat(b.requests)).toEqual([]);
     expect(states(p)).toEqual(['a:UP', 'b:UP']);
+    await p.app.proxy.sync(); // workers: their counters up to now (passive streaks stay in the workers)
     for (const be of p.app.backends.backends('web')) {
       const rc = p.app.counters.backend(be.id);
       expect([rc.errConn, rc.connectFailStreak, rc.total]).toEqual([0, 0, 0]);
