@@ -15,7 +15,7 @@ export interface TlsProblem { path: (string | number)[]; message: string }
 export const EXPIRY_WARN_DAYS = 30;
 const DAY = 86_400_000;
 
-/** Every TLS bind of the config: its path prefix and settings (frontend binds join here). */
+/** Every TLS bind of the config (listen sections and frontends): its key path and settings. */
 export function tlsBinds(cfg: Config): { path: (string | number)[]; name: string; tls: TlsConfig }[] {
   const out: { path: (string | number)[]; name: string; tls: TlsConfig }[] = [];
   cfg.listen.forEach((l, i) => { if (l.tls) out.push({ path: ['listen', i, 'tls'], name: l.name, tls: l.tls }); });
@@ -23,9 +23,22 @@ export function tlsBinds(cfg: Config): { path: (string | number)[]; name: string
   return out;
 }
 
-/** Host names the config routes to a TLS bind (rules' `host` conditions; none before frontends). */
-export function routedHosts(_cfg: Config, _bind: string): { path: (string | number)[]; host: string }[] {
-  return [];
+/**
+ * Host names a TLS frontend's rules route (`when.host`, except rules that only match plain
+ * connections, `tls: false`): each should be served by a certificate. `*.x` needs a `*.x`
+ * certificate.
+ */
+export function routedHosts(cfg: Config, bind: string): { path: (string | number)[]; host: string }[] {
+  const out: { path: (string | number)[]; host: string }[] = [];
+  cfg.frontends.forEach((f, i) => {
+    if (f.name !== bind) return;
+    f.rules.forEach((r, j) => {
+      const w = r.when;
+      if (!w?.host || w.tls === false) return;
+      for (const h of w.host) if (!h.startsWith('[')) out.push({ path: ['frontends', i, 'rules', j, 'when', 'host'], host: h.replace(/\.$/, '') });
+    });
+  });
+  return out;
 }
 
 function pathOf(base: (string | number)[], t: TlsConfig, e: CertError): (string | number)[] {
@@ -58,7 +71,8 @@ export function checkTls(cfg: Config, now = Date.now()): { errors: TlsProblem[];
       if (w) warnings.push({ path: pathOfCert(b.path, b.tls, c), message: w });
     }
     for (const h of routedHosts(cfg, b.name)) {
-      if (!store.serves(h.host)) warnings.push({ path: h.path, message: `no certificate of ${b.path.join('.')} serves ${h.host}: clients get the default certificate (${store.info[0]?.names[0] ?? '?'}) and a name mismatch` });
+      const served = h.host.startsWith('*.') ? store.wildcardParents.has(h.host.slice(2).toLowerCase()) : store.serves(h.host);
+      if (!served) warnings.push({ path: h.path, message: `no certificate of ${b.name} serves ${h.host}: clients get the default certificate (${store.info[0]?.names[0] ?? '?'}) and a name mismatch` });
     }
   }
   return { errors, warnings };
