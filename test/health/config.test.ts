@@ -3,7 +3,7 @@ import { checkSchema } from '../../src/config/schema.js';
 
 describe('listen check section', () => {
   it('has HAProxy-like defaults', () => {
-    expect(checkSchema.parse({})).toEqual({ type: 'http', method: 'GET', path: '/', expect: ['200-399'], interval: 2000, timeout: 1000, rise: 2, fall: 3 });
+    expect(checkSchema.parse({})).toEqual({ type: 'http', method: 'GET', path: '/', expect: ['200-399'], interval: 2000, timeout: 1000, rise: 2, fall: 3, dns_name: '.' });
   });
 
   it.each([
