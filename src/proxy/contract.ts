@@ -5,6 +5,7 @@ import type { AcceptGuard } from './accept-guard.js';
 import type { Logger } from '../log.js';
 import type { Http01Tokens } from '../acme/http01.js';
 import type { TlsStatus } from '../tls/terminator.js';
+import type { LagSnapshot } from '../ha/loop-lag.js';
 
 /**
  * What crosses between the control plane and the data plane. Everything here is plain data
@@ -148,5 +149,5 @@ export type FromWorker =
   | { t: 'counters'; listens: [string, Float64Array][]; pools: [string, Float64Array][]; backends: [number, Float64Array][]; tls?: TlsStatus[] }
   | { t: 'passive'; listen: string; backend: string; reason: string }
   | { t: 'destroyed'; id: number; n: number }
-  | { t: 'flushed'; id: number }
+  | { t: 'flushed'; id: number; lag: LagSnapshot }
   | { t: 'stopped' };

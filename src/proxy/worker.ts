@@ -4,6 +4,7 @@ import { Http01Tokens } from '../acme/http01.js';
 import { CounterStore, COUNTER_VECTOR_LENGTH, counterDelta, counterVector, type Counters } from '../stats/counters.js';
 import { ProxyManager } from './manager.js';
 import type { TlsStatus } from '../tls/terminator.js';
+import { LoopLag } from '../ha/loop-lag.js';
 import type { Addresses, DataPlaneHost, FromWorker, RouteSpec, ToWorker, WorkerInit } from './contract.js';
 
 /**
@@ -17,6 +18,8 @@ const port = parentPort!;
 const post = (m: FromWorker): void => port.postMessage(m);
 const log = createLogger(init.logLevel).child({ worker: init.index });
 const counters = new CounterStore();
+/** This worker's event-loop lag (stats JSON `threads`, /metrics), sent with every flush answer. */
+const lag = new LoopLag();
 const snapshots = new Map<string, RouteSpec[]>(Object.entries(init.snapshots));
 let ports = new Map<string, number>(Object.entries(init.ports));
 const http01 = new Http01Tokens();
@@ -124,7 +127,7 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'flush':
       flushCounters(true);
-      post({ t: 'flushed', id: m.id });
+      post({ t: 'flushed', id: m.id, lag: lag.snapshot() });
       break;
     case 'stop':
       if (stopping) break;

@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { addCounterDelta, VEC_GAUGES, type Counters } from '../stats/counters.js';
 import { AcceptGuard } from './accept-guard.js';
 import { TlsCounters, type TlsStatus } from '../tls/terminator.js';
+import type { LagSnapshot } from '../ha/loop-lag.js';
 import { resolveWorkers, routeSpecs, type AccessControl, type Addresses, type DataPlaneControl, type ListenerView, type FromWorker, type RouteSpec, type ToWorker, type WorkerInfo, type WorkerInit } from './contract.js';
 
 /**
@@ -50,6 +51,8 @@ interface Slot {
   startedAt: number;
   /** What this worker reported in flight (VEC_GAUGES), per Counters: taken off when it dies. */
   inflight: Map<Counters, number[]>;
+  /** Event-loop lag as this worker last reported it (answers to flush). */
+  lag: LagSnapshot | undefined;
   /** Latest TLS status per listen section, as this worker reported it. */
   tls: Map<string, TlsStatus>;
   ready: Promise<Addresses>;
@@ -133,13 +136,14 @@ export class WorkerPool implements DataPlaneControl {
       const entries = this.app.http01.entries();
       for (const s of this.slots) this.send(s, { t: 'http01', entries });
     });
-    for (let i = 0; i < this.n; i++) this.slots.push({ index: i, worker: undefined, state: 'starting', restarts: 0, requests: 0, startedAt: 0, inflight: new Map(), tls: new Map(), ready: Promise.resolve({}), waiters: new Map() });
+    for (let i = 0; i < this.n; i++) this.slots.push({ index: i, worker: undefined, state: 'starting', restarts: 0, requests: 0, startedAt: 0, inflight: new Map(), tls: new Map(), lag: undefined, ready: Promise.resolve({}), waiters: new Map() });
     // The first worker binds port-0 addresses; the others then bind the same ports.
     this.spawn(this.slots[0]);
     this.addrs = await this.slots[0].ready;
     for (let i = 1; i < this.n; i++) this.spawn(this.slots[i]);
     await Promise.all(this.slots.slice(1).map((s) => s.ready));
     this.app.log.info({ mod: 'proxy', workers: this.n }, `data plane: ${this.n} worker thread(s)`);
+    for (const s of this.slots) this.app.threadLag.set(`worker-${s.index}`, () => s.lag);
   }
 
   private ports(): Record<string, number> {
@@ -218,9 +222,10 @@ export class WorkerPool implements DataPlaneControl {
         // The backend set ignores a backend that is gone or already down.
         if (this.app.backends.get(m.listen, m.backend)) this.app.backends.setHealth(m.listen, m.backend, 'down', m.reason);
         break;
+      case 'flushed':
       case 'reloaded':
-      case 'destroyed':
-      case 'flushed': {
+      case 'destroyed': {
+        if (m.t === 'flushed') s.lag = m.lag;
         const done = s.waiters.get(m.id);
         s.waiters.delete(m.id);
         done?.(m);

@@ -89,6 +89,8 @@ describe('data plane in worker threads (workers: 2)', () => {
     expect(json.workers).toHaveLength(2);
     for (const w of json.workers) expect(w.requests).toBeGreaterThan(0);
     expect(json.workers.reduce((n: number, w: { requests: number }) => n + w.requests, 0)).toBe(N);
+    // Event-loop lag per thread: main and each worker (reported with the workers' flush answers).
+    for (const t of ['main', 'worker-0', 'worker-1']) expect(typeof json.threads[t]?.maxMs).toBe('number');
     const csv = (await (await fetch(base + '/stats.csv')).text()).trim().split('\n').map((l) => l.split(','));
     const col = csv[0].indexOf('total');
     const totalRow = csv.find((r) => r[csv[0].indexOf('name')] === 'TOTAL')!;
