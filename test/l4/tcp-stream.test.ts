@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { startPairlb, type PairlbProc } from '../helpers/proc.js';
+
+/**
+ * mode tcp through the real `pairlb start` process: 1 GiB each way with backpressure, RSS bounded.
+ * The server side sends (download) or swallows and counts (upload) as fast as the kernel lets it;
+ * the client reads slowly at first (download) so that pairlb must stop reading the server.
+ */
+const GiB = 1024 ** 3;
+const WARM = 128 * 1024 ** 2;
+const CHUNK = Buffer.alloc(256 * 1024, 97);
+
+let server: Server;
+let port = 0;
+let lb: PairlbProc;
+
+beforeAll(async () => {
+  // First line from the client: "down N" (send N bytes, then FIN) or "up N" (count N bytes, answer the count).
+  server = createServer({ allowHalfOpen: true }, (sock) => {
+    sock.on('error', () => {});
+    let head = '';
+    const onHead = (d: Buffer) => {
+      head += d.toString('latin1');
+      const eol = head.indexOf('\n');
+      if (eol < 0) return;
+      sock.off('data', onHead);
+      const [cmd, n] = head.slice(0, eol).split(' ');
+      const total = Number(n);
+      if (cmd === 'down') {
+        let sent = 0;
+        const pump = () => {
+          while (sent < total) {
+            const c = Math.min(CHUNK.length, total - sent);
+            sent += c;
+            if (!sock.write(c === CHUNK.length ? CHUNK : CHUNK.subarray(0, c))) { sock.once('drain', pump); return; }
+          }
+          sock.end();
+        };
+        pump();
+      } else {
+        let got = head.length - eol - 1;
+        sock.on('data', (d: Buffer) => { got += d.length; });
+        sock.on('end', () => sock.end(String(got)));
+      }
+    };
+    sock.on('data', onHead);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
+  port = (server.address() as AddressInfo).port;
+  lb = await startPairlb(`global:
+  log:
+    access: json
+listen:
+  - name: bulk
+    bind: 127.0.0.1:0
+    mode: tcp
+    backends:
+      - name: a
+        address: 127.0.0.1:${port}
+        check: false
+`);
+}, 30_000);
+
+afterAll(async () => {
+  await lb?.stop();
+  await new Promise<void>((ok) => server.close(() => ok()));
+});
+
+function download(n: number, slowMs = 0): Promise<number> {
+  return new Promise((ok, fail) => {
+    const c = connect({ port: lb.port('bulk'), host: '127.0.0.1' });
+    let got = 0;
+    c.on('error', fail);
+    c.write(`down ${n}\n`);
+    if (slowMs > 0) { c.pause(); setTimeout(() => c.resume(), slowMs); }
+    c.on('data', (d: Buffer) => { got += d.length; });
+    c.on('end', () => { c.end(); ok(got); });
+  });
+}
+
+function upload(n: number): Promise<string> {
+  return new Promise((ok, fail) => {
+    const c = connect({ port: lb.port('bulk'), host: '127.0.0.1', allowHalfOpen: true });
+    let answer = '';
+    c.on('error', fail);
+    c.on('data', (d: Buffer) => { answer += d.toString(); });
+    c.on('end', () => { c.end(); ok(answer); });
+    c.write(`up ${n}\n`);
+    let sent = 0;
+    const pump = () => {
+      while (sent < n) {
+        const k = Math.min(CHUNK.length, n - sent);
+        sent += k;
+        if (!c.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { c.once('drain', pump); return; }
+      }
+      c.end();
+    };
+    pump();
+  });
+}
+
+describe('mode tcp streams', () => {
+  it('1 GiB down (client paused for the first 500 ms) and 1 GiB up, whole, with RSS growing by less than 64 MB', async () => {
+    // Warm to V8's young-generation plateau first (see test/proxy/streaming.test.ts).
+    expect(await download(WARM)).toBe(WARM);
+    expect(await upload(WARM)).toBe(String(WARM));
+    const base = lb.rssKb();
+    let peak = base;
+    const t = setInterval(() => { peak = Math.max(peak, lb.rssKb()); }, 50);
+    try {
+      expect(await download(GiB, 500)).toBe(GiB);
+      expect(await upload(GiB)).toBe(String(GiB));
+    } finally { clearInterval(t); }
+    peak = Math.max(peak, lb.rssKb());
+    expect((peak - base) / 1024).toBeLessThan(64);
+    const lines = lb.logs.filter((l) => l.mod === 'access' && l.mode === 'tcp');
+    const last = lines.slice(-2);
+    expect(last.map((l) => [l.termination, l.bytes_read, l.bytes_in])).toEqual([
+      ['--', GiB, `down ${GiB}\n`.length],
+      ['--', String(GiB).length, GiB + `up ${GiB}\n`.length],
+    ]);
+  }, 180_000);
+});
