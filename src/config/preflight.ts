@@ -34,6 +34,17 @@ export function preflight(cfg: Config, opts: { interfaces: boolean }): Preflight
       out.push({ path: ['ha', 'vip', 'interface'], message: interfaceProblem(ha.vip.interface)! });
     }
   }
+  cfg.listen.forEach((l, li) => {
+    const pt = l.passthrough;
+    if (!pt) return;
+    const names = new Set(l.backends.map((b) => b.name));
+    pt.routes.forEach((r, i) => r.servers.forEach((n, j) => {
+      if (!names.has(n)) out.push({ path: ['listen', li, 'passthrough', 'routes', i, 'servers', j], message: `no server ${JSON.stringify(n)} in this listen's backends` });
+    }));
+    (pt.default ?? []).forEach((n, j) => {
+      if (!names.has(n)) out.push({ path: ['listen', li, 'passthrough', 'default', j], message: `no server ${JSON.stringify(n)} in this listen's backends` });
+    });
+  });
   const a = cfg.admin;
   if (a?.bind) {
     attempt(['admin', a.token ? 'token' : 'token_file'], () => readToken(a));

@@ -84,6 +84,23 @@ export const acceptProxySchema = z.object({
   timeout: durationAtLeast(1).default('3s'),
 }).strict();
 
+/** An SNI pattern: a host name, or `*.` + a domain (any name below it, any depth), case-insensitive. */
+const sniName = z.string().regex(/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$/, 'expected a host name or *.domain');
+
+export const passthroughSchema = z.object({
+  /** Ordered routes: the first whose `sni` matches the ClientHello's server name picks the servers. */
+  routes: z.array(z.object({
+    /** Names: exact (www.example.com) or wildcard (*.example.com: any name below example.com). */
+    sni: z.array(sniName).min(1),
+    /** Names of servers of this listen's `backends` that serve these names. */
+    servers: z.array(name).min(1),
+  }).strict()).default([]),
+  /** Servers for a ClientHello without SNI or with a name no route has. Default: the servers no route names. */
+  default: z.array(name).optional(),
+  /** Most time for the ClientHello to arrive complete; then the connection is closed and counted. */
+  timeout: durationAtLeast(1).default('5s'),
+}).strict();
+
 export const udpSchema = z.object({
   /** Most client flows (source address:port) tracked at once; beyond it the oldest is evicted (counted). */
   max_flows: z.number().int().min(1).max(1_000_000).default(10000),
@@ -155,15 +172,20 @@ export const limitsSchema = z.object({
 
 export const retryOn = z.enum(['conn-failure', 'empty-response', 'response-timeout', 'reset']);
 
-/** In modes tcp and udp a check without a `type` is a tcp / dns check (HTTP requests would fail). */
+/**
+ * In modes tcp and udp a check without a `type` is a tcp / dns check (HTTP requests would fail);
+ * `passthrough` without a `mode` means mode tcp.
+ */
 function defaultCheckType(v: unknown): unknown {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return v;
-  const o = v as Record<string, unknown>;
-  if (o.mode !== 'tcp' && o.mode !== 'udp') return v;
+  let o = v as Record<string, unknown>;
+  // TLS passthrough is a mode tcp feature: it implies the mode when none is written.
+  if (o.mode === undefined && o.passthrough !== undefined) o = { ...o, mode: 'tcp' };
+  if (o.mode !== 'tcp' && o.mode !== 'udp') return o;
   const type = o.mode === 'udp' ? 'dns' : 'tcp';
   if (o.check === undefined) return { ...o, check: { type } };
   if (typeof o.check === 'object' && o.check !== null && !Array.isArray(o.check) && (o.check as Record<string, unknown>).type === undefined) return { ...o, check: { ...(o.check as object), type } };
-  return v;
+  return o;
 }
 
 export const listenSchema = z.preprocess(defaultCheckType, z.object({
@@ -182,6 +204,11 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
   /** Default `send_proxy` of every server in this pool. */
   send_proxy: z.enum(['v1', 'v2']).optional(),
   udp: udpSchema.default({}),
+  /**
+   * TLS passthrough (mode tcp): the ClientHello's SNI is read without terminating TLS and picks
+   * the servers (`routes`, `default`); the bytes go on unchanged. Absent: no peeking.
+   */
+  passthrough: passthroughSchema.optional(),
   /**
    * roundrobin (smooth weighted), leastconn (fewest in flight per weight, ties by round robin),
    * source (client address hash), uri (path hash, query excluded), header (hash of `hash_header`;
@@ -254,6 +281,8 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
   /** Names of this section's certificate from ACME (needs the top-level `acme:` section): one certificate, these names in its SAN. */
   acme: acmeNamesSchema.optional(),
 }).strict().superRefine((l, ctx) => {
+  // Server names in passthrough routes are checked by preflight (pairlb check and start refuse unknown ones).
+  if (l.passthrough && l.mode !== 'tcp') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['passthrough'], message: 'passthrough is for mode tcp' });
   if (l.mode === 'udp' && l.accept_proxy) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['accept_proxy'], message: 'accept_proxy is for modes http and tcp' });
   if (l.mode !== 'tcp' && (l.send_proxy || l.backends.some((b) => b.send_proxy && b.send_proxy !== 'none'))) {
     const i = l.backends.findIndex((b) => b.send_proxy && b.send_proxy !== 'none');

@@ -8,6 +8,7 @@ import { createBalancer, hashString, type Balancer, type BalanceOptions } from '
 import type { Counters } from '../stats/counters.js';
 import { AcceptProxy, clientAddress, clientPort, acceptProxySettings, localAddress } from './accept-proxy.js';
 import { encodeProxyHeader } from './proxy-protocol.js';
+import { firstRecordLength, parseClientHello } from '../tls/client-hello.js';
 import type { AccessLog } from '../proxy/access-log.js';
 import { SourceFilter } from '../config/cidr.js';
 import { ClientTable, type ClientEntry, type LimitPolicy } from '../proxy/client-limits.js';
@@ -68,6 +69,21 @@ class TcpRouting {
 
 /** Everything a connection needs from its listen section, compiled once per (re)load. */
 export class TcpSettings {
+  /**
+   * The group of a ClientHello's server name: the first route naming it exactly, else the first
+   * whose wildcard covers it (`*.example.com`: any name ending in .example.com), else the
+   * default group. Exact names win over wildcards wherever they are listed, as for certificates.
+   */
+  groupFor(sni: string | undefined): number {
+    const dflt = this.groups.length - 1;
+    if (sni === undefined) return dflt;
+    const k = sni.toLowerCase().replace(/\.$/, '');
+    const e = this.sniExact.get(k);
+    if (e !== undefined) return e;
+    for (const [suffix, g] of this.sniWild) if (k.length > suffix.length && k.endsWith(suffix)) return g;
+    return dflt;
+  }
+
   readonly name: string;
   readonly retries: number;
   readonly redispatch: boolean;
@@ -85,7 +101,32 @@ export class TcpSettings {
   /** Per-client limits (limits.*): a connection over them is closed at once (counted: limited). */
   readonly limited: boolean;
   readonly limits: LimitPolicy;
+  /**
+   * TLS passthrough: server names per group (routes in order, then the default group last);
+   * null without passthrough (one group: every server).
+   */
+  readonly groups: readonly (ReadonlySet<string> | null)[];
+  readonly passthrough: boolean;
+  readonly helloMs: number;
+  private readonly sniExact = new Map<string, number>();
+  /** [".example.com", group] in config order. */
+  private readonly sniWild: [string, number][] = [];
   constructor(readonly cfg: ListenConfig) {
+    const pt = cfg.passthrough;
+    this.passthrough = pt !== undefined;
+    this.helloMs = pt?.timeout ?? 0;
+    if (pt === undefined) this.groups = [null];
+    else {
+      const named = new Set(pt.routes.flatMap((r) => r.servers));
+      this.groups = [...pt.routes.map((r) => new Set(r.servers)), new Set(pt.default ?? cfg.backends.map((b) => b.name).filter((n) => !named.has(n)))];
+      pt.routes.forEach((r, i) => {
+        for (const n of r.sni) {
+          const k = n.toLowerCase().replace(/\.$/, '');
+          if (k.startsWith('*.')) this.sniWild.push([k.slice(1), i]);
+          else if (!this.sniExact.has(k)) this.sniExact.set(k, i);
+        }
+      });
+    }
     this.filter = new SourceFilter(cfg.allow, cfg.deny);
     const lim = cfg.limits;
     this.limits = { conn: lim.conn_per_source, rate: lim.rate_per_source, period: lim.rate_period, size: lim.table_size, expire: lim.expire };
@@ -124,6 +165,9 @@ export class TcpSession {
   tried: TcpRoute[] | null = null;
   /** Per-client limits entry (limits.*), released at close. */
   entry: ClientEntry | undefined;
+  /** Server group (TLS passthrough route; 0 without passthrough). */
+  group = 0;
+  helloTimer: NodeJS.Timeout | undefined;
   /** Balancing key (balance: source), -1 without one. */
   key = -1;
   attempts = 0;
@@ -150,7 +194,8 @@ export class TcpSession {
 
 export class TcpListener {
   s: TcpSettings;
-  routing: TcpRouting = TcpRouting.EMPTY;
+  /** One routing per server group (TLS passthrough routes + default; else one). */
+  routings: TcpRouting[] = [TcpRouting.EMPTY];
   readonly counters: Counters;
   server: Server | undefined;
   readonly log: App['log'];
@@ -210,15 +255,21 @@ export class TcpListener {
   rebuild(): void {
     const set = this.app.backends;
     const now = Date.now();
-    const primary: TcpRoute[] = [];
-    const backup: TcpRoute[] = [];
+    const groups = this.s.groups;
+    const primary: TcpRoute[][] = groups.map(() => []);
+    const backup: TcpRoute[][] = groups.map(() => []);
     for (const b of set.backends(this.s.name)) {
       const st = effectiveState(b);
       if (st !== 'UP') continue;
       const r = this.route(b, st, set.effectiveWeight(b, now));
-      if (r.weight > 0) (b.backup ? backup : primary).push(r);
+      if (r.weight <= 0) continue;
+      for (let g = 0; g < groups.length; g++) {
+        const names = groups[g];
+        if (names === null || names.has(b.name)) (b.backup ? backup : primary)[g].push(r);
+      }
     }
-    this.routing = new TcpRouting(primary, backup, this.s.balance, this.routing);
+    const prev = this.routings;
+    this.routings = groups.map((_n, g) => new TcpRouting(primary[g], backup[g], this.s.balance, prev.length === groups.length ? prev[g] : undefined));
   }
 
   private route(b: Backend, state: EffectiveState, weight: number): TcpRoute {
@@ -275,12 +326,48 @@ export class TcpListener {
     sock.on('error', onClientError);
     sock.on('close', onClientClose);
     sock.on('end', onClientEnd);
+    if (s.passthrough) { this.peekHello(ss); return; }
     this.connectNext(ss);
+  }
+
+  /**
+   * TLS passthrough: read until the first TLS record is complete, take the ClientHello's SNI, and
+   * connect to that name's group; the bytes read are sent on first (nothing is terminated).
+   * Not TLS, or a record that is not a ClientHello: closed at once (PR); not complete within
+   * `passthrough.timeout`: closed then (cR). Both counted (helloRefused).
+   */
+  private peekHello(ss: TcpSession): void {
+    if (this.helloStep(ss)) return;
+    ss.helloTimer = setTimeout(onHelloTimeout, this.s.helloMs, ss);
+    ss.client.on('data', onHelloData);
+    ss.client.resume();
+  }
+
+  /** True once decided (routed or refused). */
+  helloStep(ss: TcpSession): boolean {
+    const b = ss.held;
+    const need = firstRecordLength(b);
+    if (need !== undefined && (need === -1 || b.length < need)) return false;
+    const h = need === undefined ? undefined : parseClientHello(b);
+    const c = ss.client;
+    c.removeListener('data', onHelloData);
+    if (ss.helloTimer !== undefined) { clearTimeout(ss.helloTimer); ss.helloTimer = undefined; }
+    if (h === undefined) { this.helloRefused(ss, 'PR'); return true; }
+    c.pause();
+    ss.group = this.s.groupFor(h.sni);
+    this.connectNext(ss);
+    return true;
+  }
+
+  helloRefused(ss: TcpSession, termination: string): void {
+    this.counters.helloRefused++;
+    ss.termination = termination;
+    this.close(ss);
   }
 
   /** Pick a server (skipping those that failed for this connection when redispatching) and connect. */
   connectNext(ss: TcpSession): void {
-    const r = ss.route !== undefined && !this.s.redispatch ? ss.route : this.routing.pick(ss.key, ss.tried);
+    const r = ss.route !== undefined && !this.s.redispatch ? ss.route : this.routings[ss.group].pick(ss.key, ss.tried);
     if (r === undefined) { ss.termination = 'SC'; this.close(ss); return; }
     if (ss.attempts > 0) {
       this.counters.retries++;
@@ -360,6 +447,7 @@ export class TcpListener {
     if (ss.closed) return;
     ss.closed = true;
     this.sessions.delete(ss);
+    if (ss.helloTimer !== undefined) clearTimeout(ss.helloTimer);
     ss.client.destroy();
     if (ss.entry !== undefined) this.clients.disconnect(ss.entry, Date.now());
     const srv = ss.server;
@@ -479,6 +567,17 @@ function onServerClose(this: SessSocket): void {
   if (ss.closed) return;
   if (!ss.serverEnded) { if (ss.termination === '--') ss.termination = 'SD'; ss.l.close(ss); return; }
   if (ss.clientClosed) ss.l.close(ss);
+}
+
+function onHelloData(this: SessSocket, chunk: Buffer): void {
+  const ss = this[kSess]!;
+  ss.held = ss.held.length === 0 ? chunk : Buffer.concat([ss.held, chunk]);
+  ss.l.helloStep(ss);
+}
+
+function onHelloTimeout(ss: TcpSession): void {
+  ss.helloTimer = undefined;
+  if (!ss.closed) ss.l.helloRefused(ss, 'cR');
 }
 
 function onIdle(this: SessSocket): void {

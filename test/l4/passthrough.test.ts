@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { startAppLogged } from '../edge/stream-helpers.js';
+import { TcpClient, waitFor } from './helpers.js';
+
+/**
+ * TLS passthrough routed by SNI on one port: real TLS servers (node:tls, each with its own
+ * self-signed certificate made by openssl), real TLS clients through pairlb in mode tcp, which
+ * never terminates: the client sees the chosen server's certificate. Garbage and a truncated
+ * ClientHello (the first bytes of a real one) are closed and counted; a good client follows.
+ */
+let dir: string;
+const servers: { name: string; port: number; srv: TlsServer }[] = [];
+let p: Awaited<ReturnType<typeof startAppLogged>>;
+let hello: Buffer;
+
+function cert(cn: string): { key: Buffer; cert: Buffer } {
+  const key = join(dir, `${cn}.key`);
+  const crt = join(dir, `${cn}.crt`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', crt, '-days', '2', '-subj', `/CN=${cn}`], { stdio: 'ignore' });
+  return { key: readFileSync(key), cert: readFileSync(crt) };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pairlb-sni-'));
+  for (const name of ['www', 'org', 'dflt']) {
+    const srv = createTlsServer(cert(`${name}.test`), (s) => { s.on('error', () => {}); s.end(`hello from ${name}\n`); });
+    await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', () => ok()));
+    servers.push({ name, port: (srv.address() as AddressInfo).port, srv });
+  }
+  p = await startAppLogged(`listen:
+  - name: tls
+    bind: 127.0.0.1:0
+    mode: tcp
+    passthrough:
+      timeout: 300ms
+      routes:
+        - sni: [www.example.com]
+          servers: [www]
+        - sni: ['*.example.org', WWW.EXAMPLE.NET]
+          servers: [org]
+    backends:
+${servers.map((s) => `      - name: ${s.name}\n        address: 127.0.0.1:${s.port}\n        check: false\n`).join('')}`);
+  // A real ClientHello, as a TLS client sends it.
+  const cap = createNetServer((s) => s.once('data', (d: Buffer) => { hello = d; s.destroy(); }));
+  await new Promise<void>((ok) => cap.listen(0, '127.0.0.1', () => ok()));
+  const t = tlsConnect({ port: (cap.address() as AddressInfo).port, host: '127.0.0.1', servername: 'www.example.com', rejectUnauthorized: false });
+  t.on('error', () => {});
+  await waitFor(() => hello !== undefined, 5000, 'ClientHello captured');
+  t.destroy();
+  cap.close();
+}, 30_000);
+
+afterAll(async () => {
+  await p?.stop();
+  for (const s of servers) s.srv.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function via(servername: string | undefined): Promise<{ cn: string; text: string }> {
+  return new Promise((ok, fail) => {
+    const t = tlsConnect({ port: p.port(), host: '127.0.0.1', servername, rejectUnauthorized: false });
+    let text = '';
+    t.on('error', fail);
+    t.on('data', (d: Buffer) => { text += d.toString(); });
+    t.on('end', () => { const cn = String(t.getPeerCertificate().subject?.CN ?? ''); t.destroy(); ok({ cn, text }); });
+  });
+}
+
+describe('TLS passthrough by SNI (mode tcp)', () => {
+  it('exact, wildcard (any depth, any case) and unknown or absent names reach their servers, TLS end to end', async () => {
+    expect(await via('www.example.com')).toEqual({ cn: 'www.test', text: 'hello from www\n' });
+    expect(await via('Mail.Example.ORG')).toEqual({ cn: 'org.test', text: 'hello from org\n' });
+    expect(await via('a.b.example.org')).toEqual({ cn: 'org.test', text: 'hello from org\n' });
+    expect(await via('www.example.net')).toEqual({ cn: 'org.test', text: 'hello from org\n' });
+    // example.org itself is not below example.org: default.
+    expect(await via('example.org')).toEqual({ cn: 'dflt.test', text: 'hello from dflt\n' });
+    expect(await via('other.test')).toEqual({ cn: 'dflt.test', text: 'hello from dflt\n' });
+    // node:tls sends no SNI for an IP address.
+    expect(await via(undefined)).toEqual({ cn: 'dflt.test', text: 'hello from dflt\n' });
+    await waitFor(() => p.access().length >= 7, 5000, 'access lines');
+    expect(p.access().slice(0, 7).map((l) => l.server)).toEqual(['www', 'org', 'org', 'org', 'dflt', 'dflt', 'dflt']);
+  });
+
+  it('garbage is closed at once, a truncated ClientHello after passthrough.timeout; both counted, neither reaches a server; the next client is served', async () => {
+    const lc = p.app.counters.listen('tls');
+    const before = p.access().length;
+    const g = new TcpClient(p.port());
+    g.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await g.until(() => g.ended || g.closed, 5000, 'garbage closed');
+    expect(g.text).toBe('');
+    expect(lc.helloRefused).toBe(1);
+    const t = new TcpClient(p.port());
+    t.write(hello.subarray(0, 40));
+    const t0 = Date.now();
+    await t.until(() => t.ended || t.closed, 5000, 'truncated closed');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(lc.helloRefused).toBe(2);
+    await waitFor(() => p.access().length === before + 2, 5000, 'access lines');
+    expect(p.access().slice(before).map((l) => [l.server, l.termination])).toEqual([['<NOSRV>', 'PR'], ['<NOSRV>', 'cR']]);
+    expect(await via('www.example.com')).toEqual({ cn: 'www.test', text: 'hello from www\n' });
+    g.destroy(); t.destroy();
+  });
+});
+
+describe('passthrough config', () => {
+  it('implies mode tcp; an unknown server name is refused by preflight (pairlb check and start) with its key path', async () => {
+    const { parseConfig } = await import('../../src/config/load.js');
+    const { preflight } = await import('../../src/config/preflight.js');
+    const cfg = parseConfig(`listen:\n  - name: t\n    bind: 127.0.0.1:0\n    passthrough:\n      routes:\n        - sni: [a.example.com]\n          servers: [a, nope]\n      default: [gone]\n    backends:\n      - name: a\n        address: 127.0.0.1:1\n`);
+    expect(cfg.listen[0].mode).toBe('tcp');
+    expect(cfg.listen[0].check.type).toBe('tcp');
+    expect(preflight(cfg, { interfaces: false })).toEqual([
+      { path: ['listen', 0, 'passthrough', 'routes', 0, 'servers', 1], message: 'no server "nope" in this listen\'s backends' },
+      { path: ['listen', 0, 'passthrough', 'default', 0], message: 'no server "gone" in this listen\'s backends' },
+    ]);
+  });
+});
