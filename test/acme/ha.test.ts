@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
-import { NET, cleanupStale, createTopology, pairlbConfig, startPairlb, type Proc, type Topology } from '../helpers/netns.js';
+import { NET, adminRequest, cleanupStale, createTopology, pairlbConfig, startPairlb, type Proc, type Topology } from '../helpers/netns.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 import { certFacts, splitBundle } from '../../src/acme/store.js';
 import { PLACEHOLDER_CN } from '../../src/acme/placeholder.js';
@@ -37,6 +37,8 @@ function config(node: 'lb1' | 'lb2'): string {
   retry_min: 1s
   retry_max: 2s
   order_timeout: 30s
+tls_tickets:
+  rotate: 2s
 `;
   const base = pairlbConfig(node, { dir, haExtra: TIMING, extra: acme });
   return base.replace('listen:\n', `listen:
@@ -117,6 +119,13 @@ describe('ACME with the HA pair', () => {
     const keyB64 = splitBundle(cert.pem).key!.split('\n').slice(1, 2).join('');
     expect(readFileSync(join(dir, 'state-lb2', 'runtime.json'), 'utf8')).not.toContain(keyB64);
 
+    // Ticket keys rotated by the master (every 2 s here) reach the backup: same key name on both.
+    const tk = async (n: string) => (await adminRequest(join(dir, `${n}-admin.sock`), 'GET', '/v1/status')).json.tickets;
+    const rotated = await until(async () => { const a = await tk('lb1'); return a.rotations >= 1 ? a : undefined; }, 10_000, 'a rotation on lb1');
+    await until(async () => { const [a, b] = [await tk('lb1'), await tk('lb2')]; return a.current === b.current && b.current !== undefined && b.source === 'replicated' ? true : undefined; }, 10_000, 'lb2 follows lb1\'s rotation');
+    expect((await tk('lb2')).rotations).toBe(0);
+    expect(rotated.source).toBe('generated');
+
     // The master serves it on the VIP, trusted by a client that trusts the CA.
     const before = await until(async () => { const v = await viaVip(); return v.serial === cert.serial ? v : undefined; }, 10_000, 'the VIP serves the certificate');
     expect(before).toEqual({ serial: cert.serial, verified: true, via: NET.lb1.pub });
@@ -128,5 +137,7 @@ describe('ACME with the HA pair', () => {
     const after = await until(async () => { const v = await viaVip(); return v.via === NET.lb2.pub ? v : undefined; }, 10_000, 'lb2 answers on the VIP');
     expect(after).toEqual({ serial: cert.serial, verified: true, via: NET.lb2.pub });
     expect(lb2.logs.filter((l) => l.mod === 'acme' && typeof l.msg === 'string' && (l.msg as string).startsWith('acme: ordering'))).toEqual([]);
+    // The new master takes over the ticket key schedule.
+    await until(async () => ((await tk('lb2')).rotations >= 1 ? true : undefined), 10_000, 'a rotation on lb2 as master');
   }, 120_000);
 });
