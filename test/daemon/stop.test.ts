@@ -11,9 +11,9 @@ import { cleanup, ensureBuilt, freePort, startDaemon, tempDir, type Daemon } fro
  * long as the process serves.
  */
 
-function yaml(port: number, backend: TestBackend, drain: string): string {
+function yaml(port: number, backend: TestBackend, drain: string, workers: number): string {
   return [
-    'global:', '  node: stop-test', '  log:', '    access: "off"',
+    'global:', '  node: stop-test', `  workers: ${workers}`, '  log:', '    access: "off"',
     'listen:', '  - name: web', `    bind: 127.0.0.1:${port}`,
     '    timeouts:', `      drain: ${drain}`, '      server: 30s',
     '    check:', '      interval: 500ms',
@@ -51,7 +51,8 @@ async function refusedWithin(port: number, ms: number): Promise<boolean> {
   return false;
 }
 
-describe('pairlb daemon: graceful stop', () => {
+// workers 2: the same stop through two data-plane worker threads (each drains its own connections).
+describe.each([0, 2])('pairlb daemon: graceful stop (workers %d)', (workers) => {
   let backend: TestBackend;
   let dir: string;
   let d: Daemon | undefined;
@@ -77,7 +78,7 @@ describe('pairlb daemon: graceful stop', () => {
   it('SIGTERM: stops accepting, lets the in-flight request finish, closes idle keep-alive cleanly, exits 0', async () => {
     dir = tempDir('stop');
     const port = await freePort();
-    d = await startDaemon(dir, yaml(port, backend, '10s'));
+    d = await startDaemon(dir, yaml(port, backend, '10s', workers));
     expect(readFileSync(d.pidfile, 'utf8').trim()).toBe(String(d.pid));
 
     // An idle keep-alive connection: it must be closed with a FIN, not a reset.
@@ -108,7 +109,7 @@ describe('pairlb daemon: graceful stop', () => {
   it('timeouts.drain bounds the wait: a request slower than it is cut, and the exit is still 0', async () => {
     dir = tempDir('stop-drain');
     const port = await freePort();
-    d = await startDaemon(dir, yaml(port, backend, '500ms'));
+    d = await startDaemon(dir, yaml(port, backend, '500ms', workers));
     const seen = backend.seen.length;
     const inflight = get(port, '/slow/20000').then(() => 'answered', () => 'cut');
     while (backend.seen.length === seen) await new Promise((r) => setTimeout(r, 10));
@@ -123,7 +124,7 @@ describe('pairlb daemon: graceful stop', () => {
   it('a second SIGTERM ends it at once', async () => {
     dir = tempDir('stop-twice');
     const port = await freePort();
-    d = await startDaemon(dir, yaml(port, backend, '30s'));
+    d = await startDaemon(dir, yaml(port, backend, '30s', workers));
     const seen = backend.seen.length;
     const inflight = get(port, '/slow/20000').catch(() => 'cut');
     while (backend.seen.length === seen) await new Promise((r) => setTimeout(r, 10));
