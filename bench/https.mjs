@@ -26,11 +26,11 @@ import { freePort, startPinned, stopAll, killAllSync, treeCpu, treeRssMb, proces
 import { median, ratioMedian, fmt, fmtInt } from './lib/report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const USAGE = `Usage: npm run bench:https -- [--rounds N] [--duration S] [--scenarios keepalive,full,resumed] [--json FILE] [--keep] [--no-build]\n`;
+const USAGE = `Usage: npm run bench:https -- [--rounds N] [--duration S] [--scenarios keepalive,full,resumed] [--engine undici|native] [--json FILE] [--keep] [--no-build]\n`;
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string' }, duration: { type: 'string' }, scenarios: { type: 'string' }, json: { type: 'string' },
-  keep: { type: 'boolean' }, 'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' },
+  keep: { type: 'boolean' }, engine: { type: 'string' }, 'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' },
 } });
 if (values.help) { process.stdout.write(USAGE); process.exit(0); }
 const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3));
@@ -79,6 +79,7 @@ listen:
   - name: tls
     bind: 127.0.0.1:${port}
     tls: { certificates: [${c.bundle}] }
+    engine: ${values.engine ?? 'undici'}
     timeouts: { drain: 1s }
     backends:
 ${bports.map((p, i) => `      - { name: w${i + 1}, address: 127.0.0.1:${p}, check: false }`).join('\n')}
