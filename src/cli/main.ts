@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { packageVersion } from '../version.js';
 import { commands } from './registry.js';
 import { reexecWithNotifySocket } from '../ha/sd-notify.js';
 import './start.js';
@@ -19,10 +20,7 @@ const HELP = (): string => [
 /** `pairlb drain web web1` is `pairlb backend drain web web1` (the verbs of src/cli/ops-backend.ts). */
 const BACKEND_VERBS = new Set(['list', 'add', 'remove', 'drain', 'ready', 'maint', 'weight']);
 
-/** The version of the installed package (package.json next to dist/). */
-function version(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-}
+const version = packageVersion;
 
 /** Node.js 20 reached end of life on 2026-04-30; bin/pairlb runs the Node 24 that npm installed. */
 const MIN_NODE_MAJOR = 24;

@@ -15,6 +15,7 @@ import { LoginGuard } from './login-guard.js';
 import type { StatsConfig } from './config.js';
 import { renderCsv } from './csv.js';
 import { renderHaproxyCsv } from './haproxy-csv.js';
+import { packageVersion } from '../version.js';
 import { RateSampler, buildFrontendRows, buildTables, panelStatus, statsJson, watchRoles, type RowOpts } from './model.js';
 import { renderPage } from './page.js';
 import { tlsStatuses } from '../tls/status.js';
@@ -197,6 +198,9 @@ export class StatsModule implements Module {
             flash: ok ? { ok: true, text: ok } : err ? { ok: false, text: err } : undefined,
             conn: (({ open, maxconn, fdLimit, fdLimitHits }) => ({ open, maxconn, fdLimit, fdLimitHits }))(this.app.proxy.guard),
             tls: tlsStatuses(this.app),
+            proc: { pid: process.pid, version: packageVersion(), uptimeS: Math.round(process.uptime()) },
+            haPaths: this.app.cfg.ha ? { dedicated: true, public: (this.app.cfg.ha as { node?: { public?: string } }).node?.public !== undefined } : undefined,
+            hideDown: url.searchParams.get('hide') === 'down',
             acme: acmeOf(this.app)?.status(),
           });
           return this.send(res, 200, 'text/html; charset=utf-8', html, {

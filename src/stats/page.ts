@@ -40,6 +40,12 @@ export interface PageInput {
   tls?: TlsStatus[];
   /** ACME certificates and their alarms (src/acme/module.ts). */
   acme?: AcmeStatus;
+  /** This process, for the header: pid, package version, uptime in seconds. */
+  proc?: { pid: number; version: string; uptimeS: number };
+  /** Heartbeat paths configured (a path that is not configured is not shown as DOWN). */
+  haPaths?: { dedicated: boolean; public: boolean };
+  /** Hide the rows of backends that are DOWN (?hide=down). */
+  hideDown?: boolean;
 }
 
 function loginText(l: PageInput['logins']): string {
@@ -93,9 +99,13 @@ table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:.3rem .45rem;border-bottom:1px solid var(--line);white-space:nowrap;text-align:right}
 th{background:#eef0f4;font-weight:600;font-size:.8rem;color:#394355}
 thead tr.g th{font-size:.72rem;text-transform:uppercase;letter-spacing:.03em;color:var(--mut);text-align:center;border-bottom:0}
-td.name,th.name{text-align:left;position:sticky;left:0;z-index:1}
-th.name{background:#eef0f4}td.name{background:inherit}
+td.name,th.name{text-align:left;position:sticky;left:0;z-index:1;width:11rem;min-width:11rem;max-width:11rem;overflow:hidden;text-overflow:ellipsis}
+td.status,th.status{position:sticky;left:11rem;z-index:1;width:7.5rem;min-width:7.5rem;box-shadow:inset -1px 0 var(--line)}
+th.name,th.status{background:#eef0f4}td.name{background:inherit}
+td.status small{display:block;font-weight:400;font-size:.72rem;opacity:.85}
 tbody tr{background:#fff}
+tfoot td.name,tfoot td.status{background:#eef0f4}
+.filters{margin:0 0 .6rem;color:var(--mut);font-size:.85rem}.filters a{margin-right:.8rem}
 td.name{font-weight:600}
 td.name small{display:block;font-weight:400;color:var(--mut);font-size:.75rem}
 td.status{text-align:center;font-weight:700;border-radius:0}
@@ -127,6 +137,8 @@ footer{color:var(--mut);font-size:.8rem;padding:0 1rem 1rem}
  th,td{padding:.3rem .2rem}
  header{padding:.5rem .6rem}
  td.name small{display:none}
+ td.name,th.name{width:6.5rem;min-width:6.5rem;max-width:6.5rem}
+ td.status,th.status{left:6.5rem;width:4.6rem;min-width:4.6rem}
  td.act button{padding:.3rem .3rem;font-size:.75rem}
  td.act form{gap:.15rem}
 }
@@ -145,7 +157,8 @@ function stateClass(r: Row): string {
 const tierClass = (c: Column): string => (c.tier === 3 ? 'x' : c.tier === 2 ? 'w' : '');
 
 function groupHeader(cols: readonly Column[], admin: boolean): string {
-  const out: string[] = [];
+  const out: string[] = [`<th class="name"></th><th class="status"></th>`];
+  if (admin) out.push('<th></th>');
   let i = 0;
   while (i < cols.length) {
     const g = cols[i].group;
@@ -163,7 +176,6 @@ function groupHeader(cols: readonly Column[], admin: boolean): string {
     }
     i = j;
   }
-  if (admin) out.push('<th></th>');
   return out.join('');
 }
 
@@ -177,12 +189,21 @@ function orderCols(): Column[] {
   return groups.flatMap((g) => [...g.filter((c) => !c.tier), ...g.filter((c) => c.tier === 2), ...g.filter((c) => c.tier === 3)]);
 }
 
-const COLS = orderCols();
+/**
+ * Name and Status first and pinned (sticky), the Actions right after them: at 1,366 px the
+ * actions are on screen without scrolling, and scrolling sideways keeps name and state in view.
+ */
+const ORDERED = orderCols();
+const PINNED = ['name', 'status'].map((k) => ORDERED.find((c) => c.key === k)!);
+const REST = ORDERED.filter((c) => !PINNED.includes(c));
+const COLS = [...PINNED, ...REST];
 
 function cell(c: Column, r: Row): string {
   const cls = [c.key === 'name' ? 'name' : c.key === 'status' ? 'status' : '', tierClass(c)].filter(Boolean).join(' ');
   let inner = esc(fmtCell(c, r));
   if (c.key === 'name' && r.b) inner += `<small>${esc(r.b.address)}${r.b.backup ? ' · backup' : ''}${r.b.origin !== 'config' ? ' · ' + esc(r.b.origin) : ''}</small>`;
+  // Time in this state, in the cell itself (HAProxy's "UP 2h3m"): the Since column is wide-screen only.
+  if (c.key === 'status' && r.b) inner += ` <small>${esc(fmtDuration(Math.max(0, Math.round((r.now - r.b.lastChange) / 1000))))}</small>`;
   const title = c.key === 'status' && r.b ? ` title="${esc(r.b.lastReason)}"` : c.key === 'last_check' && r.b?.lastCheck?.detail ? ` title="${esc(r.b.lastCheck.detail)}"` : '';
   return `<td${cls ? ` class="${cls}"` : ''}${title}>${inner}</td>`;
 }
@@ -200,16 +221,16 @@ function actions(r: Row, csrf: string): string {
 
 function row(r: Row, csrf: string | undefined): string {
   const cells = COLS.map((c) => cell(c, r));
-  if (csrf !== undefined) cells.push(r.b ? actions(r, csrf) : '<td></td>');
+  if (csrf !== undefined) cells.splice(PINNED.length, 0, r.b ? actions(r, csrf) : '<td></td>');
   return `<tr class="${stateClass(r)}" data-backend="${esc(r.name)}">${cells.join('')}</tr>`;
 }
 
 function titles(admin: boolean): string {
   const out = COLS.map((c) => {
-    const cls = [c.key === 'name' ? 'name' : '', tierClass(c)].filter(Boolean).join(' ');
+    const cls = [c.key === 'name' ? 'name' : c.key === 'status' ? 'status' : '', tierClass(c)].filter(Boolean).join(' ');
     return `<th${cls ? ` class="${cls}"` : ''} title="${esc(c.help)}">${esc(c.title)}</th>`;
   });
-  if (admin) out.push('<th class="act">Actions</th>');
+  if (admin) out.splice(PINNED.length, 0, '<th class="act">Actions</th>');
   return out.join('');
 }
 
@@ -246,11 +267,13 @@ function failover(v: unknown, now: number): string | undefined {
 }
 
 function pairPanel(p: PageInput): string {
-  if (!p.ha) return `<div class="panel off-panel"><h2>Pair</h2><p class="off">HA not configured: this node (${esc(p.node)}) runs standalone.</p></div>`;
+  if (!p.ha) return `<div class="panel off-panel"><h2>Pair</h2> <p class="off">HA not configured: this node (${esc(p.node)}) runs standalone.</p></div>`;
   const h = p.ha;
   const peer = (h.peer && typeof h.peer === 'object' ? h.peer : undefined) as Record<string, unknown> | undefined;
   const hb = peer ? (ago(peer.lastSeenMs ?? peer.ageMs ?? peer.lastHeardMs) ?? 'never') : ago(h.peerAgeMs ?? h.heartbeatAgeMs);
-  const paths = peer?.paths && typeof peer.paths === 'object' ? Object.entries(peer.paths as Record<string, unknown>).map(([k, v]) => `${k} ${v ? 'up' : 'DOWN'}`).join(', ') : undefined;
+  // A path that is not configured (no ha.node.public) is absent, not DOWN.
+  const configured = p.haPaths as Record<string, boolean> | undefined;
+  const paths = peer?.paths && typeof peer.paths === 'object' ? Object.entries(peer.paths as Record<string, unknown>).filter(([k]) => !configured || configured[k] !== false).map(([k, v]) => `${k} ${v ? 'up' : 'DOWN'}`).join(', ') : undefined;
   const known: Record<string, unknown> = {
     node: h.node ?? p.node,
     role: h.role ?? p.role,
@@ -301,7 +324,7 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
 
 /** Scaling panel from the scaler's status() (src/scale/scaler.ts ScaleStatus), read defensively. */
 function scalePanel(p: PageInput): string {
-  if (!p.scale) return '<div class="panel off-panel"><h2>Scaling</h2><p class="off">Scaling not configured.</p></div>';
+  if (!p.scale) return '<div class="panel off-panel"><h2>Scaling</h2> <p class="off">Scaling not configured.</p></div>';
   const s = p.scale;
   const since = (at: unknown) => { const t = num(at); return t !== undefined ? ago(p.now - t) : undefined; };
   const rows: Obj = {};
@@ -381,9 +404,28 @@ function frontendSection(p: PageInput, admin: boolean): string {
   if (!fs.length) return '';
   const body = fs.map((f) => row({ ...f.row, name: f.name }, admin ? '' : undefined)).join('');
   const info = fs.map((f) => `${esc(f.name)} on ${esc(f.bind)}: ${f.rules} rule${f.rules === 1 ? '' : 's'}, default ${esc(f.default_backend ?? '404')}`).join(' · ');
-  return `<section class="listen" id="frontends"><h2>Frontends<span class="sum">${info}</span></h2>` +
-    `<div class="scroll"><table><thead><tr class="g">${groupHeader(COLS, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
+  return `<section class="listen" id="frontends"><h2>Frontends <span class="sum">${info}</span></h2>` +
+    `<div class="scroll"><table><thead><tr class="g">${groupHeader(REST, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
     `<tbody>${body}</tbody></table></div></section>`;
+}
+
+/** A link to this page with the view options changed (all columns, hide DOWN). */
+function link(p: PageInput, change: { all?: boolean; hideDown?: boolean }, text: string): string {
+  const all = change.all ?? p.all;
+  const hide = change.hideDown ?? p.hideDown;
+  const q = [all ? 'all=1' : '', hide ? 'hide=down' : ''].filter(Boolean).join('&');
+  return `<a href="./${q ? '?' + q : ''}">${esc(text)}</a>`;
+}
+
+/**
+ * On touch screens (pointer: coarse) Drain and Maint ask first: a thumb scrolling the table must
+ * not take a server out of service. A mouse click acts at once, as before.
+ */
+function confirmScript(nonce: string): string {
+  return `<script nonce="${esc(nonce)}">(function(){if(!window.matchMedia||!matchMedia('(pointer: coarse)').matches)return;` +
+    `document.addEventListener('submit',function(e){var b=e.submitter;if(!b||(b.value!=='drain'&&b.value!=='maint'))return;` +
+    `var f=e.target,n=f.querySelector('input[name=backend]'),l=f.querySelector('input[name=listen]');` +
+    `if(!confirm(b.value.toUpperCase()+' '+(l?l.value+'/':'')+(n?n.value:'')+'?'))e.preventDefault()},true)})();</script>`;
 }
 
 export function renderPage(p: PageInput): string {
@@ -392,28 +434,31 @@ export function renderPage(p: PageInput): string {
     const sum = t.total;
     const bad = (sum.upCount ?? 0) === 0;
     const down = t.backends.filter((r) => r.b && r.b.health === 'down' && r.b.admin !== 'maint').length;
-    return `<section class="listen" id="l-${esc(t.listen)}"><h2>${esc(t.listen)}` +
-      (t.frontends.length ? `<span class="sum">backend · from ${t.frontends.map((f) => esc(f)).join(', ')}</span>` : '') +
-      `<span class="sum${bad ? ' bad' : ''}">${sum.upCount}/${sum.backendCount} up</span>` +
-      (down ? `<span class="sum bad">${down} down</span>` : '') +
+    const shown = p.hideDown ? t.backends.filter((r) => !(r.b && r.b.health === 'down' && r.b.admin !== 'maint')) : t.backends;
+    // Spaces between the heading's parts: copied or read aloud, "web 1/2 up 1 down", not "web1/2 up1 down".
+    return `<section class="listen" id="l-${esc(t.listen)}"><h2>${esc(t.listen)} ` +
+      (t.frontends.length ? `<span class="sum">backend · from ${t.frontends.map((f) => esc(f)).join(', ')}</span> ` : '') +
+      `<span class="sum${bad ? ' bad' : ''}">${sum.upCount}/${sum.backendCount} up</span> ` +
+      (down ? `<span class="sum bad">${down} down${p.hideDown ? ' (hidden)' : ''}</span> ` : '') +
       `<span class="sum">${Math.round(sum.rate * 10) / 10} req/s · ${sum.c.cur} active</span></h2>` +
-      `<div class="scroll"><table><thead><tr class="g">${groupHeader(COLS, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
-      `<tbody>${t.backends.map((r) => row(r, p.csrf)).join('') || `<tr><td class="name">no backends</td></tr>`}</tbody>` +
+      `<div class="scroll"><table><thead><tr class="g">${groupHeader(REST, admin)}</tr><tr>${titles(admin)}</tr></thead>` +
+      `<tbody>${shown.map((r) => row(r, p.csrf)).join('') || `<tr><td class="name">${t.backends.length ? 'every backend is DOWN (hidden)' : 'no backends'}</td></tr>`}</tbody>` +
       `<tfoot>${row(sum, admin ? '' : undefined)}</tfoot></table></div></section>`;
   }).join('') + frontendSection(p, admin);
   const time = new Date(p.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
   const refresh = p.refreshMs > 0
-    ? `<script nonce="${esc(p.nonce)}">(function(){var ms=${Math.max(1000, p.refreshMs | 0)};function t(){var a=document.activeElement;if(a&&(a.tagName==='INPUT'||a.tagName==='SELECT')){setTimeout(t,2000);return}location.replace(location.pathname+(${p.all ? 'true' : 'false'}?'?all=1':''))}setTimeout(t,ms)})();</script>` +
+    ? `<script nonce="${esc(p.nonce)}">(function(){var ms=${Math.max(1000, p.refreshMs | 0)};function t(){var a=document.activeElement;if(a&&(a.tagName==='INPUT'||a.tagName==='SELECT')){setTimeout(t,2000);return}location.replace(location.pathname+location.search.replace(/([?&])(ok|err)=[^&]*/g,'$1'))}setTimeout(t,ms)})();</script>` +
       `<noscript><meta http-equiv="refresh" content="${Math.max(1, Math.round(p.refreshMs / 1000))}"></noscript>`
     : '';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
     `<title>pairlb ${esc(p.node)} · ${esc(p.role)}</title><style nonce="${esc(p.nonce)}">${CSS}</style></head><body${p.all ? ' class="all"' : ''}>` +
-    `<header><h1>pairlb</h1><span><span class="k">node</span> ${esc(p.node)}</span><span class="role role-${esc(p.role)}">${esc(p.role)}</span>` +
-    `<span class="k">${esc(time)}</span>` +
-    `<span class="links">${p.all ? '<a href="./">fewer columns</a>' : '<a href="./?all=1">all columns</a>'}<a href="./stats.csv">CSV</a><a href="./stats.json">JSON</a><a href="./metrics">metrics</a></span></header><main>` +
+    `<header><h1>pairlb</h1> <span><span class="k">node</span> ${esc(p.node)}</span> <span class="role role-${esc(p.role)}">${esc(p.role)}</span> ` +
+    (p.proc ? `<span class="proc"><span class="k">pid</span> ${p.proc.pid} <span class="k">version</span> ${esc(p.proc.version)} <span class="k">uptime</span> ${esc(fmtDuration(p.proc.uptimeS))}</span> ` : '') +
+    `<span class="k">${esc(time)}</span> ` +
+    `<span class="links">${link(p, { all: !p.all }, p.all ? 'fewer columns' : 'all columns')} ${link(p, { hideDown: !p.hideDown }, p.hideDown ? 'show DOWN' : 'hide DOWN')} <a href="./stats.csv">CSV</a> <a href="./;csv">HAProxy CSV</a> <a href="./stats.json">JSON</a> <a href="./metrics">metrics</a></span></header><main>` +
     (p.flash ? `<div class="flash${p.flash.ok ? '' : ' err'}" role="status">${esc(p.flash.text)}</div>` : '') +
     (p.note ? `<div class="flash note">${esc(p.note)}</div>` : '') +
     `<div class="panels">${pairPanel(p)}${scalePanel(p)}${tlsPanel(p, p.now)}${acmePanel(p)}</div>${sections}</main>` +
     `<footer>${p.user ? `signed in as ${esc(p.user)}${admin ? ' (admin)' : p.readOnlyUser ? ' (read-only)' : ''} · ` : ''}${connText(p.conn)}${loginText(p.logins)}${p.refreshMs > 0 ? `refreshes every ${Math.round(p.refreshMs / 100) / 10}s` : 'no auto-refresh'}</footer>` +
-    refresh + '</body></html>';
+    refresh + (admin ? confirmScript(p.nonce) : '') + '</body></html>';
 }

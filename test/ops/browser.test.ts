@@ -54,6 +54,11 @@ ${backends.map((b) => `      - { name: ${b.name}, address: "${b.address}" }`).jo
     bind: 127.0.0.1:0
     backends:
       - { name: api1, address: "127.0.0.1:9", check: false, state: maint }
+  - name: dead
+    bind: 127.0.0.1:0
+    check: { interval: 200ms, timeout: 500ms, fall: 1 }
+    backends:
+      - { name: gone, address: "127.0.0.1:9" }
 stats:
   bind: 127.0.0.1:0
   refresh: 3s
@@ -70,6 +75,11 @@ afterAll(async () => {
   for (const b of backends) await b.close();
   for (const p of profiles) rmSync(p, { recursive: true, force: true });
 });
+
+/** The state word of a row's status cell (the cell also says how long: "UP" + "3m12s"). */
+async function state(page: import('playwright-core').Page, row: string): Promise<string> {
+  return (await page.locator(`${row} td.status`).innerText()).trim().split(/\s+/)[0];
+}
 
 const hits = (b: TestBackend) => b.seen.filter((s) => s.url.startsWith('/t')).length;
 async function traffic(n: number): Promise<number[]> {
@@ -101,8 +111,8 @@ test('log in, see every backend, drain one from the page, traffic stops going to
   expect(r!.status()).toBe(200);
   const rows = page.locator('section#l-web tbody tr[data-backend]');
   expect(await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-backend')))).toEqual(['web1', 'web2', 'web3']);
-  for (const n of ['web1', 'web2', 'web3']) expect((await page.locator(`tr[data-backend="${n}"] td.status`).innerText()).trim()).toBe('UP');
-  expect((await page.locator('section#l-api tr[data-backend="api1"] td.status').innerText()).trim()).toBe('MAINT');
+  for (const n of ['web1', 'web2', 'web3']) expect(await state(page, `tr[data-backend="${n}"]`)).toBe('UP');
+  expect(await state(page, 'section#l-api tr[data-backend="api1"]')).toBe('MAINT');
 
   // A POST from the logged-in browser without a valid token is refused (what a forged form would do).
   const forged = await ctx.request.post(statsBase + '/action', { form: { listen: 'web', backend: 'web1', action: 'maint', csrf: 'x.y' }, maxRedirects: 0 });
@@ -112,7 +122,7 @@ test('log in, see every backend, drain one from the page, traffic stops going to
   expect(h.app.backends.get('web', 'web1')!.admin).toBe('ready');
 
   await Promise.all([page.waitForURL(/\?ok=/), page.click('tr[data-backend="web2"] button[value="drain"]')]);
-  await expect.poll(async () => (await page.locator('tr[data-backend="web2"] td.status').innerText()).trim()).toBe('DRAIN');
+  await expect.poll(async () => state(page, 'tr[data-backend="web2"]')).toBe('DRAIN');
   expect(await page.locator('.flash').innerText()).toContain('web/web2: drain (now DRAIN)');
   expect(h.app.backends.get('web', 'web2')!.admin).toBe('drain');
 
@@ -167,6 +177,14 @@ test('pair and scaling panels render the HA and scaler status readably (laptop a
     },
   });
   expect(html).toContain('backup → master');
+  // Without knowing the configured paths, both are shown; with ha.node.public not configured, the
+  // public path is not a "public DOWN" (src/stats/module.ts passes haPaths from the config).
+  expect(html).toContain('dedicated up, public DOWN');
+  const input = { node: 'lb-01', role: 'master', now, tables: [], refreshMs: 0, nonce: 'n', ha: { role: 'master', peer: { name: 'lb-02', alive: true, lastSeenMs: 5, paths: { dedicated: true, public: false } } } };
+  const noPublic = renderPage({ ...input, haPaths: { dedicated: true, public: false } });
+  expect(noPublic).toContain('<dd>dedicated up</dd>');
+  expect(noPublic).not.toContain('public DOWN');
+  expect(renderPage({ ...input, haPaths: { dedicated: true, public: true } })).toContain('dedicated up, public DOWN');
   expect(html).toContain('vds-01 2.41');
   const ctx = await browser({ viewport: { width: 1366, height: 768 } });
   const page = ctx.pages()[0] ?? await ctx.newPage();
@@ -176,3 +194,69 @@ test('pair and scaling panels render the HA and scaler status readably (laptop a
   await page.screenshot({ path: join(ARTIFACTS, 'stats-panels-phone.png'), fullPage: true });
   await ctx.close();
 }, 60_000);
+
+test('at 1,366 px the actions are on screen; Name and Status stay pinned when the table scrolls; status cell, header, hide DOWN, words apart', async () => {
+  await expect.poll(() => h.app.backends.get('dead', 'gone')!.health, { timeout: 10_000 }).toBe('down');
+  const ctx = await browser({ httpCredentials: { username: 'ops', password: 'browser-pw' }, viewport: { width: 1366, height: 768 } });
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  await page.goto(statsBase + '/?all=1');
+  const row = 'section#l-web tr[data-backend="web1"]';
+  const scroller = page.locator('section#l-web .scroll');
+  const [sw, cw] = await scroller.evaluate((e) => [e.scrollWidth, e.clientWidth]);
+  expect(sw, 'all columns are wider than the screen').toBeGreaterThan(cw);
+  for (const sel of ['button[value="ready"]', 'button[value="drain"]', 'button[value="maint"]']) {
+    const box = (await page.locator(`${row} ${sel}`).boundingBox())!;
+    expect(box.x + box.width, `${sel} on screen at 1366 px`).toBeLessThanOrEqual(1366);
+  }
+  const before = { name: (await page.locator(`${row} td.name`).boundingBox())!, status: (await page.locator(`${row} td.status`).boundingBox())! };
+  await scroller.evaluate((e) => { e.scrollLeft = e.scrollWidth; });
+  await expect.poll(() => scroller.evaluate((e) => e.scrollLeft)).toBeGreaterThan(100);
+  const after = { name: (await page.locator(`${row} td.name`).boundingBox())!, status: (await page.locator(`${row} td.status`).boundingBox())! };
+  expect(Math.abs(after.name.x - before.name.x)).toBeLessThan(2);
+  expect(Math.abs(after.status.x - before.status.x)).toBeLessThan(2);
+  // The status cell is not covered by the scrolled cells: the element at its centre is the cell itself.
+  const onTop = await page.evaluate(([x, y]) => document.elementFromPoint(x, y)?.closest('td')?.className, [after.status.x + after.status.width / 2, after.status.y + after.status.height / 2]);
+  expect(onTop).toContain('status');
+  await page.screenshot({ path: join(ARTIFACTS, 'stats-1366-scrolled.png'), fullPage: true });
+
+  // Status cell: state and time in it; header: pid, version, uptime.
+  expect((await page.locator(`${row} td.status`).innerText()).trim()).toMatch(/^UP\s+\d+(s|m|h|d)/);
+  const header = await page.locator('header').innerText();
+  expect(header).toMatch(new RegExp(`pid\\s+${process.pid}\\s+version\\s+\\d+\\.\\d+\\.\\d+\\s+uptime\\s+\\d+`));
+  // Words apart (copy, screen readers): heading parts and the off panels.
+  expect((await page.locator('section#l-dead h2').innerText()).replace(/\s+/g, ' ')).toMatch(/^dead 0\/1 up 1 down \d+(\.\d)? req\/s/);
+  expect((await page.locator('.panel.off-panel').first().innerText()).replace(/\s+/g, ' ')).toMatch(/^Pair HA not configured/);
+
+  // Hide DOWN: the DOWN row goes, the heading says so, the view survives the auto-refresh.
+  expect(await page.locator('tr[data-backend="gone"]').count()).toBe(1);
+  await Promise.all([page.waitForURL(/hide=down/), page.click('header a:text("hide DOWN")')]);
+  expect(await page.locator('tr[data-backend="gone"]').count()).toBe(0);
+  expect(await page.locator('section#l-dead h2').innerText()).toContain('1 down (hidden)');
+  expect(await page.locator('section#l-web tbody tr[data-backend]').count()).toBe(3);
+  await page.waitForURL((u) => u.search.includes('hide=down'), { timeout: 10_000 });
+  await ctx.close();
+}, 90_000);
+
+test('on a touch screen Drain and Maint ask first (cancel: nothing happens; OK: done); Ready does not', async () => {
+  const ctx = await browser({ httpCredentials: { username: 'ops', password: 'browser-pw' }, viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  await page.goto(statsBase + '/');
+  expect(await page.evaluate(() => matchMedia('(pointer: coarse)').matches)).toBe(true);
+  const asked: string[] = [];
+  page.once('dialog', (d) => { asked.push(d.message()); void d.dismiss(); });
+  await page.tap('tr[data-backend="web3"] button[value="maint"]');
+  await expect.poll(() => asked.length).toBe(1);
+  expect(asked[0]).toBe('MAINT web/web3?');
+  expect(h.app.backends.get('web', 'web3')!.admin).toBe('ready');
+  page.once('dialog', (d) => { asked.push(d.message()); void d.accept(); });
+  await Promise.all([page.waitForURL(/\?ok=/), page.tap('tr[data-backend="web3"] button[value="drain"]')]);
+  expect(asked[1]).toBe('DRAIN web/web3?');
+  expect(h.app.backends.get('web', 'web3')!.admin).toBe('drain');
+  // Ready puts it back without a question (no dialog handler: one would be dismissed and fail this).
+  page.on('dialog', (d) => { asked.push(d.message()); void d.dismiss(); });
+  await page.tap('tr[data-backend="web3"] button[value="ready"]');
+  await expect.poll(() => h.app.backends.get('web', 'web3')!.admin, { timeout: 10_000 }).toBe('ready');
+  await page.waitForLoadState();
+  expect(asked).toHaveLength(2);
+  await ctx.close();
+}, 90_000);

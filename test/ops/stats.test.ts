@@ -71,7 +71,7 @@ describe('stats page', () => {
     expect(html).toContain('name="csrf"');
     expect(html).toContain('HA not configured');
     expect(html).toContain('Scaling not configured');
-    expect(html).toMatch(/<td class="status"[^>]*>UP<\/td>/);
+    expect(html).toMatch(/<td class="status"[^>]*>UP <small>\d+s<\/small><\/td>/);
   });
 
   test('plaintext user can read but the form carries its own token', async () => {
