@@ -16,6 +16,7 @@ import { MAIN, cleanup, ensureBuilt, freePort, startDaemon, tempDir, type Daemon
 
 describe('pairlb status folds the scaler health into the Nagios verdict', () => {
   let hv: Hypervisor;
+  let hvStopped = false;
   let be: TestBackend;
   let d: Daemon;
   let dir: string;
@@ -67,8 +68,8 @@ scale:
   });
   afterAll(async () => {
     await d?.kill();
-    hv?.destroyAll();
-    await hv?.stop();
+    // The test stops the hypervisor itself (its dir is gone then); after a failure it may not have.
+    if (!hvStopped) { hv?.destroyAll(); await hv?.stop(); }
     await be?.close();
     cleanup(dir);
   });
@@ -84,6 +85,7 @@ scale:
 
     hv.destroyAll();
     await hv.stop();
+    hvStopped = true;
     await expect.poll(async () => { r = await status(); return r.stdout; }, { timeout: 15_000, interval: 200 }).toContain('last reconcile failed');
     expect(r.code, r.stdout).toBe(1);
     expect(r.stdout).toContain('web: 1/1 up');
