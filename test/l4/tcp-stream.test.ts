@@ -116,8 +116,10 @@ describe('mode tcp streams', () => {
     // Bounded: 2 GiB went through; one connection buffers at most ~1 MiB (256 KiB per socket and
     // direction); the rest is V8 reclaiming read buffers lazily (measured 40-70 MB on a loaded machine).
     expect((peak - base) / 1024).toBeLessThan(128);
-    const lines = lb.logs.filter((l) => l.mod === 'access' && l.mode === 'tcp');
-    const last = lines.slice(-2);
+    const lines = () => lb.logs.filter((l) => l.mod === 'access' && l.mode === 'tcp');
+    // The log is written asynchronously: wait for the two big connections' lines.
+    for (let i = 0; lines().length < 4 && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+    const last = lines().slice(-2);
     expect(last.map((l) => [l.termination, l.bytes_read, l.bytes_in])).toEqual([
       ['--', GiB, `down ${GiB}\n`.length],
       ['--', String(GiB).length, GiB + `up ${GiB}\n`.length],
