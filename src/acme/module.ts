@@ -32,6 +32,7 @@ interface AcmeChallenge { type: string; token: string; url: string; status: stri
 interface AcmeAuthz { identifier: { type: string; value: string } }
 interface AcmeClientLike {
   getAccountUrl(): string;
+  updateAccount(d: { contact: string[] }): Promise<unknown>;
   auto(o: {
     csr: Buffer; email?: string; termsOfServiceAgreed?: boolean; skipChallengeVerification?: boolean; challengePriority?: string[];
     challengeCreateFn(a: AcmeAuthz, c: AcmeChallenge, keyAuthorization: string): Promise<unknown>;
@@ -208,6 +209,13 @@ export class AcmeModule implements Module {
       this.log.info({ directory: this.cfg.directory }, 'acme: new account key');
     }
     const client = new lib.Client({ directoryUrl: this.cfg.directory, accountKey: acct.key, accountUrl: acct.url, backoffAttempts: 12, backoffMin: 500, backoffMax: 10_000 });
+    if (acct.url && acct.email !== this.cfg.email) {
+      // acme.email changed: the CA must write to the new address (RFC 8555 §7.3.2).
+      await client.updateAccount({ contact: [`mailto:${this.cfg.email}`] });
+      acct = { ...acct, email: this.cfg.email };
+      this.store.setAccount(acct);
+      this.log.info({ email: this.cfg.email, account: acct.url }, 'acme: account contact updated');
+    }
     const key = this.cfg.key_type === 'rsa' ? await lib.crypto.createPrivateRsaKey(2048) : await lib.crypto.createPrivateEcdsaKey('P-256');
     const [, csr] = await lib.crypto.createCsr({ commonName: names[0], altNames: names }, key);
     const chain = await client.auto({

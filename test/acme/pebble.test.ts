@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer as createTlsServer } from 'node:tls';
@@ -192,10 +192,16 @@ describe('ACME with pebble', () => {
     expect(metrics).toMatch(/^pairlb_acme_order_failures\{cert="shop"\} [1-9]\d*$/m);
     expect(metrics).toMatch(/^pairlb_acme_orders_total\{cert="shop"\} [4-9]$/m);
 
-    // 5. Reachable again: the next attempt succeeds and replaces the certificate.
+    // 5. A new contact address (reload), and reachable again: the next attempt updates the account
+    // and succeeds, replacing the certificate.
+    writeFileSync(lb.cfgFile, readFileSync(lb.cfgFile, 'utf8').replace('email: ops@shop.test', 'email: certs@shop.test'));
+    lb.child.kill('SIGHUP');
+    await until(() => lb.logs.find((l) => l.msg === 'config reloaded'), 10_000, 'the reload');
     for (const n of NAMES) await pebble.clearA(n);
     const third = await until(() => { const b = bundle(); return b && b.serial !== second.serial ? b : undefined; }, 30_000, 'a certificate after the failures');
     expect((await handshake(third.pem, root, 'shop.test')).authorized).toBe(true);
     await until(async () => (await served('shop.test', root)).serial === third.serial || undefined, 10_000, 'pairlb serving the new certificate');
+    expect(lb.logs.find((l) => l.msg === 'acme: account contact updated')).toMatchObject({ email: 'certs@shop.test' });
+    expect(JSON.parse(readFileSync(join(dir, 'state', 'acme', 'account.json'), 'utf8')).email).toBe('certs@shop.test');
   }, 150_000);
 });
