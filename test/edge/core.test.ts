@@ -158,9 +158,19 @@ describe.each([['undici', 0], ['native', 0], ['undici', 2]] as const)('the edge,
       expect([rc.errConn, rc.connectFailStreak, rc.total]).toEqual([0, 0, 0]);
     }
     expect(p.app.counters.listen('web').errReq).toBe(10);
-    // A normal request, and one from another client, are served.
-    await freshOk(p, a, '/n1');
-    await freshOk(p, b, '/n2');
+    // A normal request, and one from another client, are served (by either backend: with workers,
+    // each worker keeps its own round-robin position and the kernel picks the worker).
+    for (const path of ['/n1', '/n2']) {
+      const before = a.requests.length + b.requests.length;
+      const c = client(p);
+      c.send(GET(path));
+      const r = await c.next();
+      expect(r?.status).toBe(200);
+      const got = a.requests.concat(b.requests).filter((x) => x.raw.startsWith(`GET ${path} `));
+      expect(got.map((x) => x.raw)).toEqual([upstreamHead(engine, `GET ${path} HTTP/1.1`, 'app.example')]);
+      expect(a.requests.length + b.requests.length).toBe(before + 1);
+    }
+    expect(states(p)).toEqual(['a:UP', 'b:UP']);
   });
 
   it('OPTIONS * is forwarded with request-target * (RFC 9112 §3.2.4), as HAProxy does', async () => {
