@@ -5,6 +5,7 @@ import type { Config } from './schema.js';
  * control-plane modules that run in this process (a module is created at start only when its
  * section is there). Everything not listed here is applied by the reload itself:
  *   - listen sections and backends (ProxyManager, BackendSet), global.maxconn (AcceptGuard),
+ *     not global.workers (threads started once),
  *   - global.log: level, access format and destination (App.applyLog),
  *   - stats, admin, scale sections of running modules (their reload()), their removal.
  * A reload that changes one of these keys still applies the rest; `pairlb reload` prints them.
@@ -14,6 +15,8 @@ export interface RestartKey { key: string; why: string }
 export function restartKeys(old: Config, next: Config, running: ReadonlySet<string>): RestartKey[] {
   const out: RestartKey[] = [];
   if (old.global.node !== next.global.node) out.push({ key: 'global.node', why: 'the node name is read at start (HA, state, replication)' });
+  // The data-plane worker threads are started once (src/proxy/workers.ts reload says the same).
+  if (JSON.stringify(old.global.workers) !== JSON.stringify(next.global.workers)) out.push({ key: 'global.workers', why: 'the data-plane worker threads are started at start' });
   if (old.global.state_dir !== next.global.state_dir) out.push({ key: 'global.state_dir', why: 'runtime state is loaded from and saved to the directory read at start' });
   // HaNode.reload applies nothing: the heartbeat sockets, key, VIP and timings are set up at start.
   const haOn = (c: Config) => !!c.ha && c.ha.enabled !== false;

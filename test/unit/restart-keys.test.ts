@@ -17,6 +17,7 @@ describe('restartKeys', () => {
     ['node name', `global: { node: a }\n` + base, `global: { node: b }\n` + base, [], ['global.node']],
     ['state_dir', base, `global: { state_dir: /srv/s }\n` + base, [], ['global.state_dir']],
     ['maxconn is applied', base, `global: { maxconn: 100 }\n` + base, [], []],
+    ['workers', base, `global: { workers: 2 }\n` + base, [], ['global.workers']],
     ['an HA timing, HA running', base + ha('1s'), base + ha('2s'), ['ha'], ['ha.deadtime']],
     ['HA added', base, base + ha('1s'), [], ['ha']],
     ['HA removed while running', base + ha('1s'), base, ['ha'], ['ha']],
