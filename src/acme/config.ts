@@ -3,9 +3,9 @@ import { bool, duration, durationAtLeast } from '../config/types.js';
 
 /**
  * `acme:` certificates from an ACME CA (Let's Encrypt by default), ordered, renewed and installed
- * by pairlb (src/acme/module.ts, docs/acme.md). The names are given per listen section (per
- * frontend once frontends exist): `listen[].acme: [example.com, www.example.com]`, one
- * certificate per section.
+ * by pairlb (src/acme/module.ts, docs/acme.md). The names are given per frontend or listen
+ * section: `frontends[].acme` / `listen[].acme: [example.com, www.example.com]`, one certificate
+ * per section.
  *
  *   acme:
  *     email: ops@example.com
