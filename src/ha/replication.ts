@@ -97,6 +97,13 @@ export function mustSend(order: VersionOrder): boolean {
  * Human-readable differences between two documents, per item (backends by listen/name, clones by
  * name), at most `max` lines.
  */
+/**
+ * Sections whose discarded side loses nothing an operator must re-apply: TLS session ticket keys
+ * (each node made its own while apart; losing one costs a client a full handshake). The master's
+ * still wins; such a difference alone is no conflict.
+ */
+const UNREPORTED_SECTIONS = new Set(['tls_tickets']);
+
 export function diffDocs(kept: StateDoc, discarded: StateDoc, keptBy: string, discardedBy: string, max = 50): string[] {
   const out: string[] = [];
   const short = (v: unknown): string => { const s = canonicalJson(v); return s.length > 160 ? s.slice(0, 157) + '...' : s; };
@@ -113,6 +120,7 @@ export function diffDocs(kept: StateDoc, discarded: StateDoc, keptBy: string, di
     return m;
   };
   for (const s of [...new Set([...Object.keys(kept.sections), ...Object.keys(discarded.sections)])].sort()) {
+    if (UNREPORTED_SECTIONS.has(s)) continue;
     const a = kept.sections[s], b = discarded.sections[s];
     if (canonicalJson(a) === canonicalJson(b)) continue;
     const ma = items(a), mb = items(b);
