@@ -87,11 +87,13 @@ register('start', {
       return 1;
     }
     const log = createLogger(cfg.global.log.level);
-    // A promise nobody awaited failed: log it with its stack (Node's default would end the
-    // process and, with it, the VIP and every connection). Data-plane workers log theirs with
-    // their worker number and are replaced (src/proxy/worker.ts).
+    // A promise nobody awaited failed before the app runs: logged with its stack as one JSON line,
+    // then exit 1 (nothing holds the VIP yet). Once the app runs, installFatalHandlers replaces
+    // this with the handler that gives the VIP up first. Data-plane workers log theirs with their
+    // worker number and are replaced (src/proxy/worker.ts).
     process.on('unhandledRejection', (err) => {
-      log.error({ mod: 'process', err }, `unhandled promise rejection: ${err instanceof Error ? err.message : String(err)}`);
+      log.fatal({ mod: 'process', kind: 'unhandled promise rejection', err }, 'unhandled promise rejection before start: exiting');
+      setTimeout(() => process.exit(1), 50);
     });
     let demo: Awaited<ReturnType<typeof startDemoBackends>> | undefined;
     if (values.demo) demo = await startDemoBackends(cfg, log);
@@ -204,6 +206,7 @@ function installFatalHandlers(app: App, log: ReturnType<typeof createLogger>): v
     const ha = app.modules.find((m) => m.name === 'ha') as { abandon?(reason: string): Promise<void> } | undefined;
     (ha?.abandon ? ha.abandon(`fatal ${kind} in the control plane`) : Promise.resolve()).then(exit, exit);
   };
+  process.removeAllListeners('unhandledRejection'); // the pre-start one: this handler replaces it
   process.on('uncaughtException', (e) => onFatal('uncaught exception', e));
   process.on('unhandledRejection', (r) => onFatal('unhandled promise rejection', r));
 }

@@ -215,10 +215,13 @@ export class HaModule implements Module {
     this.runner = undefined;
     this.loop = undefined;
     this.restarts++;
-    this.log.error({ code, sig, restarts: this.restarts }, `HA loop exited unexpectedly: starting it again in ${RESTART_MS} ms (its VIP watchdog has removed the VIP)`);
+    // Not before the peer has judged us dead (2 × deadtime): a new loop whose first heartbeats
+    // reach the peer just before its deadtime would keep it from claiming while nobody holds the VIP.
+    const delay = Math.max(RESTART_MS, 2 * this.cfg.deadtime);
+    this.log.error({ code, sig, restarts: this.restarts, delayMs: delay }, `HA loop exited unexpectedly: starting it again in ${delay} ms (its VIP watchdog has removed the VIP)`);
     this.app.setRole('fault', 'HA loop exited');
     this.role = 'fault';
-    setTimeout(() => { if (!this.stopping) void this.startLoop().catch((e) => this.log.error({ err: e }, 'HA loop did not start again')); }, RESTART_MS).unref();
+    setTimeout(() => { if (!this.stopping) void this.startLoop().catch((e) => this.log.error({ err: e }, 'HA loop did not start again')); }, delay).unref();
   }
 
   private async startLoop(): Promise<void> {
