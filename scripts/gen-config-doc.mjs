@@ -196,6 +196,15 @@ export function commentsFromSource(files) {
   for (const file of files) {
     const text = readFileSync(file, 'utf8');
     const sf = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
+    // `const fields = { … }` of this file, so that `...fields` inside a schema's object literal
+    // contributes its keys and comments where it is spread (a field set shared by two schemas).
+    const fieldSets = new Map();
+    const collect = (node) => {
+      if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer && ts.isObjectLiteralExpression(node.initializer)) fieldSets.set(node.name.text, node.initializer);
+      ts.forEachChild(node, collect);
+    };
+    collect(sf);
+    const properties = (lit) => lit.properties.flatMap((p) => (ts.isSpreadAssignment(p) && ts.isIdentifier(p.expression) && fieldSets.has(p.expression.text) ? properties(fieldSets.get(p.expression.text)) : [p]));
     const visitNode = (node) => {
       // Any object literal: z.object({...}) arguments, and plain objects of fields that a schema is
       // built from (Object.fromEntries over a `fields` object keeps the same keys in the same order).
@@ -203,7 +212,7 @@ export function commentsFromSource(files) {
         const lit = node;
         const keys = [];
         const comments = new Map();
-        for (const p of lit.properties) {
+        for (const p of properties(lit)) {
           const k = p.name && (ts.isIdentifier(p.name) || ts.isStringLiteral(p.name)) ? p.name.text : undefined;
           if (!k) continue;
           keys.push(k);

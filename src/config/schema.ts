@@ -188,6 +188,40 @@ function defaultCheckType(v: unknown): unknown {
   return o;
 }
 
+/** Forwarding engine field; the former `http-proxy` engine is refused naming the replacements (issue 10). */
+const engineField = z.enum(['undici', 'native'], {
+  errorMap: (_i, ctx) => ({
+    message: ctx.data === 'http-proxy'
+      ? 'engine http-proxy was removed (unsafe: request smuggling, crash on two Host headers); use undici (the default) or native'
+      : ctx.defaultError,
+  }),
+});
+
+/**
+ * The server-side keys a `listen` section and a `backends` pool share (one home: both schemas
+ * spread these, in this order; scripts/gen-config-doc.mjs reads the comments here).
+ */
+const serverSideFields = {
+  /** Extra attempts on other servers for a request that could not be delivered. */
+  retries: z.number().int().min(0).max(10).default(2),
+  /**
+   * When a request may have reached the server, retry (idempotent, bodiless requests only) on:
+   * empty-response (connection closed before any response byte), reset, response-timeout.
+   * conn-failure (never delivered) is always retried up to `retries`.
+   */
+  retry_on: z.array(retryOn).default(['conn-failure', 'empty-response', 'reset']),
+  /** Retry on another server rather than the same one. */
+  redispatch: bool.default(true),
+  /** Ramp a server's weight up over this long after it comes UP. */
+  slowstart: duration.default(0),
+  /** Active health check of every server. */
+  check: checkSchema.default({}),
+  /** Passive checks on real traffic. */
+  passive: passiveSchema.default({}),
+  /** Largest response head accepted from a server, bytes. */
+  max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+};
+
 export const listenSchema = z.preprocess(defaultCheckType, z.object({
   name,
   bind: hostPort,
@@ -243,29 +277,11 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
    * `http-proxy` engine was removed (request smuggling and a crash on two Host headers, issue 10):
    * a config naming it is refused with a message naming the replacements.
    */
-  engine: z.enum(['undici', 'native'], {
-    errorMap: (_i, ctx) => ({
-      message: ctx.data === 'http-proxy'
-        ? 'engine http-proxy was removed (unsafe: request smuggling, crash on two Host headers); use undici (the default) or native'
-        : ctx.defaultError,
-    }),
-  }).default('undici'),
+  engine: engineField.default('undici'),
   cookie: cookieSchema.optional(),
   forwardfor: forwardforSchema.default({}),
   timeouts: timeoutsSchema.default({}),
-  /** Extra attempts on other backends for a request that could not be delivered. */
-  retries: z.number().int().min(0).max(10).default(2),
-  /**
-   * When a request may have reached the backend, retry (idempotent, bodiless requests only) on:
-   * empty-response (connection closed before any response byte), reset, response-timeout.
-   * conn-failure (never delivered) is always retried up to `retries`.
-   */
-  retry_on: z.array(retryOn).default(['conn-failure', 'empty-response', 'reset']),
-  redispatch: bool.default(true),
-  slowstart: duration.default(0),
-  check: checkSchema.default({}),
-  passive: passiveSchema.default({}),
-  max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+  ...serverSideFields,
   max_request_line: z.number().int().min(256).max(1 << 16).default(8192),
   /**
    * Minimum average rate of a request body, bytes/s (Apache mod_reqtimeout's MinRate): a body may
@@ -301,13 +317,6 @@ const headerNameField = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expe
 function checkBalance(p: { balance: string; hash_header?: string }, ctx: z.RefinementCtx): void {
   if (p.balance === 'header' && !p.hash_header) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['hash_header'], message: 'balance: header needs hash_header (the header to hash)' });
 }
-const engineField = z.enum(['undici', 'native'], {
-  errorMap: (_i, ctx) => ({
-    message: ctx.data === 'http-proxy'
-      ? 'engine http-proxy was removed (unsafe: request smuggling, crash on two Host headers); use undici (the default) or native'
-      : ctx.defaultError,
-  }),
-});
 
 /** Timeouts of a frontend: the client side of `listen[].timeouts`. */
 export const frontendTimeoutsSchema = z.object({
@@ -397,20 +406,7 @@ export const poolSchema = z.object({
   cookie: cookieSchema.optional(),
   /** Server-side timeouts. */
   timeouts: poolTimeoutsSchema.default({}),
-  /** Extra attempts on other servers for a request that could not be delivered. */
-  retries: z.number().int().min(0).max(10).default(2),
-  /** When a request may have reached the server, retry (idempotent, bodiless only) on these. */
-  retry_on: z.array(retryOn).default(['conn-failure', 'empty-response', 'reset']),
-  /** Retry on another server rather than the same one. */
-  redispatch: bool.default(true),
-  /** Ramp a server's weight up over this long after it comes UP. */
-  slowstart: duration.default(0),
-  /** Active health check of every server. */
-  check: checkSchema.default({}),
-  /** Passive checks on real traffic. */
-  passive: passiveSchema.default({}),
-  /** Largest response head accepted from a server, bytes. */
-  max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+  ...serverSideFields,
   /** The servers (same keys as `listen[].backends[]`). */
   servers: z.array(backendSchema).default([]),
 }).strict().superRefine((p, ctx) => {
