@@ -1,3 +1,4 @@
+import { mulberry32 } from '../helpers/rng.js';
 /**
  * Malformed and ambiguous HTTP/1.1 requests for the differential and fuzz tests, built from
  * RFC 9112 (message framing §6, chunked coding §7.1, request line §3, field syntax §5, Host §3.2)
@@ -209,16 +210,10 @@ export function handwritten(): Case[] {
 
 // ---- seeded mutations -------------------------------------------------------------------------
 
-/** mulberry32: small, fast, good enough to reproduce a fuzz run from its seed. */
+/** Seeded (test/helpers/rng.ts): a fuzz run is reproduced from its seed. */
 export class Rng {
-  private s: number;
-  constructor(seed: number) { this.s = seed >>> 0; }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
+  readonly next: () => number;
+  constructor(seed: number) { this.next = mulberry32(seed); }
   int(n: number): number { return Math.floor(this.next() * n); }
   pick<T>(a: readonly T[]): T { return a[this.int(a.length)]; }
 }

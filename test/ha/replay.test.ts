@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../helpers/rng.js';
 import { check, encode, ReplayGuard, MsgType, type Packet } from '../../src/ha/advert.js';
 import { LogThrottle } from '../../src/ha/throttle.js';
 
@@ -14,17 +15,7 @@ import { LogThrottle } from '../../src/ha/throttle.js';
 
 const KEY = Buffer.from('simulation-key-0123456789abcdef!');
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32; // seeded: exact, reproducible sequences
 
 interface Captured { buf: Buffer; rRun: number; delivered: boolean; acted: boolean }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../helpers/rng.js';
 import { createBalancer, hashString, type Algorithm, type Candidate, type HashType } from '../../src/balance/index.js';
 import { LeastConnBalancer } from '../../src/balance/least-conn.js';
 import { HashBalancer } from '../../src/balance/hashed.js';
@@ -13,17 +14,7 @@ let ids = 1;
 const servers = (w: Record<string, number>, maxconn = 0): S[] =>
   Object.entries(w).map(([name, weight]) => ({ id: ids++, name, weight, maxconn, counters: { cur: 0 } }));
 
-/** A seeded generator (mulberry32), so random-balancer distributions are exact. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32; // seeded: exact, reproducible sequences
 
 describe('leastconn (weighted, ties by round robin)', () => {
   it.each([
