@@ -220,6 +220,11 @@ const serverSideFields = {
   passive: passiveSchema.default({}),
   /** Largest response head accepted from a server, bytes. */
   max_header_size: z.number().int().min(1024).max(1 << 20).default(16384),
+  /**
+   * Retry-After (seconds, rounded up) on the 503 of a request whose wait for a server slot ran out
+   * (`timeouts.queue`, server `maxconn`). Unset: no Retry-After. (429s of `limits` always carry one.)
+   */
+  retry_after: durationAtLeast(1).optional(),
 };
 
 export const listenSchema = z.preprocess(defaultCheckType, z.object({

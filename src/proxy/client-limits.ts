@@ -95,6 +95,28 @@ export class ClientTable {
     return true;
   }
 
+  /**
+   * Seconds a refused client should wait (Retry-After, RFC 9110 §10.2.3), at least 1. Over the
+   * rate: until the sliding window lets one more request in (it is only ever counted on
+   * admission, so nothing it sends meanwhile moves this). Over the connection count (or no
+   * rate): 1 — a slot frees when one of its own connections closes, which cannot be foreseen.
+   */
+  retryAfter(e: ClientEntry | undefined, now: number): number {
+    const limit = this.policy.rate;
+    if (e === undefined || limit === 0) return 1;
+    const p = this.policy.period;
+    let t = now - e.periodStart;
+    let cur = e.cur, prev = e.prev;
+    if (t >= p) { prev = t < 2 * p ? cur : 0; cur = 0; t %= p; }
+    // rate(t') = cur + prev·(p − t')/p, with t' ≥ t in this period.
+    let waitMs: number;
+    if (cur + (prev * (p - t)) / p < limit) waitMs = 0;
+    else if (cur < limit && prev > 0) waitMs = p - (p * (limit - cur)) / prev - t;
+    // Not within this period: at the next one, rate = cur·(2p − t')/p (cur becomes prev).
+    else waitMs = (cur > 0 ? 2 * p - (p * limit) / cur : p) - t;
+    return Math.max(1, Math.ceil((waitMs + 1) / 1000));
+  }
+
   /** Drop idle sources past `expire`. */
   sweep(now: number): void {
     const exp = this.policy.expire;

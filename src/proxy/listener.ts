@@ -531,14 +531,17 @@ class Exchange {
     this.respondError(408);
   }
 
-  respondError(status: number, close = false): void {
+  /** `retryAfter`: a Retry-After value in seconds (503 of a queue timeout with the pool's `retry_after`). */
+  respondError(status: number, close = false, retryAfter?: string): void {
     const p = ERROR_PAGES.get(status)!;
     this.status = status;
     const res = this.res;
     if (res.headersSent || res.destroyed) { res.destroy(); return; }
     // A refusal closes the connection; requests pipelined behind it are not served (handle).
     if (close) { res.shouldKeepAlive = false; (this.socket as ClientSocket)[kRefused] = true; }
-    res.writeHead(status, STATUS_TEXT[status], close ? [...p.headers, 'connection', 'close'] : p.headers);
+    let h = close ? [...p.headers, 'connection', 'close'] : p.headers;
+    if (retryAfter !== undefined) h = [...h, 'retry-after', retryAfter];
+    res.writeHead(status, STATUS_TEXT[status], h);
     res.end(p.body);
   }
 
@@ -853,7 +856,11 @@ export class Listener {
       let sock = req.socket as ClientSocket & { _parent?: ClientSocket };
       if (sock[kClient] === undefined && sock[kOver] === undefined && sock._parent !== undefined) sock = sock._parent;
       const e = sock[kClient];
-      if (sock[kOver] === true || (s.limitRate && e !== undefined && !this.clients.request(e, now))) { lc.limited++; this.reject(req, res, 429); return; }
+      if (sock[kOver] === true || (s.limitRate && e !== undefined && !this.clients.request(e, now))) {
+        lc.limited++;
+        this.reject(req, res, 429, String(this.clients.retryAfter(sock[kOver] === true ? undefined : e, now)));
+        return;
+      }
     }
     const url = req.url!;
     if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414); return; }
@@ -952,12 +959,17 @@ export class Listener {
     ex.respondLocal(p.status, p.headers.slice(), p.body);
   }
 
-  /** Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq). */
-  reject(req: IncomingMessage, res: ServerResponse, status: number): void {
+  /**
+   * Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq).
+   * `retryAfter`: seconds for a Retry-After header (429 of the per-client limits).
+   */
+  reject(req: IncomingMessage, res: ServerResponse, status: number, retryAfter?: string): void {
     const p = ERROR_PAGES.get(status)!;
     (req.socket as ClientSocket)[kRefused] = true;
     res.shouldKeepAlive = false;
-    res.writeHead(status, STATUS_TEXT[status], [...p.headers, 'connection', 'close']);
+    const h = [...p.headers, 'connection', 'close'];
+    if (retryAfter !== undefined) h.push('retry-after', retryAfter);
+    res.writeHead(status, STATUS_TEXT[status], h);
     res.end(p.body);
     this.counters.cur--;
     if (this.access.enabled) {

@@ -38,6 +38,8 @@ export class PoolSettings {
   readonly hashHeader: string;
   /** timeouts.queue (default: timeouts.connect), ms. */
   readonly queueMs: number;
+  /** retry_after in whole seconds (rounded up) for a queue timeout's 503, or undefined. */
+  readonly retryAfter: string | undefined;
 
   constructor(readonly cfg: PoolConfig) {
     this.name = cfg.name;
@@ -57,6 +59,7 @@ export class PoolSettings {
     this.hashKind = cfg.balance === 'source' ? 1 : cfg.balance === 'uri' ? 2 : cfg.balance === 'header' ? 3 : 0;
     this.hashHeader = (cfg.hash_header ?? '').toLowerCase();
     this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
+    this.retryAfter = cfg.retry_after === undefined ? undefined : String(Math.max(1, Math.ceil(cfg.retry_after / 1000)));
   }
 }
 
@@ -84,6 +87,7 @@ export class Pool {
     const cs = pm.host.counters;
     this.counters = this.ownCounters ? cs.pool(cfg.name) : cs.listen(cfg.name);
     this.queues = new SlotQueues<Exchange>(this.counters, this.s.queueMs);
+    this.queues.retryAfter = this.s.retryAfter;
   }
 
   /** New settings (reload): upstreams are rebuilt when what they were made with changed. */
@@ -91,6 +95,7 @@ export class Pool {
     const old = this.s.cfg;
     this.s = new PoolSettings(cfg);
     this.queues.timeoutMs = this.s.queueMs;
+    this.queues.retryAfter = this.s.retryAfter;
     if (old.engine !== cfg.engine || old.max_header_size !== cfg.max_header_size || JSON.stringify(old.timeouts) !== JSON.stringify(cfg.timeouts)) this.closeUpstreams();
     this.rebuild();
   }

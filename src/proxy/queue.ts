@@ -79,7 +79,7 @@ export interface QueuedRequest extends Waiter {
   termination: string;
   stickyOk: boolean;
   send(route: Route): void;
-  respondError(status: number): void;
+  respondError(status: number, close?: boolean, retryAfter?: string): void;
 }
 
 /**
@@ -94,6 +94,9 @@ export class SlotQueues<T extends QueuedRequest> {
   /** Waiters in every queue of the pool: the hot path tests `queued > 0` only. */
   queued = 0;
   private routing: Routing | undefined;
+
+  /** Retry-After seconds on a queue timeout's 503 (the pool's `retry_after`), or undefined: none. */
+  retryAfter: string | undefined;
 
   /** @param timeoutMs timeouts.queue, read at each wait (a reload may change it). */
   constructor(counters: Counters, public timeoutMs: number) {
@@ -204,5 +207,5 @@ function queueTimedOut<T extends QueuedRequest>(qs: SlotQueues<T>, ex: T): void 
   qs.unqueue(ex);
   c.queueTimeouts++;
   ex.termination = 'sQ';
-  ex.respondError(503);
+  ex.respondError(503, false, qs.retryAfter);
 }

@@ -37,6 +37,42 @@ describe('ClientTable (pure, fake clock)', () => {
     t.clear();
   });
 
+  it.each([
+    // [requests admitted at 0 ms, refused at (ms), Retry-After s]: 10 per 1000 ms window.
+    [10, 0, 2], // full at 0: at 1000 ms the window still counts 10 (refused), just after it admits → 2 s
+    [10, 400, 1], // 600 ms left → 1 s (rounded up)
+  ])('Retry-After: %i admitted at 0, refused at %i ms → %i s', (n, at, want) => {
+    const t = new ClientTable({ ...policy });
+    const e = t.connect('10.0.0.1', 0)!;
+    for (let i = 0; i < n; i++) t.request(e, 0);
+    expect(t.request(e, at)).toBe(false);
+    expect(t.retryAfter(e, at)).toBe(want);
+    t.clear();
+  });
+
+  it('Retry-After is the time until the sliding window admits one more request (10 per 10 s)', () => {
+    const t = new ClientTable({ ...policy, period: 10_000 });
+    const e = t.connect('10.0.0.1', 0)!;
+    // 10 at 0 s; at 10 s the previous period weighs 10·(10−0)/10 = 10: full. Each second of the
+    // next period takes 1 off, so the 11th fits just after 11 s: from 10.0 s, wait 1 s.
+    for (let i = 0; i < 10; i++) t.request(e, 0);
+    expect(t.retryAfter(e, 3000)).toBe(8); // 7 s to the period's end, then 1 s of sliding
+    expect(t.retryAfter(e, 10_000)).toBe(1);
+    // Now 5 admitted in the new period at 15 s (prev 10 weighs 5): rate 10, full.
+    for (let i = 0; i < 5; i++) expect(t.request(e, 15_000)).toBe(true);
+    expect(t.request(e, 15_000)).toBe(false);
+    // rate(t) = 5 + 10·(10−t)/10 < 10 ⇔ t > 5 s into the period, which is now: just after → 1 s.
+    expect(t.retryAfter(e, 15_000)).toBe(1);
+    // Checked against request(): waiting what it says admits, one second less does not.
+    for (let i = 0; i < 4; i++) t.request(e, 16_000);
+    const ra = t.retryAfter(e, 16_000);
+    expect(t.request(e, 16_000 + (ra - 1) * 1000)).toBe(false);
+    expect(t.request(e, 16_000 + ra * 1000)).toBe(true);
+    // Over the connection count: 1.
+    expect(t.retryAfter(undefined, 16_000)).toBe(1);
+    t.clear();
+  });
+
   it('concurrent connections per source; another source and a closed connection make room', () => {
     const t = new ClientTable({ ...policy });
     const a1 = t.connect('10.0.0.1', 0)!, a2 = t.connect('10.0.0.1', 0);
@@ -110,6 +146,10 @@ describe('per-client limits, allow/deny, connection modes (real App)', () => {
     const over = (await c.next())!;
     expect(got).toEqual([200, 200, 200, 200, 200]);
     expect([over.status, over.headers.connection]).toEqual([429, 'close']);
+    // Five at once, refused at once after: the window frees as the burst slides out, ≤ 10 s.
+    const ra = Number(over.headers['retry-after']);
+    expect(ra).toBeGreaterThanOrEqual(1);
+    expect(ra).toBeLessThanOrEqual(10);
     await c.waitClosed();
     // A new connection of the same source is still over the rate; another source is not.
     const c2 = client(lb);

@@ -85,6 +85,7 @@ describe('server maxconn and the queue', () => {
     const second = await get(lb.port(), '/second');
     const waited = performance.now() - t0;
     expect(second.status).toBe(503);
+    expect(second.headers['retry-after']).toBeUndefined(); // retry_after unset: none
     expect(waited).toBeGreaterThanOrEqual(190);
     const l = lb.app.counters.listen('web');
     expect([l.queueTimeouts, l.qcur, l.qmax]).toEqual([1, 0, 1]);
@@ -92,6 +93,22 @@ describe('server maxconn and the queue', () => {
     expect((await first).status).toBe(200);
     expect(be.seen.map((s) => s.url)).toEqual(['/first']);
     console.log(`QUEUE timeout 200ms: 503 after ${waited.toFixed(0)} ms`);
+  });
+
+  it('retry_after: the queue timeout\'s 503 carries Retry-After in whole seconds (rounded up); a 503 for no server UP does not', async () => {
+    const be = await holdingBackend('a');
+    cleanups.push(() => be.close());
+    const lb: Running = await startApp(`global:\n  log:\n    access: off\nfrontends:\n  - name: fe\n    bind: 127.0.0.1:0\n    rules:\n      - { when: { path_prefix: /none }, backend: empty }\n    default_backend: web\nbackends:\n  - name: web\n    retry_after: 2500ms\n    timeouts:\n      queue: 100ms\n    check:\n      type: tcp\n      interval: 60s\n    servers:\n      - { name: a, address: '${be.address}', maxconn: 1 }\n  - name: empty\n    retry_after: 7s\n`);
+    cleanups.push(() => lb.stop());
+    const first = get(lb.port('fe'), '/first');
+    await untilTrue(() => be.held.length === 1, 5000, 'first request at the backend');
+    const second = await get(lb.port('fe'), '/second');
+    expect([second.status, second.headers['retry-after']]).toEqual([503, '3']);
+    const none = await get(lb.port('fe'), '/none');
+    expect([none.status, none.headers['retry-after']]).toEqual([503, undefined]);
+    be.release();
+    expect((await first).status).toBe(200);
+    expect(be.seen.map((s) => s.url)).toEqual(['/first']);
   });
 
   it('a sticky request to a full server waits in that server\'s queue; others go to a server with room', async () => {
