@@ -510,10 +510,6 @@ export const configSchema = z.object({
 }).strict().superRefine((c, ctx) => {
   checkSites(c, ctx);
   checkScaleRefs(c.scale, poolRefs(c), ctx);
-  // Data-plane workers run HTTP listeners; mode tcp/udp sections (src/l4/) are not ported to them yet.
-  if (c.global.workers !== 0) c.listen.forEach((l, i) => {
-    if (l.mode !== 'http') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', i, 'mode'], message: `mode ${l.mode} runs only with global.workers: 0 (the data-plane workers serve mode http)` });
-  });
   const owner = new Map<string, string>();
   const acmeNames = (key: 'listen' | 'frontends', list: readonly { name: string; acme?: readonly string[] }[]): void => list.forEach((l, i) => {
     if (!l.acme) return;

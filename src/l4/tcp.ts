@@ -1,9 +1,10 @@
 import { connect, createServer, type NetConnectOpts, type Server, type Socket } from 'node:net';
-import type { App } from '../app.js';
 import type { ProxyManager } from '../proxy/manager.js';
+import type { RouteSpec } from '../proxy/contract.js';
+import type { Logger } from '../log.js';
 import type { ListenConfig } from '../config/schema.js';
 import { parseHostPort } from '../config/types.js';
-import { effectiveState, type Backend, type EffectiveState } from '../backends/backend-set.js';
+import type { EffectiveState } from '../backends/backend-set.js';
 import { createBalancer, hashString, type Balancer, type BalanceOptions } from '../balance/index.js';
 import type { Counters } from '../stats/counters.js';
 import { AcceptProxy, clientAddress, clientPort, acceptProxySettings, localAddress } from './accept-proxy.js';
@@ -96,7 +97,6 @@ export class TcpSettings {
   readonly balance: BalanceOptions;
   /** Hash the client address (balance: source). */
   readonly hashSource: boolean;
-  readonly maxconn: ReadonlyMap<string, number>;
   readonly filter: SourceFilter;
   /** Per-client limits (limits.*): a connection over them is closed at once (counted: limited). */
   readonly limited: boolean;
@@ -133,7 +133,6 @@ export class TcpSettings {
     this.limited = lim.conn_per_source > 0 || lim.rate_per_source > 0;
     this.balance = { algorithm: cfg.balance, hashType: cfg.hash_type };
     this.hashSource = cfg.balance === 'source';
-    this.maxconn = new Map(cfg.backends.map((b) => [b.name, b.maxconn]));
     this.name = cfg.name;
     this.retries = cfg.retries;
     this.redispatch = cfg.redispatch;
@@ -198,7 +197,7 @@ export class TcpListener {
   routings: TcpRouting[] = [TcpRouting.EMPTY];
   readonly counters: Counters;
   server: Server | undefined;
-  readonly log: App['log'];
+  readonly log: Logger;
   readonly access: AccessLog;
   acceptProxy: AcceptProxy | undefined;
   private bound: { host: string; port: number } | undefined;
@@ -208,12 +207,15 @@ export class TcpListener {
   /** Per-client limits (kept across reloads; cleared on HA role changes, as HTTP's). */
   readonly clients: ClientTable;
 
-  constructor(readonly app: App, cfg: ListenConfig) {
+  /**
+   * `pm`: the data plane this section runs in (the in-process one, or a worker thread's): its
+   * host gives routing snapshots, counters and passive verdicts (src/proxy/contract.ts), as HTTP's.
+   */
+  constructor(readonly pm: ProxyManager, cfg: ListenConfig) {
     this.s = new TcpSettings(cfg);
-    this.counters = app.counters.listen(cfg.name);
-    this.log = app.log;
-    // mode tcp runs in the control plane's thread only (global.workers: 0): the in-process data plane.
-    this.access = (app.proxy as ProxyManager).access;
+    this.counters = pm.host.counters.listen(cfg.name);
+    this.log = pm.host.log;
+    this.access = pm.access;
     this.acceptProxy = this.makeAcceptProxy(cfg);
     this.clients = new ClientTable(this.s.limits);
   }
@@ -233,11 +235,15 @@ export class TcpListener {
     const hp = parseHostPort(this.s.cfg.bind)!;
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: HWM });
     server.on('connection', (sock: Socket) => this.accept(sock));
+    // Workers: every worker binds the address with SO_REUSEPORT; a port-0 bind takes the port the
+    // first worker got (as HTTP's Listener).
+    const reusePort = this.pm.host.reusePort;
+    const port = (reusePort && hp.port === 0 ? this.pm.host.port(this.s.cfg.bind) : undefined) ?? hp.port;
     await new Promise<void>((ok, fail) => {
       server.once('error', fail);
-      server.listen(hp.port, hp.host, () => { server.off('error', fail); ok(); });
+      server.listen({ port, host: hp.host, reusePort }, () => { server.off('error', fail); ok(); });
     });
-    const guard = this.app.proxy.guard;
+    const guard = this.pm.guard;
     server.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
     const a = server.address();
     this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
@@ -252,16 +258,14 @@ export class TcpListener {
     this.rebuild();
   }
 
+  /** A new routing snapshot (the host's latest RouteSpec list of this section). */
   rebuild(): void {
-    const set = this.app.backends;
-    const now = Date.now();
     const groups = this.s.groups;
     const primary: TcpRoute[][] = groups.map(() => []);
     const backup: TcpRoute[][] = groups.map(() => []);
-    for (const b of set.backends(this.s.name)) {
-      const st = effectiveState(b);
-      if (st !== 'UP') continue;
-      const r = this.route(b, st, set.effectiveWeight(b, now));
+    for (const b of this.pm.host.routes(this.s.name)) {
+      if (b.state !== 'UP') continue;
+      const r = this.route(b);
       if (r.weight <= 0) continue;
       for (let g = 0; g < groups.length; g++) {
         const names = groups[g];
@@ -272,11 +276,11 @@ export class TcpListener {
     this.routings = groups.map((_n, g) => new TcpRouting(primary[g], backup[g], this.s.balance, prev.length === groups.length ? prev[g] : undefined));
   }
 
-  private route(b: Backend, state: EffectiveState, weight: number): TcpRoute {
+  private route(b: RouteSpec): TcpRoute {
     return {
-      id: b.id, name: b.name, host: b.host, port: b.port, state, weight, checked: b.check,
-      counters: this.app.counters.backend(b.id),
-      maxconn: this.s.maxconn.get(b.name) ?? 0,
+      id: b.id, name: b.name, host: b.host, port: b.port, state: b.state, weight: b.weight, checked: b.check,
+      counters: this.pm.host.counters.backend(b.id),
+      maxconn: b.maxconn,
       sendProxy: this.s.sendProxy.get(b.name) ?? this.s.poolSendProxy,
     };
   }
@@ -287,7 +291,7 @@ export class TcpListener {
     const lc = this.counters;
     const fmax = this.s.cfg.maxconn ?? 0;
     if (fmax !== 0 && this.open >= fmax) { lc.refusedConn++; sock.destroy(); return; }
-    if (!this.app.proxy.guard.admit(this.s.name, lc)) { sock.destroy(); return; }
+    if (!this.pm.guard.admit(this.s.name, lc)) { sock.destroy(); return; }
     this.open++;
     sock.once('close', releaseGuard);
     (sock as Socket & { [kGuard]?: TcpListener })[kGuard] = this;
@@ -397,7 +401,7 @@ export class TcpListener {
     r.counters.errConn++;
     if (this.s.passiveConnect > 0 && ++r.counters.connectFailStreak >= this.s.passiveConnect && r.checked) {
       r.counters.connectFailStreak = 0;
-      this.app.backends.setHealth(this.s.name, r.name, 'down', `passive: ${this.s.passiveConnect} consecutive connection errors`);
+      this.pm.host.passiveDown(this.s.name, r.name, `passive: ${this.s.passiveConnect} consecutive connection errors`);
     }
     if (ss.attempts > this.s.retries) { ss.termination = timeout ? 'sC' : 'SC'; this.close(ss); return; }
     (ss.tried ??= []).push(r);
@@ -487,7 +491,7 @@ function releaseGuard(this: Socket & { [kGuard]?: TcpListener }): void {
   const l = this[kGuard];
   if (l === undefined) return;
   l.open--;
-  l.app.proxy.guard.release();
+  l.pm.guard.release();
 }
 
 // ---- socket handlers (this = the socket) ------------------------------------------------------

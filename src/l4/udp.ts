@@ -1,9 +1,8 @@
 import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import type { App } from '../app.js';
+import type { ProxyManager } from '../proxy/manager.js';
 import type { ListenConfig } from '../config/schema.js';
 import { parseHostPort } from '../config/types.js';
-import { effectiveState } from '../backends/backend-set.js';
 import { createBalancer, hashString, type Balancer, type BalanceOptions } from '../balance/index.js';
 import { SourceFilter } from '../config/cidr.js';
 import { RateLimitedLog } from '../log.js';
@@ -79,10 +78,11 @@ export class UdpListener {
   private sweeper: NodeJS.Timeout | undefined;
   private readonly evictLog: RateLimitedLog;
 
-  constructor(readonly app: App, cfg: ListenConfig) {
+  /** `pm`: the data plane this section runs in (in-process or a worker thread's), as TcpListener. */
+  constructor(readonly pm: ProxyManager, cfg: ListenConfig) {
     this.s = new UdpSettings(cfg);
-    this.counters = app.counters.listen(cfg.name);
-    this.evictLog = new RateLimitedLog((n) => app.log.warn({ mod: 'proxy', listen: this.s.name, evicted: n, max_flows: this.s.maxFlows },
+    this.counters = pm.host.counters.listen(cfg.name);
+    this.evictLog = new RateLimitedLog((n) => pm.host.log.warn({ mod: 'proxy', listen: this.s.name, evicted: n, max_flows: this.s.maxFlows },
       `listen ${this.s.name}: evicted ${n} UDP flow(s): udp.max_flows ${this.s.maxFlows} reached`), 10_000);
   }
 
@@ -91,13 +91,18 @@ export class UdpListener {
 
   async start(): Promise<void> {
     const hp = parseHostPort(this.s.cfg.bind)!;
-    const sock = createSocket({ type: isIPv6(hp.host) ? 'udp6' : 'udp4' });
+    // Workers: each binds the address with SO_REUSEPORT. The kernel picks a socket of the group by
+    // a hash of the datagram's 4-tuple, so a client flow (address:port) always reaches the same
+    // worker, which holds its flow; replies still leave from the bound address.
+    const reusePort = this.pm.host.reusePort;
+    const port = (reusePort && hp.port === 0 ? this.pm.host.port(this.s.cfg.bind) : undefined) ?? hp.port;
+    const sock = createSocket({ type: isIPv6(hp.host) ? 'udp6' : 'udp4', reusePort });
     (sock as FlowSocket)[kListener] = this;
     await new Promise<void>((ok, fail) => {
       sock.once('error', fail);
-      sock.bind(hp.port, hp.host, () => { sock.off('error', fail); ok(); });
+      sock.bind(port, hp.host, () => { sock.off('error', fail); ok(); });
     });
-    sock.on('error', (e) => this.app.log.warn({ mod: 'proxy', listen: this.s.name, err: e.message }, 'udp socket error'));
+    sock.on('error', (e) => this.pm.host.log.warn({ mod: 'proxy', listen: this.s.name, err: e.message }, 'udp socket error'));
     sock.on('message', onClientMessage);
     const a = sock.address();
     this.bound = { host: a.address, port: a.port };
@@ -120,15 +125,14 @@ export class UdpListener {
     this.rebuild();
   }
 
+  /** A new routing snapshot (the host's latest RouteSpec list of this section). */
   rebuild(): void {
-    const set = this.app.backends;
-    const now = Date.now();
     const primary: UdpRoute[] = [];
     const backup: UdpRoute[] = [];
-    const maxconn = new Map(this.s.cfg.backends.map((b) => [b.name, b.maxconn]));
-    for (const b of set.backends(this.s.name)) {
-      if (effectiveState(b) !== 'UP') continue;
-      const r: UdpRoute = { id: b.id, name: b.name, host: b.host, port: b.port, weight: set.effectiveWeight(b, now), counters: this.app.counters.backend(b.id), maxconn: maxconn.get(b.name) ?? 0 };
+    const cs = this.pm.host.counters;
+    for (const b of this.pm.host.routes(this.s.name)) {
+      if (b.state !== 'UP') continue;
+      const r: UdpRoute = { id: b.id, name: b.name, host: b.host, port: b.port, weight: b.weight, counters: cs.backend(b.id), maxconn: b.maxconn };
       if (r.weight > 0) (b.backup ? backup : primary).push(r);
     }
     this.primary = createBalancer(this.s.balance, primary, this.primary);

@@ -25,10 +25,9 @@ export interface L4Listener {
   readonly clients?: { clear(): void };
 }
 
-/** mode tcp / udp sections need the App (in-process data plane only: the config refuses them with workers). */
-function makeL4(app: App | undefined, l: ListenConfig): L4Listener {
-  if (!app) throw new Error(`listen ${l.name}: mode ${l.mode} runs only with global.workers: 0`);
-  return l.mode === 'udp' ? new UdpListener(app, l) : new TcpListener(app, l);
+/** A mode tcp / udp section, in whichever data plane `pm` is (in-process or a worker thread). */
+function makeL4(pm: ProxyManager, l: ListenConfig): L4Listener {
+  return l.mode === 'udp' ? new UdpListener(pm, l) : new TcpListener(pm, l);
 }
 
 /**
@@ -42,7 +41,7 @@ function makeL4(app: App | undefined, l: ListenConfig): L4Listener {
 export class ProxyManager implements DataPlaneControl {
   readonly listeners = new Map<string, Listener>();
   readonly pools = new Map<string, Pool>();
-  /** mode tcp / udp sections (HA's HTTP self-check does not probe them). */
+  /** mode tcp / udp sections (HA's HTTP self-check does not probe them); in every worker as HTTP's. */
   readonly l4 = new Map<string, L4Listener>();
   /** Client connection budget over every listener (global.maxconn) and refused-accept visibility. */
   readonly guard: AcceptGuard;
@@ -53,9 +52,9 @@ export class ProxyManager implements DataPlaneControl {
 
   /**
    * `host`: where this data plane runs (localDataPlane: the App's thread; src/proxy/worker.ts: a
-   * worker thread). `app` only in-process (mode tcp/udp sections).
+   * worker thread).
    */
-  constructor(readonly host: DataPlaneHost, public cfg: Config, guardOpts?: ConstructorParameters<typeof AcceptGuard>[2], private readonly app?: App) {
+  constructor(readonly host: DataPlaneHost, public cfg: Config, guardOpts?: ConstructorParameters<typeof AcceptGuard>[2]) {
     this.guard = new AcceptGuard(host.log, cfg.global.maxconn, guardOpts);
     this.access = new AccessLog(host.log, cfg.global.log);
   }
@@ -70,7 +69,7 @@ export class ProxyManager implements DataPlaneControl {
     this.guard.start();
     const cfg = this.cfg;
     this.applyPools(cfg);
-    for (const l of cfg.listen) if (l.mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); }
+    for (const l of cfg.listen) if (l.mode !== 'http') { const li = makeL4(this, l); await li.start(); this.l4.set(l.name, li); }
     for (const f of sitesOf(cfg).frontends) {
       if (f.mode !== 'http') continue;
       const li = new Listener(this, f);
@@ -125,13 +124,13 @@ export class ProxyManager implements DataPlaneControl {
         await new Promise((ok) => setImmediate(ok));
       } else if (l4 !== undefined && l !== undefined) {
         if (l4.s.cfg.bind === l.bind) { l4.update(l); continue; }
-        const li = makeL4(this.app, l);
+        const li = makeL4(this, l);
         await li.start();
         this.l4.set(l.name, li);
         stops.push(l4.stop(l4.s.cfg.timeouts.drain));
         continue;
       }
-      if (l !== undefined && mode !== 'http') { const li = makeL4(this.app, l); await li.start(); this.l4.set(l.name, li); continue; }
+      if (l !== undefined && mode !== 'http') { const li = makeL4(this, l); await li.start(); this.l4.set(l.name, li); continue; }
       const cur = this.listeners.get(f.name);
       if (cur && cur.s.cfg.bind === f.bind && !cur.s.cfg.tls === !f.tls) { cur.update(f); continue; }
       const li = new Listener(this, f);
@@ -211,7 +210,7 @@ export function localDataPlane(app: App): ProxyManager {
     http01: app.http01,
     tlsServer: (server, listen) => app.emit('tls-server', server, listen),
   };
-  const pm = new ProxyManager(host, app.cfg, undefined, app);
+  const pm = new ProxyManager(host, app.cfg);
   app.backends.on('publish', (pool: string) => pm.rebuild(pool));
   // Per-client limits are local and short-lived: every HA role change starts them afresh, so a
   // node never applies bans from an earlier time as master, and a backup holds none (issue 14).

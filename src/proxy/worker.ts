@@ -78,7 +78,7 @@ flushTimer.unref();
 
 function addresses(): Addresses {
   const out: Addresses = {};
-  for (const [name, l] of pm.listeners) {
+  for (const [name, l] of [...pm.listeners, ...pm.l4]) {
     const a = l.address();
     if (a) out[name] = { ...a, bind: l.s.cfg.bind };
   }

@@ -81,7 +81,8 @@ export class WorkerPool implements DataPlaneControl {
 
   get listeners(): ReadonlyMap<string, ListenerView> {
     const m = new Map<string, ListenerView>();
-    for (const l of this.cfg.listen) m.set(l.name, { address: () => this.address(l.name), tls: l.tls ? { status: () => this.tlsStatus(l.name) } : undefined });
+    // HTTP sections only, as ProxyManager.listeners (HA's self-check probes them with HTTP).
+    for (const l of this.cfg.listen) if (l.mode === 'http') m.set(l.name, { address: () => this.address(l.name), tls: l.tls ? { status: () => this.tlsStatus(l.name) } : undefined });
     return m;
   }
 

@@ -1,0 +1,342 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram';
+import { writeFileSync } from 'node:fs';
+import { startPairlb, type PairlbProc } from '../helpers/proc.js';
+import { startApp } from '../helpers/app.js';
+import { freePort } from '../daemon/daemon.js';
+import { tcpBackend, TcpClient, waitFor, type TcpBackend } from './helpers.js';
+import type { WorkerPool } from '../../src/proxy/workers.js';
+
+/**
+ * mode tcp and mode udp with the data plane in two worker threads (global.workers: 2), through
+ * the real `pairlb start` process: every worker binds the address with SO_REUSEPORT, and what the
+ * control plane shows (stats JSON, /metrics) and does (drain, reload) is what one data plane
+ * would show and do. The crash case uses an in-process App, whose WorkerPool can kill a worker.
+ */
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
+
+async function backends(...names: string[]): Promise<TcpBackend[]> {
+  const bs = await Promise.all(names.map((n) => tcpBackend(n)));
+  for (const b of bs) cleanups.push(() => b.close());
+  return bs;
+}
+
+async function pairlb(yaml: string): Promise<PairlbProc> {
+  const p = await startPairlb(yaml);
+  cleanups.push(() => p.stop());
+  return p;
+}
+
+function client(port: number): TcpClient {
+  const c = new TcpClient(port);
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+const TOKEN = 'l4w-token-0123456789abcdef';
+
+async function statsJson(port: number): Promise<{ listens: { name: string; total: Record<string, number>; backends: Record<string, number | string>[] }[]; workers: { requests: number }[] }> {
+  return (await fetch(`http://127.0.0.1:${port}/stats.json`)).json();
+}
+
+function tcpYaml(stats: number, admin: number, servers: TcpBackend[], extra = ''): string {
+  return `global:
+  workers: 2
+  log:
+    access: json
+stats:
+  bind: 127.0.0.1:${stats}
+  auth: []
+admin:
+  bind: 127.0.0.1:${admin}
+  token: ${TOKEN}
+listen:
+  - name: mail
+    bind: 127.0.0.1:0
+    mode: tcp
+${extra}    backends:
+${servers.map((s) => `      - name: ${s.name}\n        address: ${s.address}\n        check: false\n`).join('')}`;
+}
+
+/** One SMTP-like exchange on a new connection: greeting, one line, half-close, whole answer. */
+async function exchange(port: number, line: string): Promise<string> {
+  const c = new TcpClient(port);
+  try {
+    await c.until(() => c.text.includes('\r\n'), 10_000, 'greeting');
+    c.write(line + '\r\n');
+    c.sock.end();
+    await c.until(() => c.closed, 10_000, 'close');
+    return c.text;
+  } finally { c.destroy(); }
+}
+
+describe('mode tcp in two workers (real process)', () => {
+  it('N connections over both workers: N on stats JSON and /metrics, in-flight counted while open; drain reaches every worker', async () => {
+    const [a, b] = await backends('a', 'b');
+    const [sp, ap] = [await freePort(), await freePort()];
+    const p = await pairlb(tcpYaml(sp, ap, [a, b]));
+    const port = p.port('mail');
+    const N = 24;
+    const cs = Array.from({ length: N }, () => client(port));
+    for (const c of cs) await c.until(() => c.text.includes('\r\n'), 10_000, 'greeting');
+    // Open connections are in-flight sessions summed over both workers (stats waits for their report).
+    expect((await statsJson(sp)).listens[0].total.cur).toBe(N);
+    for (const c of cs) { c.write('quit\r\n'); c.sock.end(); }
+    for (const c of cs) await c.until(() => c.closed, 10_000, 'close');
+    await expect.poll(async () => (await statsJson(sp)).listens[0].total.cur, { timeout: 5000 }).toBe(0);
+    const j = await statsJson(sp);
+    expect(j.listens[0].total.total).toBe(N);
+    expect(j.listens[0].total.bytes_in).toBe(N * 6);
+    expect(j.listens[0].backends.reduce((n, r) => n + Number(r.total), 0)).toBe(N);
+    // Both workers took connections (the kernel hashes 24 connections over 2 sockets: one alone is 2^-23).
+    expect(j.workers).toHaveLength(2);
+    for (const w of j.workers) expect(w.requests).toBeGreaterThan(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${sp}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^pairlb_listen_sessions_total\\{[^}]*listen="mail"[^}]*\\} ${N}$`, 'm'));
+    // One tcplog line per connection, from both workers.
+    await waitFor(() => p.logs.filter((l) => l.mode === 'tcp').length === N, 5000, `${N} tcplog lines`);
+    const lines = p.logs.filter((l) => l.mode === 'tcp');
+    expect(new Set(lines.map((l) => l.worker))).toEqual(new Set([0, 1]));
+    for (const l of lines) expect(l).toMatchObject({ listen: 'mail', termination: '--', bytes_in: 6, retries: 0 });
+    // Drain a (admin API): every worker stops sending it new connections.
+    const r = await fetch(`http://127.0.0.1:${ap}/v1/backends/mail/a/state`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ state: 'drain' }) });
+    expect(r.status).toBe(200);
+    const before = a.received.length;
+    for (let i = 0; i < 12; i++) expect(await exchange(port, 'ehlo')).toBe('220 b\r\nEHLO\r\n');
+    expect(a.received.length).toBe(before);
+  });
+
+  it('reload under TCP load in both workers: established connections keep relaying, 0 new connections fail', async () => {
+    const [a, b, c] = await backends('a', 'b', 'c');
+    const [sp, ap] = [await freePort(), await freePort()];
+    const p = await pairlb(tcpYaml(sp, ap, [a, b]));
+    const port = p.port('mail');
+    // 12 established connections (both workers hold some), each used before and after the reload.
+    const held = Array.from({ length: 12 }, () => client(port));
+    for (const h of held) await h.until(() => h.text.includes('\r\n'), 10_000, 'greeting');
+    // A load loop of new connections, bounded in count and time, while the reload happens.
+    let stop = false;
+    let ok = 0;
+    const failed: string[] = [];
+    const loops = Array.from({ length: 4 }, async () => {
+      const end = Date.now() + 30_000;
+      for (let i = 0; i < 300 && !stop && Date.now() < end; i++) {
+        try {
+          const t = await exchange(port, 'noop');
+          if (/^220 [abc]\r\nNOOP\r\n$/.test(t)) ok++; else failed.push(t);
+        } catch (e) { failed.push(String(e)); }
+      }
+    });
+    await waitFor(() => ok >= 20, 20_000, 'load running');
+    const from = p.logs.length;
+    writeFileSync(p.cfgFile, tcpYaml(sp, ap, [a, b, c]));
+    p.child.kill('SIGHUP');
+    await waitFor(() => p.logs.slice(from).some((l) => typeof l.msg === 'string' && l.msg.startsWith('config reloaded')), 15_000, 'reload');
+    // c (added by the reload) gets new connections from every worker.
+    await waitFor(() => c.received.length >= 4, 20_000, 'c served');
+    const atReload = ok;
+    await waitFor(() => ok >= atReload + 20, 20_000, 'load after reload');
+    stop = true;
+    await Promise.all(loops);
+    expect(failed).toEqual([]);
+    for (const [i, h] of held.entries()) {
+      h.write(`held ${i}\r\n`);
+      await h.until(() => h.text.endsWith(`HELD ${i}\r\n`), 10_000, `held ${i} relays after reload`);
+      expect(h.closed).toBe(false);
+    }
+  });
+
+  it('64 MiB each way through a worker, byte for byte counted', async () => {
+    const MiB = 1024 * 1024;
+    const N = 64 * MiB;
+    const CHUNK = Buffer.alloc(256 * 1024, 97);
+    // "down N": the server sends N bytes then FIN; "up N": it counts what it gets and answers the count.
+    const srv: Server = createServer({ allowHalfOpen: true }, (sock) => {
+      sock.on('error', () => {});
+      let head = '';
+      const onHead = (d: Buffer) => {
+        head += d.toString('latin1');
+        const eol = head.indexOf('\n');
+        if (eol < 0) return;
+        sock.off('data', onHead);
+        const [cmd, n] = head.slice(0, eol).split(' ');
+        const total = Number(n);
+        if (cmd === 'down') {
+          let sent = 0;
+          const pump = () => {
+            while (sent < total) {
+              const k = Math.min(CHUNK.length, total - sent);
+              sent += k;
+              if (!sock.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { sock.once('drain', pump); return; }
+            }
+            sock.end();
+          };
+          pump();
+        } else {
+          let got = head.length - eol - 1;
+          sock.on('data', (x: Buffer) => { got += x.length; });
+          sock.on('end', () => sock.end(String(got)));
+        }
+      };
+      sock.on('data', onHead);
+    });
+    await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', () => ok()));
+    cleanups.push(() => new Promise<void>((ok) => srv.close(() => ok())));
+    const sp = await freePort();
+    const p = await pairlb(`global:
+  workers: 2
+stats:
+  bind: 127.0.0.1:${sp}
+  auth: []
+listen:
+  - name: bulk
+    bind: 127.0.0.1:0
+    mode: tcp
+    backends:
+      - name: s
+        address: 127.0.0.1:${(srv.address() as AddressInfo).port}
+        check: false
+`);
+    const port = p.port('bulk');
+    const down = await new Promise<number>((ok, fail) => {
+      const c = connect({ port, host: '127.0.0.1' });
+      let got = 0;
+      c.on('error', fail);
+      c.write(`down ${N}\n`);
+      c.on('data', (d: Buffer) => { got += d.length; });
+      c.on('end', () => { c.end(); ok(got); });
+    });
+    expect(down).toBe(N);
+    const up = await new Promise<string>((ok, fail) => {
+      const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      let answer = '';
+      c.on('error', fail);
+      c.on('data', (d: Buffer) => { answer += d.toString(); });
+      c.on('end', () => { c.end(); ok(answer); });
+      c.write(`up ${N}\n`);
+      let sent = 0;
+      const pump = () => {
+        while (sent < N) {
+          const k = Math.min(CHUNK.length, N - sent);
+          sent += k;
+          if (!c.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { c.once('drain', pump); return; }
+        }
+        c.end();
+      };
+      pump();
+    });
+    expect(up).toBe(String(N));
+    const head = `down ${N}\n`.length + `up ${N}\n`.length;
+    await expect.poll(async () => (await statsJson(sp)).listens[0].total.cur, { timeout: 5000 }).toBe(0);
+    const t = (await statsJson(sp)).listens[0].total;
+    expect([t.total, t.bytes_in, t.bytes_out]).toEqual([2, N + head, N + String(N).length]);
+  });
+});
+
+describe('mode udp in two workers (real process)', () => {
+  it('DNS: every client flow answered from the bound address, a flow stays on one worker, real DNS check UP, counted once per flow', async () => {
+    // A resolver answering a query with the id echoed, QR set, RCODE 0 (the DNS check's SOA query too).
+    const res: DgramSocket = createSocket('udp4');
+    let got = 0;
+    res.on('message', (msg: Buffer, from: RemoteInfo) => {
+      got++;
+      if (msg.length < 12) return;
+      const out = Buffer.from(msg);
+      out.writeUInt16BE(msg.readUInt16BE(2) | 0x8000, 2);
+      res.send(out, from.port, from.address);
+    });
+    await new Promise<void>((ok) => res.bind(0, '127.0.0.1', () => ok()));
+    cleanups.push(() => new Promise<void>((ok) => res.close(() => ok())));
+    const [sp, dp] = [await freePort(), await freePort()];
+    const p = await pairlb(`global:
+  workers: 2
+stats:
+  bind: 127.0.0.1:${sp}
+  auth: []
+listen:
+  - name: dns
+    bind: 127.0.0.1:${dp}
+    mode: udp
+    udp:
+      flow_idle: 60s
+    check:
+      interval: 100ms
+    backends:
+      - name: r
+        address: 127.0.0.1:${res.address().port}
+`);
+    await expect.poll(async () => (await statsJson(sp)).listens[0].backends[0].last_check, { timeout: 10_000 }).toBe('L7OK');
+    const q = (id: number) => { const b = Buffer.alloc(17); b.writeUInt16BE(id, 0); b.writeUInt16BE(0x0100, 2); b.writeUInt16BE(1, 4); return b; };
+    const C = 16;
+    const Q = 4;
+    const clients = await Promise.all(Array.from({ length: C }, async () => {
+      const s = createSocket('udp4');
+      const replies: { id: number; from: RemoteInfo }[] = [];
+      s.on('message', (m: Buffer, from: RemoteInfo) => replies.push({ id: m.readUInt16BE(0), from }));
+      await new Promise<void>((ok) => s.bind(0, '127.0.0.1', () => ok()));
+      cleanups.push(() => new Promise<void>((ok) => s.close(() => ok())));
+      return { s, replies };
+    }));
+    // Each client asks Q times from the same address:port, one query after the other's answer.
+    for (let k = 0; k < Q; k++) {
+      for (const [i, c] of clients.entries()) c.s.send(q(i * 16 + k), dp, '127.0.0.1');
+      await waitFor(() => clients.every((c) => c.replies.length === k + 1), 5000, `answers ${k}`);
+    }
+    for (const [i, c] of clients.entries()) {
+      expect(c.replies.map((r) => r.id)).toEqual([0, 1, 2, 3].map((k) => i * 16 + k));
+      for (const r of c.replies) expect([r.from.address, r.from.port]).toEqual(['127.0.0.1', dp]);
+    }
+    // One flow per client: had a client's datagrams reached both workers, the second would have
+    // opened a second flow (total counts flows).
+    const j = await statsJson(sp);
+    expect(j.listens[0].total.total).toBe(C);
+    expect(j.listens[0].total.bytes_in).toBe(C * Q * 17);
+    expect(j.listens[0].total.cur).toBe(C);
+    for (const w of j.workers) expect(w.requests).toBeGreaterThan(0);
+    expect(got).toBeGreaterThanOrEqual(C * Q);
+  });
+});
+
+describe('mode tcp: a crashed worker (in-process App, workers: 2)', () => {
+  it('loses only its own connections; the other worker\'s keep relaying; in-flight counts taken off; nothing marked down', async () => {
+    const [a] = await backends('a');
+    const p = await startApp(`listen:
+  - name: mail
+    bind: 127.0.0.1:0
+    mode: tcp
+    passive:
+      connect_errors: 1
+    backends:
+      - name: a
+        address: ${a.address}
+`, { workers: 2 });
+    cleanups.push(() => p.stop());
+    const pool = p.app.proxy as WorkerPool;
+    const cs = Array.from({ length: 16 }, () => client(p.port()));
+    for (const c of cs) await c.until(() => c.text.includes('\r\n'), 10_000, 'greeting');
+    await p.app.proxy.sync();
+    expect(p.app.counters.listen('mail').cur).toBe(16);
+    await pool.kill(0);
+    await expect.poll(() => pool.workers()[0].restarts, { timeout: 5000 }).toBe(1);
+    // What worker 0 had in flight was taken off when it died: the rest is worker 1's.
+    await p.app.proxy.sync();
+    const survivors = p.app.counters.listen('mail').cur;
+    expect(survivors).toBeGreaterThan(0);
+    expect(survivors).toBeLessThan(16);
+    // Exactly the dead worker's connections end (its sockets close: a FIN, or a reset).
+    await waitFor(() => cs.filter((c) => c.ended || c.closed).length === 16 - survivors, 10_000, 'worker 0 connections closed');
+    const alive = cs.filter((c) => !c.ended && !c.closed);
+    for (const [i, c] of alive.entries()) {
+      c.write(`still ${i}\r\n`);
+      await c.until(() => c.text.endsWith(`STILL ${i}\r\n`), 10_000, `survivor ${i}`);
+    }
+    await p.app.proxy.sync();
+    expect(p.app.counters.listen('mail').cur).toBe(alive.length);
+    expect(cs.filter((c) => c.ended || c.closed)).toHaveLength(16 - survivors);
+    expect(p.app.backends.get('mail', 'a')!.health).toBe('up');
+    // New connections are served (by the survivor, then the replacement too).
+    expect(await exchange(p.port(), 'ehlo')).toBe('220 a\r\nEHLO\r\n');
+  });
+});
