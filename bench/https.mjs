@@ -12,17 +12,16 @@
 // around each pairlb run and printed. Ratios are the median of per-round ratios to HAProxy; req per
 // proxy CPU-second is the per-core figure (bench.md).
 import { parseArgs } from 'node:util';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, openSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect as tlsConnect } from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { requireBinaries, versions, cpuPlan, loadAvg, build } from './lib/env.mjs';
-import { startBackends } from './lib/targets.mjs';
+import { requireBinaries, versions, cpuPlan, loadAvg, build, nofile } from './lib/env.mjs';
+import { startBackends, startTarget } from './lib/targets.mjs';
+import { certs } from './lib/tls.mjs';
 import { runWrk } from './lib/wrk.mjs';
-import { freePort, startPinned, stopAll, killAllSync, treeCpu, treeRssMb, processTree } from './lib/procs.mjs';
+import { stopAll, killAllSync, treeCpu, treeRssMb } from './lib/procs.mjs';
 import { median, ratioMedian, fmt, fmtInt } from './lib/report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -43,108 +42,14 @@ const cpu = cpuPlan();
 const dir = mkdtempSync(join(tmpdir(), 'pairlb-bench-https-'));
 process.on('SIGINT', () => { killAllSync(); process.exit(130); });
 
-function certs() {
-  const o = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  o(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=bench CA']);
-  o(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'www.key', '-out', 'www.csr', '-subj', '/CN=www.bench.test']);
-  writeFileSync(join(dir, 'www.ext'), 'subjectAltName=DNS:www.bench.test,IP:127.0.0.1\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n');
-  o(['x509', '-req', '-in', 'www.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', '2', '-days', '30', '-extfile', 'www.ext', '-out', 'www.crt']);
-  const chain = readFileSync(join(dir, 'www.crt'), 'utf8') + readFileSync(join(dir, 'ca.crt'), 'utf8');
-  writeFileSync(join(dir, 'chain.pem'), chain);
-  writeFileSync(join(dir, 'bundle.pem'), chain + readFileSync(join(dir, 'www.key'), 'utf8'));
-  return { chain: join(dir, 'chain.pem'), key: join(dir, 'www.key'), bundle: join(dir, 'bundle.pem') };
-}
-
-function waitTls(port, handle, ms = 15000) {
-  const until = Date.now() + ms;
-  return (async () => {
-    for (;;) {
-      if (handle.exited) throw new Error(`${handle.name} exited (${handle.exitCode})`);
-      const ok = await new Promise((r) => { const s = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => { s.destroy(); r(true); }); s.on('error', () => r(false)); });
-      if (ok) return;
-      if (Date.now() > until) throw new Error(`${handle.name}: no TLS on ${port}`);
-      await sleep(100);
-    }
-  })();
-}
-
-async function startTargets(c, bports) {
+/** Every target on one TLS front end named `tls` (ALPN http/1.1), same certificate, same backends. */
+async function startTargets(c, backends) {
   const out = {};
-  const log = (n) => openSync(join(dir, `${n}.out`), 'a');
-  { // pairlb
-    const port = await freePort(); const statsPort = await freePort();
-    const yaml = join(dir, 'pairlb.yaml');
-    writeFileSync(yaml, `global: { node: bench-https, state_dir: ${dir}/state, log: { level: warn, access: 'off' } }
-listen:
-  - name: tls
-    bind: 127.0.0.1:${port}
-    tls: { certificates: [${c.bundle}] }
-    engine: ${values.engine ?? 'undici'}
-    timeouts: { drain: 1s }
-    backends:
-${bports.map((p, i) => `      - { name: w${i + 1}, address: 127.0.0.1:${p}, check: false }`).join('\n')}
-stats: { bind: 127.0.0.1:${statsPort} }
-`);
-    mkdirSync(join(dir, 'state'), { recursive: true });
-    const handle = startPinned('pairlb', cpu.proxy, process.execPath, [join(ROOT, 'dist/cli/main.js'), 'start', '-c', yaml, '--state-dir', join(dir, 'state')], { logFd: log('pairlb') });
-    await waitTls(port, handle);
-    out.pairlb = { port, handle, statsPort, pids: () => processTree(handle.pid) };
-  }
-  { // haproxy
-    const port = await freePort();
-    writeFileSync(join(dir, 'haproxy.cfg'), `global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  timeout http-keep-alive 30s
-  option forwardfor
-listen tls
-  bind 127.0.0.1:${port} ssl crt ${c.bundle} alpn http/1.1
-  balance roundrobin
-${bports.map((p, i) => `  server w${i + 1} 127.0.0.1:${p}`).join('\n')}
-`);
-    const handle = startPinned('haproxy', cpu.proxy, bins.haproxy, ['-db', '-f', join(dir, 'haproxy.cfg')], { logFd: log('haproxy') });
-    await waitTls(port, handle);
-    out.haproxy = { port, handle, pids: () => [handle.pid] };
-  }
-  { // nginx
-    const port = await freePort();
-    mkdirSync(join(dir, 'nginx-tmp'), { recursive: true });
-    writeFileSync(join(dir, 'nginx-tls.conf'), `worker_processes 1;
-daemon off;
-master_process on;
-pid ${dir}/nginx-tls.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nginx-tmp; proxy_temp_path ${dir}/nginx-tmp; fastcgi_temp_path ${dir}/nginx-tmp; uwsgi_temp_path ${dir}/nginx-tmp; scgi_temp_path ${dir}/nginx-tmp;
-  keepalive_requests 1000000;
-  upstream be {
-${bports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-    keepalive 128;
-  }
-  server {
-    listen 127.0.0.1:${port} ssl backlog=4096;
-    ssl_certificate ${c.chain};
-    ssl_certificate_key ${c.key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
-    location / {
-      proxy_pass http://be;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-  }
-}
-`);
-    const handle = startPinned('nginx', cpu.proxy, bins.nginx, ['-p', dir, '-c', join(dir, 'nginx-tls.conf'), '-e', join(dir, 'nginx-tls.error.log')], { logFd: log('nginx') });
-    await waitTls(port, handle);
-    out.nginx = { port, handle, pids: () => processTree(handle.pid) };
+  const fronts = [{ name: 'tls', tls: c }];
+  const maxconn = Math.floor((nofile() - 200) / 2);
+  const pairlb = values.engine === 'native' ? 'pairlb-native' : 'pairlb';
+  for (const name of TARGETS) {
+    out[name] = await startTarget(name === 'pairlb' ? pairlb : name, { dir, bins, cpu: cpu.proxy, backends, maxconn, root: ROOT, fronts, stats: name === 'pairlb' });
   }
   return out;
 }
@@ -181,9 +86,9 @@ async function main() {
   const v = versions(bins);
   process.stdout.write(`node ${process.version}; ${Object.entries(v).map(([k, x]) => `${k}: ${x}`).join('; ')}\n`);
   if (!values['no-build']) { const b = build(ROOT); if (b) process.stdout.write(b + '\n'); }
-  const c = certs();
+  const c = certs(dir);
   const backends = await startBackends(dir, bins, cpu.client);
-  const targets = await startTargets(c, backends.map((b) => b.port));
+  const targets = await startTargets(c, backends);
   const runs = {};
   const kinds = {};
   for (let round = 1; round <= ROUNDS; round++) {

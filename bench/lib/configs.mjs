@@ -46,22 +46,22 @@ ${nginxTemps(dir, name)}
 `;
 }
 
-/** nginx as the peer proxy: `workers` worker processes (default 1), upstream keep-alive pool, X-Forwarded-For. */
-export function nginxProxy(dir, name, port, backends, workers = 1) {
-  return `${nginxCommon(dir, name, workers)}
-http {
-  access_log off;
-  keepalive_requests ${KA_REQUESTS};
-  keepalive_timeout 60s;
-${nginxTemps(dir, name)}
-  upstream be {
-${backends.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-    keepalive 128;
-    keepalive_requests ${KA_REQUESTS};
-  }
-  server {
-    listen 127.0.0.1:${port} backlog=4096;
-    location / {
+/**
+ * nginx as the peer proxy: `workers` worker processes (default 1), upstream keep-alive pool,
+ * X-Forwarded-For. One `server` per front end (see `fronts` below); without `fronts`, one plain
+ * HTTP/1.1 server on `port`.
+ *   front: { port, tls?: { chain, key }, h2?: boolean }  — `listen … ssl` with the certificate,
+ *   `http2` on the listen line (nginx 1.22 syntax: ALPN h2 on a TLS listen, prior knowledge on a
+ *   plain one).
+ */
+export function nginxProxy(dir, name, port, backends, workers = 1, fronts = [{ port }]) {
+  const server = (f) => `  server {
+    listen 127.0.0.1:${f.port}${f.tls ? ' ssl' : ''}${f.h2 ? ' http2' : ''} backlog=4096;
+${f.tls ? `    ssl_certificate ${f.tls.chain};
+    ssl_certificate_key ${f.tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+` : ''}    location / {
       proxy_pass http://be;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -73,7 +73,19 @@ ${backends.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
       proxy_busy_buffers_size 32k;
     }
   }
-}
+`;
+  return `${nginxCommon(dir, name, workers)}
+http {
+  access_log off;
+  keepalive_requests ${KA_REQUESTS};
+  keepalive_timeout 60s;
+${nginxTemps(dir, name)}
+  upstream be {
+${backends.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+    keepalive 128;
+    keepalive_requests ${KA_REQUESTS};
+  }
+${fronts.map(server).join('')}}
 `;
 }
 
@@ -82,11 +94,14 @@ export function nginxArgs(dir, name) {
 }
 
 /**
- * HAProxy, nbthread 1, two listen sections in one process: plain round robin on `port`, and the
- * sticky-cookie variant on `stickyPort`. `maxconn` stays below the fd limit (HAProxy refuses more).
+ * HAProxy, nbthread `threads`, one `listen` section per front end, all on the same backends.
+ *   front: { name, port, sticky?, tls?: { bundle }, alpn?, proto? }
+ *   `tls` binds `ssl crt <bundle> alpn <alpn ?? http/1.1>`; `proto h2` is prior-knowledge h2c.
+ * `maxconn` stays below the fd limit (HAProxy refuses more).
  */
-export function haproxy(port, stickyPort, backends, maxconn, threads = 1) {
+export function haproxyConfig({ fronts, backends, maxconn, threads = 1 }) {
   const servers = (sticky) => backends.map((p, i) => `  server w${i + 1} 127.0.0.1:${p}${sticky ? ` cookie w${i + 1}` : ''}`).join('\n');
+  const bind = (f) => `127.0.0.1:${f.port}${f.tls ? ` ssl crt ${f.tls.bundle} alpn ${f.alpn ?? 'http/1.1'}` : ''}${f.proto ? ` proto ${f.proto}` : ''}`;
   return `global
   nbthread ${threads}
   maxconn ${maxconn}
@@ -98,30 +113,31 @@ defaults
   timeout server 30s
   timeout http-keep-alive 30s
   option forwardfor
-
-listen plain
-  bind 127.0.0.1:${port}
+${fronts.map((f) => `
+listen ${f.name}
+  bind ${bind(f)}
   balance roundrobin
-${servers(false)}
+${f.sticky ? '  cookie SERVERID insert indirect nocache\n' : ''}${servers(f.sticky)}
+`).join('')}`;
+}
 
-listen sticky
-  bind 127.0.0.1:${stickyPort}
-  balance roundrobin
-  cookie SERVERID insert indirect nocache
-${servers(true)}
-`;
+/** HAProxy with the two listen sections of `npm run bench`: plain round robin on `port`, sticky cookie on `stickyPort`. */
+export function haproxy(port, stickyPort, backends, maxconn, threads = 1) {
+  return haproxyConfig({ fronts: [{ name: 'plain', port }, { name: 'sticky', port: stickyPort, sticky: true }], backends, maxconn, threads });
 }
 
 /**
- * pairlb with one engine: the same two listen sections (plain and sticky) in one process.
+ * pairlb with one engine: the same two listen sections (plain and sticky) in one process, or one
+ * listen section per entry of `fronts` ({ name, port, sticky?, tls?: { bundle }, extra? } — `extra`
+ * is YAML lines added to that listen section, already indented by four spaces).
  * Access log off and level warn, so the figures measure proxying, not logging.
  * `statsBind` adds the stats section (stats page + /metrics) for the enabled-vs-disabled comparison.
  */
-export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, statsBind, workers, accessLog = false }) {
+export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, statsBind, workers, accessLog = false, fronts, node }) {
   const be = (sticky) => backends.map((p, i) => `      - name: w${i + 1}
         address: 127.0.0.1:${p}
         check: false${sticky ? `\n        cookie: w${i + 1}` : ''}`).join('\n');
-  const listen = (name, p, sticky) => `  - name: ${name}
+  const listen = ({ name, port: p, sticky, tls, extra }) => `  - name: ${name}
     bind: 127.0.0.1:${p}
     balance: roundrobin
     engine: ${engine}
@@ -129,7 +145,9 @@ export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, stats
       enabled: true
     timeouts:
       drain: 1s
-${sticky ? `    cookie:
+${tls ? `    tls:
+      certificates: [${tls.bundle}]
+` : ''}${extra ?? ''}${sticky ? `    cookie:
       name: SERVERID
       mode: insert
       indirect: true
@@ -137,15 +155,16 @@ ${sticky ? `    cookie:
 ` : ''}    backends:
 ${be(sticky)}
 `;
-  return `# generated by bench/run.mjs
+  fronts ??= [{ name: 'plain', port }, ...(stickyPort ? [{ name: 'sticky', port: stickyPort, sticky: true }] : [])];
+  return `# generated by bench/lib/configs.mjs
 global:
-  node: bench-${engine}${statsBind ? '-stats' : ''}
+  node: ${node ?? `bench-${engine}${statsBind ? '-stats' : ''}`}
   state_dir: ${stateDir}
 ${workers !== undefined ? `  workers: ${workers}\n` : ''}  log:
     level: ${accessLog ? 'info' : 'warn'}
     access: ${accessLog ? 'json' : "'off'"}
 listen:
-${listen('plain', port, false)}${stickyPort ? listen('sticky', stickyPort, true) : ''}${statsBind ? `stats:
+${fronts.map(listen).join('')}${statsBind ? `stats:
   bind: ${statsBind}
 ` : ''}`;
 }

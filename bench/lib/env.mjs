@@ -28,6 +28,24 @@ export function requireBinaries() {
   return found;
 }
 
+/**
+ * Path of `bin`, installing Debian package `pkg` first when it is missing and we are root (the way
+ * test/helpers/sys.ts does for tests); otherwise an error with the exact command.
+ */
+export function ensureBinary(bin, pkg) {
+  const have = which(bin);
+  if (have) return have;
+  const cmd = `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${pkg}`;
+  if (process.getuid?.() !== 0) throw new Error(`the bench needs ${bin} (Debian ${pkg}); run as root: ${cmd}`);
+  process.stderr.write(`installing ${pkg} for ${bin} …\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const up = spawnSync('apt-get', ['update', '-qq'], { env, stdio: 'ignore', timeout: 300_000 });
+  const r = up.status === 0 ? spawnSync('apt-get', ['install', '-y', '-qq', pkg], { env, encoding: 'utf8', timeout: 600_000 }) : up;
+  const got = which(bin);
+  if (!got) throw new Error(`could not install ${pkg} (${`${r.stderr ?? ''}`.slice(0, 300) || `exit ${r.status}`}); run: ${cmd}`);
+  return got;
+}
+
 export function versions(bins) {
   const first = (cmd, args) => {
     const r = spawnSync(cmd, args, { encoding: 'utf8' });

@@ -1,7 +1,7 @@
 // Process plumbing for the bench: spawn pinned daemons, wait until they answer, read their CPU and
 // RSS from /proc, and stop exactly the processes this run started (by PID, never by name).
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -195,4 +195,36 @@ export function httpGet(port, path = '/', headers = {}) {
       resolve({ status, headers: hdrs, body: raw.subarray(sep + 4) });
     });
   });
+}
+
+/** Socket inodes held open by a set of PIDs (from /proc/PID/fd). */
+function socketInodes(pids) {
+  const out = new Set();
+  for (const p of pids) {
+    let fds = [];
+    try { fds = readdirSync(`/proc/${p}/fd`); } catch { continue; }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p}/fd/${fd}`));
+        if (m) out.add(m[1]);
+      } catch { /* closed meanwhile */ }
+    }
+  }
+  return out;
+}
+
+/**
+ * Established TCP connections (IPv4) held by `pids` whose remote port is one of `ports`: how many
+ * upstream connections a proxy keeps open to the backends at this moment.
+ */
+export function tcpConnsTo(pids, ports) {
+  const inodes = socketInodes(pids);
+  const want = new Set(ports);
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[3] !== '01') continue; // 01 = ESTABLISHED
+    if (want.has(parseInt(f[2].split(':')[1], 16)) && inodes.has(f[9])) n++;
+  }
+  return n;
 }

@@ -3,6 +3,7 @@ import { mkdirSync, openSync, writeFileSync, chmodSync, readFileSync, existsSync
 import { join } from 'node:path';
 import * as cfg from './configs.mjs';
 import { freePort, startPinned, waitHttp, processTree, httpGet } from './procs.mjs';
+import { h2Get, tlsAlpn, waitFor } from './tls.mjs';
 
 export const TARGET_NAMES = ['pairlb', 'pairlb-native', 'http-proxy', 'haproxy', 'nginx', 'direct',
   // global.workers 1 and 2 (access log off, and the default json access log on), beside HAProxy
@@ -37,28 +38,52 @@ export async function startBackends(dir, bins, cpu) {
 }
 
 /**
- * Start one target. Each returns { name, port, stickyPort?, statsPort?, handle?, pids() }.
+ * Start one target. Each returns { name, port, stickyPort?, statsPort?, ports?, handle?, pids() }.
  * `direct` starts nothing: it is wrk straight to backend 1.
+ *
+ * `fronts` replaces the default front ends (plain + sticky) with one listen section per entry,
+ * `ports[front.name]` its port:
+ *   { name, tls?: certs() of lib/tls.mjs, h2?: boolean, extra?: pairlb YAML lines }
+ *   tls + h2: ALPN h2,http/1.1 (HAProxy `alpn h2,http/1.1`, nginx `listen … ssl http2`);
+ *   h2 without tls: prior-knowledge h2c (HAProxy `proto h2`, nginx `listen … http2`);
+ *   `extra` carries pairlb's own keys for that front (its h2 switches), so the caller owns them.
+ * Each front is waited for with its own protocol (an HTTP/2 GET answered 200 for h2 fronts).
  */
-export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir }) {
+export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir, fronts }) {
   const bports = backends.map((b) => b.port);
   const log = (n) => openSync(join(dir, `${n}.out`), 'a');
   if (name === 'direct') return { name, port: bports[0], pids: () => [] };
   if (MULTI.has(name) && cpu !== undefined) cpu = '0,1';
+  const fp = fronts ? await Promise.all(fronts.map(async (f) => ({ ...f, port: await freePort() }))) : undefined;
+  const ports = fp ? Object.fromEntries(fp.map((f) => [f.name, f.port])) : undefined;
+  const ready = async (port, handle) => {
+    if (!fp) return waitHttp(port, { handle });
+    for (const f of fp) {
+      if (f.h2) {
+        const r = await waitFor(() => h2Get(f.port, { tls: !!f.tls }), handle, `HTTP/2 on ${f.port}`);
+        if (r.status !== 200) throw new Error(`HTTP/2 GET / on ${f.name} answered ${r.status}`);
+        if (f.tls && r.alpn !== 'h2') throw new Error(`ALPN on ${f.name} chose ${r.alpn}, not h2`);
+      } else if (f.tls) await waitFor(() => tlsAlpn(f.port), handle, `TLS on ${f.port}`);
+      else await waitHttp(f.port, { handle });
+    }
+  };
   if (name === 'haproxy' || name === 'haproxy-2') {
-    const port = await freePort(); const stickyPort = await freePort();
-    writeFileSync(join(dir, `${name}.cfg`), cfg.haproxy(port, stickyPort, bports, maxconn, name === 'haproxy-2' ? 2 : 1));
+    const port = fp ? fp[0].port : await freePort(); const stickyPort = fp ? undefined : await freePort();
+    const threads = name === 'haproxy-2' ? 2 : 1;
+    writeFileSync(join(dir, `${name}.cfg`), fp
+      ? cfg.haproxyConfig({ fronts: fp.map((f) => ({ name: f.name, port: f.port, tls: f.tls, alpn: f.tls ? (f.h2 ? 'h2,http/1.1' : 'http/1.1') : undefined, proto: !f.tls && f.h2 ? 'h2' : undefined })), backends: bports, maxconn, threads })
+      : cfg.haproxy(port, stickyPort, bports, maxconn, threads));
     const handle = startPinned(name, cpu, bins.haproxy, ['-db', '-f', join(dir, `${name}.cfg`)], { logFd: log(name) });
-    await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
-    return { name, port, stickyPort, handle, pids: () => [handle.pid] };
+    await ready(port, handle).catch(async (e) => { await handle.stop(); throw withLog(e, dir, name); });
+    return { name, port, stickyPort, ports, handle, pids: () => [handle.pid] };
   }
   if (name === 'nginx' || name === 'nginx-2') {
-    const port = await freePort();
+    const port = fp ? fp[0].port : await freePort();
     const conf = name === 'nginx' ? 'nginx-proxy' : 'nginx-proxy-2';
-    writeFileSync(join(dir, `${conf}.conf`), cfg.nginxProxy(dir, conf, port, bports, name === 'nginx-2' ? 2 : 1));
+    writeFileSync(join(dir, `${conf}.conf`), cfg.nginxProxy(dir, conf, port, bports, name === 'nginx-2' ? 2 : 1, fp ?? [{ port }]));
     const handle = startPinned(name, cpu, bins.nginx, cfg.nginxArgs(dir, conf), { logFd: log(name) });
-    await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
-    return { name, port, handle, pids: () => processTree(handle.pid) };
+    await ready(port, handle).catch(async (e) => { await handle.stop(); throw withLog(e, dir, name); });
+    return { name, port, ports, handle, pids: () => processTree(handle.pid) };
   }
   if (name === 'ref-undici' || name === 'ref-llhttp' || name === 'http-proxy') {
     const port = await freePort();
@@ -71,18 +96,19 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   const engine = name === 'pairlb-native' ? 'native' : 'undici';
   const main = join(root, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
-  const port = await freePort(); const stickyPort = stats || single ? undefined : await freePort();
+  const port = fp ? fp[0].port : await freePort(); const stickyPort = fp || stats || single ? undefined : await freePort();
   const statsPort = stats ? await freePort() : undefined;
   const stateDir = join(dir, `${name}.state`);
   mkdirSync(stateDir, { recursive: true });
   const yamlFile = join(dir, `${name}.yaml`);
   const wm = /^pairlb-w(\d)(-log)?$/.exec(name);
-  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[1]) : undefined, accessLog: !!wm?.[2] }));
+  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[1]) : undefined, accessLog: !!wm?.[2], node: fp ? `bench-${name}` : undefined,
+    fronts: fp?.map((f) => ({ name: f.name, port: f.port, tls: f.tls, extra: f.extra })) }));
   const flags = [...nodeFlags];
   if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);
   const handle = startPinned(name, cpu, process.execPath, [...flags, main, 'start', '-c', yamlFile, '--state-dir', stateDir], { logFd: log(name) });
-  await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
-  return { name, port, stickyPort, statsPort, handle, pids: () => processTree(handle.pid) };
+  await ready(port, handle).catch(async (e) => { await handle.stop(); throw withLog(e, dir, name); });
+  return { name, port, stickyPort, statsPort, ports, handle, pids: () => processTree(handle.pid) };
 }
 
 function withLog(e, dir, name) {

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseWrk, toMs } from '../lib/wrk.mjs';
 import { median, ratioMedian, summarize, toJson } from '../lib/report.mjs';
-import { SMALL_BODY, nginxBackend, haproxy, pairlbYaml } from '../lib/configs.mjs';
+import { SMALL_BODY, nginxBackend, nginxProxy, haproxy, haproxyConfig, pairlbYaml } from '../lib/configs.mjs';
+import { parseH2load } from '../lib/h2load.mjs';
 
 const WRK = `Running 6s test @ http://127.0.0.1:40000/
   1 threads and 64 connections
@@ -71,6 +72,51 @@ test('generated configs: 100-byte body, same backends everywhere', () => {
   assert.match(y, /access: 'off'/);
   assert.match(y, /engine: undici/);
   assert.equal((y.match(/address: 127\.0\.0\.1:1[01]/g) ?? []).length, 4);
+});
+
+const H2LOAD = `starting benchmark...
+spawning thread #0: 10 total client(s). Timing-based test with 0s of warm-up time and 5s of main duration for measurements.
+Warm-up phase is over for thread #0.
+Main benchmark duration is started for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 5.00s, 21443.60 req/s, 3.15MB/s
+requests: 107218 total, 108218 started, 107218 done, 107200 succeeded, 18 failed, 10 errored, 2 timeout
+status codes: 107200 2xx, 0 3xx, 0 4xx, 6 5xx
+traffic: 15.75MB (16516016) total, 2.86MB (2996008) headers (space savings 93.35%), 10.23MB (10721800) data
+Application protocol: h2
+`;
+
+test('parseH2load reads the counts, the duration and the protocol', () => {
+  const r = parseH2load(H2LOAD);
+  assert.equal(r.secs, 5);
+  assert.equal(r.rps, 21443.6);
+  assert.equal(r.succeeded, 107200);
+  assert.equal(r.failed + r.errored + r.timeout, 30);
+  assert.equal(r.non2xx, 6);
+  assert.equal(r.protocol, 'h2');
+  assert.equal(parseH2load(H2LOAD.replace('finished in 5.00s', 'finished in 126.46ms')).secs, 0.12646);
+  assert.throws(() => parseH2load('h2load: connect refused\n'), /unexpected h2load output/);
+});
+
+test('one HAProxy and nginx config writer for plain, TLS and h2 front ends', () => {
+  const tls = { bundle: '/c/bundle.pem', chain: '/c/chain.pem', key: '/c/www.key' };
+  const h = haproxyConfig({ fronts: [{ name: 'tls', port: 1, tls, alpn: 'h2,http/1.1' }, { name: 'h2c', port: 2, proto: 'h2' }], backends: [10, 11], maxconn: 100, threads: 2 });
+  assert.match(h, /^listen tls\n  bind 127\.0\.0\.1:1 ssl crt \/c\/bundle\.pem alpn h2,http\/1\.1$/m);
+  assert.match(h, /^listen h2c\n  bind 127\.0\.0\.1:2 proto h2$/m);
+  assert.match(h, /nbthread 2/);
+  assert.equal((h.match(/server w1 127\.0\.0\.1:10$/gm) ?? []).length, 2);
+  assert.equal(haproxy(1, 2, [10], 50), haproxyConfig({ fronts: [{ name: 'plain', port: 1 }, { name: 'sticky', port: 2, sticky: true }], backends: [10], maxconn: 50 }));
+  const n = nginxProxy('/d', 'p', 0, [10, 11], 2, [{ port: 1, tls, h2: true }, { port: 2, h2: true }, { port: 3 }]);
+  assert.match(n, /listen 127\.0\.0\.1:1 ssl http2 backlog=4096;\n    ssl_certificate \/c\/chain\.pem;/);
+  assert.match(n, /listen 127\.0\.0\.1:2 http2 backlog=4096;\n    location/);
+  assert.match(n, /listen 127\.0\.0\.1:3 backlog=4096;/);
+  assert.equal((n.match(/proxy_pass http:\/\/be;/g) ?? []).length, 3);
+  assert.match(n, /worker_processes 2;/);
+  const y = pairlbYaml({ engine: 'undici', backends: [10], stateDir: '/s', fronts: [{ name: 'tls', port: 1, tls, extra: '    h2c: false\n' }] });
+  assert.match(y, /- name: tls\n    bind: 127\.0\.0\.1:1\n/);
+  assert.match(y, /    tls:\n      certificates: \[\/c\/bundle\.pem\]\n    h2c: false\n    backends:/);
 });
 
 test('generated pairlb configs pass `pairlb check` (both engines, with stats)', async () => {
