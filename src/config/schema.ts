@@ -72,7 +72,8 @@ export const backendSchema = z.object({
   /**
    * Send a PROXY protocol header first on every connection to this server (HAProxy `send-proxy`,
    * `send-proxy-v2`), so it sees the client's address; `none` overrides the pool's `send_proxy`.
-   * Health checks send one too (v2 LOCAL / v1 UNKNOWN). Mode tcp only for now.
+   * Health checks send one too (v2 LOCAL / v1 UNKNOWN). In mode http a connection that carried a
+   * header belongs to one client connection: never reused by another client, closed with it.
    */
   send_proxy: z.enum(['v1', 'v2', 'none']).optional(),
 }).strict();
@@ -305,9 +306,9 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
   // Server names in passthrough routes are checked by preflight (pairlb check and start refuse unknown ones).
   if (l.passthrough && l.mode !== 'tcp') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['passthrough'], message: 'passthrough is for mode tcp' });
   if (l.mode === 'udp' && l.accept_proxy) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['accept_proxy'], message: 'accept_proxy is for modes http and tcp' });
-  if (l.mode !== 'tcp' && (l.send_proxy || l.backends.some((b) => b.send_proxy && b.send_proxy !== 'none'))) {
+  if (l.mode === 'udp' && (l.send_proxy || l.backends.some((b) => b.send_proxy && b.send_proxy !== 'none'))) {
     const i = l.backends.findIndex((b) => b.send_proxy && b.send_proxy !== 'none');
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: i >= 0 ? ['backends', i, 'send_proxy'] : ['send_proxy'], message: `send_proxy is supported in mode tcp (this listen is mode ${l.mode})` });
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: i >= 0 ? ['backends', i, 'send_proxy'] : ['send_proxy'], message: 'send_proxy is for modes http and tcp (this listen is mode udp)' });
   }
   if (l.mode === 'udp' && l.check.type === 'http') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['check', 'type'], message: 'mode udp checks are dns or tcp' });
   checkBalance(l, ctx);
@@ -409,6 +410,11 @@ export const poolSchema = z.object({
   engine: engineField.default('undici'),
   /** Sticky sessions by cookie. */
   cookie: cookieSchema.optional(),
+  /**
+   * Default `send_proxy` of every server in this pool: a PROXY protocol header first on each
+   * server connection, which then belongs to one client connection (private, closed with it).
+   */
+  send_proxy: z.enum(['v1', 'v2']).optional(),
   /** Server-side timeouts. */
   timeouts: poolTimeoutsSchema.default({}),
   ...serverSideFields,
@@ -417,8 +423,6 @@ export const poolSchema = z.object({
 }).strict().superRefine((p, ctx) => {
   checkBalance(p, ctx);
   checkServers(p.servers, 'servers', ctx);
-  const i = p.servers.findIndex((b) => b.send_proxy && b.send_proxy !== 'none');
-  if (i >= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers', i, 'send_proxy'], message: 'send_proxy is supported in mode tcp (a listen section); backends pools are HTTP' });
   if (p.check.type === 'dns') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['check', 'type'], message: 'dns checks are for mode udp listen sections' });
 });
 

@@ -24,8 +24,6 @@ export interface FrontendConfig extends Omit<FrontendInput, 'mode'> {
 }
 
 export interface PoolConfig extends PoolInput {
-  /** A mode tcp listen section's default PROXY protocol to its servers (src/l4/); never on `backends` pools. */
-  readonly send_proxy?: 'v1' | 'v2';
   readonly from: 'listen' | 'frontend';
   /** Frontends that may send requests here (default_backend or a rule), in config order. */
   readonly frontends: readonly string[];
@@ -42,7 +40,7 @@ function keySets(): NonNullable<typeof keys> {
   return keys ??= {
     fe: Object.keys(frontendSchema.shape).filter((k) => k !== 'rules' && k !== 'default_backend' && k !== 'timeouts'),
     feT: Object.keys(frontendTimeoutsSchema.shape),
-    pool: [...Object.keys(poolSchema.innerType().shape).filter((k) => k !== 'servers' && k !== 'timeouts'), 'send_proxy'],
+    pool: Object.keys(poolSchema.innerType().shape).filter((k) => k !== 'servers' && k !== 'timeouts'),
     poolT: Object.keys(poolTimeoutsSchema.shape),
   };
 }

@@ -57,6 +57,12 @@ export interface Engine {
    * engine does not read the body before the connection is established.
    */
   readonly retriesBody: boolean;
-  createUpstream(host: string, port: number, pool: UpstreamConfig): Upstream;
+  /**
+   * `proxyHeader`: a PROXY protocol header written first on every connection the upstream opens
+   * (send_proxy). Such an upstream belongs to one client connection (Exchange.send): its
+   * connections carry that client's address and must never serve another (HAProxy marks them
+   * private the same way).
+   */
+  createUpstream(host: string, port: number, pool: UpstreamConfig, proxyHeader?: Buffer): Upstream;
   send(up: Upstream, req: AttemptRequest, sink: AttemptSink): void;
 }

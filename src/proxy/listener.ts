@@ -6,7 +6,6 @@ import type { ProxyManager } from './manager.js';
 import type { FrontendConfig } from '../config/sites.js';
 import { parseHostPort } from '../config/types.js';
 import type { Counters } from '../stats/counters.js';
-import type { AttemptSink } from './engine.js';
 import { ERROR_PAGES, STATUS_TEXT, rawErrorResponse } from './error-pages.js';
 import type { Route } from './routing.js';
 import type { WaitQueue } from './queue.js';
@@ -23,7 +22,9 @@ import { HeldBytes, openTunnel, startUpgrade, switchedTo } from './upgrade.js';
 import { nonOriginTarget } from './request-head.js';
 import { TlsTerminator } from '../tls/terminator.js';
 import { isTls } from '../tls/flag.js';
-import { AcceptProxy, clientAddress, acceptProxySettings } from '../l4/accept-proxy.js';
+import { AcceptProxy, clientAddress, clientPort, localAddress, acceptProxySettings } from '../l4/accept-proxy.js';
+import { encodeProxyHeader } from '../l4/proxy-protocol.js';
+import type { AttemptSink, Engine, Upstream, UpstreamConfig } from './engine.js';
 
 /** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */
 const RES_LENS = new Uint8Array(32);
@@ -247,6 +248,37 @@ function headerHash(raw: string[], name: string): number {
 function onResClose(this: TaggedRes): void { this[kEx]!.clientClosed(); }
 function onReqError(this: IncomingMessage & { [kEx]?: Exchange }): void { const ex = this[kEx]; if (ex) ex.clientBodyError = true; }
 
+/**
+ * send_proxy in mode http: the upstreams of one client connection, by server id. Their connections
+ * start with a PROXY header carrying this client's address, so they are this connection's alone
+ * (HAProxy makes a server connection that sent the header private to its session the same way):
+ * reused for this client's next requests to that server, never by another client, and destroyed
+ * when the client connection closes.
+ */
+const kPrivate = Symbol('pairlb.privateUpstreams');
+interface PrivateUp { readonly up: Upstream; readonly engine: Engine; readonly host: string; readonly port: number; readonly v: 1 | 2 }
+type PrivateSocket = Socket & { [kPrivate]?: Map<number, PrivateUp> };
+
+function closePrivate(this: PrivateSocket): void {
+  const m = this[kPrivate];
+  if (m === undefined) return;
+  this[kPrivate] = undefined;
+  for (const p of m.values()) p.up.destroy();
+}
+
+function privateUpstream(sock: PrivateSocket, route: Route, engine: Engine, cfg: UpstreamConfig): Upstream {
+  let m = sock[kPrivate];
+  if (m === undefined) { m = sock[kPrivate] = new Map(); sock.once('close', closePrivate); }
+  const v = route.sendProxy as 1 | 2;
+  const cur = m.get(route.id);
+  if (cur !== undefined && cur.engine === engine && cur.host === route.host && cur.port === route.port && cur.v === v) return cur.up;
+  if (cur !== undefined) cur.up.destroy();
+  const header = encodeProxyHeader(v, { address: clientIp(sock), port: clientPort(sock) ?? 0 }, localAddress(sock));
+  const up = engine.createUpstream(route.host, route.port, cfg, header);
+  m.set(route.id, { up, engine, host: route.host, port: route.port, v });
+  return up;
+}
+
 /** One client request: routing, retries, response rewriting, accounting. */
 class Exchange {
   readonly start = performance.now();
@@ -301,7 +333,8 @@ class Exchange {
     route.counters.begin(Date.now());
     const a = new Attempt(this, route);
     this.attempt = a;
-    this.p.s.engine.send(route.upstream, { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
+    const engine = this.p.s.engine;
+    engine.send(route.sendProxy === 0 ? route.upstream : privateUpstream(this.socket, route, engine, this.p.s.cfg), { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
   }
 
   /** The backend answered 101 to an Upgrade request: tunnel if it switched to what was asked for. */

@@ -38,6 +38,9 @@ export class PoolSettings {
   readonly hashHeader: string;
   /** timeouts.queue (default: timeouts.connect), ms. */
   readonly queueMs: number;
+  /** send_proxy per configured server name, and the pool's default (runtime-added servers). */
+  readonly sendProxy: ReadonlyMap<string, 0 | 1 | 2>;
+  readonly poolSendProxy: 0 | 1 | 2;
   /** retry_after in whole seconds (rounded up) for a queue timeout's 503, or undefined. */
   readonly retryAfter: string | undefined;
 
@@ -59,6 +62,9 @@ export class PoolSettings {
     this.hashKind = cfg.balance === 'source' ? 1 : cfg.balance === 'uri' ? 2 : cfg.balance === 'header' ? 3 : 0;
     this.hashHeader = (cfg.hash_header ?? '').toLowerCase();
     this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
+    const v = (x: string | undefined): 0 | 1 | 2 => (x === 'v1' ? 1 : x === 'v2' ? 2 : 0);
+    this.poolSendProxy = v(cfg.send_proxy);
+    this.sendProxy = new Map(cfg.servers.map((b) => [b.name, b.send_proxy === undefined ? this.poolSendProxy : v(b.send_proxy)]));
     this.retryAfter = cfg.retry_after === undefined ? undefined : String(Math.max(1, Math.ceil(cfg.retry_after / 1000)));
   }
 }
@@ -139,6 +145,7 @@ export class Pool {
       setCookie: c && c.mode === 'insert' ? insertCookieValue(c, b.cookie) : undefined,
       counters,
       upstream: u.up,
+      sendProxy: this.s.sendProxy.get(b.name) ?? this.s.poolSendProxy,
     };
   }
 

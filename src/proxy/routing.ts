@@ -25,7 +25,10 @@ export interface Route {
   /** insert mode: the complete Set-Cookie value for this server. */
   readonly setCookie: string | undefined;
   readonly counters: Counters;
+  /** The shared upstream (unused for a send_proxy server: each client connection gets its own). */
   readonly upstream: Upstream;
+  /** send_proxy: 0 none, 1 or 2 the PROXY protocol version (connections private to a client). */
+  readonly sendProxy: 0 | 1 | 2;
 }
 
 /**

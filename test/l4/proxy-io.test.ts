@@ -3,6 +3,7 @@ import { startAppLogged } from '../edge/stream-helpers.js';
 import { startBackend } from '../helpers/backend.js';
 import { encodeProxyHeader, V2_LOCAL, V2_SIG } from '../../src/l4/proxy-protocol.js';
 import { tcpBackend, TcpClient, waitFor, type TcpBackend } from './helpers.js';
+import { RawClient } from '../helpers/raw-http.js';
 
 /**
  * PROXY protocol on real sockets: raw bytes in (accept_proxy, modes tcp and http), exactly what
@@ -153,5 +154,64 @@ describe('accept_proxy, mode http', () => {
     next.write('GET /three HTTP/1.1\r\nHost: x\r\n\r\n');
     await next.until(() => next.text.endsWith('web'), 5000, 'v2 client');
     expect(web.seen[2].headers['x-forwarded-for']).toBe('2001:db8::7');
+  });
+});
+
+describe('send_proxy, mode http: exact bytes at the server', () => {
+  /** Records each connection's bytes; answers every request head (no bodies here) with 200 "ok". */
+  async function httpRecorder(): Promise<TcpBackend> {
+    const b = await tcpBackend('h', 'silent');
+    b.server.on('connection', (s) => {
+      let n = 0;
+      s.on('data', () => {
+        const i = b.sockets.indexOf(s);
+        const heads = b.received[i].toString('latin1').split('\r\n\r\n').length - 1;
+        for (; n < heads; n++) s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      });
+    });
+    cleanups.push(() => b.close());
+    return b;
+  }
+
+  it.each(['undici', 'native'])('%s: one PROXY v1 header first on each client\'s own connection, then that client\'s requests only', async (engine) => {
+    const a = await httpRecorder();
+    const p = await app(`listen:
+  - name: web
+    bind: 127.0.0.1:0
+    engine: ${engine}
+    send_proxy: v1
+    backends:
+      - name: a
+        address: ${a.address}
+        check: false
+`);
+    const c1 = new RawClient(p.port(), '127.0.0.2');
+    const c2 = new RawClient(p.port(), '127.0.0.3');
+    cleanups.push(() => { c1.destroy(); c2.destroy(); });
+    await Promise.all([c1.ready, c2.ready]);
+    const req = (path: string) => `GET ${path} HTTP/1.1\r\nHost: site\r\n\r\n`;
+    c1.send(req('/1a'));
+    expect((await c1.next())!.body).toBe('ok');
+    c2.send(req('/2a'));
+    expect((await c2.next())!.body).toBe('ok');
+    c1.send(req('/1b'));
+    expect((await c1.next())!.body).toBe('ok');
+    expect(a.received.length).toBe(2);
+    const text = a.received.map((r) => r.toString('latin1'));
+    const hdr = (c: { sock: { localPort?: number } }, from: string) => `PROXY TCP4 ${from} 127.0.0.1 ${c.sock.localPort} ${p.port()}\r\n`;
+    expect(text[0].startsWith(hdr(c1, '127.0.0.2') + 'GET /1a HTTP/1.1\r\n')).toBe(true);
+    expect(text[1].startsWith(hdr(c2, '127.0.0.3') + 'GET /2a HTTP/1.1\r\n')).toBe(true);
+    // One header per connection; the second request of client 1 on its own connection, after the first.
+    expect(text.map((t) => t.split('PROXY ').length - 1)).toEqual([1, 1]);
+    expect([...text[0].matchAll(/^GET (\S+)/gm)].map((m) => m[1])).toEqual(['/1a', '/1b']);
+    expect([...text[1].matchAll(/^GET (\S+)/gm)].map((m) => m[1])).toEqual(['/2a']);
+    expect([...text[0].matchAll(/^x-forwarded-for: (.*)\r$/gim)].map((m) => m[1])).toEqual(['127.0.0.2', '127.0.0.2']);
+    // Client 1 leaves: its server connection is closed; client 2's still serves it.
+    c1.destroy();
+    await waitFor(() => a.sockets[0].destroyed || a.sockets[0].readableEnded, 5000, 'client 1\'s server connection closed');
+    c2.send(req('/2b'));
+    expect((await c2.next())!.body).toBe('ok');
+    expect(a.received.length).toBe(2);
+    expect(a.received[1].toString('latin1')).toContain('GET /2b HTTP/1.1\r\n');
   });
 });

@@ -87,6 +87,8 @@ class Conn {
     p[kOnExecute] = () => {};
     s.on('connect', () => {
       this.connected = true;
+      // send_proxy: the PROXY header first (this upstream is one client connection's own).
+      if (up.proxyHeader !== undefined) s.write(up.proxyHeader);
       s.setTimeout(up.l.timeouts.server);
       const r = this.pending;
       this.pending = null;
@@ -253,7 +255,7 @@ class NativeUpstream implements Upstream {
   readonly hostHeader: string;
   readonly maxHeaderSize: number;
 
-  constructor(readonly host: string, readonly port: number, readonly l: UpstreamConfig) {
+  constructor(readonly host: string, readonly port: number, readonly l: UpstreamConfig, readonly proxyHeader?: Buffer) {
     this.hostHeader = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     this.maxHeaderSize = Math.max(l.max_header_size, 16384);
   }
@@ -302,6 +304,6 @@ export const nativeEngine: Engine = {
   name: 'native',
   // The client body is read only once the request head has been written on a connected socket.
   retriesBody: true,
-  createUpstream(host, port, l) { return new NativeUpstream(host, port, l); },
+  createUpstream(host, port, l, proxyHeader) { return new NativeUpstream(host, port, l, proxyHeader); },
   send(up, r, sink) { (up as NativeUpstream).acquire().start(r, sink); },
 };
