@@ -52,6 +52,12 @@ const condFields = {
   src: one(cidr).optional(),
   /** The connection is TLS (true) or plain (false). */
   tls: bool.optional(),
+  /**
+   * The TLS server name the client sent (SNI), case-insensitive: exact names or `*.example.com`
+   * (any subdomain). Distinct from `host`: it is what the handshake asked for, not the Host header.
+   * Never holds on a plain connection or without SNI. Mode tcp frontends route on it (passthrough).
+   */
+  sni: one(hostPattern).optional(),
 };
 
 export const condNotSchema = z.object({
@@ -69,6 +75,8 @@ export const condNotSchema = z.object({
   src: condFields.src,
   /** The connection is TLS (true) or plain (false). */
   tls: condFields.tls,
+  /** The TLS server name the client sent (SNI): exact names or `*.example.com`, case-insensitive. */
+  sni: condFields.sni,
 }).strict();
 
 export const condSchema = z.object({
@@ -86,6 +94,8 @@ export const condSchema = z.object({
   src: condFields.src,
   /** The connection is TLS (true) or plain (false). */
   tls: condFields.tls,
+  /** The TLS server name the client sent (SNI): exact names or `*.example.com`, case-insensitive. */
+  sni: condFields.sni,
   /** Conditions that must each NOT hold (same keys). */
   not: condNotSchema.optional(),
 }).strict();

@@ -14,7 +14,7 @@ import { SourceFilter } from '../config/cidr.js';
 import { hashString } from '../balance/index.js';
 import { prefixSetCookie } from './sticky.js';
 import { NO_POOL, type Pool } from './pool.js';
-import { Action, compileRules, editHeaders, matchHost, matchRule, redirectLocation, type CompiledRule } from './rules.js';
+import { Action, compileRules, editHeaders, matchHost, matchRule, matchSni, redirectLocation, type CompiledRule } from './rules.js';
 import { HOP, rewriteRequestHeaders } from './headers.js';
 import type { AccessLog } from './access-log.js';
 import { BodyWatch } from './body-timeout.js';
@@ -928,7 +928,8 @@ export class Listener {
     let rule: CompiledRule | undefined;
     const rules = this.rules;
     if (rules !== null) {
-      rule = matchRule(rules, { method: req.method!, path: pathOnly(path), host: matchHost(authority ?? hostOf(req.rawHeaders)), raw: req.rawHeaders, ip, tls });
+      const sni = tls ? matchSni((req.socket as Socket & { servername?: string | false }).servername) : '';
+      rule = matchRule(rules, { method: req.method!, path: pathOnly(path), host: matchHost(authority ?? hostOf(req.rawHeaders)), raw: req.rawHeaders, ip, tls, sni });
       if (rule !== undefined) pool = rule.action === Action.Backend ? rule.pool : undefined;
     }
     const ps = pool === undefined ? NO_POOL.s : pool.s;

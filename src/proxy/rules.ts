@@ -23,6 +23,8 @@ export interface MatchInput {
   readonly raw: readonly string[];
   readonly ip: string;
   readonly tls: boolean;
+  /** TLS server name (SNI) lower-cased without a trailing dot; '' on plain connections or without SNI. */
+  readonly sni: string;
 }
 
 export enum Action { Backend = 0, Redirect = 1, Deny = 2, Return = 3 }
@@ -49,18 +51,42 @@ export interface CompiledRule {
 
 type Pred = (m: MatchInput) => boolean;
 
-function hostPred(list: readonly string[]): Pred {
+/** Exact names and `*.domain` suffixes of a host / sni condition, lower-cased once. */
+function namePatterns(list: readonly string[]): { exact: Set<string>; suffixes: string[] } {
   const exact = new Set<string>();
   const suffixes: string[] = [];
   for (const h of list) {
     const v = h.toLowerCase().replace(/\.$/, '');
     if (v.startsWith('*.')) suffixes.push(v.slice(1)); else exact.add(v);
   }
+  return { exact, suffixes };
+}
+
+function hostPred(list: readonly string[]): Pred {
+  const { exact, suffixes } = namePatterns(list);
   return (m) => {
     if (exact.has(m.host)) return true;
     for (const s of suffixes) if (m.host.length > s.length && m.host.endsWith(s)) return true;
     return false;
   };
+}
+
+function sniPred(list: readonly string[]): Pred {
+  const { exact, suffixes } = namePatterns(list);
+  return (m) => {
+    const n = m.sni;
+    if (n === '') return false;
+    if (exact.has(n)) return true;
+    for (const s of suffixes) if (n.length > s.length && n.endsWith(s)) return true;
+    return false;
+  };
+}
+
+/** SNI for matching: lower case, no trailing dot; '' without one (`false` from node:tls). */
+export function matchSni(v: string | false | undefined | null): string {
+  if (typeof v !== 'string' || v === '') return '';
+  const n = v.endsWith('.') ? v.slice(0, -1) : v;
+  return n.toLowerCase();
 }
 
 function headerPred(h: { name: string; equals?: string }): Pred {
@@ -93,6 +119,7 @@ function preds(c: Omit<CondConfig, 'not'>): Pred[] {
   if (c.header) for (const h of c.header) out.push(headerPred(h));
   if (c.src) out.push(srcPred(new SourceFilter(c.src, [])));
   if (c.tls !== undefined) { const want = c.tls; out.push((m) => m.tls === want); }
+  if (c.sni) out.push(sniPred(c.sni));
   return out;
 }
 
