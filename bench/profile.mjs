@@ -3,7 +3,7 @@
 // as `npm run bench`, with `node --cpu-prof`, then a summary of where the time goes (self time by
 // function, by module, and inclusive time of pairlb's own functions).
 //
-//   node bench/profile.mjs [--engine undici|native] [--scenario small-keepalive|large-keepalive|small-close|sticky-small-keepalive]
+//   node bench/profile.mjs [--engine undici|native | --target pairlb-w1-log|pairlb-native-w1-log|…] [--scenario small-keepalive|large-keepalive|small-close|sticky-small-keepalive]
 //                          [--duration 10] [--out DIR] [--top 25] [--node-flags "..."]
 //   node bench/profile.mjs --summarize FILE.cpuprofile     (summary of an existing profile)
 import { parseArgs } from 'node:util';
@@ -92,7 +92,7 @@ async function main() {
     options: {
       engine: { type: 'string', default: 'undici' }, scenario: { type: 'string', default: 'small-keepalive' },
       duration: { type: 'string', default: '10' }, out: { type: 'string' }, top: { type: 'string', default: '25' },
-      summarize: { type: 'string' }, 'node-flags': { type: 'string' }, 'no-build': { type: 'boolean' },
+      summarize: { type: 'string' }, 'node-flags': { type: 'string' }, 'no-build': { type: 'boolean' }, target: { type: 'string' },
     },
   });
   const top = Number(values.top);
@@ -109,7 +109,9 @@ async function main() {
   process.on('exit', killAllSync);
   try {
     const backends = await startBackends(dir, bins, plan.client);
-    const name = values.engine === 'native' ? 'pairlb-native' : 'pairlb';
+    // --target: any pairlb bench target (pairlb-w1-log: one worker thread, the default access log
+    // on; node writes one profile per thread, the worker's is the data plane).
+    const name = values.target ?? (values.engine === 'native' ? 'pairlb-native' : 'pairlb');
     const nodeFlags = values['node-flags'] ? values['node-flags'].split(/\s+/).filter(Boolean) : [];
     const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn: Math.floor((nofile() - 200) / 2), root: ROOT, nodeFlags, profileDir: out });
     const url = `http://127.0.0.1:${scen.sticky ? t.stickyPort : t.port}${scen.path}`;

@@ -57,12 +57,64 @@ class Fanout {
   write(line: string): boolean { for (const s of this.sinks) s.write(line); return true; }
 }
 
+/** Where a JSON access line goes: the process logger's stream (stdout) or the Fanout of sinks. */
+interface LineOut { write(line: string): unknown }
+
+/**
+ * Whether a JSON line built by AccessLog.write is exactly what `logger.info(obj)` would write:
+ * pino's iso timestamp, no mixin, log formatter, stream hook or metadata-reading stream. Otherwise
+ * the access log goes through pino (the slow path). Public pino symbols only (pino.symbols).
+ */
+function plainPino(logger: Logger): boolean {
+  const S = pino.symbols;
+  const l = logger as unknown as Record<symbol, unknown>;
+  const fm = l[S.formattersSym] as { log?: unknown } | undefined;
+  const hooks = l[S.hooksSym] as { streamWrite?: unknown; logMethod?: unknown } | undefined;
+  const stream = l[S.streamSym] as (LineOut & Record<symbol, unknown>) | undefined;
+  return l[S.timeSym] === pino.stdTimeFunctions.isoTime && !l[S.mixinSym] && !fm?.log && !hooks?.streamWrite && !hooks?.logMethod
+    && typeof l[S.chindingsSym] === 'string' && typeof stream?.write === 'function' && stream[Symbol.for('pino.metadata')] !== true;
+}
+
+/** Per client connection: its `"client":…,"client_port":…` fragment (the same for every request on it). */
+const kClientJson = Symbol('pairlb.accessClient');
+
+/**
+ * Date.toISOString() of a ms timestamp, from a cached `YYYY-MM-DDTHH:MM:SS.` of the current second:
+ * an access line carries two of them (time, start), and most lines of a second share the prefix.
+ */
+let isoSec = -1;
+let isoPrefix = '';
+export function isoMs(ms: number): string {
+  const t = Math.floor(ms);
+  const sec = Math.floor(t / 1000);
+  if (sec !== isoSec) { isoSec = sec; isoPrefix = new Date(sec * 1000).toISOString().slice(0, 20); }
+  const m = t - sec * 1000;
+  return isoPrefix + (m < 10 ? '00' + m : m < 100 ? '0' + m : m) + 'Z';
+}
+
+/** A timer of the access line: ms since the request started, 2 decimals, -1 when it never happened. */
+function since(t: number, start: number): number { return t ? Math.round((t - start) * 100) / 100 : -1; }
+
 export class AccessLog {
   enabled = false;
   private mode: LogConfig['access'] = 'off';
   private sinks: LineSink[] = [];
   private json: Logger;
   private key = '';
+  /**
+   * The JSON fast path: lines are built here (the same bytes pino writes for `json.info(obj)`),
+   * not by pino's generic serializer, and the lines of one event-loop turn go out in one write.
+   * Measured (bench/ab.mjs, pairlb-w1-log, small keep-alive): see bench/RESULTS.md 2026-12-01.
+   * null: a logger whose output this cannot reproduce (the slow path through pino).
+   */
+  private out: LineOut | null = null;
+  /** `,"pid":…,"worker":…,"mod":"access"`: the logger's bindings as pino writes them. */
+  private bindings = '';
+  /** The stdout logger's level may change on reload: checked per line (a field read). */
+  private levelled = false;
+  private pending = '';
+  private flushQueued = false;
+  private readonly flushFn = (): void => { this.flushQueued = false; this.flush(); };
 
   constructor(private readonly appLog: Logger, cfg: LogConfig) {
     this.json = appLog.child({ mod: 'access' });
@@ -89,45 +141,87 @@ export class AccessLog {
       }
       if (cfg.access_syslog !== undefined) sinks.push(new SyslogSink(cfg.access_syslog, log));
     }
+    this.flush();
     const old = this.sinks;
     this.key = key;
     this.mode = cfg.access;
     this.enabled = cfg.access !== 'off';
     this.sinks = sinks;
-    this.json = sinks.length === 0
+    const fanout = sinks.length === 0 ? undefined : new Fanout(sinks);
+    this.json = fanout === undefined
       ? this.appLog.child({ mod: 'access' })
-      : pino({ level: 'info', base: { mod: 'access' }, timestamp: pino.stdTimeFunctions.isoTime }, new Fanout(sinks));
+      : pino({ level: 'info', base: { mod: 'access' }, timestamp: pino.stdTimeFunctions.isoTime }, fanout);
+    const fast = plainPino(this.json);
+    const S = pino.symbols;
+    // Sinks take one line per write (a syslog datagram per line); stdout takes the turn's batch.
+    this.out = !fast ? null : fanout ?? (this.json as unknown as Record<symbol, LineOut>)[S.streamSym];
+    this.bindings = fast ? (this.json as unknown as Record<symbol, string>)[S.chindingsSym] : '';
+    this.levelled = fanout === undefined;
     for (const s of old) s.close();
     const where = [cfg.access_file, cfg.access_syslog && (cfg.access_syslog.server ?? cfg.access_syslog.socket)].filter(Boolean).join(' + ') || 'stdout';
     return cfg.access === 'off' ? 'access log off' : `access log ${cfg.access} to ${where}`;
   }
 
   /** SIGUSR1: reopen files (logrotate). */
-  reopen(): void { for (const s of this.sinks) s.reopen(); }
+  reopen(): void { this.flush(); for (const s of this.sinks) s.reopen(); }
 
-  close(): void { for (const s of this.sinks) s.close(); this.sinks = []; }
+  close(): void { this.flush(); for (const s of this.sinks) s.close(); this.sinks = []; }
+
+  /** Write the JSON lines batched in this loop turn (stdout fast path). */
+  flush(): void {
+    const p = this.pending;
+    if (p === '') return;
+    this.pending = '';
+    this.out?.write(p);
+  }
 
   /** A finished request. `now` is performance.now() at the end; bytes are wire bytes, heads included. */
   write(l: Listener, ex: Exchange, now: number, bytesIn: number, bytesOut: number): void {
     const req = ex.req;
-    const ms = (t: number) => (t ? Math.round((t - ex.start) * 100) / 100 : -1);
+    const t0 = ex.start;
     const status = ex.status === 0 && ex.termination.charCodeAt(0) === 67 /* C: client side */ ? CLIENT_GONE : ex.status;
-    const start = Date.now() - (now - ex.start);
-    if (this.mode === 'json') {
+    const wall = Date.now();
+    const start = wall - (now - t0);
+    if (this.mode !== 'json') {
+      const h = req.headers;
+      this.line(clientAddress(ex.socket) || undefined, start, `${req.method} ${req.url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
+      return;
+    }
+    const out = this.out;
+    if (out === null) {
       this.json.info({
         start: new Date(start).toISOString(),
         client: clientAddress(ex.socket) || undefined, client_port: clientPort(ex.socket),
         listen: l.s.name, server: ex.route?.name ?? '<NOSRV>',
-        Tw: Math.round(ex.tw * 100) / 100, Tc: ms(ex.tConnect), Tr: ms(ex.tHeaders), Ta: ms(now),
+        Tw: Math.round(ex.tw * 100) / 100, Tc: since(ex.tConnect, t0), Tr: since(ex.tHeaders, t0), Ta: since(now, t0),
         status, bytes_read: bytesOut, bytes_in: bytesIn,
         termination: ex.termination, retries: ex.attempts > 1 ? ex.attempts - 1 : 0,
         srv_queue: ex.srvQueue, backend_queue: ex.backendQueue,
         method: req.method, uri: req.url,
       });
-    } else {
-      const h = req.headers;
-      this.line(clientAddress(ex.socket) || undefined, start, `${req.method} ${req.url} HTTP/${req.httpVersion}`, status, bytesOut, h.referer, h['user-agent']);
+      return;
     }
+    if (this.levelled && !this.json.isLevelEnabled('info')) return;
+    // The fields, their order and their encoding are pino's for the object above (test/unit/access-line.test.ts).
+    const sock = ex.socket as Socket & { [kClientJson]?: string };
+    let client = sock[kClientJson];
+    if (client === undefined) {
+      const a = clientAddress(sock);
+      const port = clientPort(sock);
+      client = sock[kClientJson] = (a ? ',"client":' + JSON.stringify(a) : '') + (port !== undefined ? ',"client_port":' + port : '');
+    }
+    const r = ex.route;
+    const line = '{"level":30,"time":"' + isoMs(wall) + '"' + this.bindings
+      + ',"start":"' + isoMs(start) + '"' + client + l.s.logListen
+      + ',"server":' + (r === undefined ? '"<NOSRV>"' : JSON.stringify(r.name))
+      + ',"Tw":' + Math.round(ex.tw * 100) / 100 + ',"Tc":' + since(ex.tConnect, t0) + ',"Tr":' + since(ex.tHeaders, t0) + ',"Ta":' + since(now, t0)
+      + ',"status":' + status + ',"bytes_read":' + bytesOut + ',"bytes_in":' + bytesIn
+      + ',"termination":"' + ex.termination + '","retries":' + (ex.attempts > 1 ? ex.attempts - 1 : 0)
+      + ',"srv_queue":' + ex.srvQueue + ',"backend_queue":' + ex.backendQueue
+      + (req.method !== undefined ? ',"method":' + JSON.stringify(req.method) : '') + (req.url !== undefined ? ',"uri":' + JSON.stringify(req.url) : '') + '}\n';
+    if (!this.levelled) { out.write(line); return; }
+    this.pending += line;
+    if (!this.flushQueued) { this.flushQueued = true; setImmediate(this.flushFn); }
   }
 
   /** A request refused after parsing, before routing (414, 505, 400 …). */
@@ -136,6 +230,7 @@ export class AccessLog {
     const url = req.url?.slice(0, 256);
     const start = Date.now();
     if (this.mode === 'json') {
+      this.flush();
       this.json.info({ start: new Date(start).toISOString(), client: req.socket ? clientAddress(req.socket) || undefined : undefined, client_port: req.socket ? clientPort(req.socket) : undefined, listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', method: req.method, uri: url });
     } else {
       const h = req.headers;
@@ -155,6 +250,7 @@ export class AccessLog {
       first = raw.subarray(0, Math.min(eol < 0 ? raw.length : eol, 256)).toString('latin1').replace(/\r$/, '');
     }
     if (this.mode === 'json') {
+      this.flush();
       this.json.info({ start: new Date(start).toISOString(), client: clientAddress(socket) || undefined, client_port: clientPort(socket), listen: l.s.name, server: '<NOSRV>', status, bytes_read: bytesOut, bytes_in: bytesIn, termination: 'PR', request: first });
     } else {
       this.line(clientAddress(socket) || undefined, start, first, status, bytesOut, undefined, undefined);
@@ -174,6 +270,7 @@ export class AccessLog {
     const retries = ss.attempts > 1 ? ss.attempts - 1 : 0;
     const start = Date.now() - (now - ss.start);
     if (this.mode === 'json') {
+      this.flush();
       this.json.info({
         start: new Date(start).toISOString(), mode: 'tcp', client: ss.clientAddr, client_port: ss.clientPort, listen, server,
         Tw: 0, Tc: tc, Tt: tt, bytes_read: ss.bytesOut, bytes_in: ss.bytesIn, termination: ss.termination, retries,

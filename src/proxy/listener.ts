@@ -47,6 +47,8 @@ const FD_CODES = new Set(['EMFILE', 'ENFILE']);
  */
 export class ListenSettings {
   readonly name: string;
+  /** `,"listen":"<name>"`: the access log's JSON field, encoded once. */
+  readonly logListen: string;
   readonly xff: boolean;
   readonly xffLower: string;
   readonly xffName: string;
@@ -77,6 +79,7 @@ export class ListenSettings {
 
   constructor(readonly cfg: FrontendConfig, boundPort?: number) {
     this.name = cfg.name;
+    this.logListen = ',"listen":' + JSON.stringify(cfg.name);
     this.xff = cfg.forwardfor.enabled;
     this.xffName = cfg.forwardfor.header;
     this.xffLower = cfg.forwardfor.header.toLowerCase();

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// A/B of pairlb builds in one run: the same bench target (e.g. pairlb-w1-log) started from several
+// checkouts' dist/ side by side, plus HAProxy, interleaved round by round, so that a change is
+// judged against its own "before" under the same machine noise (requests per proxy CPU-second).
+//
+//   node bench/ab.mjs --target pairlb-w1-log --build base=/path/to/old/root --build new=. [--rounds 6 --duration 4]
+//   node bench/ab.mjs --build undici=.@pairlb-w1-log --build native=.@pairlb-native-w1-log
+//
+// A root is a directory with dist/cli/main.js whose node_modules resolve (e.g. a git worktree, or
+// a copy of dist/ placed inside this checkout: `mkdir -p .ab/base && cp -r dist .ab/base/`).
+import { parseArgs } from 'node:util';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { requireBinaries, cpuPlan, nofile } from './lib/env.mjs';
+import { startBackends, startTarget } from './lib/targets.mjs';
+import { runWrk } from './lib/wrk.mjs';
+import { stopAll, killAllSync, treeCpu } from './lib/procs.mjs';
+import { median } from './lib/report.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+async function main() {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      target: { type: 'string', default: 'pairlb-w1-log' }, build: { type: 'string', multiple: true },
+      rounds: { type: 'string', default: '6' }, duration: { type: 'string', default: '4' },
+      path: { type: 'string', default: '/' }, haproxy: { type: 'boolean', default: true }, 'node-flags': { type: 'string' },
+    },
+  });
+  // label=root[@target]: a build may run another target than --target (e.g. the native engine's).
+  const builds = (values.build ?? [`new=${ROOT}`]).map((b) => {
+    const i = b.indexOf('=');
+    const [root, target] = b.slice(i + 1).split('@');
+    return { label: b.slice(0, i), root: resolve(root), target: target ?? values.target };
+  });
+  const bins = requireBinaries();
+  const plan = cpuPlan();
+  const dir = mkdtempSync(join(tmpdir(), 'pairlb-ab-'));
+  process.on('exit', killAllSync);
+  const nodeFlags = values['node-flags'] ? values['node-flags'].split(/\s+/).filter(Boolean) : [];
+  try {
+    const backends = await startBackends(dir, bins, plan.client);
+    const maxconn = Math.floor((nofile() - 200) / 2);
+    const ts = [];
+    for (const b of builds) {
+      const d = join(dir, b.label);
+      mkdirSync(d);
+      ts.push({ label: b.label, t: await startTarget(b.target, { dir: d, bins, cpu: plan.proxy, backends, maxconn, root: b.root, nodeFlags }) });
+    }
+    if (values.haproxy) ts.push({ label: 'haproxy', t: await startTarget('haproxy', { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT }) });
+    const rows = new Map(ts.map((x) => [x.label, []]));
+    const secs = Number(values.duration);
+    for (const x of ts) await runWrk({ url: `http://127.0.0.1:${x.t.port}${values.path}`, secs: 1, headers: [], cpu: plan.client });
+    for (let r = 0; r < Number(values.rounds); r++) {
+      // Rotate the order every round so no build always runs right after another.
+      const order = ts.map((_, i) => ts[(i + r) % ts.length]);
+      for (const x of order) {
+        const pids = x.t.pids();
+        const c0 = treeCpu(pids);
+        const w = await runWrk({ url: `http://127.0.0.1:${x.t.port}${values.path}`, secs, headers: [], cpu: plan.client });
+        const cpu = treeCpu(pids) - c0;
+        const per = cpu > 0 ? w.requests / cpu : NaN;
+        rows.get(x.label).push(per);
+        process.stdout.write(`[${r + 1}] ${x.label.padEnd(10)} ${Math.round(w.rps).toString().padStart(7)} req/s  cpu ${cpu.toFixed(2)} s  req/CPU-s ${Math.round(per)}\n`);
+      }
+    }
+    const base = rows.get(builds[0].label);
+    process.stdout.write(`\n${values.target}, ${values.rounds} rounds x ${secs} s, req per proxy CPU-second (median; ratio: median of per-round ratios)\n`);
+    for (const [label, xs] of rows) {
+      const vsBase = median(xs.map((x, i) => x / base[i]));
+      const hp = rows.get('haproxy');
+      const vsH = hp ? median(xs.map((x, i) => x / hp[i])) : NaN;
+      process.stdout.write(`  ${label.padEnd(10)} ${Math.round(median(xs)).toString().padStart(7)}   × ${builds[0].label} ${vsBase.toFixed(3)}   × haproxy ${vsH.toFixed(3)}\n`);
+    }
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+main().then((c) => { process.exitCode = c; }, async (e) => { process.stderr.write(`ab: ${e.stack ?? e}\n`); await stopAll(); process.exitCode = 1; });
