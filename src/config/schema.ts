@@ -10,6 +10,7 @@ import { FACILITIES } from '../log-sinks.js';
 import { acmeSchema, acmeNamesSchema } from '../acme/config.js';
 import { ruleSchema } from './rules.js';
 import { checkSites, poolRefs } from './sites.js';
+import { h2LimitsSchema } from '../h2/config.js';
 
 /**
  * The whole configuration: one schema gives the TypeScript types, the defaults and the validation.
@@ -299,6 +300,8 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
    * node:http would otherwise drop the lines past 2,000 silently and forward the rest.
    */
   max_headers: z.number().int().min(8).max(10000).default(100),
+  /** HTTP/2 limits of client connections (docs/http2.md "Limits and attacks"). */
+  h2_limits: h2LimitsSchema.default({}),
   backends: z.array(backendSchema).default([]),
   /** Names of this section's certificate from ACME (needs the top-level `acme:` section): one certificate, these names in its SAN. */
   acme: acmeNamesSchema.optional(),
@@ -385,6 +388,8 @@ export const frontendSchema = z.object({
   min_body_rate: z.number().int().min(0).default(500),
   /** Most header lines a request may have (431 beyond). */
   max_headers: z.number().int().min(8).max(10000).default(100),
+  /** HTTP/2 limits of client connections (as `listen[].h2_limits`). */
+  h2_limits: h2LimitsSchema.default({}),
   /** Names of this frontend's certificate from ACME (needs the top-level `acme:` section). */
   acme: acmeNamesSchema.optional(),
   /** Ordered rules; the first whose `when` holds applies. */

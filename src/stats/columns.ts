@@ -1,5 +1,6 @@
 import type { Backend, EffectiveState } from '../backends/backend-set.js';
 import type { Counters } from './counters.js';
+import { h2Refusals } from '../h2/guard.js';
 
 /**
  * THE table of stats columns (as HAProxy's stats fields table): every renderer — HTML page, CSV,
@@ -258,6 +259,10 @@ export const COLUMNS: readonly Column[] = [
     key: 'flows_evicted', title: 'Evict', group: 'Errors', help: 'UDP flows evicted (oldest first) because udp.max_flows was reached (TOTAL row only)',
     tier: 3, value: (r) => (r.kind === 'total' ? r.c.flowsEvicted : null),
     prom: { metric: 'udp_flows_evicted_total', type: 'counter', help: 'UDP flows evicted because udp.max_flows was reached', kinds: ['total'] },
+  },
+  {
+    key: 'h2_refused', title: 'H2', group: 'Errors', help: 'HTTP/2 streams and connections refused by the h2 limits (rapid reset, floods, header lists, idle; TOTAL row only; by reason in /metrics pairlb_h2_refused_total)',
+    tier: 3, value: (r) => (r.kind === 'total' ? h2Refusals(r.c).reduce((n, [, v]) => n + v, 0) : null),
   },
   { key: 'retries', title: 'Retr', group: 'Warnings', help: 'retries to another attempt', tier: 3, value: (r) => r.c.retries, prom: { metric: 'retries_total', type: 'counter', help: 'Retried attempts' } },
   { key: 'redispatches', title: 'Redis', group: 'Warnings', help: 'requests redispatched to another backend', tier: 3, value: (r) => r.c.redispatches, prom: { metric: 'redispatches_total', type: 'counter', help: 'Requests redispatched to another backend' } },

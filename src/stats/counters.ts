@@ -43,6 +43,17 @@ export class Counters {
   helloRefused = 0;
   /** UDP: flows evicted (oldest first) because max_flows was reached. */
   flowsEvicted = 0;
+  /** HTTP/2 refusals by reason (src/h2/guard.ts H2_COUNTER_FIELDS; TOTAL rows). */
+  h2RapidReset = 0;
+  h2HeaderList = 0;
+  h2HeaderFlood = 0;
+  h2Continuation = 0;
+  h2PingFlood = 0;
+  h2SettingsFlood = 0;
+  h2StreamIdle = 0;
+  h2WindowStall = 0;
+  h2Idle = 0;
+  h2Protocol = 0;
   /** Responses by status class, index 0 = other, 1..5 = 1xx..5xx. */
   readonly status = [0, 0, 0, 0, 0, 0];
   /** ms timestamp of the last request started. */
@@ -105,7 +116,8 @@ export class CounterStore {
  * fails when a field of Counters is in none of these lists.
  */
 export const ADDITIVE = ['cur', 'total', 'bytesIn', 'bytesOut', 'errReq', 'errConn', 'errResp', 'retries', 'redispatches', 'tunnels', 'tunnelsCur', 'refusedConn',
-  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'limited', 'deniedConn', 'proxyRefused', 'helloRefused', 'flowsEvicted'] as const;
+  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'limited', 'deniedConn', 'proxyRefused', 'helloRefused', 'flowsEvicted',
+  'h2RapidReset', 'h2HeaderList', 'h2HeaderFlood', 'h2Continuation', 'h2PingFlood', 'h2SettingsFlood', 'h2StreamIdle', 'h2WindowStall', 'h2Idle', 'h2Protocol'] as const;
 export const PEAK = ['max', 'qmax', 'lastSession'] as const;
 export const LOCAL = ['connectFailStreak', 'fiveXxStreak'] as const;
 const O_STATUS = ADDITIVE.length;

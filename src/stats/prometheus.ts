@@ -10,6 +10,7 @@ import { buildTables, findModule, panelStatus, type ListenTable, type RowOpts } 
 import type { LoginGuard } from './login-guard.js';
 import { tlsStatuses } from '../tls/status.js';
 import { FAILURE_REASONS } from '../tls/terminator.js';
+import { h2Refusals } from '../h2/guard.js';
 
 /**
  * Prometheus exposition with prom-client, driven by the same column table as the page.
@@ -171,6 +172,16 @@ export class PromExporter {
       tls().flatMap((t) => FAILURE_REASONS.map((reason) => ({ labels: { listen: t.listen, reason }, value: t.counters.failures[reason] }))));
     this.fromFn('pairlb_tls_reloads_total', 'Certificate reloads that swapped (ok) or were refused, the running certificates staying (failed)', 'counter', () =>
       tls().flatMap((t) => [{ labels: { listen: t.listen, result: 'ok' }, value: t.counters.reloads }, { labels: { listen: t.listen, result: 'failed' }, value: t.counters.reloadFailures }]));
+
+    // HTTP/2 (src/h2/guard.ts): streams and connections refused per frontend, by reason; only frontends that refused any.
+    this.fromFn('pairlb_h2_refused_total', 'HTTP/2 streams or connections refused, by reason (rapid_reset, header_list, header_flood, continuation, ping_flood, settings_flood, stream_idle, window_stall, idle, protocol)', 'counter', () => {
+      const out: Sample[] = [];
+      for (const [listen, c] of this.app.counters.listens) {
+        const rs = h2Refusals(c);
+        if (rs.some(([, v]) => v > 0)) for (const [reason, v] of rs) out.push({ labels: { listen, reason }, value: v });
+      }
+      return out;
+    });
 
     // ACME (src/acme/module.ts): per certificate, the failures in a row (alert on > 0) and the renewal time.
     const acme = () => acmeOf(this.app)?.status().certs ?? [];

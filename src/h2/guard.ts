@@ -1,0 +1,288 @@
+import { constants, type ServerHttp2Session, type ServerHttp2Stream, type ServerOptions } from 'node:http2';
+import type { H2LimitsConfig } from './config.js';
+
+/**
+ * HTTP/2 limits and the known attacks, for every client session of an h2 frontend.
+ *
+ * How to call it (the h2 frontend, src/h2/):
+ * ```ts
+ * // config time (once per listen/frontend and reload):
+ * const limits = compileH2Limits(section.h2_limits, section);   // section: ListenConfig or FrontendInput
+ * const server = http2.createServer({ ...h2ServerOptions(limits) });   // or createSecureServer({ ...tls, ...h2ServerOptions(limits) })
+ * // every new session, before anything else is attached to it:
+ * server.on('session', (s) => guardSession(s, limits, counters));      // counters: the listen's Counters (src/stats/counters.ts)
+ * ```
+ * `guardSession` never touches a stream's request or response: the core keeps its own 'stream'
+ * handler. It adds per session: 'ping', 'remoteSettings', 'timeout', 'error' and 'close'
+ * listeners; per stream: one 'close' listener, one 'timeout' listener (shared functions, no
+ * closure per stream) and the stream idle timer. Must not be called twice on one session, nor
+ * with a session that is not a server session.
+ *
+ * What it refuses, by reason (one counter each, `Counters.h2*`, `pairlb_h2_refused_total{reason}`):
+ * - rapid_reset: more than max_resets_per_10s streams cancelled by the client before their
+ *   response ended (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM, connection closed.
+ * - header_list: a stream Node/nghttp2 refused before it reached the proxy (header list over
+ *   max_header_list_size, more than max_header_pairs fields: this is also where an HPACK bomb
+ *   ends, decompression stops at the limit). Counted per stream, found by a 1 s sweep comparing
+ *   the last stream id nghttp2 processed with the streams JS saw (no JS event exists for them).
+ * - header_flood: more than max_rejected_per_10s such streams: GOAWAY ENHANCE_YOUR_CALM.
+ * - continuation: nghttp2 (Node 24) refuses more than 8 CONTINUATION frames after a HEADERS
+ *   frame (CVE-2024-27316 class) and closes the session; counted here.
+ * - ping_flood / settings_flood: more than max_pings_per_10s PINGs or max_settings_per_10s
+ *   SETTINGS, or nghttp2's own flood check (more than 1000 ACKs queued unread): closed.
+ * - stream_idle / window_stall: a stream with no frame either way for stream_idle is reset
+ *   (RST_STREAM CANCEL); window_stall when its response waited for the client's flow-control
+ *   window (a zero-window client), stream_idle otherwise.
+ * - idle: no open stream and no frame for `idle` (a client that sends the preface and nothing
+ *   else): GOAWAY NO_ERROR, closed.
+ * - protocol: nghttp2 closed the session for a protocol error (more streams than
+ *   max_concurrent_streams after our SETTINGS were acknowledged, invalid frames, bad preface).
+ *
+ * Bounds are per connection over fixed 10 s windows (a burst straddling two windows may reach
+ * twice the bound once): cheap, one Date.now() per counted frame.
+ */
+
+/** Refusal reasons, in the order the stats page and /metrics list them. */
+export const H2_REFUSAL_REASONS = ['rapid_reset', 'header_list', 'header_flood', 'continuation', 'ping_flood', 'settings_flood',
+  'stream_idle', 'window_stall', 'idle', 'protocol'] as const;
+export type H2RefusalReason = (typeof H2_REFUSAL_REASONS)[number];
+
+/** The Counters field (src/stats/counters.ts, summed over workers) of each reason. */
+export const H2_COUNTER_FIELDS = {
+  rapid_reset: 'h2RapidReset', header_list: 'h2HeaderList', header_flood: 'h2HeaderFlood', continuation: 'h2Continuation',
+  ping_flood: 'h2PingFlood', settings_flood: 'h2SettingsFlood', stream_idle: 'h2StreamIdle', window_stall: 'h2WindowStall',
+  idle: 'h2Idle', protocol: 'h2Protocol',
+} as const satisfies Record<H2RefusalReason, string>;
+
+/** What guardSession counts into: the listen's Counters satisfies it. */
+export type H2GuardCounters = { [K in (typeof H2_COUNTER_FIELDS)[H2RefusalReason]]: number };
+
+/** [reason, count] pairs of a counters object, for renderers. */
+export function h2Refusals(c: H2GuardCounters): [H2RefusalReason, number][] {
+  return H2_REFUSAL_REASONS.map((r) => [r, c[H2_COUNTER_FIELDS[r]]]);
+}
+
+/** Compiled limits: everything a session needs, computed once per config (re)load. */
+export interface H2Limits {
+  readonly maxConcurrentStreams: number;
+  readonly maxHeaderListSize: number;
+  readonly maxHeaderPairs: number;
+  readonly headerTableSize: number;
+  readonly initialWindowSize: number;
+  readonly maxSessionMemoryMb: number;
+  readonly streamIdleMs: number;
+  readonly idleMs: number;
+  readonly maxResets: number;
+  readonly maxRejected: number;
+  readonly maxPings: number;
+  readonly maxSettings: number;
+}
+
+/**
+ * Limits of one listen section or frontend: its `h2_limits`, with `max_header_pairs` defaulting
+ * to the section's `max_headers` and `idle` to its `timeouts.client`.
+ */
+export function compileH2Limits(c: H2LimitsConfig, section: { max_headers: number; timeouts: { client: number } }): H2Limits {
+  return Object.freeze({
+    maxConcurrentStreams: c.max_concurrent_streams,
+    maxHeaderListSize: c.max_header_list_size,
+    maxHeaderPairs: c.max_header_pairs ?? section.max_headers,
+    headerTableSize: c.header_table_size,
+    initialWindowSize: c.initial_window_size,
+    maxSessionMemoryMb: c.max_session_memory,
+    streamIdleMs: c.stream_idle,
+    idleMs: c.idle ?? (section.timeouts.client > 0 ? section.timeouts.client : 30_000),
+    maxResets: c.max_resets_per_10s,
+    maxRejected: c.max_rejected_per_10s,
+    maxPings: c.max_pings_per_10s,
+    maxSettings: c.max_settings_per_10s,
+  });
+}
+
+/**
+ * node:http2 server options for these limits; spread into createServer / createSecureServer
+ * options (they are valid for both). Node's own bounds are kept as a second line behind the
+ * guard's: nghttp2's stream-reset rate limit (burst, rate/s) at twice ours, its outbound ACK
+ * flood check (1000, not configurable), CONTINUATION count (8, not configurable).
+ */
+export function h2ServerOptions(l: H2Limits): ServerOptions {
+  return {
+    maxSessionMemory: l.maxSessionMemoryMb,
+    // Node counts pseudo-headers as pairs too (4 in a request).
+    maxHeaderListPairs: l.maxHeaderPairs + 4,
+    // Entries in one SETTINGS frame (RFC 9113 defines 7).
+    maxSettings: 16,
+    // PINGs *we* send unacknowledged; the core sends none today.
+    maxOutstandingPings: 10,
+    maxSessionInvalidFrames: 100,
+    maxSessionRejectedStreams: 100,
+    // A TLS client that negotiated no ALPN protocol Node's h2 server knows is closed after this.
+    unknownProtocolTimeout: 10_000,
+    streamResetBurst: 2 * l.maxResets,
+    streamResetRate: Math.max(1, Math.ceil((2 * l.maxResets) / 10)),
+    settings: {
+      maxConcurrentStreams: l.maxConcurrentStreams,
+      maxHeaderListSize: l.maxHeaderListSize,
+      initialWindowSize: l.initialWindowSize,
+      headerTableSize: l.headerTableSize,
+      enablePush: false,
+    },
+  } as ServerOptions;
+}
+
+const WINDOW_MS = 10_000;
+const SWEEP_MS = 1000;
+
+/** Per-session guard state (one object per connection). */
+class SessionGuard {
+  /** Client streams seen by JS ('stream' events), and open now. */
+  seen = 0;
+  open = 0;
+  /** Streams refused before JS saw them, already counted. */
+  rejected = 0;
+  resetsAt = 0; resets = 0;
+  rejectedAt = 0; rejectedInWindow = 0;
+  pingsAt = 0; pings = 0;
+  settingsAt = 0; settings = 0;
+  cut = false;
+  constructor(readonly session: ServerHttp2Session, readonly limits: H2Limits, readonly counters: H2GuardCounters) {}
+}
+
+const kGuard = Symbol('pairlb.h2guard');
+type GuardedStream = ServerHttp2Stream & { [kGuard]?: SessionGuard };
+/** Streams the guard itself reset (idle timeout): not a client's cancel. Rare, so a WeakSet. */
+const ownResets = new WeakSet<ServerHttp2Stream>();
+
+/** Sessions swept every second for streams refused out of JS's sight (header_list). */
+const live = new Set<SessionGuard>();
+let sweepTimer: NodeJS.Timeout | undefined;
+
+/** True when now falls in a new window (counter restarted). */
+function rolled(at: number, now: number): boolean { return now - at >= WINDOW_MS; }
+
+/** Close the session for `reason` (once): counted, GOAWAY with `code`, then destroyed. */
+function cut(g: SessionGuard, reason: H2RefusalReason, code: number = constants.NGHTTP2_ENHANCE_YOUR_CALM): void {
+  if (g.cut) return;
+  g.cut = true;
+  g.counters[H2_COUNTER_FIELDS[reason]]++;
+  // Deferred: this may run inside an nghttp2 callback (a frame being processed).
+  process.nextTick(destroySession, g.session, code);
+}
+
+function destroySession(s: ServerHttp2Session, code: number): void {
+  if (s.destroyed) return;
+  // Our GOAWAY first (destroy() alone sends NO_ERROR): the client learns why, and which streams were processed.
+  try { s.goaway(code, s.state.lastProcStreamID ?? 0); } catch { /* already closing */ }
+  s.destroy();
+}
+
+function sweep(): void {
+  for (const g of live) checkRejected(g);
+}
+
+/**
+ * Streams nghttp2 processed that never reached JS: it refused them (header limits, HPACK bomb,
+ * session memory). Client stream ids are odd and increase (RFC 9113 §5.1.1): the last processed
+ * id tells how many were opened.
+ */
+function checkRejected(g: SessionGuard): void {
+  const s = g.session;
+  if (s.destroyed || g.cut) return;
+  rejectedUpTo(g, ((s.state.lastProcStreamID ?? 0) + 1) >>> 1);
+}
+
+/** `opened` client streams so far: those JS has not seen were refused. */
+function rejectedUpTo(g: SessionGuard, opened: number): void {
+  if (g.cut) return;
+  const n = opened - g.seen - g.rejected;
+  if (n <= 0) return;
+  g.rejected += n;
+  g.counters.h2HeaderList += n;
+  const now = Date.now();
+  if (rolled(g.rejectedAt, now)) { g.rejectedAt = now; g.rejectedInWindow = 0; }
+  g.rejectedInWindow += n;
+  if (g.rejectedInWindow > g.limits.maxRejected) cut(g, 'header_flood');
+}
+
+function onStream(this: ServerHttp2Session, stream: GuardedStream): void {
+  const g = (this as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard];
+  g.seen++;
+  g.open++;
+  stream[kGuard] = g;
+  // Client stream ids are odd and increase: an id beyond the next one means streams in between
+  // were refused by nghttp2/Node (cheaper than the sweep's session.state).
+  // (session.state's last id may already count streams whose 'stream' event is still queued.)
+  const opened = ((stream.id ?? 0) + 1) >>> 1;
+  if (opened > g.seen + g.rejected) rejectedUpTo(g, opened);
+  stream.setTimeout(g.limits.streamIdleMs);
+  stream.on('timeout', onStreamTimeout);
+  stream.on('close', onStreamClose);
+}
+
+function onStreamTimeout(this: GuardedStream): void {
+  const g = this[kGuard];
+  if (!g || this.closed || this.destroyed) return;
+  // Bytes of the response still waiting: the client's flow-control window is what stops them.
+  const stalled = this.writableLength > 0 || (g.session.destroyed ? false : g.session.state.remoteWindowSize === 0);
+  g.counters[stalled ? 'h2WindowStall' : 'h2StreamIdle']++;
+  ownResets.add(this);
+  this.close(constants.NGHTTP2_CANCEL);
+}
+
+function onStreamClose(this: GuardedStream): void {
+  const g = this[kGuard];
+  if (!g) return;
+  g.open--;
+  // A stream cancelled before its response ended (client RST_STREAM); the session ending or our
+  // own idle reset is not the client cancelling.
+  if (!this.aborted || g.cut || g.session.closed || g.session.destroyed || ownResets.has(this)) return;
+  const now = Date.now();
+  if (rolled(g.resetsAt, now)) { g.resetsAt = now; g.resets = 0; }
+  if (++g.resets > g.limits.maxResets) cut(g, 'rapid_reset');
+}
+
+/**
+ * Guard one server session (see the top of this file). Call it from the server's 'session'
+ * event, before the session's first 'stream' event.
+ */
+export function guardSession(session: ServerHttp2Session, limits: H2Limits, counters: H2GuardCounters): void {
+  const g = new SessionGuard(session, limits, counters);
+  (session as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard] = g;
+  session.on('stream', onStream);
+  session.on('ping', () => {
+    const now = Date.now();
+    if (rolled(g.pingsAt, now)) { g.pingsAt = now; g.pings = 0; }
+    if (++g.pings > limits.maxPings) cut(g, 'ping_flood');
+  });
+  session.on('remoteSettings', () => {
+    const now = Date.now();
+    if (rolled(g.settingsAt, now)) { g.settingsAt = now; g.settings = 0; }
+    if (++g.settings > limits.maxSettings) cut(g, 'settings_flood');
+  });
+  session.setTimeout(limits.idleMs);
+  session.on('timeout', () => {
+    if (g.cut || session.destroyed) return;
+    // Streams open: each has its own idle timer; look again after another idle period.
+    if (g.open > 0) { session.setTimeout(limits.idleMs); return; }
+    checkRejected(g);
+    cut(g, 'idle', constants.NGHTTP2_NO_ERROR);
+  });
+  session.on('error', (err: Error & { code?: string }) => {
+    if (g.cut || err.code !== 'ERR_HTTP2_ERROR') return;
+    const m = err.message;
+    if (m.includes('CONTINUATION')) cut(g, 'continuation');
+    else if (m.includes('Flooding')) {
+      // nghttp2's ACK-queue flood check; which flood it was, from what the guard counted so far.
+      if (g.pings >= g.settings && g.pings > 0) cut(g, 'ping_flood');
+      else if (g.settings > 0) cut(g, 'settings_flood');
+      else cut(g, 'protocol');
+    } else if (g.resets * 2 >= limits.maxResets) cut(g, 'rapid_reset');
+    else cut(g, 'protocol');
+  });
+  session.once('close', () => {
+    live.delete(g);
+    if (live.size === 0 && sweepTimer) { clearInterval(sweepTimer); sweepTimer = undefined; }
+  });
+  live.add(g);
+  if (!sweepTimer) { sweepTimer = setInterval(sweep, SWEEP_MS); sweepTimer.unref(); }
+}
