@@ -16,20 +16,26 @@ import {
  * test/h2/attacks.test.ts runs the same sequences against the real pairlb process.
  */
 
-const limits: H2Limits = compileH2Limits(h2LimitsSchema.parse({
+const limitsOf = (o: Record<string, unknown>): H2Limits => compileH2Limits(h2LimitsSchema.parse({
   max_concurrent_streams: 20, max_resets_per_10s: 50, max_rejected_per_10s: 10, max_pings_per_10s: 30, max_settings_per_10s: 20,
-  stream_idle: '400ms', idle: '500ms', max_header_list_size: 8192,
+  max_header_list_size: 8192, ...o,
 }), { max_headers: 50, timeouts: { client: 30_000 } });
+/** The flood tests' server: timers long enough that a stalled, loaded machine never fires them mid-attack. */
+const limits = limitsOf({ stream_idle: '20s', idle: '20s' });
+/** The timer tests' server: short stream and connection idle timeouts. */
+const timed = limitsOf({ stream_idle: '400ms', idle: '500ms' });
 
 let server: http2.Http2Server;
+let timedServer: http2.Http2Server;
 let port = 0;
+let timedPort = 0;
 let counters: Counters;
 let handled = 0;
 
-beforeAll(async () => {
-  server = http2.createServer(h2ServerOptions(limits));
-  server.on('session', (s) => guardSession(s, limits, counters));
-  server.on('stream', (st, h) => {
+async function start(l: H2Limits): Promise<[http2.Http2Server, number]> {
+  const srv = http2.createServer(h2ServerOptions(l));
+  srv.on('session', (s) => guardSession(s, l, counters));
+  srv.on('stream', (st, h) => {
     handled++;
     st.on('error', () => {});
     const p = h[':path'];
@@ -38,11 +44,16 @@ beforeAll(async () => {
     const t = setTimeout(() => { if (!st.closed) { st.respond({ ':status': 200 }); st.end('ok'); } }, p === '/slow' ? 20 : 0);
     st.on('close', () => clearTimeout(t));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return [srv, (srv.address() as { port: number }).port];
+}
+
+beforeAll(async () => {
+  [server, port] = await start(limits);
+  [timedServer, timedPort] = await start(timed);
 });
 
-afterAll(async () => { await new Promise((r) => server.close(r)); });
+afterAll(async () => { await Promise.all([server, timedServer].map((s) => new Promise((r) => s.close(r)))); });
 
 /**
  * A well-behaved client on another connection: one request before the attack (connected and
@@ -76,8 +87,8 @@ async function withCanary<T>(attack: () => Promise<T>): Promise<{ result: T; ok:
   }
 }
 
-async function attacker(): Promise<H2Conn> {
-  const c = await H2Conn.open({ port, keep: 64 });
+async function attacker(p = port): Promise<H2Conn> {
+  const c = await H2Conn.open({ port: p, keep: 64 });
   c.write(PREFACE, settings([]));
   return c;
 }
@@ -209,7 +220,7 @@ describe('h2 guard on a bare node:http2 server', () => {
 
   it('zero-window stall: a client that never opens its window has the stream reset after stream_idle and the memory freed', async () => {
     counters = new Counters();
-    const c = await H2Conn.open({ port, keep: 64 });
+    const c = await H2Conn.open({ port: timedPort, keep: 64 });
     c.write(PREFACE, settings([[Setting.INITIAL_WINDOW_SIZE, 0]]));
     c.write(headers(1, requestBlock('GET', '/big', 'localhost'), { endStream: true }));
     const rst = await c.waitFor((f) => f.type === FrameType.RST_STREAM && f.streamId === 1, 3000);
@@ -223,7 +234,7 @@ describe('h2 guard on a bare node:http2 server', () => {
 
   it('stream idle: a request whose body never comes is reset after stream_idle', async () => {
     counters = new Counters();
-    const c = await attacker();
+    const c = await attacker(timedPort);
     c.write(headers(1, requestBlock('POST', '/hang', 'localhost'), { endStream: false }));
     const rst = await c.waitFor((f) => f.type === FrameType.RST_STREAM && f.streamId === 1, 3000);
     expect(rst && errorCodeOf(rst)).toBe(ErrorCode.CANCEL);
@@ -233,11 +244,11 @@ describe('h2 guard on a bare node:http2 server', () => {
 
   it('slowloris: the preface and nothing else is closed after idle with GOAWAY NO_ERROR', async () => {
     counters = new Counters();
-    const c = await H2Conn.open({ port, ackSettings: false });
+    const c = await H2Conn.open({ port: timedPort, ackSettings: false });
     c.write(PREFACE);
     expect(await c.waitClosed(3000)).toBe(true);
     expect(c.goaway()?.code).toBe(ErrorCode.NO_ERROR);
-    expect(c.closedAt).toBeGreaterThanOrEqual(limits.idleMs - 50);
+    expect(c.closedAt).toBeGreaterThanOrEqual(timed.idleMs - 50);
     expect(totals()).toEqual({ idle: 1 });
   });
 
@@ -257,7 +268,7 @@ describe('h2 guard on a bare node:http2 server', () => {
 
   it('an open stream keeps the connection past idle (slow response), then idle applies', async () => {
     counters = new Counters();
-    const c = await attacker();
+    const c = await attacker(timedPort);
     c.write(headers(1, requestBlock('GET', '/hang', 'localhost'), { endStream: true }));
     // The stream idles out at 400 ms (stream_idle), the connection only 500 ms after that.
     const rst = await c.waitFor((f) => f.type === FrameType.RST_STREAM && f.streamId === 1, 3000);
