@@ -22,6 +22,7 @@ import { requireBinaries, ensureBinary, versions, cpuPlan, loadAvg, build, nofil
 import { startBackends, startTarget, MULTI } from './lib/targets.mjs';
 import { runH2load } from './lib/h2load.mjs';
 import { certs } from './lib/tls.mjs';
+import { pairlbH2Extra } from './lib/configs.mjs';
 import { stopAll, killAllSync, treeCpu, treeRssMb, cpuTimes, cpuBusyPct, tcpConnsTo } from './lib/procs.mjs';
 import { median, ratioMedian, fmt, fmtInt } from './lib/report.mjs';
 
@@ -30,7 +31,7 @@ const ALL = ['pairlb-w1', 'haproxy', 'nginx', 'pairlb-w2', 'haproxy-2', 'nginx-2
 const USAGE = `Usage: npm run bench:h2 -- [options]
   --rounds N         interleaved rounds (default 3)
   --duration S       seconds per h2load run (default 5)
-  --warmup S         warm-up run per target and scenario before the rounds (default 1)
+  --warmup S         warm-up run per target and scenario before the rounds (default 2)
   --scenarios LIST   tls,h2c (default both)
   --targets LIST     default ${ALL.join(',')} (also: pairlb = workers 0, the default config);
                      haproxy (and haproxy-2 when a 2-thread target runs) are always kept
@@ -50,7 +51,7 @@ const { values } = parseArgs({ options: {
 if (values.help) { process.stdout.write(USAGE); process.exit(0); }
 const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3));
 const SECS = Number(values.duration ?? (values.quick ? 2 : 5));
-const WARM = Number(values.warmup ?? 1);
+const WARM = Number(values.warmup ?? 2);
 const CONNS = Number(values.conns ?? 10);
 const STREAMS = Number(values.streams ?? 100);
 const SCEN = (values.scenarios ?? 'tls,h2c').split(',');
@@ -61,12 +62,9 @@ if (TARGETS.some((t) => MULTI.has(t)) && !TARGETS.includes('haproxy-2')) TARGETS
 /** The peer a target's ratio is taken to: HAProxy with the same number of threads. */
 const peerOf = (t) => (MULTI.has(t) ? 'haproxy-2' : 'haproxy');
 
-/**
- * pairlb's own keys for each front end. HTTP/2 is on by default on TLS binds (ALPN h2,http/1.1)
- * and asked for on a plain bind with `h2c: true` (docs/http2.md).
- */
+/** pairlb's own keys for each front end (`h2: true` / `h2c: true`, docs/http2.md) plus --pairlb-extra. */
 const EXTRA = values['pairlb-extra'] ? `${values['pairlb-extra'].replace(/\\n/g, '\n').replace(/^(?! {4})/gm, '    ')}\n` : '';
-const PAIRLB_FRONT = { tls: EXTRA, h2c: `    h2c: true\n${EXTRA}` };
+const PAIRLB_FRONT = { tls: pairlbH2Extra('tls', EXTRA), h2c: pairlbH2Extra('h2c', EXTRA) };
 
 const bins = requireBinaries();
 bins.h2load = ensureBinary('h2load', 'nghttp2-client');
@@ -98,7 +96,13 @@ async function oneRun(t, sc, secs, bports) {
   const c0 = cpuTimes();
   let upstream = NaN;
   const mid = setTimeout(() => { upstream = tcpConnsTo(t.pids(), bports); }, (secs * 1000) / 2);
-  const r = await runH2load({ bin: bins.h2load, url, secs, conns: CONNS, streams: STREAMS, cpu: cpu.client ?? 0 });
+  let r;
+  try { r = await runH2load({ bin: bins.h2load, url, secs, conns: CONNS, streams: STREAMS, cpu: cpu.client ?? 0 }); } catch (e) {
+    // A run whose h2load summary is missing counts as failed (it is not a measurement), not as the bench's end.
+    clearTimeout(mid);
+    process.stdout.write(`${t.name} ${sc}: h2load failed: ${String(e.message).split('\n').slice(-3).join(' | ')}\n`);
+    return { rps: NaN, succeeded: 0, errors: 1, protocol: '?', cpu_s: NaN, cores: NaN, req_per_cpu_s: NaN, rss_mb: treeRssMb(t.pids()), upstream, cpu_busy: [] };
+  }
   clearTimeout(mid);
   const cpuS = treeCpu(t.pids()) - cpu0;
   const busy = cpuBusyPct(c0, cpuTimes());

@@ -3,7 +3,7 @@
 // as `npm run bench`, with `node --cpu-prof`, then a summary of where the time goes (self time by
 // function, by module, and inclusive time of pairlb's own functions).
 //
-//   node bench/profile.mjs [--engine undici|native | --target pairlb-w1-log|pairlb-native-w1-log|…] [--scenario small-keepalive|large-keepalive|small-close|sticky-small-keepalive]
+//   node bench/profile.mjs [--engine undici|native | --target pairlb-w1-log|pairlb-native-w1-log|…] [--scenario small-keepalive|large-keepalive|small-close|sticky-small-keepalive|h2-tls|h2c]
 //                          [--duration 10] [--out DIR] [--top 25] [--node-flags "..."]
 //   node bench/profile.mjs --summarize FILE.cpuprofile     (summary of an existing profile)
 import { parseArgs } from 'node:util';
@@ -12,9 +12,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { requireBinaries, cpuPlan, nofile, build } from './lib/env.mjs';
+import { requireBinaries, ensureBinary, cpuPlan, nofile, build } from './lib/env.mjs';
 import { startBackends, startTarget } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
+import { runH2load } from './lib/h2load.mjs';
+import { certs } from './lib/tls.mjs';
+import { pairlbH2Extra } from './lib/configs.mjs';
 import { stopAll, killAllSync } from './lib/procs.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -23,6 +26,9 @@ const SCEN = {
   'large-keepalive': { path: '/large', headers: [], sticky: false },
   'small-close': { path: '/', headers: ['Connection: close'], sticky: false },
   'sticky-small-keepalive': { path: '/', headers: [], sticky: true },
+  // HTTP/2 to pairlb (h2load -c10 -m100, as `npm run bench:h2`), HTTP/1.1 to the backends.
+  'h2-tls': { path: '/', h2: 'tls' },
+  'h2c': { path: '/', h2: 'h2c' },
 };
 
 /** Where a profile node's code lives, for the by-module view. */
@@ -113,11 +119,20 @@ async function main() {
     // on; node writes one profile per thread, the worker's is the data plane).
     const name = values.target ?? (values.engine === 'native' ? 'pairlb-native' : 'pairlb');
     const nodeFlags = values['node-flags'] ? values['node-flags'].split(/\s+/).filter(Boolean) : [];
-    const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn: Math.floor((nofile() - 200) / 2), root: ROOT, nodeFlags, profileDir: out });
-    const url = `http://127.0.0.1:${scen.sticky ? t.stickyPort : t.port}${scen.path}`;
-    await runWrk({ url, secs: 2, headers: scen.headers, cpu: plan.client }); // warm-up (JIT), also profiled
-    const r = await runWrk({ url, secs: Number(values.duration), headers: scen.headers, cpu: plan.client });
-    process.stdout.write(`${name} ${values.scenario} under --cpu-prof: ${Math.round(r.rps)} req/s, p99 ${r.p99_ms} ms (profiling costs some throughput)\n`);
+    const fronts = scen.h2 ? [{ name: scen.h2, tls: scen.h2 === 'tls' ? certs(dir) : undefined, h2: true, extra: pairlbH2Extra(scen.h2) }] : undefined;
+    const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn: Math.floor((nofile() - 200) / 2), root: ROOT, nodeFlags, profileDir: out, fronts });
+    if (scen.h2) {
+      const h2load = ensureBinary('h2load', 'nghttp2-client');
+      const url = `${scen.h2 === 'tls' ? 'https' : 'http'}://127.0.0.1:${t.port}${scen.path}`;
+      await runH2load({ bin: h2load, url, secs: 2, cpu: plan.client }); // warm-up (JIT), also profiled
+      const r = await runH2load({ bin: h2load, url, secs: Number(values.duration), cpu: plan.client });
+      process.stdout.write(`${name} ${values.scenario} under --cpu-prof: ${Math.round(r.rps)} req/s (${r.protocol}, h2load -c10 -m100; profiling costs some throughput)\n`);
+    } else {
+      const url = `http://127.0.0.1:${scen.sticky ? t.stickyPort : t.port}${scen.path}`;
+      await runWrk({ url, secs: 2, headers: scen.headers, cpu: plan.client }); // warm-up (JIT), also profiled
+      const r = await runWrk({ url, secs: Number(values.duration), headers: scen.headers, cpu: plan.client });
+      process.stdout.write(`${name} ${values.scenario} under --cpu-prof: ${Math.round(r.rps)} req/s, p99 ${r.p99_ms} ms (profiling costs some throughput)\n`);
+    }
     await t.handle.stop(10000); // graceful stop: node writes the profile on exit
   } finally {
     await stopAll();

@@ -168,3 +168,11 @@ ${fronts.map(listen).join('')}${statsBind ? `stats:
   bind: ${statsBind}
 ` : ''}`;
 }
+
+/**
+ * pairlb's own keys for an HTTP/2 front end (YAML lines for pairlbYaml's `extra`): `h2: true` on a
+ * TLS bind (ALPN h2,http/1.1), `h2c: true` (prior knowledge) on a plain one; `more` is appended.
+ */
+export function pairlbH2Extra(kind, more = '') {
+  return `    ${kind === 'tls' ? 'h2' : 'h2c'}: true\n${more}`;
+}
