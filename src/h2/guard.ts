@@ -18,6 +18,15 @@ import type { H2LimitsConfig } from './config.js';
  * closure per stream) and the stream idle timer. Must not be called twice on one session, nor
  * with a session that is not a server session.
  *
+ * It owns the session's and the streams' timeouts: the connection idle timeout (`idle`: no open
+ * stream, no frame) and `stream_idle` are set here with session/stream.setTimeout, so the caller
+ * must not set its own (a second setTimeout replaces the timer). To close a session yourself
+ * (graceful stop), use session.close()/destroy() as usual: nothing is counted for it.
+ *
+ * Before a client acknowledges our SETTINGS, nghttp2 still applies its defaults to what it
+ * accepts: header lists up to 64 KiB (not max_header_list_size), streams over
+ * max_concurrent_streams refused one by one (REFUSED_STREAM) rather than by GOAWAY.
+ *
  * What it refuses, by reason (one counter each, `Counters.h2*`, `pairlb_h2_refused_total{reason}`):
  * - rapid_reset: more than max_resets_per_10s streams cancelled by the client before their
  *   response ended (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM, connection closed.
