@@ -71,6 +71,12 @@ export const backendSchema = z.object({
    */
   maxconn: z.number().int().min(0).max(1_000_000).default(0),
   /**
+   * Most requests waiting in this server's own queue (sticky requests of a full server; HAProxy's
+   * server `maxqueue`): beyond it a request is balanced again (another server, or the backend
+   * queue), its persistence broken. 0 = unlimited. Mode tcp has no server queues (no stickiness).
+   */
+  maxqueue: z.number().int().min(0).max(1_000_000).default(0),
+  /**
    * Send a PROXY protocol header first on every connection to this server (HAProxy `send-proxy`,
    * `send-proxy-v2`), so it sees the client's address; `none` overrides the pool's `send_proxy`.
    * Health checks send one too (v2 LOCAL / v1 UNKNOWN). In mode http a connection that carried a
@@ -227,6 +233,12 @@ const serverSideFields = {
    * (`timeouts.queue`, server `maxconn`). Unset: no Retry-After. (429s of `limits` always carry one.)
    */
   retry_after: durationAtLeast(1).optional(),
+  /**
+   * Most requests (mode tcp: connections) waiting in the backend queue for a server slot (server
+   * `maxconn`); beyond it refused at once: HTTP 503, TCP closed, termination sQ (counted
+   * queue_full). 0 = unlimited (only `timeouts.queue` bounds the wait).
+   */
+  maxqueue: z.number().int().min(0).max(10_000_000).default(0),
 };
 
 export const listenSchema = z.preprocess(defaultCheckType, z.object({

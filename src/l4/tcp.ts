@@ -13,13 +13,16 @@ import { firstRecordLength, parseClientHello } from '../tls/client-hello.js';
 import type { AccessLog } from '../proxy/access-log.js';
 import { SourceFilter } from '../config/cidr.js';
 import { ClientTable, type ClientEntry, type LimitPolicy } from '../proxy/client-limits.js';
+import { SlotQueues, type QueuedRequest, type QueueRouting, type WaitQueue, type Waiter } from '../proxy/queue.js';
 
 /**
  * `mode: tcp`: connections relayed byte for byte to a server of the pool (SMTP, IMAP, TLS
  * passthrough), as HAProxy's `mode tcp`.
  *
  * A connection's life (termination states as HAProxy's tcplog, first letter who, second when):
- *   accept ── accept_proxy? read the header (PR / cR) ── pick a server (none UP: SC)
+ *   accept ── accept_proxy? read the header (PR / cR) ── pick a server (none UP: SC; every one full
+ *     (maxconn): wait in the backend queue up to timeouts.queue (sQ; queue full, maxqueue: sQ at
+ *     once; client gone meanwhile: CQ), src/proxy/queue.ts as HTTP's)
  *     ── connect, up to `retries` more attempts (redispatch: on other servers) (SC refused, sC timeout,
  *        CC client gone meanwhile) ── relay both ways until both sides have closed (--),
  *        or a reset (CD client, SD server), or no byte either way for timeouts.tunnel (cD),
@@ -42,7 +45,10 @@ export interface TcpRoute {
   readonly weight: number;
   readonly checked: boolean;
   readonly counters: Counters;
-  /** Server `maxconn`: most connections at once (0 = unlimited); a full server is skipped, never queued. */
+  /**
+   * Server `maxconn`: most connections at once, connecting ones included (0 = unlimited); a full
+   * server is skipped, and with every server full a connection waits in the backend queue.
+   */
   readonly maxconn: number;
   /** 0: no PROXY header; 1, 2: its version. */
   readonly sendProxy: 0 | 1 | 2;
@@ -54,14 +60,19 @@ export interface TcpRoute {
  * PROXY header's with accept_proxy); uri/header hashing has no meaning here and falls back to
  * round robin (key -1), as HAProxy does without a key.
  */
-class TcpRouting {
+const NO_STICKY: ReadonlyMap<string, TcpRoute> = new Map();
+
+class TcpRouting implements QueueRouting<TcpRoute> {
   static readonly EMPTY = new TcpRouting([], [], { algorithm: 'roundrobin', hashType: 'map-based' });
+  /** No stickiness in mode tcp: no server waits for a connection by name (backend queue only). */
+  readonly byCookie: ReadonlyMap<string, TcpRoute> = NO_STICKY;
   readonly primary: Balancer<TcpRoute>;
   readonly backup: Balancer<TcpRoute>;
   constructor(primary: TcpRoute[], backup: TcpRoute[], o: BalanceOptions, prev?: TcpRouting) {
     this.primary = createBalancer(o, primary, prev?.primary);
     this.backup = createBalancer(o, backup, prev?.backup);
   }
+  get active(): Balancer<TcpRoute> { return this.primary.items.length > 0 ? this.primary : this.backup; }
   pick(key: number, tried: readonly TcpRoute[] | null): TcpRoute | undefined {
     const set = this.primary.items.length > 0 ? this.primary : this.backup;
     return set.pick(key, tried) ?? (tried !== null ? set.pick(key, null) : undefined);
@@ -91,6 +102,9 @@ export class TcpSettings {
   readonly connectMs: number;
   readonly idleMs: number;
   readonly passiveConnect: number;
+  /** timeouts.queue (default: timeouts.connect) and the backend queue's bound (maxqueue, 0: none). */
+  readonly queueMs: number;
+  readonly maxqueue: number;
   /** send_proxy per configured server name (runtime-added servers take the pool's default). */
   readonly sendProxy: ReadonlyMap<string, 0 | 1 | 2>;
   readonly poolSendProxy: 0 | 1 | 2;
@@ -139,6 +153,8 @@ export class TcpSettings {
     this.connectMs = cfg.timeouts.connect;
     this.idleMs = cfg.timeouts.tunnel;
     this.passiveConnect = cfg.passive.connect_errors;
+    this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
+    this.maxqueue = cfg.maxqueue;
     const v = (s: string | undefined): 0 | 1 | 2 => (s === 'v1' ? 1 : s === 'v2' ? 2 : 0);
     this.poolSendProxy = v(cfg.send_proxy);
     this.sendProxy = new Map(cfg.backends.map((b) => [b.name, b.send_proxy === undefined ? this.poolSendProxy : v(b.send_proxy)]));
@@ -157,11 +173,24 @@ const kSess = Symbol('pairlb.tcpSession');
 type SessSocket = Socket & { [kSess]?: TcpSession };
 const ZERO = Buffer.alloc(0);
 
-/** One client connection. Handlers are module functions reading the session off the socket. */
-export class TcpSession {
+/**
+ * One client connection. Handlers are module functions reading the session off the socket. It is
+ * a QueuedRequest: with every server full it waits in its group's backend queue.
+ */
+export class TcpSession implements QueuedRequest<TcpRoute> {
   server: Socket | null = null;
   route: TcpRoute | undefined;
+  /** The route whose slot (counters.cur, for maxconn) this connection holds, from connect attempt to close. */
+  slot: TcpRoute | undefined;
   tried: TcpRoute[] | null = null;
+  // Queue state (src/proxy/queue.ts): tw is the ms waited (HAProxy Tw).
+  queuedAt = 0;
+  waitQ: WaitQueue<Waiter> | null = null;
+  qTimer: NodeJS.Timeout | undefined;
+  tw = 0;
+  srvQueue = 0;
+  backendQueue = 0;
+  readonly stickyOk = false;
   /** Per-client limits entry (limits.*), released at close. */
   entry: ClientEntry | undefined;
   /** Server group (TLS passthrough route; 0 without passthrough). */
@@ -189,12 +218,23 @@ export class TcpSession {
     this.clientAddr = clientAddress(client);
     this.clientPort = clientPort(client) ?? 0;
   }
+  get finished(): boolean { return this.closed; }
+  /** A slot freed for this waiter: stop holding what it sends, connect. */
+  send(route: TcpRoute): void {
+    this.client.removeListener('data', onQueuedData);
+    this.client.pause();
+    this.l.dispatch(this, route);
+  }
+  /** The wait ran out (termination sQ set by the queue): closed. */
+  respondError(): void { this.l.close(this); }
 }
 
 export class TcpListener {
   s: TcpSettings;
   /** One routing per server group (TLS passthrough routes + default; else one). */
   routings: TcpRouting[] = [TcpRouting.EMPTY];
+  /** Per server group, its backend queue (server maxconn), counted on the listen's TOTAL row. */
+  queues: SlotQueues<TcpSession, TcpRoute>[] = [];
   readonly counters: Counters;
   server: Server | undefined;
   readonly log: Logger;
@@ -218,6 +258,13 @@ export class TcpListener {
     this.access = pm.access;
     this.acceptProxy = this.makeAcceptProxy(cfg);
     this.clients = new ClientTable(this.s.limits);
+    this.sizeQueues();
+  }
+
+  /** One queue set per server group; a reload keeps the queues (and their waiters) it still has. */
+  private sizeQueues(): void {
+    while (this.queues.length < this.s.groups.length) this.queues.push(new SlotQueues<TcpSession, TcpRoute>(this.counters, this.s.queueMs));
+    for (const q of this.queues) { q.timeoutMs = this.s.queueMs; q.backend.max = this.s.maxqueue; }
   }
 
   private makeAcceptProxy(cfg: ListenConfig): AcceptProxy | undefined {
@@ -255,6 +302,7 @@ export class TcpListener {
     this.s = new TcpSettings(cfg);
     this.clients.policy = this.s.limits;
     this.acceptProxy = this.makeAcceptProxy(cfg);
+    this.sizeQueues();
     this.rebuild();
   }
 
@@ -274,6 +322,8 @@ export class TcpListener {
     }
     const prev = this.routings;
     this.routings = groups.map((_n, g) => new TcpRouting(primary[g], backup[g], this.s.balance, prev.length === groups.length ? prev[g] : undefined));
+    // Waiters get the servers that came UP or were raised (and are closed sQ when none is left).
+    for (let g = 0; g < groups.length; g++) this.queues[g].rebuilt(this.routings[g]);
   }
 
   private route(b: RouteSpec): TcpRoute {
@@ -369,10 +419,33 @@ export class TcpListener {
     this.close(ss);
   }
 
-  /** Pick a server (skipping those that failed for this connection when redispatching) and connect. */
+  /**
+   * Pick a server (skipping those that failed for this connection when redispatching) and connect;
+   * with every server full (maxconn), wait in the backend queue.
+   */
   connectNext(ss: TcpSession): void {
-    const r = ss.route !== undefined && !this.s.redispatch ? ss.route : this.routings[ss.group].pick(ss.key, ss.tried);
-    if (r === undefined) { ss.termination = 'SC'; this.close(ss); return; }
+    const routing = this.routings[ss.group];
+    const r = ss.route !== undefined && !this.s.redispatch ? ss.route : routing.pick(ss.key, ss.tried);
+    if (r === undefined) {
+      if (routing.active.items.length > 0) {
+        const qs = this.queues[ss.group];
+        if (qs.wait(ss, qs.backend)) {
+          // Read the client while it waits, or its going away (CQ) would go unseen until the
+          // queue timeout; what it sends is held (up to HWM, then it is paused) and sent first.
+          ss.client.on('data', onQueuedData);
+          ss.client.resume();
+          return;
+        }
+        ss.termination = 'sQ'; // the queue is full (maxqueue)
+      } else ss.termination = 'SC';
+      this.close(ss);
+      return;
+    }
+    this.dispatch(ss, r);
+  }
+
+  /** Connect `ss` to `r` (picked now, or given a slot by the queue), holding one of r's slots. */
+  dispatch(ss: TcpSession, r: TcpRoute): void {
     if (ss.attempts > 0) {
       this.counters.retries++;
       r.counters.retries++;
@@ -380,6 +453,9 @@ export class TcpListener {
     }
     ss.attempts++;
     ss.route = r;
+    ss.slot = r;
+    const rc = r.counters;
+    if (++rc.cur > rc.max) rc.max = rc.cur;
     const srv = connect({ host: r.host, port: r.port, allowHalfOpen: true, noDelay: true, readableHighWaterMark: HWM, writableHighWaterMark: HWM } as NetConnectOpts);
     (srv as SessSocket)[kSess] = ss;
     ss.server = srv;
@@ -397,6 +473,7 @@ export class TcpListener {
     const srv = ss.server!;
     ss.server = null;
     srv.destroy();
+    this.releaseSlot(ss);
     this.counters.errConn++;
     r.counters.errConn++;
     if (this.s.passiveConnect > 0 && ++r.counters.connectFailStreak >= this.s.passiveConnect && r.checked) {
@@ -408,13 +485,24 @@ export class TcpListener {
     this.connectNext(ss);
   }
 
+  /** The connection gives its server slot back; the oldest waiter that may use it goes. */
+  releaseSlot(ss: TcpSession): void {
+    const r = ss.slot;
+    if (r === undefined) return;
+    ss.slot = undefined;
+    r.counters.cur--;
+    for (const q of this.queues) if (q.queued > 0) q.slotFreed(r.id);
+  }
+
   connected(ss: TcpSession): void {
     const srv = ss.server!;
     const c = ss.client;
     const r = ss.route!;
     ss.tConnect = performance.now();
     r.counters.connectFailStreak = 0;
-    r.counters.begin(Date.now());
+    // A session of the server from now (its slot, `cur`, was taken when the attempt began).
+    r.counters.total++;
+    r.counters.lastSession = Date.now();
     srv.setTimeout(0);
     srv.removeListener('timeout', onServerConnectTimeout);
     if (ss.closed || c.destroyed) { ss.termination = 'CC'; this.close(ss); return; }
@@ -452,15 +540,14 @@ export class TcpListener {
     ss.closed = true;
     this.sessions.delete(ss);
     if (ss.helloTimer !== undefined) clearTimeout(ss.helloTimer);
+    if (ss.waitQ !== null) { this.queues[ss.group].unqueue(ss); ss.termination = 'CQ'; }
     ss.client.destroy();
     if (ss.entry !== undefined) this.clients.disconnect(ss.entry, Date.now());
     const srv = ss.server;
     const lc = this.counters;
     lc.cur--;
-    if (srv !== null) {
-      srv.destroy();
-      if (ss.tConnect > 0) ss.route!.counters.cur--;
-    }
+    if (srv !== null) srv.destroy();
+    this.releaseSlot(ss);
     if (this.access.enabled) this.access.tcp(this.s.name, ss, performance.now());
   }
 
@@ -577,6 +664,12 @@ function onHelloData(this: SessSocket, chunk: Buffer): void {
   const ss = this[kSess]!;
   ss.held = ss.held.length === 0 ? chunk : Buffer.concat([ss.held, chunk]);
   ss.l.helloStep(ss);
+}
+
+function onQueuedData(this: SessSocket, chunk: Buffer): void {
+  const ss = this[kSess]!;
+  ss.held = ss.held.length === 0 ? chunk : Buffer.concat([ss.held, chunk]);
+  if (ss.held.length >= HWM) this.pause();
 }
 
 function onHelloTimeout(ss: TcpSession): void {

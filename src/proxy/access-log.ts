@@ -259,12 +259,14 @@ export class AccessLog {
 
   /**
    * A finished TCP connection (mode tcp), HAProxy tcplog's fields: client (the PROXY header's
-   * with accept_proxy), listen, server, Tw (0: no queue), Tc (ms until the server connection was
+   * with accept_proxy), listen, server, Tw (ms in the backend queue), Tc (ms until the server connection was
    * up, -1 if never), Tt (total ms), bytes each way, termination state, retries. `combined`
    * writes HAProxy's tcplog text instead, since the Apache format has no meaning for TCP.
    */
   tcp(listen: string, ss: TcpSession, now: number): void {
-    const tc = ss.tConnect > 0 ? Math.round((ss.tConnect - ss.start) * 100) / 100 : -1;
+    // Tw: ms waited in the backend queue (server maxconn); Tc: ms from then until the server connection was up.
+    const tw = Math.round(ss.tw * 100) / 100;
+    const tc = ss.tConnect > 0 ? Math.round((ss.tConnect - ss.start - ss.tw) * 100) / 100 : -1;
     const tt = Math.round((now - ss.start) * 100) / 100;
     const server = ss.route?.name ?? '<NOSRV>';
     const retries = ss.attempts > 1 ? ss.attempts - 1 : 0;
@@ -273,11 +275,11 @@ export class AccessLog {
       this.flush();
       this.json.info({
         start: new Date(start).toISOString(), mode: 'tcp', client: ss.clientAddr, client_port: ss.clientPort, listen, server,
-        Tw: 0, Tc: tc, Tt: tt, bytes_read: ss.bytesOut, bytes_in: ss.bytesIn, termination: ss.termination, retries,
+        Tw: tw, Tc: tc, Tt: tt, bytes_read: ss.bytesOut, bytes_in: ss.bytesIn, termination: ss.termination, retries,
       });
       return;
     }
-    const s = `${ss.clientAddr}:${ss.clientPort} [${clfDate(new Date(start))}] ${listen} ${listen}/${server} 0/${tc}/${tt} ${ss.bytesOut} ${ss.termination} ${retries}\n`;
+    const s = `${ss.clientAddr}:${ss.clientPort} [${clfDate(new Date(start))}] ${listen} ${listen}/${server} ${tw}/${tc}/${tt} ${ss.bytesOut} ${ss.termination} ${retries}\n`;
     if (this.sinks.length === 0) { process.stdout.write(s); return; }
     for (const k of this.sinks) k.write(s);
   }

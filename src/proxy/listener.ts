@@ -530,8 +530,11 @@ class Exchange {
           route.counters.cur--;
           this.route = undefined;
           const qs = this.p.queues;
-          qs.wait(this, qs.backend);
+          const queued = qs.wait(this, qs.backend);
           qs.slotFreed(route.id);
+          if (queued) return;
+          this.termination = 'sQ';
+          this.respondError(503, false, qs.retryAfter);
           return;
         }
         next = route;
@@ -965,7 +968,12 @@ export class Listener {
       route = routing.byCookie.get(stickyId);
       if (route !== undefined) {
         ex.stickyOk = true;
-        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) { pool.queues.wait(ex, route.queue); return; }
+        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) {
+          if (pool.queues.wait(ex, route.queue)) return;
+          // Its queue is full (server maxqueue): balanced again, persistence broken (HAProxy).
+          ex.stickyOk = false;
+          route = undefined;
+        }
       }
     }
     if (route === undefined) {
@@ -975,7 +983,13 @@ export class Listener {
     }
     if (route === undefined) {
       // Servers exist but every one is full (maxconn): wait for a slot.
-      if (routing.active.items.length > 0) { pool.queues.wait(ex, pool.queues.backend); return; }
+      if (routing.active.items.length > 0) {
+        if (pool.queues.wait(ex, pool.queues.backend)) return;
+        // The backend queue is full (maxqueue): refused at once.
+        ex.termination = 'sQ';
+        ex.respondError(503, false, pool.queues.retryAfter);
+        return;
+      }
       ex.termination = 'SC';
       ex.respondError(503);
       return;

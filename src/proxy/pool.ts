@@ -36,6 +36,9 @@ export class PoolSettings {
   /** What the hash algorithms hash: 0 nothing, 1 source address, 2 URI path, 3 header `hashHeader`. */
   readonly hashKind: 0 | 1 | 2 | 3;
   readonly hashHeader: string;
+  /** Backend queue bound (the pool's maxqueue, 0: none) and each configured server's own (by name). */
+  readonly maxqueue: number;
+  readonly serverMaxqueue: ReadonlyMap<string, number>;
   /** timeouts.queue (default: timeouts.connect), ms. */
   readonly queueMs: number;
   /** send_proxy per configured server name, and the pool's default (runtime-added servers). */
@@ -65,6 +68,8 @@ export class PoolSettings {
     const v = (x: string | undefined): 0 | 1 | 2 => (x === 'v1' ? 1 : x === 'v2' ? 2 : 0);
     this.poolSendProxy = v(cfg.send_proxy);
     this.sendProxy = new Map(cfg.servers.map((b) => [b.name, b.send_proxy === undefined ? this.poolSendProxy : v(b.send_proxy)]));
+    this.maxqueue = cfg.maxqueue;
+    this.serverMaxqueue = new Map(cfg.servers.map((b) => [b.name, b.maxqueue]));
     this.retryAfter = cfg.retry_after === undefined ? undefined : String(Math.max(1, Math.ceil(cfg.retry_after / 1000)));
   }
 }
@@ -93,6 +98,7 @@ export class Pool {
     const cs = pm.host.counters;
     this.counters = this.ownCounters ? cs.pool(cfg.name) : cs.listen(cfg.name);
     this.queues = new SlotQueues<Exchange>(this.counters, this.s.queueMs);
+    this.queues.backend.max = this.s.maxqueue;
     this.queues.retryAfter = this.s.retryAfter;
   }
 
@@ -101,6 +107,7 @@ export class Pool {
     const old = this.s.cfg;
     this.s = new PoolSettings(cfg);
     this.queues.timeoutMs = this.s.queueMs;
+    this.queues.backend.max = this.s.maxqueue;
     this.queues.retryAfter = this.s.retryAfter;
     if (old.engine !== cfg.engine || old.max_header_size !== cfg.max_header_size || JSON.stringify(old.timeouts) !== JSON.stringify(cfg.timeouts)) this.closeUpstreams();
     this.rebuild();
@@ -137,7 +144,7 @@ export class Pool {
     }
     const c = this.s.cfg.cookie;
     const counters = this.pm.host.counters.backend(b.id);
-    const queue = this.queues.serverQueue(b.id, counters);
+    const queue = this.queues.serverQueue(b.id, counters, this.s.serverMaxqueue.get(b.name) ?? 0);
     return {
       id: b.id, name: b.name, host: b.host, port: b.port, backup: b.backup, state, weight, checked: b.check,
       maxconn: b.maxconn, queue,

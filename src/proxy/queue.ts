@@ -1,5 +1,6 @@
 import type { Counters } from '../stats/counters.js';
-import type { Route, Routing } from './routing.js';
+import type { Balancer, Candidate } from '../balance/index.js';
+import type { Route } from './routing.js';
 
 /**
  * Requests waiting for a server slot (server `maxconn`), HAProxy's two queues
@@ -11,6 +12,15 @@ import type { Route, Routing } from './routing.js';
  * FIFO with a moving head: push and shift are O(1); removing a waiter that gave up is a linear
  * search, paid only on that slow path. qcur/qmax go to the owner's counters (a server's row for its
  * queue, the listen's TOTAL row for the backend queue).
+ *
+ * `maxqueue` bounds a queue (0: unbounded). A server's queue full (server `maxqueue`): the request
+ * is balanced again instead, persistence broken, as HAProxy's server `maxqueue` ("redispatched to
+ * other servers instead of indefinitely waiting"). The backend queue full (the pool's
+ * `maxqueue`, which HAProxy does not have): refused at once (HTTP 503, TCP closed; termination
+ * sQ), counted as queue_full.
+ *
+ * Both HTTP (src/proxy/listener.ts Exchange over a Routing) and mode tcp (src/l4/tcp.ts
+ * TcpSession over its TcpRouting, backend queue only) wait here.
  */
 export interface Waiter {
   /** performance.now() when queued. */
@@ -24,7 +34,11 @@ export class WaitQueue<T extends Waiter> {
   private head = 0;
   length = 0;
 
-  constructor(readonly counters: Counters) {}
+  /** @param max most waiters (maxqueue), 0: unbounded. */
+  constructor(readonly counters: Counters, public max = 0) {}
+
+  /** No room for one more (maxqueue reached). */
+  get full(): boolean { return this.max !== 0 && this.length >= this.max; }
 
   push(x: T, now: number): void {
     x.queuedAt = now;
@@ -64,12 +78,26 @@ export class WaitQueue<T extends Waiter> {
   }
 }
 
-/** What the queues need of a request (src/proxy/listener.ts Exchange). */
-export interface QueuedRequest extends Waiter {
+/** What the queues need of a server: HTTP's Route and mode tcp's TcpRoute both fit. */
+export interface QueueRoute extends Candidate {
+  readonly counters: Counters;
+}
+
+/** What the queues need of a routing snapshot (HTTP's Routing, mode tcp's TcpRouting). */
+export interface QueueRouting<R extends QueueRoute> {
+  /** Servers a waiter may wait for by name (sticky; mode tcp: none). */
+  readonly byCookie: ReadonlyMap<string, R>;
+  /** The set that serves now (primaries, or backups when no primary is UP). */
+  readonly active: Balancer<R>;
+  pick(key: number, tried: R[] | null): R | undefined;
+}
+
+/** What the queues need of a request (src/proxy/listener.ts Exchange, src/l4/tcp.ts TcpSession). */
+export interface QueuedRequest<R extends QueueRoute = Route> extends Waiter {
   /** Balancing hash, for the pick once a slot frees (-1: none). */
   key: number;
   /** Servers this request already failed on (a retry waiting for a slot): never picked again. */
-  tried: Route[] | null;
+  tried: R[] | null;
   qTimer: NodeJS.Timeout | undefined;
   /** ms waited (HAProxy Tw), and the waiters ahead of it when queued (srv_queue / backend_queue). */
   tw: number;
@@ -78,7 +106,7 @@ export interface QueuedRequest extends Waiter {
   finished: boolean;
   termination: string;
   stickyOk: boolean;
-  send(route: Route): void;
+  send(route: R): void;
   respondError(status: number, close?: boolean, retryAfter?: string): void;
 }
 
@@ -88,12 +116,12 @@ export interface QueuedRequest extends Waiter {
  * snapshot (the listener today; a shared pool with frontends/backends), which calls `rebuilt`
  * after every new snapshot and `slotFreed` whenever a request leaves a server.
  */
-export class SlotQueues<T extends QueuedRequest> {
+export class SlotQueues<T extends QueuedRequest<R>, R extends QueueRoute = Route> {
   readonly backend: WaitQueue<T>;
   readonly servers = new Map<number, WaitQueue<T>>();
   /** Waiters in every queue of the pool: the hot path tests `queued > 0` only. */
   queued = 0;
-  private routing: Routing | undefined;
+  private routing: QueueRouting<R> | undefined;
 
   /** Retry-After seconds on a queue timeout's 503 (the pool's `retry_after`), or undefined: none. */
   retryAfter: string | undefined;
@@ -103,19 +131,26 @@ export class SlotQueues<T extends QueuedRequest> {
     this.backend = new WaitQueue<T>(counters);
   }
 
-  /** The queue of server `id` (its counters hold qcur/qmax), made on first use. */
-  serverQueue(id: number, counters: Counters): WaitQueue<T> {
+  /** The queue of server `id` (its counters hold qcur/qmax; `max`: its maxqueue), made on first use. */
+  serverQueue(id: number, counters: Counters, max = 0): WaitQueue<T> {
     let q = this.servers.get(id);
-    if (q === undefined) this.servers.set(id, (q = new WaitQueue<T>(counters)));
+    if (q === undefined) this.servers.set(id, (q = new WaitQueue<T>(counters, max)));
+    else q.max = max;
     return q;
   }
 
-  wait(ex: T, q: WaitQueue<T>): void {
+  /**
+   * Queue `ex` in `q`, or return false when `q` is full (maxqueue; counted queueFull on q's
+   * counters): a full server queue means balance again, a full backend queue means refuse.
+   */
+  wait(ex: T, q: WaitQueue<T>): boolean {
+    if (q.full) { q.counters.queueFull++; return false; }
     ex.srvQueue = q === this.backend ? 0 : q.length;
     ex.backendQueue = this.backend.length;
     q.push(ex, performance.now());
     this.queued++;
     ex.qTimer = setTimeout(queueTimedOut, this.timeoutMs, this, ex);
+    return true;
   }
 
   /** A waiter leaves without a server (timeout, client gone). */
@@ -128,7 +163,7 @@ export class SlotQueues<T extends QueuedRequest> {
   }
 
   /** `ex` was just shifted from `q`: it goes to `route`. */
-  private dispatch(q: WaitQueue<T>, ex: T, route: Route, now: number): void {
+  private dispatch(q: WaitQueue<T>, ex: T, route: R, now: number): void {
     this.queued--;
     clearTimeout(ex.qTimer);
     const tw = now - ex.queuedAt;
@@ -171,7 +206,7 @@ export class SlotQueues<T extends QueuedRequest> {
    * removed) go to the backend queue in order (HAProxy redispatches them), then every waiter that
    * now has a slot (server back UP, maxconn raised) is served.
    */
-  rebuilt(routing: Routing): void {
+  rebuilt(routing: QueueRouting<R>): void {
     this.routing = routing;
     for (const [id, q] of this.servers) {
       if (routeOf(routing, id) !== undefined) continue;
@@ -179,7 +214,7 @@ export class SlotQueues<T extends QueuedRequest> {
       this.servers.delete(id);
     }
     if (this.queued === 0) return;
-    for (const r of routing.byCookie.values()) if (r.queue.length > 0) this.slotFreed(r.id);
+    for (const r of routing.byCookie.values()) if ((this.servers.get(r.id)?.length ?? 0) > 0) this.slotFreed(r.id);
     const now = performance.now();
     for (let b = this.backend.peek(); b !== undefined; b = this.backend.peek()) {
       const r = pickFor(routing, b);
@@ -191,17 +226,17 @@ export class SlotQueues<T extends QueuedRequest> {
 }
 
 /** A backend waiter's server: balanced again, never one it already failed on. */
-function pickFor(routing: Routing, w: QueuedRequest): Route | undefined {
+function pickFor<R extends QueueRoute>(routing: QueueRouting<R>, w: QueuedRequest<R>): R | undefined {
   return w.tried === null ? routing.pick(w.key, null) : routing.active.pick(w.key, w.tried);
 }
 
-function routeOf(routing: Routing, id: number): Route | undefined {
+function routeOf<R extends QueueRoute>(routing: QueueRouting<R>, id: number): R | undefined {
   for (const r of routing.byCookie.values()) if (r.id === id) return r;
   return undefined;
 }
 
 /** timeouts.queue ran out: 503, termination sQ (HAProxy: server queue timeout). */
-function queueTimedOut<T extends QueuedRequest>(qs: SlotQueues<T>, ex: T): void {
+function queueTimedOut<T extends QueuedRequest<R>, R extends QueueRoute>(qs: SlotQueues<T, R>, ex: T): void {
   if (ex.waitQ === null || ex.finished) return;
   const c = ex.waitQ.counters;
   qs.unqueue(ex);

@@ -217,6 +217,10 @@ export const COLUMNS: readonly Column[] = [
     value: (r) => r.c.queueTimeouts, prom: { metric: 'queue_timeouts_total', type: 'counter', help: 'Requests answered 503 after waiting timeouts.queue for a slot' },
   },
   {
+    key: 'queue_full', title: 'Full', group: 'Queue', help: 'refused at once with the queue full (maxqueue): HTTP 503, TCP closed (TOTAL: the backend queue); a full server queue counts here and balances again', tier: 3,
+    value: (r) => r.c.queueFull, prom: { metric: 'queue_full_total', type: 'counter', help: 'Requests or connections that found the queue full (maxqueue)' },
+  },
+  {
     key: 'queue_seconds', title: 'Q s', group: 'Queue', help: 'total time waited in this queue by the requests that left it for a server', tier: 3,
     value: (r) => Math.round(r.c.queueMs) / 1000, display: (v) => String(v ?? ''),
     prom: { metric: 'queue_seconds_total', type: 'counter', help: 'Total time waited in this queue (server: its own; listen: the backend queue) by the requests that left it for a server' },

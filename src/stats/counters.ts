@@ -34,6 +34,8 @@ export class Counters {
   /** Waiters that got 503 after timeouts.queue, and total ms waited by the ones dispatched (Tw). */
   queueTimeouts = 0;
   queueMs = 0;
+  /** Requests (HTTP) and connections (TCP) refused at once because the queue was full (maxqueue). */
+  queueFull = 0;
   /** Requests refused by a per-client limit (429) and connections by allow/deny (TOTAL rows). */
   limited = 0;
   deniedConn = 0;
@@ -116,7 +118,7 @@ export class CounterStore {
  * fails when a field of Counters is in none of these lists.
  */
 export const ADDITIVE = ['cur', 'total', 'bytesIn', 'bytesOut', 'errReq', 'errConn', 'errResp', 'retries', 'redispatches', 'tunnels', 'tunnelsCur', 'refusedConn',
-  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'limited', 'deniedConn', 'proxyRefused', 'helloRefused', 'flowsEvicted',
+  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'queueFull', 'limited', 'deniedConn', 'proxyRefused', 'helloRefused', 'flowsEvicted',
   'h2RapidReset', 'h2HeaderList', 'h2HeaderFlood', 'h2Continuation', 'h2PingFlood', 'h2SettingsFlood', 'h2StreamIdle', 'h2WindowStall', 'h2Idle', 'h2Protocol'] as const;
 export const PEAK = ['max', 'qmax', 'lastSession'] as const;
 export const LOCAL = ['connectFailStreak', 'fiveXxStreak'] as const;

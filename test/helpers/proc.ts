@@ -21,7 +21,8 @@ export interface PairlbProc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startPairlb(yaml: string, opts: { dir?: string; args?: string[]; env?: Record<string, string>; nofile?: number } = {}): Promise<PairlbProc> {
+/** `startMs`: how long to wait for 'pairlb started' (default 15 s; worker threads load every module again). */
+export async function startPairlb(yaml: string, opts: { dir?: string; args?: string[]; env?: Record<string, string>; nofile?: number; startMs?: number } = {}): Promise<PairlbProc> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'pairlb-test-'));
   const cfgFile = join(dir, 'pairlb.yaml');
   writeFileSync(cfgFile, yaml);
@@ -36,7 +37,8 @@ export async function startPairlb(yaml: string, opts: { dir?: string; args?: str
   let stderr = '';
   child.stderr!.on('data', (d) => { stderr += d; });
   const started = new Promise<Record<string, string>>((ok, fail) => {
-    const t = setTimeout(() => fail(new Error(`pairlb did not start in 15 s; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)), 15_000);
+    const ms = opts.startMs ?? 15_000;
+    const t = setTimeout(() => fail(new Error(`pairlb did not start in ${ms / 1000} s; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)), ms);
     child.stdout!.on('data', (d) => {
       buf += d;
       let i;

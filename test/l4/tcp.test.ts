@@ -202,3 +202,83 @@ describe('mode tcp', () => {
     }
   });
 });
+
+describe('mode tcp: server maxconn and the backend queue (src/proxy/queue.ts, as HTTP\'s)', () => {
+  /** A greeting backend that records how many connections it holds at once. */
+  async function counted(name: string): Promise<TcpBackend & { open(): number; maxAtOnce(): number }> {
+    const [b] = await backends(name);
+    let open = 0, max = 0;
+    b.server.on('connection', (s) => { max = Math.max(max, ++open); s.on('close', () => open--); });
+    return Object.assign(b, { open: () => open, maxAtOnce: () => max });
+  }
+
+  it('maxconn 2: connections beyond it wait (qcur), each gets a slot as one closes, in order; the server never holds more than 2; Tw in the tcplog line', async () => {
+    const a = await counted('a');
+    const p = await app(yaml([{ name: 'a', address: a.address, extra: '        maxconn: 2\n' }], '    timeouts:\n      queue: 30s\n'));
+    const lc = p.app.counters.listen('mail');
+    const held = [client(p.port()), client(p.port())];
+    for (const h of held) await h.until(() => h.text === '220 a\r\n', 5000, 'greeting');
+    const waiting = Array.from({ length: 6 }, () => client(p.port()));
+    await waitFor(() => lc.qcur === 6, 5000, '6 queued');
+    expect(waiting.map((w) => w.text)).toEqual(Array(6).fill(''));
+    expect(a.open()).toBe(2);
+    // The first waiter sends its line and half-closes while queued: held, sent once connected.
+    waiting[0].write('n2\r\n');
+    waiting[0].sock.end();
+    // Each close frees one slot: the oldest waiter connects.
+    const all = [...held, ...waiting];
+    for (let i = 0; i < all.length; i++) {
+      const c = all[i];
+      if (i === 2) {
+        await c.until(() => c.closed, 5000, 'the half-closed waiter\'s whole answer');
+        expect(c.text).toBe('220 a\r\nN2\r\n');
+        continue;
+      }
+      await c.until(() => c.text === '220 a\r\n', 5000, `greeting ${i}`);
+      c.write(`n${i}\r\n`);
+      c.sock.end();
+      await c.until(() => c.closed, 5000, `close ${i}`);
+      if (i + 3 < all.length) expect(all[i + 3].text).toBe(''); // later waiters still wait
+    }
+    expect(a.maxAtOnce()).toBe(2);
+    expect(a.received.map((x) => x.toString())).toEqual(all.map((_c, i) => `n${i}\r\n`));
+    expect([lc.qcur, lc.qmax, lc.queued, lc.queueTimeouts]).toEqual([0, 6, 6, 0]);
+    await waitFor(() => p.access().length === 8, 5000, '8 tcplog lines');
+    const lines = p.access();
+    expect(lines.every((l) => l.termination === '--')).toBe(true);
+    // The waiters' lines carry the time they waited (HAProxy Tw); the first two did not wait.
+    expect(lines.filter((l) => (l.Tw as number) > 0).length).toBe(6);
+  });
+
+  it('timeouts.queue: a waiter is closed (sQ) and never reaches the server; maxqueue: beyond it closed at once (sQ, queue_full); a client gone while queued: CQ', async () => {
+    const a = await counted('a');
+    const p = await app(yaml([{ name: 'a', address: a.address, extra: '        maxconn: 1\n' }], '    maxqueue: 1\n    timeouts:\n      queue: 300ms\n'));
+    const lc = p.app.counters.listen('mail');
+    const h = client(p.port());
+    await h.until(() => h.text === '220 a\r\n', 5000, 'greeting');
+    const w = client(p.port());
+    await waitFor(() => lc.qcur === 1, 5000, 'one queued');
+    const full = client(p.port()); // the queue holds 1 (maxqueue): closed at once
+    await full.until(() => full.ended || full.closed, 5000, 'refused: queue full');
+    expect(lc.queueFull).toBe(1);
+    await w.until(() => w.ended || w.closed, 5000, 'queue timeout');
+    expect(w.text).toBe('');
+    expect(lc.queueTimeouts).toBe(1);
+    const gone = client(p.port());
+    await waitFor(() => lc.qcur === 1, 5000, 'queued again');
+    // A reset: the client is gone (a FIN alone is a half-close: it keeps its place, as HAProxy
+    // without abortonclose, and is sent on once connected).
+    gone.sock.resetAndDestroy();
+    await waitFor(() => lc.qcur === 0, 5000, 'left the queue');
+    expect(a.received.length).toBe(1);
+    await waitFor(() => p.access().length === 3, 5000, '3 tcplog lines');
+    const tq = p.access().find((l) => l.termination === 'sQ' && (l.Tw as number) > 0)!;
+    // The wait lasted timeouts.queue (300 ms; the timer's ms clock and performance.now() differ by
+    // under a millisecond, seen 299.84).
+    expect(tq.Tw as number).toBeGreaterThanOrEqual(295);
+    expect(p.access().map((l) => l.termination).sort()).toEqual(['CQ', 'sQ', 'sQ']);
+    // The one holding the slot is unharmed.
+    h.write('ok\r\n');
+    await h.until(() => h.text === '220 a\r\nOK\r\n', 5000, 'holder still relays');
+  });
+});

@@ -136,6 +136,39 @@ describe('server maxconn and the queue', () => {
     expect(b.seen.map((s) => s.url)).toEqual(['/3']);
   });
 
+  it('server maxqueue: a sticky request beyond it is balanced again (persistence broken, as HAProxy); pool maxqueue: beyond it 503 at once (sQ), counted queue_full', async () => {
+    const a = await holdingBackend('a');
+    const b = await holdingBackend('b');
+    cleanups.push(() => a.close(), () => b.close());
+    const lb: Running = await startApp(cfg(
+      `      - name: a\n        address: ${a.address}\n        cookie: A\n        maxconn: 1\n        maxqueue: 1\n      - name: b\n        address: ${b.address}\n        cookie: B\n        maxconn: 1\n`,
+      '    cookie:\n      name: SRV\n    maxqueue: 1\n    timeouts:\n      queue: 30s\n'));
+    cleanups.push(() => lb.stop());
+    const idA = lb.app.backends.get('web', 'a')!.id;
+    const l = lb.app.counters.listen('web');
+    const p1 = get(lb.port(), '/1', { cookie: 'SRV=A' });
+    await untilTrue(() => a.held.length === 1, 5000, 'a holds /1');
+    const p2 = get(lb.port(), '/2', { cookie: 'SRV=A' }); // a full: waits in a's queue (1 of maxqueue 1)
+    await untilTrue(() => lb.app.counters.backend(idA).qcur === 1, 5000, '/2 in a\'s queue');
+    const p3 = get(lb.port(), '/3', { cookie: 'SRV=A' }); // a's queue full: balanced again → b has room
+    await untilTrue(() => b.held.length === 1, 5000, 'b holds /3');
+    expect(lb.app.counters.backend(idA).queueFull).toBe(1);
+    const p4 = get(lb.port(), '/4'); // every server full: the backend queue (1 of maxqueue 1)
+    await untilTrue(() => l.qcur === 1, 5000, '/4 in the backend queue');
+    const r5 = await get(lb.port(), '/5'); // the backend queue full: 503 at once
+    expect(r5.status).toBe(503);
+    expect(l.queueFull).toBe(1);
+    a.release(); b.release();
+    await untilTrue(() => a.held.length + b.held.length === 2, 5000, '/2 and /4 served');
+    a.release(); b.release();
+    const rs = await Promise.all([p1, p2, p3, p4]);
+    expect(rs.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    // /3 was served by b: it carries b's cookie (its persistence to a broken).
+    expect(rs[2].body).toBe('b');
+    expect(String(rs[2].headers['set-cookie'])).toContain('SRV=B');
+    expect([...a.seen, ...b.seen].map((s) => s.url).sort()).toEqual(['/1', '/2', '/3', '/4']);
+  });
+
   it('a client that goes away while queued leaves the queue (CQ) and never reaches the backend', async () => {
     const be = await holdingBackend('a');
     cleanups.push(() => be.close());
