@@ -25,31 +25,50 @@ import { stopAll, killAllSync, treeCpu, treeRssMb } from './lib/procs.mjs';
 import { median, ratioMedian, fmt, fmtInt } from './lib/report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const USAGE = `Usage: npm run bench:https -- [--rounds N] [--duration S] [--scenarios keepalive,full,resumed] [--engine undici|native] [--json FILE] [--keep] [--no-build]\n`;
+const USAGE = `Usage: npm run bench:https -- [--rounds N] [--duration S] [--scenarios keepalive,full,resumed] [--targets LIST] [--base DIR] [--engine undici|native] [--profile DIR] [--json FILE] [--keep] [--no-build]
+  --targets  default pairlb,haproxy,nginx; also pairlb-plain and haproxy-plain (the same process over plain
+             HTTP on a second front end: keep-alive only; TLS's own cost per request is the difference) and
+             pairlb-base (needs --base)
+  --base     another checkout (its dist/ built) run as pairlb-base: an A/B of two builds in one run
+  --profile  write pairlb's --cpu-prof profile to DIR (summarize: node bench/profile.mjs --summarize FILE)\n`;
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string' }, duration: { type: 'string' }, scenarios: { type: 'string' }, json: { type: 'string' },
-  keep: { type: 'boolean' }, engine: { type: 'string' }, 'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' },
+  keep: { type: 'boolean' }, engine: { type: 'string' }, targets: { type: 'string' }, base: { type: 'string' }, profile: { type: 'string' }, 'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' },
 } });
 if (values.help) { process.stdout.write(USAGE); process.exit(0); }
 const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3));
 const SECS = Number(values.duration ?? (values.quick ? 2 : 5));
 const SCEN = (values.scenarios ?? 'keepalive,full,resumed').split(',');
-const TARGETS = ['pairlb', 'haproxy', 'nginx'];
+const TARGETS = (values.targets ?? 'pairlb,haproxy,nginx').split(',');
+const KNOWN = ['pairlb', 'pairlb-base', 'pairlb-plain', 'haproxy', 'haproxy-plain', 'nginx'];
+for (const t of TARGETS) if (!KNOWN.includes(t)) { process.stderr.write(`bench:https: unknown target ${t} (known: ${KNOWN.join(', ')})\n`); process.exit(2); }
+if (!TARGETS.includes('haproxy')) { process.stderr.write('bench:https: the targets must include haproxy (ratios are to it)\n'); process.exit(2); }
+if (TARGETS.includes('pairlb-base') && !values.base) { process.stderr.write('bench:https: pairlb-base needs --base DIR\n'); process.exit(2); }
+/** A plain target is the same process as its TLS twin, reached on its plain front end. */
+const PLAIN = { 'pairlb-plain': 'pairlb', 'haproxy-plain': 'haproxy' };
+/** The processes to start: the TLS targets, and the twin of each plain one. */
+const PROCS = [...new Set(TARGETS.map((t) => PLAIN[t] ?? t))];
 
 const bins = requireBinaries();
 const cpu = cpuPlan();
 const dir = mkdtempSync(join(tmpdir(), 'pairlb-bench-https-'));
 process.on('SIGINT', () => { killAllSync(); process.exit(130); });
 
-/** Every target on one TLS front end named `tls` (ALPN http/1.1), same certificate, same backends. */
+/**
+ * Every target on one TLS front end named `tls` (ALPN http/1.1), same certificate, same backends,
+ * and a plain one named `plain` (read only by the -plain targets). pairlb-base is pairlb from
+ * --base (engine undici; --engine applies to pairlb only).
+ */
 async function startTargets(c, backends) {
   const out = {};
-  const fronts = [{ name: 'tls', tls: c }];
+  const fronts = [{ name: 'tls', tls: c }, { name: 'plain' }];
   const maxconn = Math.floor((nofile() - 200) / 2);
   const pairlb = values.engine === 'native' ? 'pairlb-native' : 'pairlb';
-  for (const name of TARGETS) {
-    out[name] = await startTarget(name === 'pairlb' ? pairlb : name, { dir, bins, cpu: cpu.proxy, backends, maxconn, root: ROOT, fronts, stats: name === 'pairlb' });
+  for (const name of PROCS) {
+    const root = name === 'pairlb-base' ? resolve(values.base) : ROOT;
+    const profileDir = name === 'pairlb' && values.profile ? resolve(values.profile) : undefined;
+    out[name] = await startTarget(name === 'pairlb' ? pairlb : name, { dir, bins, cpu: cpu.proxy, backends, maxconn, root, fronts, profileDir, stats: name.startsWith('pairlb') });
   }
   return out;
 }
@@ -96,8 +115,10 @@ async function main() {
       // Interleaved, the order rotating per round so no target always runs right after another.
       const order = TARGETS.map((_, i) => TARGETS[(i + round) % TARGETS.length]);
       for (const name of order) {
-        const t = targets[name];
-        const url = `https://127.0.0.1:${t.port}/`;
+        const plain = PLAIN[name] !== undefined;
+        if (plain && sc !== 'keepalive') continue;
+        const t = targets[PLAIN[name] ?? name];
+        const url = plain ? `http://127.0.0.1:${t.ports.plain}/` : `https://127.0.0.1:${t.port}/`;
         const hs0 = name === 'pairlb' ? await handshakes(t.statsPort) : undefined;
         const cpu0 = treeCpu(t.pids());
         const t0 = performance.now();
@@ -117,7 +138,7 @@ async function main() {
         const reqs = r.rps * SECS;
         const run = { round, rps: r.rps, errors: r.errors, cpu_s: cpuS, req_per_cpu_s: cpuS > 0 ? reqs / cpuS : NaN, rss_mb: rss, wall };
         ((runs[sc] ??= {})[name] ??= []).push(run);
-        process.stdout.write(`round ${round} ${sc.padEnd(9)} ${name.padEnd(8)} ${fmtInt(r.rps).padStart(7)} req/s  ${fmtInt(run.req_per_cpu_s).padStart(7)} req/CPU-s  errors ${r.errors}\n`);
+        process.stdout.write(`round ${round} ${sc.padEnd(9)} ${name.padEnd(13)} ${fmtInt(r.rps).padStart(7)} req/s  ${fmtInt(run.req_per_cpu_s).padStart(7)} req/CPU-s  errors ${r.errors}\n`);
       }
     }
   }
@@ -127,11 +148,22 @@ async function main() {
     process.stdout.write(`## ${sc}\n| target | req/s median [min–max] | × HAProxy | req/CPU-s | × HAProxy per CPU-s | RSS MB | errors |\n|:--|--:|--:|--:|--:|--:|--:|\n`);
     for (const name of TARGETS) {
       const rs = runs[sc][name];
-      const ratio = ratioMedian(rs, runs[sc].haproxy);
-      const eff = ratioMedian(rs, runs[sc].haproxy, 'req_per_cpu_s');
+      if (!rs) continue;
+      // A plain target is compared with HAProxy over plain HTTP when that ran too.
+      const ref = PLAIN[name] !== undefined && runs[sc]['haproxy-plain'] ? runs[sc]['haproxy-plain'] : runs[sc].haproxy;
+      const ratio = ratioMedian(rs, ref);
+      const eff = ratioMedian(rs, ref, 'req_per_cpu_s');
       const rps = rs.map((x) => x.rps);
       (out[sc] ??= {})[name] = { rps: median(rps), ratio_vs_haproxy: ratio.median, req_per_cpu_s: median(rs.map((x) => x.req_per_cpu_s)), per_cpu_ratio_vs_haproxy: eff.median, rss_mb: Math.max(...rs.map((x) => x.rss_mb)) };
       process.stdout.write(`| ${name} | ${fmtInt(median(rps))} [${fmtInt(Math.min(...rps))}–${fmtInt(Math.max(...rps))}] | ${fmt(ratio.median)} | ${fmtInt(median(rs.map((x) => x.req_per_cpu_s)))} | ${fmt(eff.median)} | ${fmt(Math.max(...rs.map((x) => x.rss_mb)), 0)} | ${rs.reduce((a, x) => a + x.errors, 0)} |\n`);
+    }
+    // TLS's own CPU per request: (1 / req-per-CPU-s over TLS) - (1 / over plain HTTP), same process.
+    for (const [plain, tls] of Object.entries(PLAIN)) {
+      const a = runs[sc][plain], b = runs[sc][tls];
+      if (!a || !b) continue;
+      const us = median(b.map((x) => 1e6 / x.req_per_cpu_s)) - median(a.map((x) => 1e6 / x.req_per_cpu_s));
+      process.stdout.write(`${tls}: TLS costs ${fmt(us, 1)} µs of CPU per request beyond plain HTTP (medians)\n`);
+      (out[sc].tls_cost_us ??= {})[tls] = us;
     }
     if (kinds[sc]) process.stdout.write(`pairlb handshakes during its ${sc} runs: ${kinds[sc].map((k) => `${k.full} full / ${k.resumed} resumed`).join('; ')}\n`);
     process.stdout.write('\n');
