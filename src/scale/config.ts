@@ -60,14 +60,24 @@ export const snmpOverrideSchema = z.object(Object.fromEntries(
 ) as { [K in keyof typeof snmpFields]: z.ZodOptional<(typeof snmpFields)[K]> }).strict();
 
 export const vdsSchema = z.object({
-  /** Name of the VDS's backend in `listen` (and, unless `source` is set, its name on the hypervisor). */
+  /** Name of the VDS as a server of its pool (and, unless `source` is set, its name on the hypervisor). */
   name,
-  /** The pool the VDS (and its clones) serve: a listen section's name or a `backends` entry's. */
-  listen: name,
+  /**
+   * The backend pool the VDS (and its clones) serve: a `backends` entry's name, or a listen
+   * section's (a listen section is a pool of its own name).
+   */
+  backend: name.optional(),
+  /** The same as `backend` (its name before frontends/backends existed); give one of the two. */
+  listen: name.optional(),
   /** Name of the VDS as the hypervisor's clone command knows it; default: `name`. */
   source: name.optional(),
   snmp: snmpOverrideSchema.default({}),
-}).strict();
+}).strict().superRefine((v, ctx) => {
+  if (v.backend === undefined && v.listen === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['backend'], message: 'required: the pool the VDS serves (backend: NAME; listen: NAME is the same key)' });
+  else if (v.backend !== undefined && v.listen !== undefined && v.backend !== v.listen) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen'], message: `listen is the old name of backend: give one of the two (${JSON.stringify(v.backend)} and ${JSON.stringify(v.listen)} differ)` });
+}).transform((v) => ({ ...v, listen: (v.backend ?? v.listen)! }));
+// Below the config the pool is read as `listen` (the key of the scaler's state, events and API),
+// whichever key named it; `backend` keeps what the file said (for error paths).
 
 export const policySchema = z.object({
   /** Clone when load ≥ up … */
@@ -197,8 +207,8 @@ export function resolveSnmp(s: ScaleConfig, v: VdsConfig, hostFallback: string):
 }
 
 /**
- * Cross-section checks (called from the root schema): every VDS names an existing listen section
- * and a backend defined in it.
+ * Cross-section checks (called from the root schema): every VDS names an existing pool (a
+ * `backends` entry or a listen section) and a server of it; the error names the key the file used.
  */
 export function checkScaleRefs(
   scale: ScaleConfig | undefined,
@@ -207,8 +217,9 @@ export function checkScaleRefs(
 ): void {
   if (!scale) return;
   scale.vds.forEach((v, i) => {
+    const key = v.backend !== undefined ? 'backend' : 'listen';
     const l = listens.find((x) => x.name === v.listen);
-    if (!l) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, 'listen'], message: `no listen section named ${JSON.stringify(v.listen)}, nor a backends entry` });
-    else if (!l.backends.some((b) => b.name === v.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, 'name'], message: `listen ${v.listen} has no backend named ${JSON.stringify(v.name)}` });
+    if (!l) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, key], message: key === 'listen' ? `no listen section named ${JSON.stringify(v.listen)}, nor a backends entry` : `no backends entry named ${JSON.stringify(v.listen)}, nor a listen section` });
+    else if (!l.backends.some((b) => b.name === v.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['scale', 'vds', i, 'name'], message: key === 'listen' ? `listen ${v.listen} has no backend named ${JSON.stringify(v.name)}` : `backend ${v.listen} has no server named ${JSON.stringify(v.name)}` });
   });
 }

@@ -36,6 +36,24 @@ describe('scale config', () => {
     expect(c.unknown_clones).toBe('report');
   });
 
+  it('a VDS names its pool with backend: (a backends entry or a listen section); listen: is the same key', () => {
+    const pools = `
+frontends:
+  - { name: web, bind: 127.0.0.1:0, default_backend: app }
+backends:
+  - name: app
+    servers:
+      - { name: php-02, address: 10.0.2.12:80 }
+`;
+    const two = ok.replace('vds: [{ name: php-01, listen: www }]', 'vds: [{ name: php-01, listen: www }, { name: php-02, backend: app }]');
+    const c = parseConfig(base(two) + pools).scale!;
+    expect(c.vds.map((v) => [v.name, v.listen, v.backend])).toEqual([['php-01', 'www', undefined], ['php-02', 'app', 'app']]);
+    // Both keys, naming the same pool: accepted.
+    expect(parseConfig(base(ok.replace('listen: www', 'backend: www, listen: www'))).scale!.vds[0].listen).toBe('www');
+    // A backends pool's server that does not exist: named by the key the file used.
+    expect(problems(base(ok.replace('listen: www', 'backend: app').replace('name: php-01, backend', 'name: php-09, backend')) + pools).join('\n')).toMatch(/scale\.vds\[0\]\.name: backend app has no server named "php-09"/);
+  });
+
   it.each([
     ['no host key pin', ok.replace(/, host_key: "[^"]+"/, ''), /scale\.hypervisors\[0\]\.host_key: required/],
     ['a host key that is not a SHA256 fingerprint', ok.replace(/SHA256:[^"]+/, 'MD5:aa:bb'), /host_key: expected an OpenSSH SHA256 fingerprint/],
@@ -43,6 +61,9 @@ describe('scale config', () => {
     ['v2c without community', ok.replace('version: "3"', 'version: "2c"').replace(/, user.*priv-pass-1/, ''), /scale\.snmp\.community: vds php-01: SNMP v2c needs a community/],
     ['unknown listen', ok.replace('listen: www', 'listen: nope'), /scale\.vds\[0\]\.listen: no listen section named "nope"/],
     ['unknown backend', ok.replace('name: php-01, listen', 'name: php-09, listen'), /scale\.vds\[0\]\.name: listen www has no backend named "php-09"/],
+    ['neither backend nor listen', ok.replace(', listen: www', ''), /scale\.vds\[0\]\.backend: required: the pool the VDS serves/],
+    ['backend and listen naming different pools', ok.replace('listen: www', 'backend: www, listen: web'), /scale\.vds\[0\]\.listen: listen is the old name of backend/],
+    ['unknown backend pool', ok.replace('listen: www', 'backend: nope'), /scale\.vds\[0\]\.backend: no backends entry named "nope"/],
     ['down >= up', ok + '\n  policy: { up: 1.5, down: 1.5 }', /scale\.policy\.down: down \(1\.5\) must be below up \(1\.5\): hysteresis/],
     ['clone template without {name}', ok + '\n  commands: { clone: "clone {source}" }', /scale\.commands\.clone: the clone template must contain \{name\}/],
     ['no hypervisor', ok.replace(/ {2}hypervisors:\n.*$/s, ''), /scale\.hypervisors: at least one hypervisor is required/],

@@ -13,23 +13,26 @@ import { hit, startHarness, until, type Harness } from './harness.js';
  */
 
 const POLL_MS = Number(process.env.PAIRLB_SCALE_POLL_MS ?? 250);
-let agent: Snmpd;
-let hv: Hypervisor;
-let h: Harness;
 
-beforeAll(async () => {
-  agent = await startSnmpd({ load: 1.0 });
-  hv = await startHypervisor('hv1');
-  hv.setInitialLoad(1.5);
-  h = await startHarness({ agent, hypervisors: [{ name: 'hv1', hv }], pollMs: POLL_MS });
-});
-afterAll(async () => {
-  await h?.stop();
-  await hv?.stop();
-  await agent?.stop();
-});
+// The pool as a listen section (scale.vds[].listen) and as a `backends` entry behind a frontend
+// (scale.vds[].backend): the scaler works per pool either way.
+describe.each(['listen', 'backends'] as const)('scaling end to end (real snmpd, sshd, backends, proxy), pool from %s', (model) => {
+  let agent: Snmpd;
+  let hv: Hypervisor;
+  let h: Harness;
 
-describe('scaling end to end (real snmpd, sshd, backends, proxy)', () => {
+  beforeAll(async () => {
+    agent = await startSnmpd({ load: 1.0 });
+    hv = await startHypervisor('hv1');
+    hv.setInitialLoad(1.5);
+    h = await startHarness({ agent, hypervisors: [{ name: 'hv1', hv }], pollMs: POLL_MS, model });
+  });
+  afterAll(async () => {
+    await h?.stop();
+    await hv?.stop();
+    await agent?.stop();
+  });
+
   it('clones on load 2.5, serves traffic through the balancer, removes and destroys on 0.4', async () => {
     const { scaler, url } = h;
     // Steady: the VDS alone serves, and stays alone.
@@ -62,7 +65,7 @@ describe('scaling end to end (real snmpd, sshd, backends, proxy)', () => {
     expect(c.state).toBe('active');
     expect(hv.clones()).toEqual([rec.name]);
     expect(hv.commands()).toContain(`clone vds-01 ${rec.name}`);
-    const b = h.app.backends.get('web', rec.name)!;
+    const b = h.app.backends.get(h.pool, rec.name)!;
     expect(b).toMatchObject({ origin: 'clone', health: 'up', admin: 'ready', meta: { source: 'vds-01', hypervisor: 'hv1' } });
     // No second clone while max_clones_per_vds = 1, even with the load still high.
     await new Promise((r) => setTimeout(r, 4 * POLL_MS));
@@ -74,10 +77,10 @@ describe('scaling end to end (real snmpd, sshd, backends, proxy)', () => {
     agent.setLoad(1.5);
     const tDrop = Date.now();
     hv.setCloneLoad(rec.name, 0.4);
-    await until('clone draining or gone', () => scaler.status().clones.every((x) => x.state === 'removing' || x.state === 'destroying') || !h.app.backends.get('web', rec.name), 10_000, 10);
+    await until('clone draining or gone', () => scaler.status().clones.every((x) => x.state === 'removing' || x.state === 'destroying') || !h.app.backends.get(h.pool, rec.name), 10_000, 10);
     await until('clone destroyed and confirmed', () => scaler.status().clones.length === 0 && hv.clones().length === 0, 15_000, 10);
     const destroyMs = Date.now() - tDrop;
-    expect(h.app.backends.get('web', rec.name)).toBeUndefined();
+    expect(h.app.backends.get(h.pool, rec.name)).toBeUndefined();
     const cmds = hv.commands();
     expect(cmds.slice(cmds.indexOf(`destroy ${rec.name}`))).toEqual([`destroy ${rec.name}`, 'list']);
     const ev = scaler.status().events.map((e) => e.event);
@@ -88,7 +91,7 @@ describe('scaling end to end (real snmpd, sshd, backends, proxy)', () => {
     for (let i = 0; i < 5; i++) expect((await hit(url)).body).toBe('vds-01');
 
     // The figures for the report (poll interval, N=2 up samples, M=3 down samples, rise 2 × 100 ms checks, slowstart 1 s).
-    console.log(`[scale figures] poll=${POLL_MS}ms up_samples=2 down_samples=3 check=100ms rise=2 slowstart=1s: ` +
+    console.log(`[scale figures, pool from ${model}] poll=${POLL_MS}ms up_samples=2 down_samples=3 check=100ms rise=2 slowstart=1s: ` +
       `load>=2 -> clone serving traffic ${serveMs} ms; load<1 -> clone destroyed (list confirms) ${destroyMs} ms`);
     expect(serveMs).toBeLessThan(15_000);
     expect(destroyMs).toBeLessThan(15_000);

@@ -30,10 +30,17 @@ export interface ScaleHarnessOpts {
   /** YAML lines (indented 4) overriding SNMP settings for vds-01 only. */
   vdsSnmp?: string;
   log?: boolean;
+  /**
+   * How the pool is written: a `listen` section named web (scale.vds[].listen: web, the default),
+   * or a frontend web in front of a `backends` pool app (scale.vds[].backend: app).
+   */
+  model?: 'listen' | 'backends';
 }
 
 export interface Harness {
   app: App;
+  /** The pool the VDS serves (web or app, by `model`): the key of app.backends.get(pool, name). */
+  pool: string;
   scaler: Scaler;
   vds: TestBackend;
   url: string;
@@ -51,17 +58,30 @@ export function yamlFor(o: ScaleHarnessOpts, vdsAddress: string): string {
     `      host_key: "${h.hostKey ?? h.hv!.hostKey}"`,
   ].join('\n')).join('\n');
   const c = o.agent.creds;
-  return `
-global:
-  node: scale-test
-listen:
+  const pool = o.model === 'backends'
+    ? `frontends:
+  - name: web
+    bind: ${o.bind ?? '127.0.0.1:0'}
+    default_backend: app
+backends:
+  - name: app
+    slowstart: 1s
+    check: { type: http, path: /, interval: 100ms, timeout: 500ms, rise: 2, fall: 2 }
+    servers:
+      - name: vds-01
+        address: ${vdsAddress}`
+    : `listen:
   - name: web
     bind: ${o.bind ?? '127.0.0.1:0'}
     slowstart: 1s
     check: { type: http, path: /, interval: 100ms, timeout: 500ms, rise: 2, fall: 2 }
     backends:
       - name: vds-01
-        address: ${vdsAddress}
+        address: ${vdsAddress}`;
+  return `
+global:
+  node: scale-test
+${pool}
 scale:
   snmp:
     version: "3"
@@ -74,7 +94,7 @@ scale:
     retries: 0
   vds:
     - name: vds-01
-      listen: web
+      ${o.model === 'backends' ? 'backend: app' : 'listen: web'}
 ${o.vdsSnmp ? '      snmp:\n' + o.vdsSnmp.replace(/^/gm, '    ') : ''}
   policy:
     up: 2.0
@@ -105,7 +125,7 @@ export async function startHarness(o: ScaleHarnessOpts): Promise<Harness> {
   const scaler = getScaler(a.app);
   if (!scaler) throw new Error('scale module not registered');
   return {
-    app: a.app, scaler, vds, url: a.url(), stateDir,
+    app: a.app, pool: o.model === 'backends' ? 'app' : 'web', scaler, vds, url: a.url('web'), stateDir,
     async stop() {
       await a.stop();
       await vds.close();
