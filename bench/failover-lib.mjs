@@ -56,7 +56,7 @@ export async function cleanupStale() {
   const out = await run('ip', ['netns', 'list'], { allowFail: true });
   for (const line of out.split('\n')) {
     const name = line.split(' ')[0];
-    const m = /^ph([0-9a-z]+)x[0-9a-f]{2}-/.exec(name);
+    const m = /^ph([0-9a-z]+)x[0-9a-f]{2}[a-z]{0,4}-/.exec(name);
     if (m && !alive(parseInt(m[1], 36))) await deleteNs(name);
   }
 }
@@ -77,9 +77,11 @@ export class Topology {
 
   ns(n) { return `${this.prefix}-${n}`; }
 
-  static async create() {
+  /** `tag`: up to 4 lower-case letters put in every name (an engineer's or a test's prefix). */
+  static async create(tag = '') {
+    if (!/^[a-z]{0,4}$/.test(tag)) throw new Error(`topology tag ${JSON.stringify(tag)}: up to 4 lower-case letters`);
     await cleanupStale();
-    const t = new Topology(`${BASE}${process.pid.toString(36)}x${randomBytes(1).toString('hex')}`);
+    const t = new Topology(`${BASE}${process.pid.toString(36)}x${randomBytes(1).toString('hex')}${tag}`);
     try { await t.build(); } catch (e) { await t.destroy(); throw e; }
     return t;
   }

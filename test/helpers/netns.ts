@@ -4,6 +4,9 @@
  * that `npm run bench:failover` shares it without a build step; this file gives it types.
  */
 import http from 'node:http';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 // @ts-ignore plain .mjs without declarations (tests are not type-checked by tsc -p .)
@@ -39,7 +42,8 @@ export const NET = lib.NET as {
   vip: string; prefix: number; client: string; lb1: { pub: string; ded: string }; lb2: { pub: string; ded: string };
   web1: string; web2: string; webPort: number;
 };
-export const createTopology = (): Promise<Topology> => lib.Topology.create();
+/** `tag`: up to 4 lower-case letters in every namespace name (a test's or an engineer's prefix). */
+export const createTopology = (tag?: string): Promise<Topology> => lib.Topology.create(tag);
 export const cleanupStale = (): Promise<void> => lib.cleanupStale();
 export const startPoller = (t: Topology, o?: { interval?: number; timeout?: number; maxMs?: number }): Poller => lib.startPoller(t, o);
 export const analyse = (samples: Sample[], t0: number, to: string, tEnd?: number): Figures => lib.analyse(samples, t0, to, tEnd);
@@ -90,3 +94,64 @@ export const run = (cmd: string, args: string[], opts?: { allowFail?: boolean })
  * stall is a hang and costs a failover, which those tests would read as a spurious role change.
  */
 export const STALL_TOLERANT_HA = '  watchdog: 1s\n';
+
+/** A running HA pair in a fresh topology (startPair). */
+export interface Pair {
+  t: Topology;
+  /** Temp dir (mode 0755): ha.key, lbN.yaml, state-lbN/, lbN-admin.sock. */
+  dir: string;
+  lb1: Proc;
+  lb2: Proc;
+  webs: Proc[];
+  /** Start a node again from its config file (after a kill); replaces pair.lb1 / pair.lb2. */
+  start(node: 'lb1' | 'lb2'): Proc;
+  /** The node's admin socket (pairlbConfig puts it in dir). */
+  admin(node: 'lb1' | 'lb2'): string;
+  /** Kill every process started here, delete the namespaces and the dir. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * The two-node set-up the namespace tests share: stale namespaces cleaned, a temp dir with the
+ * HA key, the topology (`tag` in its names), the web backends listening, each node's config
+ * written (`config(node, dir)`, default pairlbConfig with STALL_TOLERANT_HA + `haExtra`), lb1
+ * started and master, then lb2 started and backup. On a failure half-way, what was made is undone.
+ */
+export async function startPair(o: {
+  tag: string; key: string; dirPrefix?: string; webs?: ('w1' | 'w2')[]; haExtra?: string;
+  /** Files the configs need (certificates…), made in dir before anything starts. */
+  prepare?: (dir: string) => void;
+  config?: (node: 'lb1' | 'lb2', dir: string) => string; roleMs?: number;
+}): Promise<Pair> {
+  const dir = mkdtempSync(join(tmpdir(), `pairlb-${o.dirPrefix ?? o.tag}-`));
+  chmodSync(dir, 0o755);
+  writeFileSync(join(dir, 'ha.key'), o.key + '\n', { mode: 0o600 });
+  const procs: Proc[] = [];
+  let t: Topology | undefined;
+  const destroy = async (): Promise<void> => {
+    for (const p of procs) p.kill('SIGKILL');
+    await t?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    o.prepare?.(dir);
+    t = await createTopology(o.tag);
+    const topo = t;
+    const webs = (o.webs ?? ['w1', 'w2']).map((w) => topo.startWeb(w));
+    procs.push(...webs);
+    await Promise.all(webs.map((w) => w.waitFor((l: string) => l === 'listening', 10_000, 'web listening')));
+    for (const n of ['lb1', 'lb2'] as const) writeFileSync(join(dir, `${n}.yaml`), o.config ? o.config(n, dir) : pairlbConfig(n, { dir, haExtra: o.haExtra }));
+    const pair: Pair = {
+      t: topo, dir, webs, lb1: undefined as unknown as Proc, lb2: undefined as unknown as Proc,
+      start(node) { const p = startPairlb(topo, node, join(dir, `${node}.yaml`), join(dir, `state-${node}`)); procs.push(p); pair[node] = p; return p; },
+      admin: (node) => join(dir, `${node}-admin.sock`),
+      destroy,
+    };
+    await pair.start('lb1').waitRole('master', o.roleMs ?? 20_000);
+    await pair.start('lb2').waitRole('backup', o.roleMs ?? 20_000);
+    return pair;
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+}

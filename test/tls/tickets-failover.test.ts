@@ -1,10 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
-import { NET, adminRequest, cleanupStale, createTopology, pairlbConfig, startPairlb, type Proc, type Topology } from '../helpers/netns.js';
+import { NET, adminRequest, pairlbConfig, startPair, type Pair, type Proc, type Topology } from '../helpers/netns.js';
 
 /**
  * TLS session resumption across a failover (issue 13): two real pairlb processes in network
@@ -18,11 +16,12 @@ ensurePackages(['iproute2', 'iputils-arping']);
 
 const KEY = 'tickets-failover-key-0123456789abcdef';
 const TIMING = '  keepalive: 150ms\n  warntime: 360ms\n  deadtime: 600ms\n  garp: { probe_timeout: 400ms }\n';
+let pair: Pair;
 let t: Topology;
 let dir: string;
 let lb1: Proc, lb2: Proc;
 
-function config(node: 'lb1' | 'lb2'): string {
+function config(node: 'lb1' | 'lb2', dir: string): string {
   const base = pairlbConfig(node, { dir, haExtra: TIMING });
   const shop = `listen:
   - name: shop
@@ -46,28 +45,19 @@ async function sClient(sess: { out?: string; in?: string }): Promise<{ kind: str
 }
 
 beforeAll(async () => {
-  await cleanupStale();
-  dir = mkdtempSync(join(tmpdir(), 'pairlb-tickets-ha-'));
-  chmodSync(dir, 0o755);
-  writeFileSync(join(dir, 'ha.key'), KEY + '\n', { mode: 0o600 });
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', '/CN=shop.test', '-addext', 'subjectAltName=DNS:shop.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
-  execFileSync('sh', ['-c', `cat ${dir}/c.pem ${dir}/k.pem > ${dir}/shop.pem`]);
-  t = await createTopology();
-  const web = t.startWeb('w1');
-  await web.waitFor((l) => l === 'listening', 5000, 'web listening');
-  for (const n of ['lb1', 'lb2'] as const) writeFileSync(join(dir, `${n}.yaml`), config(n));
-  lb1 = startPairlb(t, 'lb1', join(dir, 'lb1.yaml'), join(dir, 'state-lb1'));
-  await lb1.waitRole('master', 15_000);
-  lb2 = startPairlb(t, 'lb2', join(dir, 'lb2.yaml'), join(dir, 'state-lb2'));
-  await lb2.waitRole('backup', 15_000);
+  pair = await startPair({
+    tag: 'tkt', key: KEY, dirPrefix: 'tickets-ha', webs: ['w1'],
+    prepare: (d) => {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+        '-subj', '/CN=shop.test', '-addext', 'subjectAltName=DNS:shop.test', '-keyout', join(d, 'k.pem'), '-out', join(d, 'c.pem')], { stdio: 'ignore' });
+      execFileSync('sh', ['-c', `cat ${d}/c.pem ${d}/k.pem > ${d}/shop.pem`]);
+    },
+    config,
+  });
+  ({ t, dir, lb1, lb2 } = pair);
 }, 60_000);
 
-afterAll(async () => {
-  for (const p of [lb1, lb2]) p?.kill('SIGKILL');
-  await t?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(async () => { await pair?.destroy(); }, 30_000);
 
 describe('TLS session tickets shared by the HA pair', () => {
   it('a session from the master resumes on the new master after a failover ("Reused")', async () => {
