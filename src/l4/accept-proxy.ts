@@ -42,6 +42,18 @@ export function localAddress(s: Socket): ProxyAddress {
   return t ?? { address: s.localAddress ?? '', port: s.localPort ?? 0 };
 }
 
+/**
+ * `to` stands for the same client as `from` (a TLSSocket over the raw socket whose header was
+ * read): copied once per connection, so the per-request readers above stay one property read.
+ */
+export function inheritClient(from: Socket, to: Socket): void {
+  const f = from as Tagged & { [kDest]?: ProxyAddress };
+  if (f[kClient] === undefined) return;
+  const t = to as Tagged & { [kDest]?: ProxyAddress };
+  t[kClient] = f[kClient];
+  t[kDest] = f[kDest];
+}
+
 export interface AcceptProxySettings {
   /** The trusted sources (src/config/cidr.ts: the one home of CIDR matching). */
   readonly from: SourceFilter;

@@ -9,6 +9,7 @@ import type { TlsConfig } from './config.js';
 import { CertStore, loadCertificates } from './store.js';
 import type { CertError, LoadedCert } from './pem.js';
 import { expiryWarning } from './check.js';
+import { inheritClient } from '../l4/accept-proxy.js';
 
 /**
  * TLS termination of one bind: its CertStore (swapped whole on reload), SNI selection, handshake
@@ -185,6 +186,9 @@ export class TlsTerminator {
       // An Upgrade that did not switch hands the socket back through this event (proxy/upgrade.ts).
       if (s[kCounted]) return;
       s[kCounted] = true;
+      // accept_proxy: the PROXY header's client was read off the raw socket; requests see this one.
+      const raw = (s as TLSSocket & { _parent?: Socket })._parent;
+      if (raw) inheritClient(raw, s);
       if (s.isSessionReused()) c.resumed++; else c.full++;
       if (!(s as TLSSocket & { servername?: string | false }).servername) c.noSni++;
     });

@@ -21,14 +21,18 @@ export interface PairlbProc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `startMs`: how long to wait for 'pairlb started' (default 15 s; worker threads load every module again). */
-export async function startPairlb(yaml: string, opts: { dir?: string; args?: string[]; env?: Record<string, string>; nofile?: number; startMs?: number } = {}): Promise<PairlbProc> {
+/**
+ * `startMs`: how long to wait for 'pairlb started' (default 15 s; worker threads load every module
+ * again). `netns`: run it in that network namespace (`ip netns exec` execs node: same pid).
+ */
+export async function startPairlb(yaml: string, opts: { dir?: string; args?: string[]; env?: Record<string, string>; nofile?: number; startMs?: number; netns?: string } = {}): Promise<PairlbProc> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'pairlb-test-'));
   const cfgFile = join(dir, 'pairlb.yaml');
   writeFileSync(cfgFile, yaml);
   const argv = [CLI, 'start', '-c', cfgFile, '--state-dir', join(dir, 'state'), ...(opts.args ?? [])];
   // prlimit execs node: the child's pid is pairlb's.
-  const [cmd, args] = opts.nofile ? ['prlimit', [`--nofile=${opts.nofile}`, '--', process.execPath, ...argv]] : [process.execPath, argv];
+  const [cmd, args] = opts.nofile ? ['prlimit', [`--nofile=${opts.nofile}`, '--', process.execPath, ...argv]]
+    : opts.netns ? ['ip', ['netns', 'exec', opts.netns, process.execPath, ...argv]] : [process.execPath, argv];
   const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env },
   });

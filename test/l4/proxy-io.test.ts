@@ -157,6 +157,67 @@ describe('accept_proxy, mode http', () => {
   });
 });
 
+describe('accept_proxy on a TLS bind', () => {
+  it('the PROXY header comes before the ClientHello: XFF and the log carry its client; a source outside the CIDRs, or a ClientHello without a header, is refused and counted', async () => {
+    const { makeCa, makeLeaf, pemOf } = await import('../helpers/certs.js');
+    const { tempDir } = await import('../daemon/daemon.js');
+    const { rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { connect: tlsConnect } = await import('node:tls');
+    const { connect } = await import('node:net');
+    const dir = tempDir('l4w-tls-proxy');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ca = makeCa(join(dir, 'ca'));
+    const leaf = makeLeaf(ca, 'www', ['www.example.test']);
+    const web = await startBackend('web');
+    cleanups.push(() => web.close());
+    const p = await app(`listen:
+  - name: www
+    bind: 127.0.0.1:0
+    tls:
+      certificates: [${leaf.bundle}]
+    accept_proxy:
+      from: [127.0.0.1/32]
+    backends:
+      - name: web
+        address: ${web.address}
+        check: false
+`);
+    /** TCP from `local`, optionally a PROXY header, then TLS and one request; resolves with the answer or the error. */
+    const ask = (local: string, header: string | null) => new Promise<string>((ok) => {
+      const raw = connect({ port: p.port(), host: '127.0.0.1', localAddress: local }, () => {
+        if (header !== null) raw.write(header);
+        const t = tlsConnect({ socket: raw, servername: 'www.example.test', ca: pemOf(ca.rootCert) + pemOf(ca.intCert) }, () => {
+          t.write('GET /tls HTTP/1.1\r\nHost: www.example.test\r\nConnection: close\r\n\r\n');
+        });
+        let out = '';
+        t.on('data', (d: Buffer) => { out += d.toString(); });
+        t.on('end', () => ok(out));
+        t.on('error', (e) => ok(`error: ${e.message}`));
+      });
+      raw.on('error', (e) => ok(`error: ${e.message}`));
+      cleanups.push(() => raw.destroy());
+    });
+    const good = await ask('127.0.0.1', 'PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\n');
+    expect(good).toMatch(/^HTTP\/1.1 200/);
+    expect(web.seen.map((s) => [s.url, s.headers['x-forwarded-for'], s.headers['x-forwarded-proto']])).toEqual([['/tls', '203.0.113.7', 'https']]);
+    await waitFor(() => p.access().length === 1, 5000, 'access line');
+    expect(p.access()[0]).toMatchObject({ client: '203.0.113.7', client_port: 40000 });
+    // A good header from a source outside `from`: closed before any TLS byte is answered (the
+    // client sees a reset or an end without a handshake: no answer either way).
+    const untrusted = await ask('127.0.0.2', 'PROXY TCP4 203.0.113.8 198.51.100.1 40001 443\r\n');
+    expect(untrusted).toMatch(/^(error: .*)?$/);
+    // A ClientHello first (no header) from a trusted source: refused too.
+    const bare = await ask('127.0.0.1', null);
+    expect(bare).toMatch(/^(error: .*)?$/);
+    expect(p.app.counters.listen('www').proxyRefused).toBe(2);
+    expect(web.seen).toHaveLength(1);
+    // And the next good client is served.
+    expect(await ask('127.0.0.1', 'PROXY TCP4 203.0.113.9 198.51.100.1 40002 443\r\n')).toMatch(/^HTTP\/1.1 200/);
+    expect(web.seen[1].headers['x-forwarded-for']).toBe('203.0.113.9');
+  });
+});
+
 describe('send_proxy, mode http: exact bytes at the server', () => {
   /** Records each connection's bytes; answers every request head (no bodies here) with 200 "ok". */
   async function httpRecorder(): Promise<TcpBackend> {

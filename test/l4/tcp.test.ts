@@ -282,3 +282,47 @@ describe('mode tcp: server maxconn and the backend queue (src/proxy/queue.ts, as
     await h.until(() => h.text === '220 a\r\nOK\r\n', 5000, 'holder still relays');
   });
 });
+
+describe('mode tcp: half-close and cuts', () => {
+  it('the server half-closes first: the client gets its bytes and EOF, can still send, and the server reads it; both closed: one -- line', async () => {
+    // A server that says goodbye at once (FIN after "bye") and keeps reading until the client's FIN.
+    const got: Buffer[] = [];
+    const [s] = await backends('s');
+    s.server.removeAllListeners('connection');
+    s.server.on('connection', (sock) => {
+      sock.on('error', () => {});
+      sock.end('bye\r\n');
+      sock.on('data', (d: Buffer) => got.push(d));
+    });
+    const p = await app(yaml([{ name: 's', address: s.address }]));
+    const c = client(p.port());
+    await c.until(() => c.ended, 5000, 'server FIN relayed');
+    expect(c.text).toBe('bye\r\n');
+    c.write('late words\r\n');
+    await waitFor(() => Buffer.concat(got).toString() === 'late words\r\n', 5000, 'server reads after its own FIN');
+    c.sock.end();
+    await c.until(() => c.closed, 5000, 'closed');
+    await waitFor(() => p.access().length === 1, 5000, 'tcplog line');
+    expect(p.access()[0]).toMatchObject({ termination: '--', bytes_in: 12, bytes_read: 5 });
+  });
+
+  it('a client reset mid-data closes the server side (CD); a server reset closes the client (SD); the next client is served', async () => {
+    const [a] = await backends('a');
+    const p = await app(yaml([{ name: 'a', address: a.address }]));
+    const c = client(p.port());
+    await c.until(() => c.text === '220 a\r\n', 5000, 'greeting');
+    c.write('half a line');
+    await waitFor(() => a.received[0]?.toString() === 'half a line', 5000, 'bytes at the server');
+    c.sock.resetAndDestroy();
+    await waitFor(() => a.sockets[0].destroyed, 5000, 'server side closed');
+    const d = client(p.port());
+    await d.until(() => d.text === '220 a\r\n', 5000, 'greeting 2');
+    a.sockets[1].resetAndDestroy();
+    await d.until(() => d.ended || d.closed, 5000, 'client closed after the server reset');
+    await waitFor(() => p.access().length === 2, 5000, 'two tcplog lines');
+    expect(p.access().map((l) => l.termination)).toEqual(['CD', 'SD']);
+    const e = client(p.port());
+    await e.until(() => e.text === '220 a\r\n', 5000, 'next client');
+    expect(p.app.counters.backend(p.app.backends.get('mail', 'a')!.id).cur).toBe(1);
+  });
+});
