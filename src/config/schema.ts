@@ -509,6 +509,13 @@ export const globalSchema = z.object({
    * (os.availableParallelism()). Takes effect at start (a reload keeps the running count).
    */
   workers: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default(0),
+  /**
+   * Time one event-loop turn of a data plane spends on requests of open keep-alive connections;
+   * past it, further such requests wait for the next turns (in arrival order), so that new
+   * connections are accepted and their first request served first under saturation (HAProxy
+   * bounds a turn with tune.maxpollevents; libuv accepts one connection per turn). 0: no bound.
+   */
+  turn_budget: duration.default('2ms'),
   log: logSchema.default({}),
 }).strict();
 

@@ -810,11 +810,22 @@ export class Listener {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const sock = req.socket as ClientSocket;
     let q = sock[kConn];
+    const first = q === undefined;
     if (q === undefined) q = sock[kConn] = new ConnQueue();
     if (q.handedBack) { q.handedBack = false; sock.setTimeout(0); }
     q.last = req;
     if (q.busy) { this.enqueue(sock, q, req, res); return; }
     q.busy = true;
+    // A long turn parks requests of open keep-alive connections (src/proxy/turn-budget.ts).
+    if (!this.pm.turn.admit(first, this, res)) { this.counters.parked++; return; }
+    this.handle(req, res);
+  }
+
+  /** A request parked by the turn budget, served in a later pass (its connection may be gone). */
+  resumeParked(res: ServerResponse): void {
+    const req = res.req;
+    // Closed while parked: nothing was counted yet, as for an unstarted pipelined request.
+    if (req.socket.destroyed) return;
     this.handle(req, res);
   }
 
@@ -880,7 +891,8 @@ export class Listener {
     }
     q.busy = true;
     if (x instanceof HeldBytes) startUpgrade(this, req, x);
-    else this.handle(req, x as ServerResponse);
+    else if (this.pm.turn.admit(false, this, x as ServerResponse)) this.handle(req, x as ServerResponse);
+    else this.counters.parked++;
   }
 
   /** One request (upgrade: its Upgrade header and the bytes after its head, for startUpgrade). */

@@ -4,6 +4,8 @@ import { Listener } from './listener.js';
 import { Pool } from './pool.js';
 import { sitesOf } from '../config/sites.js';
 import { AcceptGuard } from './accept-guard.js';
+import { TurnBudget } from './turn-budget.js';
+import type { ServerResponse } from 'node:http';
 import { certVerdict, tlsStatuses } from '../tls/status.js';
 import { AccessLog } from './access-log.js';
 import { routeSpecs, type DataPlaneControl, type DataPlaneHost, type WorkerInfo } from './contract.js';
@@ -47,6 +49,8 @@ export class ProxyManager implements DataPlaneControl {
   readonly guard: AcceptGuard;
   /** The access log, shared by every listener; global.log reloads reconfigure it in place. */
   readonly access: AccessLog;
+  /** Bound on the request work of one loop turn (global.turn_budget), shared by every listener of this thread. */
+  readonly turn: TurnBudget<Listener, ServerResponse>;
 
   private readonly startedAt = Date.now();
 
@@ -57,6 +61,7 @@ export class ProxyManager implements DataPlaneControl {
   constructor(readonly host: DataPlaneHost, public cfg: Config, guardOpts?: ConstructorParameters<typeof AcceptGuard>[2]) {
     this.guard = new AcceptGuard(host.log, cfg.global.maxconn, guardOpts);
     this.access = new AccessLog(host.log, cfg.global.log);
+    this.turn = new TurnBudget(cfg.global.turn_budget, (l, res) => l.resumeParked(res));
   }
 
   /** A pool's (or mode tcp/udp section's) snapshot changed. */
@@ -98,6 +103,7 @@ export class ProxyManager implements DataPlaneControl {
   async reload(cfg: Config): Promise<void> {
     this.cfg = cfg;
     this.guard.update(cfg.global.maxconn);
+    this.turn.budgetMs = cfg.global.turn_budget;
     const gone = this.applyPools(cfg);
     const sites = sitesOf(cfg);
     const listens = new Map(cfg.listen.map((l) => [l.name, l]));

@@ -194,6 +194,11 @@ export const COLUMNS: readonly Column[] = [
     key: 'tunnels', title: 'Tun tot', group: 'Sessions', help: 'Upgrade (WebSocket) tunnels opened since start',
     tier: 3, value: (r) => r.c.tunnels, display: fmtCount, prom: { metric: 'tunnels_total', type: 'counter', help: 'Upgrade (WebSocket) tunnels opened since start' },
   },
+  {
+    key: 'parked', title: 'Parked', group: 'Sessions', help: 'requests of open keep-alive connections that waited for a later event-loop turn so new connections were served first (global.turn_budget; TOTAL row only)',
+    tier: 3, value: (r) => (r.kind === 'total' ? r.c.parked : null),
+    prom: { metric: 'parked_requests_total', type: 'counter', help: 'Requests of open keep-alive connections served in a later event-loop turn (global.turn_budget)', kinds: ['total'] },
+  },
   { key: 'max', title: 'Max', group: 'Sessions', help: 'most sessions in flight at once', tier: 3, value: (r) => r.c.max, prom: { metric: 'max_sessions', type: 'gauge', help: 'Most requests in flight at once since start' } },
   { key: 'total', title: 'Total', group: 'Sessions', help: 'sessions since start', tier: 2, value: (r) => r.c.total, display: fmtCount, prom: { metric: 'sessions_total', type: 'counter', help: 'Requests since start' } },
   { key: 'rate', title: 'Rate', group: 'Sessions', help: 'sessions per second (last 5 s)', value: (r) => Math.round(r.rate * 10) / 10, display: fmtCount },

@@ -39,6 +39,8 @@ export class Counters {
   /** Requests refused by a per-client limit (429) and connections by allow/deny (TOTAL rows). */
   limited = 0;
   deniedConn = 0;
+  /** Requests of open keep-alive connections that waited for a later loop turn (global.turn_budget; TOTAL rows of frontends). */
+  parked = 0;
   /** Connections refused at the PROXY protocol header (accept_proxy: untrusted source, bad, timeout). */
   proxyRefused = 0;
   /** TLS passthrough: connections closed because no ClientHello could be read (garbage, truncated, timeout). */
@@ -118,7 +120,7 @@ export class CounterStore {
  * fails when a field of Counters is in none of these lists.
  */
 export const ADDITIVE = ['cur', 'total', 'bytesIn', 'bytesOut', 'errReq', 'errConn', 'errResp', 'retries', 'redispatches', 'tunnels', 'tunnelsCur', 'refusedConn',
-  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'queueFull', 'limited', 'deniedConn', 'proxyRefused', 'helloRefused', 'flowsEvicted',
+  'qcur', 'queued', 'queueTimeouts', 'queueMs', 'queueFull', 'limited', 'deniedConn', 'parked', 'proxyRefused', 'helloRefused', 'flowsEvicted',
   'h2RapidReset', 'h2HeaderList', 'h2HeaderFlood', 'h2Continuation', 'h2PingFlood', 'h2SettingsFlood', 'h2StreamIdle', 'h2WindowStall', 'h2Idle', 'h2Protocol'] as const;
 export const PEAK = ['max', 'qmax', 'lastSession'] as const;
 export const LOCAL = ['connectFailStreak', 'fiveXxStreak'] as const;
