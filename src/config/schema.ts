@@ -247,6 +247,18 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
   /** Terminate TLS on this bind (docs/tls.md). Absent: plain HTTP. */
   tls: tlsSchema.optional(),
   /**
+   * HTTP/2 on a TLS bind: ALPN offers `h2` before `http/1.1`; HTTP/2 streams go through the same
+   * rules and pools as HTTP/1.1 requests, to the servers over HTTP/1.1 (docs/http2.md).
+   * Ignored without `tls`.
+   */
+  h2: bool.default(false),
+  /**
+   * Cleartext HTTP/2 with prior knowledge on a plain bind (a connection that starts with the
+   * HTTP/2 preface; HTTP/1.1 still works on the same bind). For internal clients: browsers only
+   * speak HTTP/2 over TLS. Ignored with `tls`.
+   */
+  h2c: bool.default(false),
+  /**
    * http: a reverse proxy; tcp: connections relayed byte for byte (SMTP, IMAP, TLS passthrough);
    * udp: datagrams relayed per client flow (DNS). In tcp and udp modes the HTTP keys are ignored;
    * `timeouts.tunnel` is the idle timeout of a TCP connection.
@@ -374,6 +386,18 @@ export const frontendSchema = z.object({
   bind: hostPort,
   /** Terminate TLS on this bind (docs/tls.md). Absent: plain HTTP. */
   tls: tlsSchema.optional(),
+  /**
+   * HTTP/2 on a TLS bind: ALPN offers `h2` before `http/1.1`; HTTP/2 streams go through the same
+   * rules and pools as HTTP/1.1 requests, to the servers over HTTP/1.1 (docs/http2.md).
+   * Ignored without `tls`.
+   */
+  h2: bool.default(false),
+  /**
+   * Cleartext HTTP/2 with prior knowledge on a plain bind (a connection that starts with the
+   * HTTP/2 preface; HTTP/1.1 still works on the same bind). For internal clients: browsers only
+   * speak HTTP/2 over TLS. Ignored with `tls`.
+   */
+  h2c: bool.default(false),
   /** Protocol: http. */
   mode: z.literal('http').default('http'),
   /** Require a PROXY protocol header (v1 or v2) on every connection, from these sources only. */

@@ -197,7 +197,8 @@ export class AccessLog {
         status, bytes_read: bytesOut, bytes_in: bytesIn,
         termination: ex.termination, retries: ex.attempts > 1 ? ex.attempts - 1 : 0,
         srv_queue: ex.srvQueue, backend_queue: ex.backendQueue,
-        method: req.method, uri: req.url,
+        // HTTP/2 streams only (absent: HTTP/1.x), as the combined line's request line says it.
+        method: req.method, uri: req.url, proto: ex.h2 ? 'HTTP/2.0' : undefined,
       });
       return;
     }
@@ -218,7 +219,7 @@ export class AccessLog {
       + ',"status":' + status + ',"bytes_read":' + bytesOut + ',"bytes_in":' + bytesIn
       + ',"termination":"' + ex.termination + '","retries":' + (ex.attempts > 1 ? ex.attempts - 1 : 0)
       + ',"srv_queue":' + ex.srvQueue + ',"backend_queue":' + ex.backendQueue
-      + (req.method !== undefined ? ',"method":' + JSON.stringify(req.method) : '') + (req.url !== undefined ? ',"uri":' + JSON.stringify(req.url) : '') + '}\n';
+      + (req.method !== undefined ? ',"method":' + JSON.stringify(req.method) : '') + (req.url !== undefined ? ',"uri":' + JSON.stringify(req.url) : '') + (ex.h2 ? ',"proto":"HTTP/2.0"' : '') + '}\n';
     if (!this.levelled) { out.write(line); return; }
     this.pending += line;
     if (!this.flushQueued) { this.flushQueued = true; setImmediate(this.flushFn); }

@@ -25,6 +25,8 @@ import { isTls } from '../tls/flag.js';
 import { AcceptProxy, clientAddress, clientPort, localAddress, acceptProxySettings } from '../l4/accept-proxy.js';
 import { encodeProxyHeader } from '../l4/proxy-protocol.js';
 import type { AttemptSink, Engine, Upstream, UpstreamConfig } from './engine.js';
+import { H2Front, sniffPreface } from '../h2/server.js';
+import { alpnList, setAlpn } from '../h2/alpn.js';
 
 /** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */
 const RES_LENS = new Uint8Array(32);
@@ -318,17 +320,21 @@ class Exchange {
   upgrade: string | null = null;
   upgradeHeld: HeldBytes | null = null;
   readonly resumeUpstream = (): void => { const r = this.resumeFn; if (r) r(); };
-  /** Kept: req.socket is nulled when the response finishes. */
+  /** The client connection (kept: req.socket is nulled when the response finishes; HTTP/2: the session's). */
   readonly socket: Socket;
 
   constructor(
     readonly l: Listener,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
+    socket: Socket,
+    readonly method: string,
     readonly headers: string[],
     readonly hasBody: boolean,
     readonly path: string,
-  ) { this.socket = req.socket; }
+    /** A stream of an HTTP/2 connection (src/h2/): its refusals never close the connection. */
+    readonly h2: boolean,
+  ) { this.socket = socket; }
 
   send(route: Route): void {
     this.route = route;
@@ -337,7 +343,7 @@ class Exchange {
     const a = new Attempt(this, route);
     this.attempt = a;
     const engine = this.p.s.engine;
-    engine.send(route.sendProxy === 0 ? route.upstream : privateUpstream(this.socket, route, engine, this.p.s.cfg), { method: this.req.method!, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
+    engine.send(route.sendProxy === 0 ? route.upstream : privateUpstream(this.socket, route, engine, this.p.s.cfg), { method: this.method, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
   }
 
   /** The backend answered 101 to an Upgrade request: tunnel if it switched to what was asked for. */
@@ -431,7 +437,7 @@ class Exchange {
    */
   informational(status: number, raw: (Buffer | string)[]): void {
     const res = this.res;
-    if (res.headersSent || this.req.httpVersionMinor === 0) return;
+    if (res.headersSent || (!this.h2 && this.req.httpVersionMinor === 0)) return;
     if (status === 102) { res.writeProcessing(); return; }
     if (status !== 103) return;
     const hints: Record<string, string | string[]> = {};
@@ -512,7 +518,7 @@ class Exchange {
     } else {
       route.counters.errResp++;
       const timeout = TIMEOUT_CODES.has(code);
-      const safe = !this.hasBody && IDEMPOTENT.has(this.req.method!);
+      const safe = !this.hasBody && IDEMPOTENT.has(this.method);
       retry = safe && (timeout ? s.retryTimeout : (s.retryEmpty || s.retryReset));
       status = timeout ? 504 : 502;
       this.termination = timeout ? 'sH' : 'SH';
@@ -577,8 +583,11 @@ class Exchange {
     const res = this.res;
     if (res.headersSent || res.destroyed) { res.destroy(); return; }
     // A refusal closes the connection; requests pipelined behind it are not served (handle).
-    if (close) { res.shouldKeepAlive = false; (this.socket as ClientSocket)[kRefused] = true; }
-    let h = close ? [...p.headers, 'connection', 'close'] : p.headers;
+    if (close && !this.h2) {
+      res.shouldKeepAlive = false;
+      (this.socket as ClientSocket)[kRefused] = true;
+    }
+    let h = close && !this.h2 ? [...p.headers, 'connection', 'close'] : p.headers;
     if (retryAfter !== undefined) h = [...h, 'retry-after', retryAfter];
     res.writeHead(status, STATUS_TEXT[status], h);
     res.end(p.body);
@@ -591,7 +600,8 @@ class Exchange {
   respondLocal(status: number, headers: string[], body: Buffer | undefined): void {
     this.status = status;
     const res = this.res;
-    if (this.hasBody) { res.shouldKeepAlive = false; (this.socket as ClientSocket)[kRefused] = true; headers.push('connection', 'close'); }
+    // (HTTP/2: the stream ends, its unread DATA is refused by RST_STREAM; the connection goes on.)
+    if (this.hasBody && !this.h2) { res.shouldKeepAlive = false; (this.socket as ClientSocket)[kRefused] = true; headers.push('connection', 'close'); }
     const rule = this.rule;
     if (rule !== null) editResponse(rule, headers, this.socket);
     res.writeHead(status, STATUS_TEXT[status], headers);
@@ -643,6 +653,8 @@ export class Listener {
   private detachTickets: (() => void) | undefined;
   /** accept_proxy: reads the PROXY header before node:http sees the connection. */
   acceptProxy: AcceptProxy | undefined;
+  /** HTTP/2 to clients (src/h2/server.ts): ALPN h2 on a TLS bind (`h2`), prior knowledge on a plain one (`h2c`). */
+  h2: H2Front | undefined;
 
   constructor(readonly pm: ProxyManager, cfg: FrontendConfig) {
     this.s = new ListenSettings(cfg);
@@ -673,20 +685,56 @@ export class Listener {
   /**
    * node:http's own 'connection' listener (it attaches the parser) and ours run only once the
    * PROXY header, if required, has been read; the bytes after it are put back for the parser.
+   * With `h2c` the first bytes are read too: the HTTP/2 preface goes to the h2 server, anything
+   * else to node:http (src/h2/server.ts sniffPreface); without it nothing more is read.
    */
-  private gateConnections(server: Server): void {
+  private gateConnections(server: Server, admit: (s: ClientSocket) => boolean): void {
     const handlers = server.listeners('connection') as ((s: Socket) => void)[];
     server.removeAllListeners('connection');
+    const h1 = (sock: Socket): void => { for (const h of handlers) h.call(server, sock); sock.resume(); };
+    const h2 = (sock: Socket): void => { const f = this.h2; if (f !== undefined) f.accept(sock); else h1(sock); };
+    const sniff = (sock: Socket): void => {
+      // admit() first, so a refused client is closed before anything is read (it is a no-op in h1's handlers then).
+      if (admit(sock)) sniffPreface(sock, this.s.cfg.timeouts.http_request, h2, h1);
+    };
     const pass = (sock: Socket, rest: Buffer): void => {
       if (rest.length > 0) sock.unshift(rest);
-      for (const h of handlers) h.call(server, sock);
-      sock.resume();
+      if (this.h2 !== undefined) { sniff(sock); return; }
+      h1(sock);
     };
     server.on('connection', (sock: Socket) => {
       // A socket handed back after a refused Upgrade comes through here again: never re-read.
       const ap = this.acceptProxy;
-      if (ap === undefined || this.sockets.has(sock)) { for (const h of handlers) h.call(server, sock); return; }
-      ap.read(sock, pass);
+      if (this.sockets.has(sock)) { for (const h of handlers) h.call(server, sock); return; }
+      if (ap !== undefined) { ap.read(sock, pass); return; }
+      if (this.h2 !== undefined) { sniff(sock); return; }
+      for (const h of handlers) h.call(server, sock);
+    });
+  }
+
+  /**
+   * HTTP/2 on or off for this bind (start and reload): the h2 server is made on first use; on a
+   * TLS bind the ALPN list offered changes for new handshakes. A session open when it is turned
+   * off goes on until it closes.
+   */
+  private setH2(cfg: FrontendConfig): void {
+    const on = cfg.tls ? cfg.h2 : cfg.h2c;
+    if (on) { if (this.h2 === undefined) this.h2 = new H2Front(this, cfg); else this.h2.update(cfg); }
+    if (!on && this.h2 !== undefined) { this.h2.close(); this.h2 = undefined; }
+    if (cfg.tls && this.server) setAlpn(this.server as unknown as HttpsServer, alpnList(cfg));
+  }
+
+  /**
+   * TLS binds: after the handshake, a connection whose ALPN chose h2 goes to the h2 server; every
+   * other one to node:http's own listener, as before (one string compare per connection).
+   */
+  private dispatchAlpn(server: Server): void {
+    const [h1] = server.listeners('secureConnection') as ((s: Socket) => void)[];
+    server.removeListener('secureConnection', h1);
+    server.prependListener('secureConnection', (s: Socket) => {
+      const f = this.h2;
+      if (f !== undefined && (s as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') f.accept(s);
+      else h1.call(server, s);
     });
   }
 
@@ -710,7 +758,8 @@ export class Listener {
       requireHostHeader: false,
     };
     if (cfg.tls) this.tls = new TlsTerminator(cfg.name, cfg.tls, this.log);
-    const server: Server = this.tls ? createHttpsServer({ ...opts, ...this.tls.serverOptions() }) as unknown as Server : createServer(opts);
+    const server: Server = this.tls ? createHttpsServer({ ...opts, ...this.tls.serverOptions(), ALPNProtocols: alpnList(cfg) }) as unknown as Server : createServer(opts);
+    if (this.tls) this.dispatchAlpn(server);
     // One more header line than allowed is kept, so that an excess is seen (431), not dropped.
     server.maxHeadersCount = cfg.max_headers + 1;
     server.on('request', (req, res) => this.onRequest(req, res));
@@ -750,7 +799,7 @@ export class Listener {
     server.on('connection', admit);
     const tls = this.tls;
     // Plain binds read a PROXY header before node:http's parser; TLS binds in the acceptor below.
-    if (!tls) this.gateConnections(server);
+    if (!tls) this.gateConnections(server, admit);
     const acceptor: NetServer = tls ? createNetServer({ noDelay: true, pauseOnConnect: false }, (sock) => {
       // accept_proxy: the PROXY header comes before the ClientHello, and admit() judges its client.
       const ap = this.acceptProxy;
@@ -779,6 +828,7 @@ export class Listener {
     this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : hp;
     this.s = new ListenSettings(cfg, this.bound.port);
     this.server = server;
+    this.setH2(cfg);
     if (this.tls) {
       this.tls.attach(server as unknown as HttpsServer);
       // Session-ticket keys of the process (shared by the HA pair): src/tls/ticket-keys.ts.
@@ -795,6 +845,7 @@ export class Listener {
     this.s = new ListenSettings(cfg, this.bound?.port);
     this.clients.policy = this.s.limits;
     this.setAcceptProxy(cfg);
+    this.setH2(cfg);
     if (this.server) {
       this.server.keepAliveTimeout = cfg.timeouts.client;
       this.server.headersTimeout = cfg.timeouts.http_request;
@@ -897,65 +948,89 @@ export class Listener {
 
   /** One request (upgrade: its Upgrade header and the bytes after its head, for startUpgrade). */
   handle(req: IncomingMessage, res: ServerResponse, upgrade: string | null = null, upgradeHeld: HeldBytes | null = null): void {
-    if ((req.socket as ClientSocket)[kRefused] === true) return;
+    const sock = req.socket as ClientSocket;
+    if (sock[kRefused] === true) return;
     const s = this.s;
     const lc = this.counters;
     const now = Date.now();
     lc.begin(now);
     if (s.limited) {
-      // On a TLS bind the request's socket is the TLSSocket over the raw one that was admitted.
-      let sock = req.socket as ClientSocket & { _parent?: ClientSocket };
-      if (sock[kClient] === undefined && sock[kOver] === undefined && sock._parent !== undefined) sock = sock._parent;
-      const e = sock[kClient];
-      if (sock[kOver] === true || (s.limitRate && e !== undefined && !this.clients.request(e, now))) {
-        lc.limited++;
-        this.reject(req, res, 429, String(this.clients.retryAfter(sock[kOver] === true ? undefined : e, now)));
-        return;
-      }
+      const ra = this.overLimit(sock, now);
+      if (ra !== undefined) { lc.limited++; this.reject(req, res, 429, ra, sock); return; }
     }
     const url = req.url!;
-    if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414); return; }
+    if (url.length > s.maxRequestLine) { lc.errReq++; this.reject(req, res, 414, undefined, sock); return; }
     // llhttp reads a request line without a version (`GET /`) as HTTP/0.9, and a fragment as part
     // of the target; RFC 9112 §2.3, §3.2 allow neither (HAProxy refuses both).
-    if (req.httpVersionMajor !== 1) { lc.errReq++; this.reject(req, res, 505); return; }
-    if (url.includes('#')) { lc.errReq++; this.reject(req, res, 400); return; }
+    if (req.httpVersionMajor !== 1) { lc.errReq++; this.reject(req, res, 505, undefined, sock); return; }
+    if (url.includes('#')) { lc.errReq++; this.reject(req, res, 400, undefined, sock); return; }
     let path = url;
     let authority: string | undefined;
     if (url.charCodeAt(0) !== 47 /* / */) {
       // asterisk-form or absolute-form (forwarded as origin-form, its authority as Host).
       const t = nonOriginTarget(url, req.method!);
-      if (t === undefined) { lc.errReq++; this.reject(req, res, 400); return; }
+      if (t === undefined) { lc.errReq++; this.reject(req, res, 400, undefined, sock); return; }
       path = t.path;
       authority = t.authority;
     }
+    this.route(req, res, sock, req.method!, req.rawHeaders, path, authority, false, false, upgrade, upgradeHeld);
+  }
+
+  /**
+   * The per-client limits of the connection (its entry was made at accept): undefined when the
+   * request may go on, else the Retry-After seconds of its 429. On a TLS bind the request's
+   * socket is the TLSSocket over the raw one admitted.
+   */
+  overLimit(sock: ClientSocket, now: number): string | undefined {
+    let c = sock as ClientSocket & { _parent?: ClientSocket };
+    if (c[kClient] === undefined && c[kOver] === undefined && c._parent !== undefined) c = c._parent;
+    const e = c[kClient];
+    if (c[kOver] !== true && !(this.s.limitRate && e !== undefined && !this.clients.request(e, now))) return undefined;
+    return String(this.clients.retryAfter(c[kOver] === true ? undefined : e, now));
+  }
+
+  /**
+   * The request pipeline after the protocol's own checks, shared by HTTP/1.1 (handle) and HTTP/2
+   * streams (src/h2/server.ts): ACME, rules, header rewriting, stickiness, balancing, queueing.
+   * `sock`: the client connection (for HTTP/2 the session's socket, never the stream's proxy),
+   * `raw`: regular header fields only, `authority`: replaces Host (absolute-form, :authority).
+   * `h2`: the request is a stream of a multiplexed connection: refusals end the stream only;
+   * `h2Body`: its HEADERS did not end the stream (RFC 9113 §8.1: DATA frames follow, with or
+   * without content-length; the HTTP/1.1 request then goes out with that length, or chunked).
+   * The caller has counted the request begun (lc.begin).
+   */
+  route(req: IncomingMessage, res: ServerResponse, sock: ClientSocket, method: string, raw: string[], path: string, authority: string | undefined, h2: boolean, h2Body: boolean, upgrade: string | null = null, upgradeHeld: HeldBytes | null = null): void {
+    const s = this.s;
+    const lc = this.counters;
     // ACME HTTP-01 (src/acme/http01.ts): answered before routing when the token is ours; the map is
     // empty without `acme:`, and lookup() returns at once then.
     const http01 = this.pm.host.http01;
-    if (http01.size !== 0 && (req.method === 'GET' || req.method === 'HEAD')) {
+    if (http01.size !== 0 && (method === 'GET' || method === 'HEAD')) {
       const ka = http01.lookup(path);
       if (ka !== undefined) {
         answerHttp01(req, res, ka);
         lc.cur--;
-        if (this.access.enabled) { const [bin, bout] = wireBytes(req.socket as ClientSocket); this.access.reject(this, req, 200, bin, bout); }
+        if (this.access.enabled) { const [bin, bout] = wireBytes(sock); this.access.reject(this, req, 200, bin, bout); }
         return;
       }
     }
-    const ip = clientIp(req.socket);
-    const tls = isTls(req.socket);
+    const ip = clientIp(sock);
+    const tls = isTls(sock);
     let pool = this.defaultPool;
     let rule: CompiledRule | undefined;
     const rules = this.rules;
     if (rules !== null) {
-      const sni = tls ? matchSni((req.socket as Socket & { servername?: string | false }).servername) : '';
-      rule = matchRule(rules, { method: req.method!, path: pathOnly(path), host: matchHost(authority ?? hostOf(req.rawHeaders)), raw: req.rawHeaders, ip, tls, sni });
+      const sni = tls ? matchSni((sock as Socket & { servername?: string | false }).servername) : '';
+      rule = matchRule(rules, { method, path: pathOnly(path), host: matchHost(authority ?? hostOf(raw)), raw, ip, tls, sni });
       if (rule !== undefined) pool = rule.action === Action.Backend ? rule.pool : undefined;
     }
     const ps = pool === undefined ? NO_POOL.s : pool.s;
-    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, ps, req.rawHeaders, ip, authority, tls);
+    const { headers, stickyId, hasBody, chunked, refuse, hostLine } = rewriteRequestHeaders(s, ps, raw, ip, authority, tls);
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means faulty framing. §3.2: HTTP/1.1 needs Host.
+    // (HTTP/2: no Transfer-Encoding, and h2RequestHead wanted :authority or Host.)
     const minor = req.httpVersionMinor;
-    if (refuse !== 0 || (chunked && minor === 0) || (!hostLine && minor === 1)) { lc.errReq++; this.reject(req, res, refuse || 400); return; }
-    const ex = new Exchange(this, req, res, headers, hasBody, path);
+    if (refuse !== 0 || (!h2 && ((chunked && minor === 0) || (!hostLine && minor === 1)))) { lc.errReq++; this.reject(req, res, refuse || 400, undefined, sock, h2); return; }
+    const ex = new Exchange(this, req, res, sock, method, headers, hasBody || h2Body, path, h2);
     if (s.clientClose) res.shouldKeepAlive = false;
     if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHeld = upgradeHeld; }
     (res as TaggedRes)[kEx] = ex;
@@ -990,7 +1065,7 @@ export class Listener {
     }
     if (route === undefined) {
       const hk = ps.hashKind;
-      if (hk !== 0) ex.key = hk === 1 ? hashString(ip) : hk === 2 ? uriHash(path) : headerHash(req.rawHeaders, ps.hashHeader);
+      if (hk !== 0) ex.key = hk === 1 ? hashString(ip) : hk === 2 ? uriHash(path) : headerHash(raw, ps.hashHeader);
       route = routing.pick(ex.key, null);
     }
     if (route === undefined) {
@@ -1025,18 +1100,22 @@ export class Listener {
   /**
    * Refuse before routing: one answer, `Connection: close` (counted by the caller as errReq).
    * `retryAfter`: seconds for a Retry-After header (429 of the per-client limits).
+   * HTTP/2 (`h2`): the stream is answered and ends; the connection and its other streams go on.
    */
-  reject(req: IncomingMessage, res: ServerResponse, status: number, retryAfter?: string): void {
+  reject(req: IncomingMessage, res: ServerResponse, status: number, retryAfter?: string, sock = req.socket as ClientSocket, h2 = false): void {
     const p = ERROR_PAGES.get(status)!;
-    (req.socket as ClientSocket)[kRefused] = true;
-    res.shouldKeepAlive = false;
-    const h = [...p.headers, 'connection', 'close'];
+    let h: string[];
+    if (h2) h = p.headers.slice();
+    else {
+      sock[kRefused] = true;
+      res.shouldKeepAlive = false;
+      h = [...p.headers, 'connection', 'close'];
+    }
     if (retryAfter !== undefined) h.push('retry-after', retryAfter);
     res.writeHead(status, STATUS_TEXT[status], h);
     res.end(p.body);
     this.counters.cur--;
     if (this.access.enabled) {
-      const sock = req.socket as ClientSocket;
       const [bin, bout] = wireBytes(sock);
       this.access.reject(this, req, status, bin, bout);
     }
@@ -1131,6 +1210,9 @@ export class Listener {
     this.tls?.close();
     this.detachTickets?.();
     this.bodies.stop();
+    // HTTP/2: GOAWAY now; each session ends when its streams have (or at the drain deadline).
+    const h2 = this.h2;
+    h2?.close();
     const acceptor = this.acceptor ?? server;
     this.acceptor = undefined;
     // The acceptor's close waits for every connection it accepted (TLS ones too).
@@ -1139,7 +1221,7 @@ export class Listener {
     if (acceptor !== server) server.close();
     server.closeIdleConnections();
     // Idle keep-alive sockets close as their current response ends.
-    const timer = setTimeout(() => { server.closeAllConnections(); for (const s of this.sockets) s.destroy(); }, drainMs);
+    const timer = setTimeout(() => { server.closeAllConnections(); h2?.destroy(); for (const s of this.sockets) s.destroy(); }, drainMs);
     await closed;
     clearTimeout(timer);
   }

@@ -164,7 +164,6 @@ export class TlsTerminator {
     const self = this;
     return {
       ...this.store.defaultOptions,
-      ALPNProtocols: [...this.cfg.alpn],
       handshakeTimeout: this.cfg.handshake_timeout,
       // Called only when the client sent SNI (this: the TLSSocket, _parent: the raw socket the
       // peek marked); without SNI the server's own context serves, holding both key pairs.

@@ -1,0 +1,187 @@
+import {
+  constants, createServer, Http2ServerRequest, Http2ServerResponse,
+  type Http2Server, type Http2Session, type ServerHttp2Session,
+} from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Listener } from '../proxy/listener.js';
+import { h2RequestHead } from './translate.js';
+import { compileH2Limits, guardSession, h2ServerOptions, type H2Limits } from './guard.js';
+import type { FrontendConfig } from '../config/sites.js';
+
+/**
+ * HTTP/2 to clients on one bind (docs/http2.md): a node:http2 server that never listens itself.
+ * The listener hands it connections: TLS sockets whose ALPN chose `h2` (the https server's
+ * 'secureConnection' dispatch, src/proxy/listener.ts), or plain sockets that started with the
+ * client preface (`h2c`, prior knowledge). HTTP/1.1 connections never come here, so their path
+ * is unchanged.
+ *
+ * Each stream enters the same request pipeline as an HTTP/1.1 request (Listener.route): the
+ * compatibility API's request/response pair is what that pipeline already drives (write/drain,
+ * writeHead with a flat header list, 'close', headersSent, destroy; the request is the body's
+ * Readable, paused by the engine → the stream's flow-control window closes). Chosen over the
+ * raw stream API so that retries, queueing, body timeouts, access logs and counters are the
+ * HTTP/1.1 code, not a second copy; the subclasses below only bend what HTTP/2 does differently.
+ */
+
+/** The real client socket a session was made on (the compat API only offers Proxies of it). */
+const kSock = Symbol('pairlb.h2socket');
+type Session = ServerHttp2Session & { [kSock]?: Socket };
+
+/**
+ * The response as Listener's Exchange drives it. HTTP/2 has no reason phrase (RFC 9113 §8.3.2:
+ * node would warn once per process), no 102 through writeProcessing, and a response cut in the
+ * middle must reach the client as a reset (INTERNAL_ERROR), not as a clean end (NO_ERROR: the
+ * client would take a truncated body for a complete one).
+ */
+class H2Response extends Http2ServerResponse {
+  /** Read by the HTTP/1.1 code paths; meaningless on a stream. */
+  shouldKeepAlive = true;
+  override writeHead(status: number, reason?: string | unknown, headers?: unknown): this {
+    return super.writeHead(status, (typeof reason === 'string' || reason === undefined ? headers : reason) as never);
+  }
+  writeProcessing(): void {
+    const st = this.stream;
+    if (!st.headersSent && !st.destroyed) st.additionalHeaders({ ':status': 102 });
+  }
+  override destroy(err?: Error): this {
+    const st = this.stream;
+    if (!st.closed && !st.destroyed) st.close(constants.NGHTTP2_INTERNAL_ERROR);
+    return super.destroy(err);
+  }
+}
+
+/**
+ * Listener's Exchange reads `writableFinished` on 'close' to tell a response delivered from one the
+ * client cut. A stream's writable side is finished also when the stream was reset (by the client,
+ * or by nghttp2 for a malformed request): here it means the response was ended by pairlb and the
+ * stream closed without error.
+ */
+Object.defineProperty(H2Response.prototype, 'writableFinished', {
+  get(this: H2Response): boolean {
+    const st = this.stream;
+    return this.writableEnded && st.writableFinished && (!st.closed || st.rstCode === constants.NGHTTP2_NO_ERROR);
+  },
+});
+
+export class H2Front {
+  readonly server: Http2Server;
+  private readonly sessions = new Set<Session>();
+  /** Set while a connection is handed over: the 'session' event fires synchronously inside it. */
+  private handing: Socket | undefined;
+  private closing = false;
+
+  /** The frontend's `h2_limits`, compiled (src/h2/guard.ts); new sessions take the current ones. */
+  private limits: H2Limits;
+
+  constructor(private readonly l: Listener, cfg: FrontendConfig) {
+    this.limits = compileH2Limits(cfg.h2_limits, cfg);
+    this.server = createServer({
+      // Settings and session bounds: src/h2/guard.ts. SETTINGS_ENABLE_CONNECT_PROTOCOL stays off
+      // (no RFC 8441 WebSocket over HTTP/2: docs/http2.md).
+      ...h2ServerOptions(this.limits),
+      Http2ServerRequest,
+      Http2ServerResponse: H2Response as unknown as typeof Http2ServerResponse,
+    });
+    this.server.on('session', (s: Session) => this.onSession(s));
+    const onRequest = (req: Http2ServerRequest, res: Http2ServerResponse): void => this.onRequest(req, res);
+    this.server.on('request', onRequest);
+    // node answers CONNECT 405 itself unless someone listens: ours is refused, counted and logged (501).
+    this.server.on('connect', onRequest);
+    // A session error (socket reset, protocol error) closes that session; nothing to do here.
+    this.server.on('sessionError', () => {});
+  }
+
+  /** Serve a connection (TLS with ALPN h2, or plain with the preface read back into it). */
+  accept(sock: Socket): void {
+    if (this.closing) { sock.destroy(); return; }
+    this.handing = sock;
+    try { this.server.emit('connection', sock); } finally { this.handing = undefined; }
+  }
+
+  /** A reload: new sessions get the new limits and SETTINGS (node's session-memory bounds stay until a restart). */
+  update(cfg: FrontendConfig): void {
+    this.limits = compileH2Limits(cfg.h2_limits, cfg);
+    this.server.updateSettings(h2ServerOptions(this.limits).settings!);
+  }
+
+  private onSession(s: Session): void {
+    s[kSock] = this.handing;
+    // Limits, attacks and the idle timeout of a session without streams (src/h2/guard.ts).
+    guardSession(s, this.limits, this.l.counters);
+    this.sessions.add(s);
+    s.on('error', ignore);
+    s.once('close', () => this.sessions.delete(s));
+  }
+
+  private onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
+    const l = this.l;
+    const sock = (req.stream.session as Session | undefined)?.[kSock];
+    if (sock === undefined) { res.stream.close(constants.NGHTTP2_REFUSED_STREAM); return; }
+    const lc = l.counters;
+    const now = Date.now();
+    lc.begin(now);
+    const r = req as unknown as IncomingMessage;
+    const w = res as unknown as ServerResponse;
+    if (l.s.limited) {
+      const ra = l.overLimit(sock, now);
+      if (ra !== undefined) { lc.limited++; l.reject(r, w, 429, ra, sock, true); return; }
+    }
+    const h = h2RequestHead(req.rawHeaders);
+    if (h.refuse !== 0) { lc.errReq++; l.reject(r, w, h.refuse, undefined, sock, true); return; }
+    if (h.path.length > l.s.maxRequestLine) { lc.errReq++; l.reject(r, w, 414, undefined, sock, true); return; }
+    l.route(r, w, sock, h.method, h.raw, h.path, h.authority, true, !req.stream.endAfterHeaders);
+  }
+
+  /** Sessions open (stats, tests). */
+  get size(): number { return this.sessions.size; }
+
+  /**
+   * Graceful stop (RFC 9113 §6.8): GOAWAY to every session with the last stream it accepted;
+   * streams in flight finish, then each session closes its connection. New connections are refused.
+   */
+  close(): void {
+    this.closing = true;
+    for (const s of this.sessions) if (!s.closed) s.close();
+  }
+
+  /** Drain time over: reset what is still open. */
+  destroy(): void {
+    for (const s of this.sessions) s.destroy();
+  }
+}
+
+function ignore(): void {}
+
+export type { Http2Session };
+
+/** The HTTP/2 client connection preface (RFC 9113 §3.4), which no HTTP/1.1 request line can start with. */
+export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/**
+ * h2c with prior knowledge on a plain bind: read until the first bytes either are the preface or
+ * differ from it, put them back, and hand the socket on. An HTTP/1.1 request differs at its first
+ * byte (no method starts with `PRI *`), so HTTP/1.1 waits for nothing extra. Bounded by
+ * `timeoutMs` (the request head timeout): a silent connection is closed.
+ */
+export function sniffPreface(sock: Socket, timeoutMs: number, h2: (s: Socket) => void, h1: (s: Socket) => void): void {
+  let buf: Buffer | null = null;
+  const off = (): void => { sock.off('data', onData); sock.off('close', onClose); sock.off('error', ignore); sock.setTimeout(0); sock.off('timeout', onTimeout); };
+  const onClose = (): void => off();
+  const onTimeout = (): void => { off(); sock.destroy(); };
+  const onData = (d: Buffer): void => {
+    const b = buf = buf === null ? d : Buffer.concat([buf, d]);
+    const n = Math.min(b.length, PREFACE.length);
+    const same = b.compare(PREFACE, 0, n, 0, n) === 0;
+    if (same && n < PREFACE.length) return;
+    off();
+    sock.pause();
+    sock.unshift(b);
+    if (same) h2(sock); else h1(sock);
+  };
+  sock.on('data', onData);
+  sock.on('close', onClose);
+  sock.on('error', ignore);
+  sock.on('timeout', onTimeout);
+  sock.setTimeout(timeoutMs);
+}
