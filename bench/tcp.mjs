@@ -26,12 +26,16 @@ const { values: o } = parseArgs({
     rounds: { type: 'string', default: '3' }, duration: { type: 'string', default: '5' },
     connections: { type: 'string', default: '16' }, json: { type: 'string' }, quick: { type: 'boolean' },
     'no-build': { type: 'boolean' }, help: { type: 'boolean' },
+    // A/B in the same run: another pairlb build as an extra target, label=root (a directory with
+    // dist/cli/main.js whose node_modules resolve, e.g. `mkdir -p .ab/base && cp -r dist .ab/base/`).
+    build: { type: 'string', multiple: true }, 'no-nginx': { type: 'boolean' },
   },
 });
 if (o.help) {
-  console.log('Usage: npm run bench:tcp -- [--rounds N (3)] [--duration S (5)] [--connections C (16)] [--json FILE] [--quick] [--no-build]');
+  console.log('Usage: npm run bench:tcp -- [--rounds N (3)] [--duration S (5)] [--connections C (16)] [--json FILE] [--quick] [--no-build] [--build label=root ...] [--no-nginx]');
   process.exit(0);
 }
+const BUILDS = new Map((o.build ?? []).map((b) => { const i = b.indexOf('='); return [`pairlb@${b.slice(0, i)}`, resolve(b.slice(i + 1))]; }));
 const ROUNDS = o.quick ? 1 : Number(o.rounds);
 const DURATION = (o.quick ? 2 : Number(o.duration)) * 1000;
 const CONNS = Number(o.connections);
@@ -80,10 +84,11 @@ await waitPort(backendPort);
 async function startTarget(name) {
   const port = await freePort();
   const log = openSync(join(dir, `${name}.log`), 'w');
-  if (name === 'pairlb') {
-    const cfg = join(dir, 'pairlb.yaml');
+  if (name === 'pairlb' || BUILDS.has(name)) {
+    const cfg = join(dir, `${name}.yaml`);
     writeFileSync(cfg, `global:\n  log:\n    level: warn\n    access: off\nlisten:\n  - name: t\n    bind: 127.0.0.1:${port}\n    mode: tcp\n    backends:\n      - name: a\n        address: 127.0.0.1:${backendPort}\n        check: false\n`);
-    const h = startPinned(name, plan.proxy, process.execPath, [join(ROOT, 'dist/cli/main.js'), 'start', '-c', cfg, '--state-dir', join(dir, 'state')], { logFd: log });
+    const root = BUILDS.get(name) ?? ROOT;
+    const h = startPinned(name, plan.proxy, process.execPath, [join(root, 'dist/cli/main.js'), 'start', '-c', cfg, '--state-dir', join(dir, `state-${name.replace(/\W/g, '_')}`)], { logFd: log });
     await waitPort(port);
     return { h, port };
   }
@@ -142,7 +147,7 @@ async function get1m(port, ms) {
 }
 
 const SCENARIOS = { 'echo-64k': echo, 'get-1m': get1m };
-const TARGETS = ['pairlb', 'haproxy', 'nginx'];
+const TARGETS = ['pairlb', ...BUILDS.keys(), 'haproxy', ...(o['no-nginx'] ? [] : ['nginx'])];
 
 // The client runs in this process: pin it to the client CPU as well.
 try { (await import('node:child_process')).execFileSync('taskset', ['-pc', String(plan.client ?? 0), String(process.pid)], { stdio: 'ignore' }); } catch { /* single CPU */ }
@@ -183,7 +188,7 @@ for (const [sc, byT] of Object.entries(runs)) {
     const xs = byT[t];
     const m = { mibps: median(xs.map((x) => x.mibps)), opsps: median(xs.map((x) => x.opsps)), cpuPct: median(xs.map((x) => (100 * x.cpu) / (DURATION / 1000))), mibPerCpuS: median(xs.map((x) => x.mibPerCpuS)) };
     (out[sc] ??= {})[t] = { ...m, x_haproxy_per_core: m.mibPerCpuS / hm, x_haproxy_throughput: m.mibps / ht };
-    console.log(`${t.padEnd(8)} ${m.mibps.toFixed(0).padStart(6)} ${m.opsps.toFixed(0).padStart(7)} ${m.cpuPct.toFixed(0).padStart(12)} ${m.mibPerCpuS.toFixed(0).padStart(11)} ${(m.mibPerCpuS / hm).toFixed(2).padStart(22)} ${(m.mibps / ht).toFixed(2).padStart(19)}`);
+    console.log(`${t.padEnd(Math.max(8, ...TARGETS.map((x) => x.length)))} ${m.mibps.toFixed(0).padStart(6)} ${m.opsps.toFixed(0).padStart(7)} ${m.cpuPct.toFixed(0).padStart(12)} ${m.mibPerCpuS.toFixed(0).padStart(11)} ${(m.mibPerCpuS / hm).toFixed(2).padStart(22)} ${(m.mibps / ht).toFixed(2).padStart(19)}`);
   }
 }
 if (o.json) writeFileSync(o.json, JSON.stringify({ versions: versions(bins), plan: plan.note, rounds: ROUNDS, duration_s: DURATION / 1000, connections: CONNS, results: out }, null, 2) + '\n');
