@@ -38,6 +38,9 @@ const USAGE = `Usage: npm run bench:h2 -- [options]
   --conns N          h2load -c (default 10)
   --streams N        h2load -m (default 100)
   --pairlb-extra Y   YAML lines added to pairlb's listen sections (e.g. to try h2 window settings)
+  --compare DIR      A/B of two builds in one run: each pairlb target also runs as <target>@b from
+                     DIR (another checkout with its own dist/, e.g. \`git worktree add\` of the
+                     commit before a change); its ratio is printed against this build's
   --json FILE        write the summary as JSON
   --keep             keep the temp dir (configs, logs)
   --no-build         use dist/ as it is
@@ -46,7 +49,7 @@ const USAGE = `Usage: npm run bench:h2 -- [options]
 const { values } = parseArgs({ options: {
   rounds: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, scenarios: { type: 'string' },
   targets: { type: 'string' }, conns: { type: 'string' }, streams: { type: 'string' }, json: { type: 'string' },
-  'pairlb-extra': { type: 'string' }, keep: { type: 'boolean' }, 'no-build': { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  'pairlb-extra': { type: 'string' }, compare: { type: 'string' }, keep: { type: 'boolean' }, 'no-build': { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 } });
 if (values.help) { process.stdout.write(USAGE); process.exit(0); }
 const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3));
@@ -58,9 +61,11 @@ const SCEN = (values.scenarios ?? 'tls,h2c').split(',');
 let TARGETS = (values.targets ?? ALL.join(',')).split(',');
 if (!TARGETS.includes('haproxy')) TARGETS.unshift('haproxy');
 if (TARGETS.some((t) => MULTI.has(t)) && !TARGETS.includes('haproxy-2')) TARGETS.push('haproxy-2');
+const ALT = values.compare ? resolve(values.compare) : undefined;
+if (ALT) TARGETS = TARGETS.flatMap((t) => (t.startsWith('pairlb') ? [t, `${t}@b`] : [t]));
 
 /** The peer a target's ratio is taken to: HAProxy with the same number of threads. */
-const peerOf = (t) => (MULTI.has(t) ? 'haproxy-2' : 'haproxy');
+const peerOf = (t) => (MULTI.has(t.replace(/@\w+$/, '')) ? 'haproxy-2' : 'haproxy');
 
 /** pairlb's own keys for each front end (`h2: true` / `h2c: true`, docs/http2.md) plus --pairlb-extra. */
 const EXTRA = values['pairlb-extra'] ? `${values['pairlb-extra'].replace(/\\n/g, '\n').replace(/^(?! {4})/gm, '    ')}\n` : '';
@@ -77,7 +82,7 @@ async function startAll(c, backends) {
   const out = {};
   const fronts = (names) => names.map((n) => ({ name: n, tls: n === 'tls' ? c : undefined, h2: true, extra: PAIRLB_FRONT[n] }));
   for (const name of TARGETS) {
-    const opts = { dir, bins, cpu: cpu.proxy, backends, maxconn, root: ROOT };
+    const opts = { dir, bins, cpu: cpu.proxy, backends, maxconn, root: ROOT, altRoot: ALT };
     if (!name.startsWith('pairlb')) { out[name] = await startTarget(name, { ...opts, fronts: fronts(SCEN) }); continue; }
     // pairlb: both fronts; a build without h2c gets the TLS front alone; without h2 at all, none.
     const tries = SCEN.includes('h2c') && SCEN.includes('tls') ? [SCEN, ['tls']] : [SCEN];
@@ -168,6 +173,10 @@ async function main() {
     };
     const notes = [eff('pairlb-w2', 'pairlb-w1'), eff('haproxy-2', 'haproxy'), eff('nginx-2', 'nginx')].filter(Boolean);
     if (notes.length) process.stdout.write(`scaling (req/CPU-s with 2 threads ÷ 1): ${notes.join('; ')}\n`);
+    for (const n of names.filter((x) => x.endsWith('@b') && runs[sc][x] && runs[sc][x.slice(0, -2)])) {
+      const ab = ratioMedian(runs[sc][n.slice(0, -2)], runs[sc][n], 'req_per_cpu_s');
+      process.stdout.write(`A/B ${n.slice(0, -2)} (this build) ÷ ${n} (${ALT}) per CPU-s: ${fmt(ab.median)} [${fmt(ab.min)}–${fmt(ab.max)}] over ${ab.n} rounds\n`);
+    }
     process.stdout.write('\n');
   }
   if (values.json) writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, secs: SECS, conns: CONNS, streams: STREAMS, load: loadAvg(), results: out, runs }, null, 1) + '\n');

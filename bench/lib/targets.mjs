@@ -51,11 +51,15 @@ export async function startBackends(dir, bins, cpu) {
  *   `extra` carries pairlb's own keys for that front (its h2 switches), so the caller owns them.
  * Each front is waited for with its own protocol (an HTTP/2 GET answered 200 for h2 fronts).
  */
-export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir, fronts }) {
+export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir, fronts, altRoot }) {
   const bports = backends.map((b) => b.port);
   const log = (n) => openSync(join(dir, `${n}.out`), 'a');
   if (name === 'direct') return { name, port: bports[0], pids: () => [] };
-  if (MULTI.has(name) && cpu !== undefined) cpu = '0,1';
+  // `pairlb-w1@b`: the same pairlb target run from another checkout (`altRoot`, its dist/), for an
+  // A/B of two builds in one run (bench/h2.mjs --compare).
+  const kind = name.replace(/@\w+$/, '');
+  if (kind !== name) { if (!altRoot) throw new Error(`${name}: no altRoot for the @ variant`); root = altRoot; }
+  if (MULTI.has(kind) && cpu !== undefined) cpu = '0,1';
   const fp = fronts ? await Promise.all(fronts.map(async (f) => ({ ...f, port: await freePort() }))) : undefined;
   const ports = fp ? Object.fromEntries(fp.map((f) => [f.name, f.port])) : undefined;
   const ready = async (port, handle) => {
@@ -95,7 +99,7 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
   // pairlb (undici), pairlb-native, pairlb-stats and its twin pairlb-nostats: one node process each.
-  const engine = name.startsWith('pairlb-native') ? 'native' : 'undici';
+  const engine = kind.startsWith('pairlb-native') ? 'native' : 'undici';
   const main = join(root, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
   const port = fp ? fp[0].port : await freePort(); const stickyPort = fp || stats || single ? undefined : await freePort();
@@ -103,8 +107,8 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   const stateDir = join(dir, `${name}.state`);
   mkdirSync(stateDir, { recursive: true });
   const yamlFile = join(dir, `${name}.yaml`);
-  const wm = /^pairlb(?:-native)?-w(\d)(-log)?$/.exec(name);
-  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[1]) : undefined, accessLog: !!wm?.[2], node: fp ? `bench-${name}` : undefined,
+  const wm = /^pairlb(?:-native)?-w(\d)(-log)?$/.exec(kind);
+  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[1]) : undefined, accessLog: !!wm?.[2], node: fp ? `bench-${name.replace("@", "-")}` : undefined,
     fronts: fp?.map((f) => ({ name: f.name, port: f.port, tls: f.tls, extra: f.extra })) }));
   const flags = [...nodeFlags];
   if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);

@@ -112,6 +112,7 @@ export class H2Front {
     this.sessions.add(s);
     s.on('error', ignore);
     s.once('close', () => this.sessions.delete(s));
+    s.destroy = destroySession;
   }
 
   private onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
@@ -152,6 +153,19 @@ export class H2Front {
 }
 
 function ignore(): void {}
+
+/** nghttp2's NGHTTP2_ERR_BAD_CLIENT_MAGIC (not in node's http2.constants). */
+const NGHTTP2_ERR_BAD_CLIENT_MAGIC = -903;
+
+/**
+ * Session.destroy with RFC 9113 §3.4's code for an invalid client preface: a connection error of
+ * type PROTOCOL_ERROR. node destroys the session with nghttp2's error and no code, which makes its
+ * GOAWAY say INTERNAL_ERROR (test/h2/conformance.test.ts). Every other destroy is node's own.
+ */
+function destroySession(this: Http2Session, err?: Error | number, code?: number): void {
+  if (code === undefined && typeof err === 'object' && (err as { errno?: number } | null)?.errno === NGHTTP2_ERR_BAD_CLIENT_MAGIC) code = constants.NGHTTP2_PROTOCOL_ERROR;
+  (Object.getPrototypeOf(this) as Http2Session).destroy.call(this, err as Error, code);
+}
 
 export type { Http2Session };
 
