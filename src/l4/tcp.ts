@@ -307,7 +307,7 @@ export class TcpListener {
     // Workers: every worker binds the address with SO_REUSEPORT; a port-0 bind takes the port the
     // first worker got (as HTTP's Listener).
     const reusePort = this.pm.host.reusePort;
-    const port = (reusePort && hp.port === 0 ? this.pm.host.port(this.s.cfg.bind) : undefined) ?? hp.port;
+    const port = (reusePort && hp.port === 0 ? this.pm.host.port(this.s.name, this.s.cfg.bind) : undefined) ?? hp.port;
     await new Promise<void>((ok, fail) => {
       server.once('error', fail);
       server.listen({ port, host: hp.host, reusePort }, () => { server.off('error', fail); ok(); });

@@ -95,7 +95,7 @@ export class UdpListener {
     // a hash of the datagram's 4-tuple, so a client flow (address:port) always reaches the same
     // worker, which holds its flow; replies still leave from the bound address.
     const reusePort = this.pm.host.reusePort;
-    const port = (reusePort && hp.port === 0 ? this.pm.host.port(this.s.cfg.bind) : undefined) ?? hp.port;
+    const port = (reusePort && hp.port === 0 ? this.pm.host.port(this.s.name, this.s.cfg.bind) : undefined) ?? hp.port;
     const sock = createSocket({ type: isIPv6(hp.host) ? 'udp6' : 'udp4', reusePort });
     (sock as FlowSocket)[kListener] = this;
     await new Promise<void>((ok, fail) => {

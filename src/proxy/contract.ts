@@ -57,8 +57,11 @@ export interface DataPlaneHost {
   passiveDown(listen: string, backend: string, reason: string): void;
   /** Bind with SO_REUSEPORT (workers: every worker binds every listen address). */
   readonly reusePort: boolean;
-  /** The port a port-0 bind already got in another worker, if any. */
-  port(bind: string): number | undefined;
+  /**
+   * The port a port-0 bind of section `name` already got in another worker, if any (by name and
+   * bind text: two sections on 127.0.0.1:0 get two ports).
+   */
+  port(name: string, bind: string): number | undefined;
   /** TLS session-ticket keys of the process (src/tls/ticket-keys.ts); a worker gets the key by message. */
   readonly tickets: { attach(server: import('node:https').Server): () => void };
   /** ACME HTTP-01 answers (src/acme/http01.ts); a worker holds a copy of the map. */
@@ -102,6 +105,9 @@ export interface DataPlaneControl {
 
 export interface WorkerInfo { index: number; threadId: number; state: 'starting' | 'ready' | 'stopping' | 'dead'; restarts: number; requests: number; startedAt: number }
 
+/** The key of a port-0 bind's port in WorkerInit.ports: section name and bind text. */
+export function portKey(name: string, bind: string): string { return `${name} ${bind}`; }
+
 /** global.workers resolved: 0 = in-process data plane; `auto` = available cores. */
 export function resolveWorkers(v: Config['global']['workers'], cores: number): number {
   return v === 'auto' ? Math.max(1, cores) : v;
@@ -116,7 +122,7 @@ export interface WorkerInit {
   /** The current TLS session-ticket key (48 bytes). */
   ticketKey: Uint8Array;
   http01: [string, string][];
-  /** bind → port for port-0 binds already bound by another worker. */
+  /** "name bind" → port for port-0 binds already bound by another worker (portKey). */
   ports: Record<string, number>;
   snapshots: Record<string, RouteSpec[]>;
   /** Open client connections per worker (Int32Array over it): one global.maxconn budget. */

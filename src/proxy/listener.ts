@@ -816,7 +816,7 @@ export class Listener {
       // Data-plane workers all bind the same address (SO_REUSEPORT: the kernel spreads accepts);
       // after the first, a port-0 bind uses the port the first one got.
       const reusePort = this.pm.host.reusePort;
-      acceptor.listen({ port: (reusePort && hp.port === 0 ? this.pm.host.port(cfg.bind) : undefined) ?? hp.port, host: hp.host, reusePort }, () => { acceptor.off('error', fail); ok(); });
+      acceptor.listen({ port: (reusePort && hp.port === 0 ? this.pm.host.port(cfg.name, cfg.bind) : undefined) ?? hp.port, host: hp.host, reusePort }, () => { acceptor.off('error', fail); ok(); });
     });
     // Bound: an 'error' now is an accept failure (EMFILE when libuv's reserve fd is gone too).
     acceptor.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));

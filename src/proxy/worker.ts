@@ -5,7 +5,7 @@ import { CounterStore, COUNTER_VECTOR_LENGTH, counterDelta, counterVector, type 
 import { ProxyManager } from './manager.js';
 import type { TlsStatus } from '../tls/terminator.js';
 import { LoopLag } from '../ha/loop-lag.js';
-import type { Addresses, DataPlaneHost, FromWorker, RouteSpec, ToWorker, WorkerInit } from './contract.js';
+import { portKey, type Addresses, type DataPlaneHost, type FromWorker, type RouteSpec, type ToWorker, type WorkerInit } from './contract.js';
 
 /**
  * A data-plane worker thread (global.workers >= 1): every listener of the config, bound with
@@ -39,7 +39,7 @@ const host: DataPlaneHost = {
   routes: (listen) => snapshots.get(listen) ?? [],
   passiveDown: (listen, backend, reason) => post({ t: 'passive', listen, backend, reason }),
   reusePort: true,
-  port: (bind) => ports.get(bind),
+  port: (name, bind) => ports.get(portKey(name, bind)),
   tickets: {
     attach: (server) => { server.setTicketKeys(ticketKey); ticketServers.add(server); return () => { ticketServers.delete(server); }; },
   },

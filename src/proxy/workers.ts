@@ -8,7 +8,7 @@ import { addCounterDelta, VEC_GAUGES, type Counters } from '../stats/counters.js
 import { AcceptGuard } from './accept-guard.js';
 import { TlsCounters, type TlsStatus } from '../tls/terminator.js';
 import type { LagSnapshot } from '../ha/loop-lag.js';
-import { resolveWorkers, routeSpecs, type AccessControl, type Addresses, type DataPlaneControl, type ListenerView, type FromWorker, type RouteSpec, type ToWorker, type WorkerInfo, type WorkerInit } from './contract.js';
+import { portKey, resolveWorkers, routeSpecs, type AccessControl, type Addresses, type DataPlaneControl, type ListenerView, type FromWorker, type RouteSpec, type ToWorker, type WorkerInfo, type WorkerInit } from './contract.js';
 
 /**
  * The data plane in N worker threads (global.workers >= 1), driven from the control plane.
@@ -149,7 +149,7 @@ export class WorkerPool implements DataPlaneControl {
 
   private ports(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const a of Object.values(this.addrs)) out[a.bind] = a.port;
+    for (const [name, a] of Object.entries(this.addrs)) out[portKey(name, a.bind)] = a.port;
     return out;
   }
 

@@ -86,9 +86,8 @@ async function resolver(): Promise<DgramSocket> {
 }
 
 /** One process for every case below (each start loads every module in each worker: seconds on a loaded box). */
-// Fixed free ports: with workers, port-0 binds are shared by their bind text, and two sections on
-// 127.0.0.1:0 would get one port.
-let sp = 0, ap = 0, dp = 0, mp = 0, bp = 0;
+// mail and bulk both bind 127.0.0.1:0: every worker must bind each section's own port.
+let sp = 0, ap = 0, dp = 0;
 let p: PairlbProc;
 let mailServers: TcpBackend[];
 let extra: TcpBackend;
@@ -108,11 +107,11 @@ admin:
   token: ${TOKEN}
 listen:
   - name: mail
-    bind: 127.0.0.1:${mp}
+    bind: 127.0.0.1:0
     mode: tcp
     backends:
 ${mail.map((s) => `      - name: ${s.name}\n        address: ${s.address}\n        check: false\n`).join('')}  - name: bulk
-    bind: 127.0.0.1:${bp}
+    bind: 127.0.0.1:0
     mode: tcp
     backends:
       - name: s
@@ -137,7 +136,7 @@ beforeAll(async () => {
   bulk = bulkServer();
   await new Promise<void>((ok) => bulk.listen(0, '127.0.0.1', () => ok()));
   res = await resolver();
-  [sp, ap, dp, mp, bp] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  [sp, ap, dp] = [await freePort(), await freePort(), await freePort()];
   p = await startPairlb(config(mailServers), { startMs: 60_000 });
 }, 90_000);
 
@@ -305,7 +304,7 @@ describe('mode tcp and udp in two workers (real process)', () => {
   });
 });
 
-describe('mode tcp: a crashed worker (in-process App, workers: 2)', () => {
+describe('mode tcp in two workers (in-process App): a crashed worker, passive checks', () => {
   it('loses only its own connections; the other worker\'s keep relaying; in-flight counts taken off; nothing marked down', async () => {
     const [a] = await backends('a');
     const p = await startApp(`listen:
@@ -344,5 +343,38 @@ describe('mode tcp: a crashed worker (in-process App, workers: 2)', () => {
     expect(p.app.backends.get('mail', 'a')!.health).toBe('up');
     // New connections are served (by the survivor, then the replacement too).
     expect(await exchange(p.port(), 'ehlo')).toBe('220 a\r\nEHLO\r\n');
+  });
+
+  it('a passive verdict from a worker reaches the backend set: a refusing server goes DOWN for every worker', async () => {
+    const [b] = await backends('b');
+    const { closedPort } = await import('./helpers.js');
+    const dead = await closedPort();
+    // Active checks every 60 s, fall 3: only the passive check (1 connect error) can take it down in time.
+    const p = await startApp(`listen:
+  - name: mail
+    bind: 127.0.0.1:0
+    mode: tcp
+    passive:
+      connect_errors: 1
+    check:
+      interval: 60s
+      fall: 3
+    backends:
+      - name: dead
+        address: 127.0.0.1:${dead}
+      - name: b
+        address: ${b.address}
+`, { workers: 2 });
+    cleanups.push(() => p.stop());
+    // Round robin in each worker starts at dead: the first connection of a worker is redispatched to b.
+    for (let i = 0; i < 8 && p.app.backends.get('mail', 'dead')!.health !== 'down'; i++) expect(await exchange(p.port(), 'ehlo')).toBe('220 b\r\nEHLO\r\n');
+    await waitFor(() => p.app.backends.get('mail', 'dead')!.health === 'down', 5000, 'dead DOWN');
+    expect(p.app.backends.get('mail', 'dead')!.lastReason).toMatch(/^passive: 1 consecutive connection errors/);
+    // The new snapshot reached both workers: no connection tries dead any more (no retries).
+    await p.app.proxy.sync();
+    const before = p.app.counters.listen('mail').retries;
+    for (let i = 0; i < 8; i++) expect(await exchange(p.port(), 'ehlo')).toBe('220 b\r\nEHLO\r\n');
+    await p.app.proxy.sync();
+    expect(p.app.counters.listen('mail').retries).toBe(before);
   });
 });
