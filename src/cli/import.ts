@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { register } from './registry.js';
@@ -17,10 +17,11 @@ register('import', {
     'Writes a commented pairlb YAML to stdout; every line that could not be mapped, and every value to',
     'fill in, is listed (with why) at the top of the file and on stderr. Values keep their meaning:',
     'HAProxy times without a unit are ms, a bare `check` is a TCP connect (check.type: tcp), heartbeat',
-    'times without a unit are seconds. pairlb has one bind and one pool per listen section: each HAProxy',
-    '`listen`, and each `frontend` whose only routing is `default_backend`, becomes one; a frontend with',
-    '`use_backend … if` rules is listed as not mapped. The heartbeat/VRRP secret is never copied: pairlb',
-    'needs its own key file (recipe in the output and in docs/ha.md).',
+    'times without a unit are seconds. HAProxy `frontend`/`backend` become pairlb `frontends`/`backends`',
+    '(one frontend per bind line), acl + use_backend + http-request redirect/deny/return/set-header/',
+    'del-header + http-response set-header/del-header become `rules`, `bind … ssl crt` becomes `tls:`; a',
+    '`listen` stays a listen section unless it has rules or several binds. The heartbeat/VRRP secret is',
+    'never copied: pairlb needs its own key file (recipe in the output and in docs/ha.md).',
     '',
     'Options:',
     '  --haproxy FILE     haproxy.cfg (global, defaults, listen, frontend, backend)',
@@ -29,7 +30,7 @@ register('import', {
     '  --node NAME        this node (heartbeat: a `node` name; default: the haresources owner)',
     '  --peer NAME        the peer\'s node name (keepalived has none)',
     '',
-    'Exit 0 when a config was written, 1 when no listen section could be imported, 2 on bad usage.',
+    'Exit 0 when a config was written, 1 when no HTTP section could be imported, 2 on bad usage.',
     'Then: pairlb check -c pairlb.yaml --schema-only (and without --schema-only on the balancer).',
   ].join('\n'),
   async run(argv) {
@@ -43,7 +44,8 @@ register('import', {
     const hp = read(values.haproxy);
     if (hp === undefined) return 2;
     const result = new ImportResult();
-    const h = convertHaproxy(hp, values.haproxy);
+    // `crt PATH` may name a file or a directory of PEM bundles: ask the file system when it can tell.
+    const h = convertHaproxy(hp, values.haproxy, { isDirectory: (p) => { try { return statSync(p).isDirectory(); } catch { return undefined; } } });
     result.merge(h.result);
     const sources = [values.haproxy];
     let ha: Record<string, unknown> | undefined;
@@ -73,10 +75,10 @@ register('import', {
       Object.assign(global, k.global);
       ha = k.ha;
     }
-    process.stdout.write(renderConfig({ sources, global, listen: h.listen, stats: h.stats, ha, result }));
+    process.stdout.write(renderConfig({ sources, global, listen: h.listen, frontends: h.frontends, backends: h.backends, stats: h.stats, ha, result }));
     for (const t of result.todo) process.stderr.write(`pairlb import: FILL IN ${t}\n`);
     for (const l of unmappedLines(result.unmapped)) process.stderr.write(`pairlb import: not mapped: ${l}\n`);
-    if (!h.listen.length) { process.stderr.write('pairlb import: no listen section could be imported (pairlb needs at least one)\n'); return 1; }
+    if (!h.listen.length && !h.frontends.length) { process.stderr.write('pairlb import: no HTTP listen section or frontend could be imported (pairlb needs at least one)\n'); return 1; }
     return 0;
   },
 });

@@ -24,8 +24,11 @@ export const headerValue = z.string().max(8192).regex(FIELD_VALUE_RE, 'expected 
 
 const one = <T extends z.ZodTypeAny>(t: T) => z.union([t, z.array(t).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]) as z.output<T>[]);
 
-/** `example.com` or `*.example.com` (any depth below, not the bare name); no port, no scheme. */
-const hostPattern = z.string().regex(/^(?:\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$|^\[[0-9A-Fa-f:.]+\]$/, 'expected a host name, *.domain or [IPv6], without port');
+/**
+ * `example.com`, `*.example.com` (any depth below, not the bare name) or `www.*` (any name that
+ * starts with `www.`: HAProxy's `hdr_beg(host) www.`); no port, no scheme.
+ */
+const hostPattern = z.string().regex(/^(?:\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$|^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.\*$|^\[[0-9A-Fa-f:.]+\]$/, 'expected a host name, *.domain, prefix.* or [IPv6], without port');
 
 export const headerCondSchema = z.object({
   /** Header name (case-insensitive). */
@@ -35,7 +38,7 @@ export const headerCondSchema = z.object({
 }).strict();
 
 const condFields = {
-  /** Host header, case-insensitive, port ignored: exact names or `*.example.com` (any subdomain). */
+  /** Host header, case-insensitive, port ignored: exact names, `*.example.com` (any subdomain) or `www.*` (any name starting with www.). */
   host: one(hostPattern).optional(),
   /** The path (before `?`) starts with one of these. */
   path_prefix: one(z.string().startsWith('/')).optional(),
@@ -61,7 +64,7 @@ const condFields = {
 };
 
 export const condNotSchema = z.object({
-  /** Host header, case-insensitive, port ignored: exact names or `*.example.com` (any subdomain). */
+  /** Host header, case-insensitive, port ignored: exact names, `*.example.com` (any subdomain) or `www.*` (any name starting with www.). */
   host: condFields.host,
   /** The path (before `?`) starts with one of these. */
   path_prefix: condFields.path_prefix,
@@ -80,7 +83,7 @@ export const condNotSchema = z.object({
 }).strict();
 
 export const condSchema = z.object({
-  /** Host header, case-insensitive, port ignored: exact names or `*.example.com` (any subdomain). */
+  /** Host header, case-insensitive, port ignored: exact names, `*.example.com` (any subdomain) or `www.*` (any name starting with www.). */
   host: condFields.host,
   /** The path (before `?`) starts with one of these. */
   path_prefix: condFields.path_prefix,

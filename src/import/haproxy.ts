@@ -1,18 +1,33 @@
-import { ImportResult, NAME_RE, fmtMs, sourceLines, type SourceLine } from './result.js';
+import { ImportResult, NAME_RE, fmtMs, sourceLines, type Path, type SourceLine } from './result.js';
+import { RULE_FORBIDDEN_HEADERS } from '../config/rules.js';
+import { AclTable, MAX_TERMS, condition, fixTls, haproxyWords, implies, whenOf, type Dnf } from './haproxy-rules.js';
 
 /**
- * haproxy.cfg → pairlb `listen` sections (pure). pairlb has one bind and one pool per listen
- * section today, so a HAProxy `listen`, and a `frontend` whose only routing is `default_backend`,
- * become a listen section each; a frontend with `use_backend … if` rules cannot be expressed yet and
- * is listed as unmapped. Values keep HAProxy's meaning: times without a unit are milliseconds, a bare
- * `check` is a TCP connect (pairlb `check.type: tcp`), no `option forwardfor` means no X-Forwarded-For.
+ * haproxy.cfg → pairlb config fragments (pure). HAProxy's `frontend` and `backend` sections become
+ * pairlb `frontends` and `backends` (pools), one for one; a frontend with several `bind` lines
+ * becomes one frontend per bind (pairlb has one bind per frontend), each with the same rules.
+ * `acl`, `use_backend`, `default_backend`, `http-request` redirect/deny/return/set-header/del-header
+ * and `http-response` set-header/del-header become pairlb `rules` (docs/sites.md: first match wins,
+ * so HAProxy's evaluation order is rebuilt: its terminal http-request rules first, then one rule per
+ * use_backend carrying the header edits that apply to it). `bind … ssl crt` becomes `tls:`. A
+ * `listen` stays a pairlb `listen` section unless it has such rules or several binds (then a
+ * frontend + a pool of its name). Values keep HAProxy's meaning: times without a unit are
+ * milliseconds, a bare `check` is a TCP connect (pairlb `check.type: tcp`), no `option forwardfor`
+ * means no X-Forwarded-For. What cannot be expressed is reported with its line.
  */
 
 export interface HaproxyImport {
   listen: Record<string, unknown>[];
+  frontends: Record<string, unknown>[];
+  backends: Record<string, unknown>[];
   global: Record<string, unknown>;
   stats?: Record<string, unknown>;
   result: ImportResult;
+}
+
+export interface HaproxyImportOptions {
+  /** Whether a `crt` path is a directory (the CLI asks the file system; default: ends with `/` or has no .pem/.crt extension). */
+  isDirectory?: (path: string) => boolean | undefined;
 }
 
 interface Directive { line: SourceLine; file: string; fromDefaults: boolean }
@@ -107,7 +122,10 @@ interface Builder {
   defaultServer: string[];
   slowstart?: number;
   defaultBackend?: Directive;
+  /** acl, use_backend, http-request, http-response and redirect lines, in file order. */
   rules: Directive[];
+  /** Every bind line (the old `listen NAME ADDR` syntax as one). */
+  binds: Directive[];
 }
 
 const TIMEOUT_MAP: Record<string, string> = {
@@ -127,7 +145,7 @@ const OPTION_WHY: Record<string, string> = {
 };
 
 function fresh(name: string, at: string): Builder {
-  return { name, at, mode: 'tcp', timeouts: {}, servers: [], serverCheck: { differs: [] }, defaultServer: [], rules: [] };
+  return { name, at, mode: 'tcp', timeouts: {}, servers: [], serverCheck: { differs: [] }, defaultServer: [], rules: [], binds: [] };
 }
 
 /** Applies one line. `part` says whether the line belongs to the frontend half or the backend half of a frontend+backend pair. */
@@ -142,13 +160,9 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
   if (part === 'backend' && (k === 'bind' || (k === 'timeout' && ['client', 'http-request', 'http-keep-alive'].includes(args[0])) || k === 'clitimeout')) return;
   switch (k) {
     case 'bind': {
-      if (b.bind) { skip('pairlb has one bind per listen section: only the first bind is used'); return; }
-      const addrs = args[0]?.split(',') ?? [];
-      const a = haproxyAddress(addrs[0] ?? '');
-      if (!a.hostPort) { skip(a.why!); return; }
-      b.bind = a.hostPort;
-      if (addrs.length > 1) skip('pairlb has one bind per listen section: only the first address is used');
-      if (args.length > 1) skip(args.slice(1).some((x) => x === 'ssl' || x === 'crt') ? 'TLS on the bind: pairlb listens in plain HTTP here (terminate TLS in front of it)' : `bind options ${args.slice(1).join(' ')}: ${GENERIC}`);
+      // Read when the section is written (parseBind): a frontend gets one pairlb frontend per bind.
+      b.binds.push(d);
+      if (!b.bind) b.bind = haproxyAddress(args[0]?.split(',')[0] ?? '').hostPort;
       return;
     }
     case 'mode':
@@ -224,7 +238,7 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
     case 'default-server': b.defaultServer = args; return;
     case 'server': return applyServer(b, d, args, r, bindPort ?? b.bind?.split(':').pop());
     case 'default_backend': b.defaultBackend = d; return;
-    case 'use_backend': case 'acl': b.rules.push(d); return;
+    case 'use_backend': case 'acl': case 'http-request': case 'http-response': case 'redirect': b.rules.push(d); return;
     case 'stats': return; // collected separately (one stats section for the whole file)
     case 'maxconn': {
       const n = Number(args[0]);
@@ -237,8 +251,10 @@ function apply(b: Builder, d: Directive, r: ImportResult, part: 'all' | 'fronten
     case 'description': return;
     case 'fullconn': case 'dispatch': skip(GENERIC); return;
     case 'errorfile': case 'errorloc': case 'errorloc302': case 'errorloc303': skip('pairlb writes its own error pages (503/502/504); custom pages have no equivalent yet'); return;
-    case 'http-request': case 'http-response': case 'reqadd': case 'rspadd': case 'reqrep': case 'rsprep': case 'reqdel': case 'rspdel': case 'http-after-response': case 'tcp-request': case 'tcp-response': case 'redirect':
-      skip('header/request rules have no pairlb equivalent yet'); return;
+    case 'reqadd': case 'rspadd': case 'reqrep': case 'rsprep': case 'reqdel': case 'rspdel':
+      skip('the pre-1.6 header rules have no pairlb equivalent: written as http-request/http-response set-header/del-header they would be imported'); return;
+    case 'http-after-response': case 'tcp-request': case 'tcp-response':
+      skip(`${k} rules have no pairlb equivalent`); return;
     default: skip(GENERIC);
   }
 }
@@ -372,38 +388,36 @@ function applyServer(b: Builder, d: Directive, args: string[], r: ImportResult, 
   b.servers.push(s);
 }
 
-/** Writes one builder as a pairlb listen section (or says why it cannot be one). */
-function emit(b: Builder, r: ImportResult, idx: number, sectionText: string): Record<string, unknown> | undefined {
-  if (b.mode !== 'http') {
-    r.skip(b.at, sectionText, `mode ${b.mode}${b.mode === 'tcp' ? ' (HAProxy\'s default without `mode http`)' : ''}: pairlb proxies HTTP only; this section is not imported`);
-    return undefined;
-  }
-  if (!b.bind) { r.skip(b.at, sectionText, 'no usable bind: this section is not imported'); return undefined; }
-  const P = (...p: (string | number)[]) => ['listen', idx, ...p];
-  const l: Record<string, unknown> = { name: b.name, bind: b.bind, mode: 'http', balance: b.balance ?? 'roundrobin' };
-  if (b.hashHeader && b.balance === 'header') l.hash_header = b.hashHeader;
-  // HAProxy's hash-type default is map-based, as pairlb's: written only when asked for.
-  if (b.hashType && ['source', 'uri', 'header'].includes(String(b.balance))) l.hash_type = b.hashType;
+/** Client-side keys of a listen section or a frontend, with their comments; returns its timeouts. */
+function frontKeys(b: Builder, r: ImportResult, P: (...p: (string | number)[]) => Path, l: Record<string, unknown>, ff: { enabled: boolean; header?: string }): Record<string, string> {
   if (b.maxconn !== undefined) l.maxconn = b.maxconn;
   if (b.connectionMode && b.connectionMode !== 'http-keep-alive') l.connection_mode = b.connectionMode;
-  r.note(P('name'), `from ${b.at}: ${sectionText}`);
-  if (b.cookie) {
-    l.cookie = b.cookie;
-    if (b.cookie.mode === 'prefix') r.note(P('cookie'), `prefix: the application's ${String(b.cookie.name)} carries "<server cookie>~" in front of its value, stripped again on requests (as HAProxy)`);
-    if (b.cookie.mode === 'insert' && b.cookie.httponly === false) r.note(P('cookie'), 'httponly: false keeps HAProxy\'s behaviour (it sets HttpOnly only when asked); pairlb\'s default is true');
-  }
-  const ff = b.forwardfor ?? { enabled: false };
   l.forwardfor = ff.enabled ? { enabled: true, ...(ff.header ? { header: ff.header } : {}), proto: false } : { enabled: false };
   r.note(P('forwardfor'), ff.enabled
     ? `option forwardfor: ${ff.header ?? 'X-Forwarded-For'} as HAProxy; proto: false because HAProxy adds no X-Forwarded-Proto/Host/Port (pairlb can: proto: true)`
     : 'no `option forwardfor` in HAProxy: no X-Forwarded-For header either (pairlb\'s default would add it)');
   const t: Record<string, string> = {};
-  for (const [k, v] of Object.entries(b.timeouts)) if (k !== 'client_from_client') t[k] = fmtMs(v);
+  for (const k of ['client', 'http_request', 'tunnel'] as const) if (b.timeouts[k] !== undefined) t[k] = fmtMs(b.timeouts[k]);
   if (t.client === undefined && b.timeouts.client_from_client !== undefined) {
     t.client = fmtMs(b.timeouts.client_from_client);
     r.note(P('timeouts', 'client'), 'from `timeout client`: pairlb\'s timeouts.client is the idle keep-alive time of a client connection (HAProxy\'s use of timeout client when http-keep-alive is not set)');
   }
-  if (Object.keys(t).length) l.timeouts = t;
+  return t;
+}
+
+/** Server-side keys of a listen section or a pool (servers excluded), with their comments; returns its timeouts. */
+function poolKeys(b: Builder, r: ImportResult, P: (...p: (string | number)[]) => Path, l: Record<string, unknown>): Record<string, string> {
+  l.balance = b.balance ?? 'roundrobin';
+  if (b.hashHeader && b.balance === 'header') l.hash_header = b.hashHeader;
+  // HAProxy's hash-type default is map-based, as pairlb's: written only when asked for.
+  if (b.hashType && ['source', 'uri', 'header'].includes(String(b.balance))) l.hash_type = b.hashType;
+  if (b.cookie) {
+    l.cookie = b.cookie;
+    if (b.cookie.mode === 'prefix') r.note(P('cookie'), `prefix: the application's ${String(b.cookie.name)} carries "<server cookie>~" in front of its value, stripped again on requests (as HAProxy)`);
+    if (b.cookie.mode === 'insert' && b.cookie.httponly === false) r.note(P('cookie'), 'httponly: false keeps HAProxy\'s behaviour (it sets HttpOnly only when asked); pairlb\'s default is true');
+  }
+  const t: Record<string, string> = {};
+  for (const k of ['connect', 'server', 'queue'] as const) if (b.timeouts[k] !== undefined) t[k] = fmtMs(b.timeouts[k]);
   if (b.retries !== undefined) l.retries = b.retries;
   l.redispatch = b.redispatch ?? false;
   if (!b.redispatch) r.note(P('redispatch'), 'HAProxy redispatches only with `option redispatch`: false keeps that (a sticky request whose server is down fails instead of going to another server)');
@@ -425,28 +439,348 @@ function emit(b: Builder, r: ImportResult, idx: number, sectionText: string): Re
     r.note(P('check'), b.httpchk
       ? `option httpchk: ${b.httpchk.method} ${b.httpchk.path}; 2xx/3xx is up, as HAProxy`
       : 'bare `check` in HAProxy is a TCP connect: type: tcp');
-    if (sc.differs.length) r.skip(sc.at!, `servers of ${b.name}`, `check timings differ between servers (${sc.differs.join(', ')}): pairlb has one check per listen section; the first checked server's are used`);
+    if (sc.differs.length) r.skip(sc.at!, `servers of ${b.name}`, `check timings differ between servers (${sc.differs.join(', ')}): pairlb has one check per pool; the first checked server's are used`);
   }
+  return t;
+}
+
+function httpOnly(b: Builder, r: ImportResult, sectionText: string): boolean {
+  if (b.mode === 'http') return true;
+  r.skip(b.at, sectionText, `mode ${b.mode}${b.mode === 'tcp' ? ' (HAProxy\'s default without `mode http`)' : ''}: pairlb proxies HTTP only; this section is not imported`);
+  return false;
+}
+
+/** Writes one builder as a pairlb listen section (or says why it cannot be one). */
+function emit(b: Builder, r: ImportResult, idx: number, sectionText: string, bind: { hostPort: string; tls?: Record<string, unknown> }): Record<string, unknown> | undefined {
+  if (!httpOnly(b, r, sectionText)) return undefined;
+  const P = (...p: (string | number)[]) => ['listen', idx, ...p];
+  const l: Record<string, unknown> = { name: b.name, bind: bind.hostPort, ...(bind.tls ? { tls: bind.tls } : {}), mode: 'http' };
+  r.note(P('name'), `from ${b.at}: ${sectionText}`);
+  const ft = frontKeys(b, r, P, l, b.forwardfor ?? { enabled: false });
+  const pt = poolKeys(b, r, P, l);
+  const t = { ...ft, ...pt };
+  if (Object.keys(t).length) l.timeouts = t;
   l.backends = b.servers;
   return l;
 }
 
-/** "path_beg /api → api_servers, hdr(host) -i static.example.com → static, else app": what the rules do, for the user to plan the split. */
-function describeRules(rules: Directive[], def: Directive | undefined): string {
-  const acl = new Map<string, string>();
-  for (const d of rules) if (d.line.words[0] === 'acl') {
-    const [, n, ...crit] = d.line.words;
-    acl.set(n, [acl.get(n), crit.join(' ')].filter(Boolean).join(' or '));
+/** Writes a backend section's builder as a pairlb pool. */
+function emitPool(b: Builder, r: ImportResult, idx: number, sectionText: string): Record<string, unknown> {
+  const P = (...p: (string | number)[]) => ['backends', idx, ...p];
+  const l: Record<string, unknown> = { name: b.name };
+  r.note(P('name'), `from ${b.at}: ${sectionText}`);
+  const t = poolKeys(b, r, P, l);
+  if (Object.keys(t).length) l.timeouts = t;
+  l.servers = b.servers;
+  return l;
+}
+
+/** `ssl-default-bind-*` of the global section: applied to every `ssl` bind (its own options win). */
+interface TlsDefaults { ciphers?: string; ciphersuites?: string; curves?: string; minVersion?: string }
+
+const TLS_VERSIONS: Record<string, string | null> = { TLSv1_2: 'TLSv1.2', 'TLSv1.2': 'TLSv1.2', TLSv1_3: 'TLSv1.3', 'TLSv1.3': 'TLSv1.3', SSLv3: null, TLSv1_0: null, 'TLSv1.0': null, TLSv1_1: null, 'TLSv1.1': null };
+
+/**
+ * One `bind ADDR [options]` → a pairlb bind address and, with `ssl`, its `tls:` (certificates from
+ * `crt` files, or a `crt` directory of PEM bundles; versions, ciphers, curves). Unusable options
+ * are reported on the line.
+ */
+function parseBind(d: Directive, r: ImportResult, td: TlsDefaults, isDir: (p: string) => boolean): { hostPort?: string; tls?: Record<string, unknown> } {
+  const w = haproxyWords(d.line.text).slice(1);
+  const at = `${d.file}:${d.line.n}`;
+  const skip = (why: string): void => r.skip(at, d.line.text, why);
+  const addrs = w[0]?.split(',') ?? [];
+  const a = haproxyAddress(addrs[0] ?? '');
+  if (!a.hostPort) { skip(a.why!); return {}; }
+  if (addrs.length > 1) skip('pairlb has one address per bind: only the first address is used');
+  let ssl = false;
+  const crts: string[] = [];
+  const tls: Record<string, unknown> = {};
+  const bad: string[] = [];
+  const ignored: string[] = [];
+  for (let i = 1; i < w.length; i++) {
+    const o = w[i];
+    const v = w[i + 1];
+    switch (o) {
+      case 'ssl': ssl = true; break;
+      case 'crt': if (v) crts.push(v); i++; break;
+      case 'alpn':
+        i++;
+        if (v && v.split(',').includes('h2')) ignored.push(`alpn ${v} (pairlb offers http/1.1 on TLS binds here)`);
+        break;
+      case 'ssl-min-ver': {
+        i++;
+        const m = TLS_VERSIONS[v ?? ''];
+        if (m === undefined) bad.push(`ssl-min-ver ${v}`);
+        else if (m === null) ignored.push(`ssl-min-ver ${v} (pairlb accepts TLS 1.2 and 1.3 only)`);
+        else tls.min_version = m;
+        break;
+      }
+      case 'ssl-max-ver': i++; bad.push(`ssl-max-ver ${v}`); break;
+      case 'ciphers': i++; if (v) tls.ciphers = v; break;
+      case 'ciphersuites': i++; if (v) tls.ciphersuites = v; break;
+      case 'curves': i++; if (v) tls.curves = v; break;
+      case 'no-sslv3': case 'no-tlsv10': case 'no-tlsv11': case 'force-tlsv12': break; // pairlb's floor is TLS 1.2
+      case 'force-tlsv13': tls.min_version = 'TLSv1.3'; break;
+      case 'v4v6': case 'v6only': case 'prefer-client-ciphers': break;
+      case 'verify': i++; if (v !== 'none') bad.push(`verify ${v} (client certificates)`); break;
+      case 'crt-list': case 'ca-file': case 'crl-file': case 'ecdhe': case 'npn': case 'interface': case 'name': case 'id': case 'process': case 'thread': case 'maxconn': case 'backlog': case 'mss': case 'tfo': case 'user': case 'group': case 'mode': case 'level': case 'nice': case 'ssl-ca-file':
+        i++; bad.push(`${o} ${v ?? ''}`.trim()); break;
+      default: bad.push(o);
+    }
   }
-  const out: string[] = [];
-  for (const d of rules) {
-    const w = d.line.words;
-    if (w[0] !== 'use_backend') continue;
-    const cond = w.slice(3).map((t) => acl.get(t.replace(/^!/, '')) ? `${t.startsWith('!') ? 'not ' : ''}${acl.get(t.replace(/^!/, ''))}` : t).join(' ');
-    out.push(`${w[2] === 'unless' ? 'unless ' : ''}${cond || 'always'} → ${w[1]}`);
+  if (bad.length) skip(`bind options ${bad.join(', ')}: ${GENERIC}`);
+  if (ignored.length) skip(`bind options ${ignored.join(', ')}: not written`);
+  if (!ssl) {
+    if (crts.length) skip('crt without ssl: the bind stays plain HTTP');
+    return { hostPort: a.hostPort };
   }
-  if (def) out.push(`else → ${def.line.words[1]}`);
-  return out.join(', ');
+  if (!crts.length) { skip('ssl without crt: pairlb needs certificates; this bind is not imported'); return {}; }
+  const files: string[] = [];
+  for (const c of crts) {
+    if (isDir(c)) {
+      if (tls.directory !== undefined) { skip(`crt ${c}: pairlb reads one directory of PEM bundles per bind; list the files instead`); continue; }
+      tls.directory = c.replace(/\/+$/, '') || '/';
+    } else files.push(c);
+  }
+  if (files.length) tls.certificates = files;
+  if (tls.min_version === undefined && td.minVersion) tls.min_version = td.minVersion;
+  if (tls.ciphers === undefined && td.ciphers) tls.ciphers = td.ciphers;
+  if (tls.ciphersuites === undefined && td.ciphersuites) tls.ciphersuites = td.ciphersuites;
+  if (tls.curves === undefined && td.curves) tls.curves = td.curves;
+  return { hostPort: a.hostPort, tls: { ...(tls.certificates ? { certificates: tls.certificates } : {}), ...(tls.directory ? { directory: tls.directory } : {}), ...Object.fromEntries(Object.entries(tls).filter(([k]) => k !== 'certificates' && k !== 'directory')) } };
+}
+
+/** Default for `crt PATH` without a file system to ask: a trailing / or no certificate-like extension is a directory. */
+function guessDir(p: string): boolean { return p.endsWith('/') || !/\.(pem|crt|cer)$/i.test(p); }
+
+// ---- rules -----------------------------------------------------------------------------------
+
+type Answer = { redirect: Record<string, unknown> } | { deny: Record<string, unknown> } | { return: Record<string, unknown> };
+/** A header edit with its condition: on the request (set/del) or the response. */
+interface Edit { dnf: Dnf; side: 'req' | 'res'; set?: [string, string]; del?: string; at: string; text: string }
+interface Parsed { terminals: { dnf: Dnf; answer: Answer; at: string; text: string }[]; edits: Edit[]; uses: { dnf: Dnf; backend: string; at: string; text: string }[] }
+
+/** A header value with HAProxy log-format variables (`%[src]`, `%ci`) cannot be a fixed pairlb value. */
+function fixedValue(v: string): string | undefined {
+  if (/%(?!%)/.test(v)) return undefined;
+  return v.replace(/%%/g, '%');
+}
+
+/**
+ * A section's acl / use_backend / http-request / http-response / redirect lines → terminal answers,
+ * header edits and use_backend routes, each with its condition; what cannot be expressed is
+ * reported with its line and left out.
+ */
+function parseRules(lines: Directive[], r: ImportResult): Parsed {
+  const acls = new AclTable();
+  const out: Parsed = { terminals: [], edits: [], uses: [] };
+  for (const d of lines) {
+    const at = `${d.file}:${d.line.n}`;
+    const text = d.line.text;
+    const skip = (why: string): void => r.skip(at, text, why);
+    const w = haproxyWords(text);
+    const kw = w[0];
+    if (kw === 'acl') { const why = acls.add(w.slice(1)); if (why) skip(why); continue; }
+    const ci = w.findIndex((x, i) => i > 0 && (x === 'if' || x === 'unless'));
+    const head = ci < 0 ? w : w.slice(0, ci);
+    const cond = condition(ci < 0 ? [] : w.slice(ci), acls);
+    if ('why' in cond) { skip(`condition: ${cond.why}`); continue; }
+    const dnf = cond.dnf;
+    if (kw === 'use_backend') {
+      const be = head[1];
+      if (!be || head.length > 2 || be.includes('%')) { skip('use_backend with a computed backend name (log-format) has no pairlb equivalent'); continue; }
+      out.uses.push({ dnf, backend: be, at, text });
+      continue;
+    }
+    const act = kw === 'redirect' ? 'redirect' : head[1];
+    const args = kw === 'redirect' ? head.slice(1) : head.slice(2);
+    if (kw === 'http-response') {
+      if (act === 'set-header' || act === 'add-header') {
+        const v = fixedValue(args.slice(1).join(' '));
+        if (!args[0] || v === undefined) { skip(`http-response ${act} with a log-format value (%[…]) has no pairlb equivalent`); continue; }
+        if (RULE_FORBIDDEN_HEADERS.has(args[0].toLowerCase())) { skip(`${args[0]} is a framing or hop-by-hop header: pairlb rules may not change it`); continue; }
+        if (act === 'add-header') r.skip(at, text, 'add-header appends a line; written as response_set_header (replaces)');
+        out.edits.push({ dnf, side: 'res', set: [args[0], v], at, text });
+      } else if (act === 'del-header' && args.length === 1) out.edits.push({ dnf, side: 'res', del: args[0], at, text });
+      else skip(`http-response ${act ?? ''}: pairlb rules set and delete response headers only`);
+      continue;
+    }
+    if (kw !== 'http-request' && kw !== 'redirect') { skip(GENERIC); continue; }
+    if (act === 'set-header' || act === 'add-header') {
+      const v = fixedValue(args.slice(1).join(' '));
+      if (!args[0] || v === undefined) { skip(`http-request ${act} with a log-format value (%[…]) has no pairlb equivalent`); continue; }
+      if (RULE_FORBIDDEN_HEADERS.has(args[0].toLowerCase())) { skip(`${args[0]} is a framing or hop-by-hop header: pairlb rules may not change it`); continue; }
+      if (act === 'add-header') r.skip(at, text, 'add-header appends a line; written as set_header (replaces)');
+      out.edits.push({ dnf, side: 'req', set: [args[0], v], at, text });
+      continue;
+    }
+    if (act === 'del-header' && args.length === 1) { out.edits.push({ dnf, side: 'req', del: args[0], at, text }); continue; }
+    if (act === 'redirect' || kw === 'redirect') {
+      const rd = redirectOf(kw === 'redirect' ? head.slice(1) : args);
+      if ('why' in rd) { skip(rd.why); continue; }
+      out.terminals.push({ dnf, answer: { redirect: rd.redirect }, at, text });
+      continue;
+    }
+    if (act === 'deny') {
+      const a: Record<string, unknown> = {};
+      for (let i = 0; i < args.length; i++) {
+        if (args[i] === 'deny_status' && /^\d{3}$/.test(args[i + 1] ?? '')) { a.status = Number(args[++i]); continue; }
+        skip(`http-request deny ${args.slice(i).join(' ')}: pairlb's deny has a status only`);
+        break;
+      }
+      out.terminals.push({ dnf, answer: { deny: a }, at, text });
+      continue;
+    }
+    if (act === 'return') {
+      const a: Record<string, unknown> = { status: 200 };
+      let ok = true;
+      for (let i = 0; i < args.length; i++) {
+        const o = args[i], v = args[i + 1];
+        if (o === 'status' && /^\d{3}$/.test(v ?? '')) { a.status = Number(v); i++; } else if (o === 'content-type' && v) { a.content_type = v; i++; } else if (o === 'string' && v !== undefined) { a.body = v; i++; } else { ok = false; skip(`http-request return ${o}: pairlb returns a status, a content type and a fixed string`); break; }
+      }
+      if (ok) out.terminals.push({ dnf, answer: { return: a }, at, text });
+      continue;
+    }
+    skip(`http-request ${act ?? ''}: pairlb rules redirect, deny, return, and set or delete request headers only`);
+  }
+  return out;
+}
+
+function redirectOf(a: string[]): { redirect: Record<string, unknown> } | { why: string } {
+  const rd: Record<string, unknown> = {};
+  const kind = a[0];
+  const v = a[1];
+  if (!v) return { why: 'redirect without a target' };
+  if (kind === 'scheme') { if (v !== 'https' && v !== 'http') return { why: `redirect scheme ${v}: pairlb redirects to http or https` }; rd.scheme = v; }
+  else if (kind === 'location') { if (fixedValue(v) === undefined) return { why: 'redirect location with log-format variables has no pairlb equivalent' }; rd.location = fixedValue(v); }
+  else if (kind === 'prefix') {
+    const p = v.replace(/\/+$/, '');
+    if (!p || fixedValue(p) === undefined) return { why: `redirect prefix ${v}: pairlb needs a fixed URL or path prefix` };
+    rd.prefix = fixedValue(p);
+  } else return { why: `redirect ${kind}: pairlb redirects by scheme, location or prefix` };
+  for (let i = 2; i < a.length; i++) {
+    if (a[i] === 'code' && /^(301|302|303|307|308)$/.test(a[i + 1] ?? '')) { rd.code = Number(a[++i]); continue; }
+    if (a[i] === 'drop-query') { rd.drop_query = true; continue; }
+    return { why: `redirect option ${a[i]}${a[i + 1] && !a[i + 1].startsWith('-') ? ' ' + a[i + 1] : ''}: pairlb redirects keep path and query (drop-query) with a code only` };
+  }
+  // HAProxy's default code is 302, as pairlb's: written only when the file says.
+  return { redirect: rd };
+}
+
+/** Conditional edits beyond this per route: not imported (each doubles the rules of the route). */
+const MAX_COND_EDITS = 3;
+
+/**
+ * The pairlb rules of one frontend bind: HAProxy runs the frontend's http-request rules in order
+ * (a terminal one ends it), then the first matching use_backend, else default_backend, then the
+ * backend's own http-request rules; header edits apply to whatever passes them. pairlb runs the
+ * first matching rule only, so each route (use_backend, then the default) becomes one rule per
+ * combination of the conditional edits that apply to it, the most edits first. `tls` is the
+ * bind's kind: `ssl_fc` is known per bind and drops out.
+ */
+function buildRules(fe: Parsed, def: string | undefined, backendRules: (name: string) => Parsed | undefined, tls: boolean, r: ImportResult, where: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  let closed = false;
+  const seen = new Set<string>();
+  const push = (term: Dnf[number], body: Record<string, unknown>, at: string, text: string): void => {
+    if (closed) return;
+    const w = whenOf(term, tls);
+    if (w === null) return;
+    if ('why' in w) { r.skip(at, text, w.why); return; }
+    for (const n of w.notes) r.skip(at, text, n);
+    // A rule with the very condition of an earlier one can never match (the earlier one wins).
+    const k = JSON.stringify(w.when ?? null);
+    if (seen.has(k)) return;
+    seen.add(k);
+    out.push(w.when ? { when: w.when, ...body } : body);
+    if (!w.when) closed = true;
+  };
+  for (const t of fe.terminals) for (const term of t.dnf) push(term, { ...t.answer }, t.at, t.text);
+  const routes = [...fe.uses.map((u) => ({ dnf: u.dnf, backend: u.backend as string | undefined, at: u.at, text: u.text })), { dnf: [[]] as Dnf, backend: def, at: where, text: 'default_backend' }];
+  for (const route of routes) {
+    const be = route.backend !== undefined ? backendRules(route.backend) : undefined;
+    if (route.backend !== undefined && be === undefined && route.backend !== def) { r.skip(route.at, route.text, `backend ${route.backend} is not in the file (or not mode http)`); continue; }
+    const edits = [...fe.edits, ...(be?.edits ?? [])].map((e) => ({ ...e, dnf: fixTls(e.dnf, tls) }));
+    const always = edits.filter((e) => e.dnf.length === 1 && e.dnf[0].length === 0);
+    const never = (e: Edit) => e.dnf.length === 0;
+    let conds = edits.filter((e) => !always.includes(e) && !never(e));
+    // HSTS only ever goes out over TLS in pairlb: `if { ssl_fc }` on it says nothing more.
+    if (conds.length > MAX_COND_EDITS) {
+      for (const e of conds.slice(MAX_COND_EDITS)) r.skip(e.at, e.text, `more than ${MAX_COND_EDITS} conditional header edits on one route have no compact pairlb equivalent: left out`);
+      conds = conds.slice(0, MAX_COND_EDITS);
+    }
+    for (const term of route.dnf) {
+      // The backend's own terminal http-request rules, within this route.
+      for (const t of be?.terminals ?? []) for (const bt of t.dnf) push([...term, ...bt], { ...t.answer }, t.at, t.text);
+      // An edit whose condition this route's own condition implies is unconditional here.
+      const sure = [...always, ...conds.filter((e) => implies(term, e.dnf))];
+      const maybe = conds.filter((e) => !sure.includes(e));
+      const subsets: Edit[][] = [];
+      for (let m = (1 << maybe.length) - 1; m >= 0; m--) subsets.push(maybe.filter((_, i) => m & (1 << i)));
+      subsets.sort((a, b) => b.length - a.length);
+      for (const sub of subsets) {
+        let terms: Dnf = [term];
+        for (const e of sub) { const n: Dnf = []; for (const x of terms) for (const y of e.dnf) n.push([...x, ...y]); terms = n; }
+        if (terms.length > MAX_TERMS) { r.skip(route.at, route.text, `the route with its conditional header edits expands to more than ${MAX_TERMS} rules: edits left out`); terms = [term]; }
+        const body = editsBody([...sure, ...sub]);
+        const isDefault = route.backend === def && route === routes[routes.length - 1];
+        if (isDefault && Object.keys(body).length === 0 && sub.length === 0 && term.length === 0) {
+          // The plain default: default_backend does it, no rule needed.
+          continue;
+        }
+        if (route.backend === undefined) {
+          // No default_backend: HAProxy answers 503, pairlb 404; edits alone need a destination.
+          continue;
+        }
+        for (const x of terms) push(x, { backend: route.backend, ...body }, route.at, route.text);
+      }
+    }
+  }
+  return mergeAdjacent(out);
+}
+
+/**
+ * Two neighbouring rules with the same action and edits whose conditions differ in one list key
+ * only (`host: a` / `host: b`) are one rule (`host: [a, b]`): the OR of HAProxy's ACL lines.
+ */
+function mergeAdjacent(rules: Record<string, unknown>[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const rule of rules) {
+    const prev = out[out.length - 1];
+    const m = prev && mergeable(prev, rule);
+    if (m) out[out.length - 1] = m; else out.push(rule);
+  }
+  return out;
+}
+
+const LIST_KEYS = new Set(['host', 'path_prefix', 'method', 'src']);
+
+function mergeable(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> | undefined {
+  const { when: wa, ...ra } = a as { when?: Record<string, unknown> };
+  const { when: wb, ...rb } = b as { when?: Record<string, unknown> };
+  if (!wa || !wb || JSON.stringify(ra) !== JSON.stringify(rb)) return undefined;
+  const keys = new Set([...Object.keys(wa), ...Object.keys(wb)]);
+  let diff: string | undefined;
+  for (const k of keys) {
+    if (JSON.stringify(wa[k]) === JSON.stringify(wb[k])) continue;
+    if (diff !== undefined || !LIST_KEYS.has(k) || wa[k] === undefined || wb[k] === undefined) return undefined;
+    diff = k;
+  }
+  if (diff === undefined) return a;
+  const list = (v: unknown) => (Array.isArray(v) ? v : [v]) as string[];
+  return { ...a, when: { ...wa, [diff]: [...new Set([...list(wa[diff]), ...list(wb[diff])])] } };
+}
+
+function editsBody(edits: Edit[]): Record<string, unknown> {
+  const b: Record<string, unknown> = {};
+  const set = (k: string, n: string, v: string) => { const m = (b[k] ??= {}) as Record<string, string>; m[n] = v; };
+  const del = (k: string, n: string) => { const l = (b[k] ??= []) as string[]; if (!l.includes(n)) l.push(n); };
+  for (const e of edits) {
+    if (e.side === 'req') { if (e.set) set('set_header', ...e.set); else del('del_header', e.del!); }
+    else if (e.set) set('response_set_header', ...e.set); else del('response_del_header', e.del!);
+  }
+  return b;
 }
 
 function collectStats(sections: Section[], file: string, r: ImportResult): Record<string, unknown> | undefined {
@@ -502,71 +836,139 @@ const GLOBAL_WHY: Record<string, string> = {
   'ulimit-n': 'set LimitNOFILE= in the systemd unit; global.maxconn follows the open-file limit when not set',
 };
 
-export function convertHaproxy(text: string, file = 'haproxy.cfg'): HaproxyImport {
+export function convertHaproxy(text: string, file = 'haproxy.cfg', opts: HaproxyImportOptions = {}): HaproxyImport {
   const r = new ImportResult();
   const { sections, global: globalLines } = parseSections(text, file, r);
   const global: Record<string, unknown> = {};
+  const td: TlsDefaults = {};
   for (const d of globalLines) {
-    const w = d.line.words;
+    const w = haproxyWords(d.line.text);
     const at = `${file}:${d.line.n}`;
     if (w[0] === 'maxconn' && /^\d+$/.test(w[1] ?? '')) { global.maxconn = Number(w[1]); r.note(['global', 'maxconn'], `from ${at}: most client connections at once over every listen section`); continue; }
     if (w[0] === 'stats' && w[1] === 'socket') { r.skip(at, d.line.text, 'the runtime API is pairlb\'s own (admin.socket, JSON; `pairlb backend …`), not HAProxy\'s stats socket'); continue; }
-    r.skip(at, d.line.text, GLOBAL_WHY[w[0]] ?? (w[0].startsWith('tune.') || w[0].startsWith('ssl-') ? `${GENERIC} (pairlb tunes itself; TLS is not terminated by pairlb here)` : GENERIC));
+    if (w[0] === 'ssl-default-bind-ciphers' && w[1]) { td.ciphers = w[1]; continue; }
+    if (w[0] === 'ssl-default-bind-ciphersuites' && w[1]) { td.ciphersuites = w[1]; continue; }
+    if (w[0] === 'ssl-default-bind-curves' && w[1]) { td.curves = w[1]; continue; }
+    if (w[0] === 'ssl-default-bind-options') {
+      const rest: string[] = [];
+      for (let i = 1; i < w.length; i++) {
+        if (w[i] === 'ssl-min-ver' && TLS_VERSIONS[w[i + 1] ?? '']) { td.minVersion = TLS_VERSIONS[w[++i]]!; continue; }
+        if (['no-sslv3', 'no-tlsv10', 'no-tlsv11'].includes(w[i])) continue;
+        rest.push(w[i]);
+      }
+      if (rest.length) r.skip(at, d.line.text, `${rest.join(' ')}: ${GENERIC} (pairlb serves TLS 1.2 and 1.3, with session tickets shared by the pair: docs/tls-tickets.md)`);
+      continue;
+    }
+    r.skip(at, d.line.text, GLOBAL_WHY[w[0]] ?? (w[0].startsWith('tune.') || w[0].startsWith('ssl-') ? `${GENERIC} (pairlb tunes itself)` : GENERIC));
   }
-  const backends = new Map(sections.filter((s) => s.kind === 'backend').map((s) => [s.name, s]));
-  const usedBackends = new Set<string>();
+  const isDir = (p: string): boolean => opts.isDirectory?.(p) ?? guessDir(p);
   const listen: Record<string, unknown>[] = [];
-  // A backend after the same defaults section as its frontend does not apply those defaults a second
-  // time (they would undo the frontend's own lines, e.g. its `option forwardfor header X`).
-  const build = (s: Section, part: 'all' | 'frontend' | 'backend', into?: Builder, frontendDefaults?: number): Builder => {
+  const frontends: Record<string, unknown>[] = [];
+  const names = new Set<string>();
+  const build = (s: Section, part: 'all' | 'frontend' | 'backend'): Builder => {
     let name = s.name;
-    if (!into && !NAME_RE.test(name)) {
+    if (!NAME_RE.test(name)) {
       name = name.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || `${s.kind}${s.line.n}`;
       r.skip(`${file}:${s.line.n}`, s.line.text, `${JSON.stringify(s.name)} is not a pairlb name (letters, digits, . _ -): written as ${name}`);
     }
-    const b = into ?? fresh(name, `${file}:${s.line.n}`);
+    const b = fresh(name, `${file}:${s.line.n}`);
     // `listen NAME ADDR` (the old syntax) is a bind.
-    if (part !== 'backend' && s.line.words[2]) apply(b, { line: { ...s.line, words: ['bind', ...s.line.words.slice(2)] }, file, fromDefaults: false }, r, part);
+    if (part !== 'backend' && s.line.words[2]) apply(b, { line: { ...s.line, text: `bind ${s.line.words.slice(2).join(' ')}`, words: ['bind', ...s.line.words.slice(2)] }, file, fromDefaults: false }, r, part);
     const port = b.bind?.split(':').pop();
-    const defaults = part === 'backend' && frontendDefaults === s.defaultsId ? [] : s.defaults;
-    for (const d of [...defaults, ...s.body]) apply(b, d, r, part, port);
+    for (const d of [...s.defaults, ...s.body]) apply(b, d, r, part, port);
     return b;
+  };
+  // Pools: every mode http backend section, and each listen section that becomes frontend + pool.
+  interface PoolEntry { b: Builder; s: Section; rules: Parsed; used: boolean }
+  const pools = new Map<string, PoolEntry>();
+  /** Listen sections written as listen: a pool of their name for the frontends' rules. */
+  const listenPools = new Set<string>();
+  for (const s of sections) {
+    if (s.kind !== 'backend') continue;
+    const b = build(s, 'backend');
+    if (!httpOnly(b, r, s.line.text)) continue;
+    const rules = parseRules(b.rules.filter((d) => d.line.words[0] !== 'use_backend'), r);
+    for (const d of b.rules) if (d.line.words[0] === 'use_backend') r.skip(`${d.file}:${d.line.n}`, d.line.text, 'use_backend belongs in a frontend');
+    pools.set(b.name, { b, s, rules, used: false });
+  }
+  const EMPTY: Parsed = { terminals: [], edits: [], uses: [] };
+  const rulesOf = (name: string): Parsed | undefined => {
+    const p = pools.get(name);
+    if (p) { p.used = true; return p.rules; }
+    return listenPools.has(name) ? EMPTY : undefined;
+  };
+  const uniqueName = (base: string): string => {
+    let n = base.slice(0, 64);
+    for (let i = 2; names.has(n); i++) n = `${base.slice(0, 60)}-${i}`;
+    names.add(n);
+    return n;
+  };
+  /** A frontend (or a listen section with rules) → one pairlb frontend per bind. */
+  const frontendsOf = (b: Builder, s: Section, def: string | undefined): void => {
+    const parsed = parseRules(b.rules, r);
+    const reached = [...new Set([def, ...parsed.uses.map((u) => u.backend)].filter((x): x is string => x !== undefined))];
+    // HAProxy adds X-Forwarded-For when the frontend or the backend says so; pairlb per frontend.
+    let ff = b.forwardfor ?? { enabled: false };
+    if (!ff.enabled) {
+      const withFf = reached.filter((n) => pools.get(n)?.b.forwardfor?.enabled);
+      if (withFf.length) {
+        ff = pools.get(withFf[0])!.b.forwardfor!;
+        const without = reached.filter((n) => !withFf.includes(n));
+        if (without.length) r.skip(b.at, s.line.text, `option forwardfor is set on backend ${withFf.join(', ')} but not on ${without.join(', ')}: pairlb adds X-Forwarded-For per frontend; written enabled for all`);
+      }
+    }
+    if (!b.binds.length) { r.skip(b.at, s.line.text, 'no bind: this section is not imported'); return; }
+    const parsedBinds = b.binds.map((d) => ({ d, p: parseBind(d, r, td, isDir) })).filter((x) => x.p.hostPort);
+    if (!parsedBinds.length) { r.skip(b.at, s.line.text, 'no usable bind: this section is not imported'); return; }
+    if (def === undefined) r.skip(b.at, s.line.text, 'no default_backend: a request no rule sends anywhere gets pairlb\'s 404 page (HAProxy answers 503)');
+    for (const { d, p } of parsedBinds) {
+      const idx = frontends.length;
+      const P = (...x: (string | number)[]) => ['frontends', idx, ...x];
+      const name = uniqueName(parsedBinds.length === 1 ? b.name : `${b.name}-${p.hostPort!.split(':').pop()}`);
+      const fe: Record<string, unknown> = { name, bind: p.hostPort, ...(p.tls ? { tls: p.tls } : {}) };
+      r.note(P('name'), `from ${b.at}: ${s.line.text}${parsedBinds.length > 1 ? ` (the bind of ${d.file}:${d.line.n}: one pairlb frontend per bind)` : ''}`);
+      const t = frontKeys(b, r, P, fe, ff);
+      if (Object.keys(t).length) fe.timeouts = t;
+      const rules = buildRules(parsed, def, rulesOf, p.tls !== undefined, r, b.at);
+      if (rules.length) fe.rules = rules;
+      if (def !== undefined) fe.default_backend = def;
+      frontends.push(fe);
+    }
   };
   for (const s of sections) {
     if (s.kind === 'listen') {
       const b = build(s, 'all');
-      if (b.rules.length || b.defaultBackend) {
-        r.skip(b.at, s.line.text, 'a listen section that routes to other backends (use_backend/default_backend) cannot be expressed: pairlb has one pool per listen section');
+      if (!httpOnly(b, r, s.line.text)) continue;
+      if (!b.rules.length && !b.defaultBackend && b.binds.length === 1) {
+        const bind = parseBind(b.binds[0], r, td, isDir);
+        if (!bind.hostPort) { r.skip(b.at, s.line.text, 'no usable bind: this section is not imported'); continue; }
+        const l = emit(b, r, listen.length, s.line.text, { hostPort: bind.hostPort, tls: bind.tls });
+        if (l) { listen.push(l); names.add(b.name); listenPools.add(b.name); }
         continue;
       }
-      const l = emit(b, r, listen.length, s.line.text);
-      if (l) listen.push(l);
+      // Rules or several binds: the listen's servers become a pool of its name behind frontends.
+      if (pools.has(b.name)) { r.skip(b.at, s.line.text, `a backend is named ${b.name} too: not imported`); continue; }
+      pools.set(b.name, { b, s, rules: EMPTY, used: true });
+      const def = b.defaultBackend?.line.words[1] ?? (b.servers.length ? b.name : undefined);
+      frontendsOf(b, s, def);
     } else if (s.kind === 'frontend') {
       const b = build(s, 'frontend');
-      const uses = b.rules.filter((d) => d.line.words[0] === 'use_backend');
-      if (uses.length) {
-        const acls = b.rules.filter((d) => d.line.words[0] === 'acl').map((d) => d.line.n);
-        r.skip(b.at, s.line.text, `routes by rules (use_backend at line${uses.length > 1 ? 's' : ''} ${uses.map((d) => d.line.n).join(', ')}${acls.length ? `; acl at ${acls.join(', ')}` : ''}; ${describeRules(b.rules, b.defaultBackend)}): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)`);
-        continue;
+      if (!httpOnly(b, r, s.line.text)) continue;
+      let def = b.defaultBackend?.line.words[1];
+      if (def !== undefined && !pools.has(def) && !listenPools.has(def)) {
+        r.skip(`${file}:${b.defaultBackend!.line.n}`, b.defaultBackend!.line.text, `backend ${def} is not in the file (or not mode http)`);
+        def = undefined;
       }
-      if (!b.defaultBackend) { r.skip(b.at, s.line.text, 'no default_backend: nothing to forward to; not imported'); continue; }
-      const target = b.defaultBackend.line.words[1];
-      const be = backends.get(target);
-      if (!be) { r.skip(`${file}:${b.defaultBackend.line.n}`, b.defaultBackend.line.text, `backend ${target} is not in the file`); continue; }
-      usedBackends.add(target);
-      b.defaultBackend = undefined;
-      build(be, 'backend', b, s.defaultsId);
-      const l = emit(b, r, listen.length, `${s.line.text} → backend ${target}`);
-      if (l) listen.push(l);
+      if (def !== undefined) rulesOf(def);
+      frontendsOf(b, s, def);
     }
   }
-  for (const [name, s] of backends) {
-    if (usedBackends.has(name)) continue;
-    const users = sections.filter((f) => f.kind === 'frontend' && f.body.some((d) => d.line.words[0] === 'use_backend' && d.line.words[1] === name)).map((f) => f.name);
-    r.skip(`${file}:${s.line.n}`, s.line.text, users.length
-      ? `only reached through the use_backend rules of frontend ${users.join(', ')}: not imported`
-      : 'no frontend uses it as default_backend: not imported');
+  const backends: Record<string, unknown>[] = [];
+  for (const [name, p] of pools) {
+    if (!p.used) { r.skip(`${file}:${p.s.line.n}`, p.s.line.text, 'no frontend sends requests to it: not imported'); continue; }
+    backends.push(emitPool(p.b, r, backends.length, p.s.kind === 'listen' ? `${p.s.line.text} (its servers)` : p.s.line.text));
+    void name;
   }
   const stats = collectStats(sections, file, r);
-  return { listen, global, stats, result: r };
+  return { listen, frontends, backends, global, stats, result: r };
 }

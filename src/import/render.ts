@@ -11,6 +11,8 @@ export interface Fragments {
   sources: string[];
   global: Record<string, unknown>;
   listen: Record<string, unknown>[];
+  frontends?: Record<string, unknown>[];
+  backends?: Record<string, unknown>[];
   stats?: Record<string, unknown>;
   ha?: Record<string, unknown>;
   result: ImportResult;
@@ -23,10 +25,13 @@ export function unmappedLines(u: Unmapped[]): string[] {
 export function renderConfig(f: Fragments): string {
   const cfg: Record<string, unknown> = {};
   if (Object.keys(f.global).length) cfg.global = f.global;
-  cfg.listen = f.listen;
+  if (f.listen.length || !f.frontends?.length) cfg.listen = f.listen;
+  if (f.frontends?.length) cfg.frontends = f.frontends;
+  if (f.backends?.length) cfg.backends = f.backends;
   if (f.stats) cfg.stats = f.stats;
   if (f.ha) cfg.ha = f.ha;
-  const doc = new Document(cfg);
+  // No YAML anchors for values that repeat (one frontend per bind shares its rules' objects).
+  const doc = new Document(cfg, { aliasDuplicateObjects: false });
   for (const [k, lines] of f.result.comments) {
     const target = keyNodeAt(doc, k.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s)));
     if (target) target.commentBefore = lines.map((l) => ` ${l}`).join('\n');

@@ -51,35 +51,35 @@ export interface CompiledRule {
 
 type Pred = (m: MatchInput) => boolean;
 
-/** Exact names and `*.domain` suffixes of a host / sni condition, lower-cased once. */
-function namePatterns(list: readonly string[]): { exact: Set<string>; suffixes: string[] } {
+/** Exact names, `*.domain` suffixes and `prefix.*` prefixes of a host / sni condition, lower-cased once. */
+function namePatterns(list: readonly string[]): { exact: Set<string>; suffixes: string[]; prefixes: string[] } {
   const exact = new Set<string>();
   const suffixes: string[] = [];
+  const prefixes: string[] = [];
   for (const h of list) {
     const v = h.toLowerCase().replace(/\.$/, '');
-    if (v.startsWith('*.')) suffixes.push(v.slice(1)); else exact.add(v);
+    if (v.startsWith('*.')) suffixes.push(v.slice(1));
+    else if (v.endsWith('.*')) prefixes.push(v.slice(0, -1));
+    else exact.add(v);
   }
-  return { exact, suffixes };
+  return { exact, suffixes, prefixes };
+}
+
+function nameMatch(exact: Set<string>, suffixes: readonly string[], prefixes: readonly string[], n: string): boolean {
+  if (exact.has(n)) return true;
+  for (const s of suffixes) if (n.length > s.length && n.endsWith(s)) return true;
+  for (const p of prefixes) if (n.length > p.length && n.startsWith(p)) return true;
+  return false;
 }
 
 function hostPred(list: readonly string[]): Pred {
-  const { exact, suffixes } = namePatterns(list);
-  return (m) => {
-    if (exact.has(m.host)) return true;
-    for (const s of suffixes) if (m.host.length > s.length && m.host.endsWith(s)) return true;
-    return false;
-  };
+  const { exact, suffixes, prefixes } = namePatterns(list);
+  return (m) => nameMatch(exact, suffixes, prefixes, m.host);
 }
 
 function sniPred(list: readonly string[]): Pred {
-  const { exact, suffixes } = namePatterns(list);
-  return (m) => {
-    const n = m.sni;
-    if (n === '') return false;
-    if (exact.has(n)) return true;
-    for (const s of suffixes) if (n.length > s.length && n.endsWith(s)) return true;
-    return false;
-  };
+  const { exact, suffixes, prefixes } = namePatterns(list);
+  return (m) => m.sni !== '' && nameMatch(exact, suffixes, prefixes, m.sni);
 }
 
 /** SNI for matching: lower case, no trailing dot; '' without one (`false` from node:tls). */

@@ -73,7 +73,8 @@ export function checkTls(cfg: Config, now = Date.now()): { errors: TlsProblem[];
     // The section's own ACME names are served once ordered (a placeholder until then): not a gap.
     const acme = new Set([...cfg.listen, ...cfg.frontends].find((l) => l.name === b.name)?.acme?.map((n) => n.toLowerCase()) ?? []);
     for (const h of routedHosts(cfg, b.name)) {
-      if (acme.has(h.host.toLowerCase())) continue;
+      // A prefix pattern (`www.*`) names no host a certificate could be checked against.
+      if (acme.has(h.host.toLowerCase()) || h.host.endsWith('.*')) continue;
       const served = h.host.startsWith('*.') ? store.wildcardParents.has(h.host.slice(2).toLowerCase()) : store.serves(h.host);
       if (!served) warnings.push({ path: h.path, message: `no certificate of ${b.name} serves ${h.host}: clients get the default certificate (${store.info[0]?.names[0] ?? '?'}) and a name mismatch` });
     }

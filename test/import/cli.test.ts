@@ -152,7 +152,7 @@ describe('pairlb import: usage and exit codes', () => {
     writeFileSync(tcp, 'listen db :5432\n    server a 10.0.0.1:5432 check\n');
     const r = cli(['import', '--haproxy', tcp]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`pairlb import: not mapped: ${tcp}:1: listen db :5432 — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported\npairlb import: no listen section could be imported (pairlb needs at least one)\n`);
+    expect(r.stderr).toBe(`pairlb import: not mapped: ${tcp}:1: listen db :5432 — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported\npairlb import: no HTTP listen section or frontend could be imported (pairlb needs at least one)\n`);
     const h = cli(['import', '--help']);
     expect(h.code).toBe(0);
     expect(h.stdout).toContain('Usage: pairlb import --haproxy FILE [--heartbeat DIR | --keepalived FILE]');
@@ -162,22 +162,33 @@ describe('pairlb import: usage and exit codes', () => {
 describe('pairlb import: several frontends/backends + keepalived', () => {
   const file = () => join(dir, 'multi.yaml');
 
-  it('maps the frontends with a default_backend, lists the one with rules and the tcp one, and passes the schema', () => {
+  it('maps the frontends (the one with rules and TLS too) and backends, lists the tcp ones, and passes the schema', () => {
     const out = importTo(['--haproxy', join(FIX, 'multi/haproxy.cfg'), '--keepalived', join(FIX, 'multi/keepalived.conf'), '--peer', 'lb-02'], file());
     expect(out.yaml + out.stderr).not.toContain('1111');
     const cfg = parseDocument(out.yaml).toJS() as Record<string, any>;
-    expect(cfg.listen.map((l: any) => [l.name, l.bind, l.backends.map((b: any) => b.name), l.check.type])).toEqual([
-      ['www', '0.0.0.0:80', ['app1', 'app2', 'app3'], 'http'],
-      ['api', '0.0.0.0:8080', ['api1', 'api2'], 'tcp'],
+    expect(cfg.listen).toBeUndefined();
+    expect(cfg.frontends.map((f: any) => [f.name, f.bind, f.default_backend, f.tls])).toEqual([
+      ['www', '0.0.0.0:80', 'app', undefined],
+      ['api', '0.0.0.0:8080', 'api_servers', undefined],
+      ['mixed', '0.0.0.0:8443', 'app', { certificates: ['/etc/haproxy/site.pem'] }],
+    ]);
+    expect(cfg.frontends[2].rules).toEqual([
+      { when: { path_prefix: '/api' }, backend: 'api_servers' },
+      { when: { host: 'static.example.com' }, backend: 'static' },
+    ]);
+    expect(cfg.backends.map((b: any) => [b.name, b.servers.map((x: any) => x.name), b.check?.type])).toEqual([
+      ['app', ['app1', 'app2', 'app3'], 'http'],
+      ['api_servers', ['api1', 'api2'], 'tcp'],
+      ['static', ['s1'], undefined],
     ]);
     expect(cfg.ha).toMatchObject({ cluster: 'vrid-51', priority: 101, keepalive: '1s', deadtime: '3605ms', vip: { address: '192.168.0.100/24', interface: 'eth0', label: 'eth0:1' }, peer: { name: 'lb-02' } });
     const hp = join(FIX, 'multi/haproxy.cfg');
     const err = out.stderr.split('\n');
-    expect(err).toContain(`pairlb import: not mapped: ${hp}:24: frontend mixed — routes by rules (use_backend at lines 28, 29; acl at 26, 27; path_beg /api → api_servers, hdr(host) -i static.example.com → static, else → app): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)`);
-    expect(err).toContain(`pairlb import: not mapped: ${hp}:32: frontend raw → backend pg — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported`);
-    expect(err).toContain(`pairlb import: not mapped: ${hp}:52: backend static — only reached through the use_backend rules of frontend mixed: not imported`);
+    expect(err.filter((l) => [24, 25, 26, 27, 28, 29, 30].some((n) => l.includes(`${hp}:${n}:`)))).toEqual([]); // frontend mixed: every line mapped
+    expect(err).toContain(`pairlb import: not mapped: ${hp}:32: frontend raw — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported`);
+    expect(err).toContain(`pairlb import: not mapped: ${hp}:55: backend pg — mode tcp (HAProxy's default without \`mode http\`): pairlb proxies HTTP only; this section is not imported`);
     expect(err.filter((l) => l.includes(`${hp}:48:`))).toEqual([]); // balance leastconn is mapped
-    expect(cfg.listen.find((l: any) => l.name === 'api').balance).toBe('leastconn');
+    expect(cfg.backends.find((b: any) => b.name === 'api_servers').balance).toBe('leastconn');
   });
 
   it('serves: insert cookie (indirect) on www, X-Real-IP on api', async () => {
@@ -185,10 +196,13 @@ describe('pairlb import: several frontends/backends + keepalived', () => {
     const apis = [await app('api1'), await app('api2')];
     const doc = parseDocument(readFileSync(file(), 'utf8'));
     const [pw, pa] = [await freePort(), await freePort()];
-    doc.setIn(['listen', 0, 'bind'], `127.0.0.1:${pw}`);
-    doc.setIn(['listen', 1, 'bind'], `127.0.0.1:${pa}`);
-    apps.forEach((b, i) => doc.setIn(['listen', 0, 'backends', i, 'address'], b.address));
-    apis.forEach((b, i) => doc.setIn(['listen', 1, 'backends', i, 'address'], b.address));
+    doc.setIn(['frontends', 0, 'bind'], `127.0.0.1:${pw}`);
+    doc.setIn(['frontends', 1, 'bind'], `127.0.0.1:${pa}`);
+    // The TLS frontend names /etc/haproxy/site.pem of the target machine (its routing: test/import/sites.test.ts).
+    doc.deleteIn(['frontends', 2]);
+    doc.setIn(['backends', 2, 'servers', 0, 'address'], '127.0.0.1:9');
+    apps.forEach((b, i) => doc.setIn(['backends', 0, 'servers', i, 'address'], b.address));
+    apis.forEach((b, i) => doc.setIn(['backends', 1, 'servers', i, 'address'], b.address));
     doc.deleteIn(['ha']);
     doc.deleteIn(['global', 'node']);
     const d = await startDaemon(dir, doc.toString());

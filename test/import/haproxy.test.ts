@@ -75,8 +75,7 @@ describe('listen section lines', () => {
     ['balance static-rr', 'balance static-rr: pairlb has roundrobin, leastconn, source, uri, hdr(name), random(2); roundrobin is used'],
     ['balance uri whole', 'balance uri whole: options have no pairlb equivalent (uri hashes the path without the query string)'],
     ['cookie SRV', 'cookie rewrite mode (the default without insert/prefix) has no pairlb equivalent: use insert or prefix'],
-    ['bind :81', 'pairlb has one bind per listen section: only the first bind is used'],
-    ['http-request set-header X-A 1', 'header/request rules have no pairlb equivalent yet'],
+    ['tcp-request content accept', 'tcp-request rules have no pairlb equivalent'],
     ['frobnicate 1', 'no pairlb equivalent'],
   ])('%s is listed as not mapped', (line, why) => {
     const { r } = only(cfg(`listen web\n    bind :80\n    ${line}`));
@@ -106,22 +105,114 @@ describe('frontends and backends', () => {
   ].join('\n'));
   const r = convertHaproxy(text, 'h.cfg');
 
-  it('a frontend with only default_backend becomes one listen section with the backend\'s servers', () => {
-    expect(r.listen.map((l) => [l.name, l.bind, (l.backends as { name: string }[]).map((b) => b.name), l.forwardfor])).toEqual([
-      ['www', '0.0.0.0:80', ['a1'], { enabled: true, proto: false }],
+  it('each frontend is a pairlb frontend, each backend a pool, shared by the frontends that name it', () => {
+    expect(r.listen).toEqual([]);
+    expect(r.frontends.map((f) => [f.name, f.bind, f.default_backend, f.rules, (f.forwardfor as { enabled: boolean }).enabled])).toEqual([
+      ['www', '0.0.0.0:80', 'app', undefined, true],
+      ['rules', '0.0.0.0:81', 'app', [{ when: { path_prefix: '/api' }, backend: 'api' }], false],
     ]);
+    expect(r.backends.map((b) => [b.name, (b.servers as { name: string }[]).map((x) => x.name)])).toEqual([['app', ['a1']], ['api', ['p1']]]);
   });
 
-  it('a frontend with use_backend rules, and backends only it reaches, are listed with why', () => {
+  it('a backend no frontend sends requests to is listed with why', () => {
     expect(r.result.unmapped).toEqual([
-      { at: 'h.cfg:8', text: 'frontend rules', why: 'routes by rules (use_backend at line 11; acl at 10; path_beg /api → api, else → app): pairlb has one bind and one pool per listen section today, so rules cannot be expressed yet; this frontend is not imported (give each backend its own port or host name in front, or keep HAProxy for it)' },
-      { at: 'h.cfg:15', text: 'backend api', why: 'only reached through the use_backend rules of frontend rules: not imported' },
-      { at: 'h.cfg:17', text: 'backend unused', why: 'no frontend uses it as default_backend: not imported' },
+      { at: 'h.cfg:17', text: 'backend unused', why: 'no frontend sends requests to it: not imported' },
     ]);
   });
 
   it('the output passes the schema', () => {
-    expect(configSchema.safeParse({ listen: r.listen }).success).toBe(true);
+    const res = configSchema.safeParse({ listen: r.listen, frontends: r.frontends, backends: r.backends });
+    expect(res.error?.issues ?? []).toEqual([]);
+  });
+});
+
+/** Rules of a frontend `fe` (plain bind :80, or TLS :443 with `tls`) in front of backends a, b, c. */
+function rulesOf(lines: string[], o: { tls?: boolean; backendC?: string[] } = {}) {
+  const t = cfg([
+    'frontend fe', `    bind :${o.tls ? '443 ssl crt /etc/haproxy/site.pem' : '80'}`, ...lines.map((l) => `    ${l}`), '    default_backend a',
+    'backend a', '    server a1 10.0.0.1:80', 'backend b', '    server b1 10.0.0.2:80', 'backend c', ...(o.backendC ?? []).map((l) => `    ${l}`), '    server c1 10.0.0.3:80',
+  ].join('\n'));
+  const r = convertHaproxy(t, 'h.cfg');
+  return { rules: r.frontends[0]?.rules, unmapped: r.result.unmapped.map((u) => `${u.text} — ${u.why}`), r };
+}
+
+describe('rules: acl, use_backend, http-request, http-response', () => {
+  it.each<[string, string[], unknown[]]>([
+    ['hdr(host) -i, several values', ['acl h hdr(host) -i A.example.com b.example.com', 'use_backend b if h'], [{ when: { host: ['a.example.com', 'b.example.com'] }, backend: 'b' }]],
+    ['hdr_end(host) with a leading dot: subdomains', ['acl h hdr_end(host) -i .example.com', 'use_backend b if h'], [{ when: { host: '*.example.com' }, backend: 'b' }]],
+    ['hdr_dom(host): the name and below', ['acl h hdr_dom(host) -i example.com', 'use_backend b if h'], [{ when: { host: ['example.com', '*.example.com'] }, backend: 'b' }]],
+    ['hdr_beg(host): prefix.*', ['acl h hdr_beg(host) -i api.', 'use_backend b if h'], [{ when: { host: 'api.*' }, backend: 'b' }]],
+    ['path_beg, method, src ANDed', ['acl p path_beg /api/ /v2/', 'acl m method GET HEAD', 'acl lan src 10.0.0.0/8 192.168.1.1', 'use_backend b if p m lan'],
+      [{ when: { path_prefix: ['/api/', '/v2/'], method: ['GET', 'HEAD'], src: ['10.0.0.0/8', '192.168.1.1/32'] }, backend: 'b' }]],
+    ['path_reg, path and path_end', ['use_backend b if { path_reg ^/u/[0-9]+$ }', 'use_backend c if { path /exact.html }', 'use_backend c if { path_end .jpg .png }'],
+      [{ when: { path_regex: '^/u/[0-9]+$' }, backend: 'b' }, { when: { path_regex: '^/exact\\.html$' }, backend: 'c' }, { when: { path_regex: '(?:\\.jpg|\\.png)$' }, backend: 'c' }]],
+    ['! and unless', ['acl lan src 10.0.0.0/8', 'use_backend b if !lan', 'use_backend c unless lan'], [{ when: { not: { src: '10.0.0.0/8' } }, backend: 'b' }]],
+    ['|| gives one rule per branch; neighbours with the same action merge', ['acl h1 hdr(host) x.example.com', 'acl h2 hdr(host) y.example.com', 'use_backend b if h1 || h2'], [{ when: { host: ['x.example.com', 'y.example.com'] }, backend: 'b' }]],
+    ['an ACL on two lines is their OR', ['acl h hdr(host) -i x.example.com', 'acl h path_beg /x/', 'use_backend b if h'], [{ when: { host: 'x.example.com' }, backend: 'b' }, { when: { path_prefix: '/x/' }, backend: 'b' }]],
+    ['unless a b = !a || !b', ['acl p path_beg /p/', 'acl m method POST', 'use_backend b unless p m'], [{ when: { not: { path_prefix: '/p/' } }, backend: 'b' }, { when: { not: { method: 'POST' } }, backend: 'b' }]],
+    ['header present / equal', ['use_backend b if { req.hdr(X-Canary) -m found }', 'use_backend c if { hdr(X-Env) staging }'], [{ when: { header: { name: 'X-Canary' } }, backend: 'b' }, { when: { header: { name: 'X-Env', equals: 'staging' } }, backend: 'c' }]],
+    ['redirect scheme https unless ssl_fc on a plain bind: unconditional, rules after it dropped', ['http-request redirect scheme https code 301 unless { ssl_fc }', 'use_backend b if { path_beg /b }'], [{ redirect: { scheme: 'https', code: 301 } }]],
+    ['deny with a status, redirect prefix, return', ['http-request deny deny_status 401 if { path_beg /private }', 'http-request redirect prefix https://new.example.com/ code 308 drop-query if { hdr(host) -i old.example.com }', 'http-request return status 200 content-type text/plain string ok if { path /ping }'],
+      [{ when: { path_prefix: '/private' }, deny: { status: 401 } }, { when: { host: 'old.example.com' }, redirect: { prefix: 'https://new.example.com', code: 308, drop_query: true } }, { when: { path_regex: '^/ping$' }, return: { status: 200, content_type: 'text/plain', body: 'ok' } }]],
+    ['unconditional request edits ride on every route (default too)', ['http-request set-header X-Proxy "pairlb test"', 'http-request del-header X-Debug', 'use_backend b if { path_beg /b }'],
+      [{ when: { path_prefix: '/b' }, backend: 'b', set_header: { 'X-Proxy': 'pairlb test' }, del_header: ['X-Debug'] }, { backend: 'a', set_header: { 'X-Proxy': 'pairlb test' }, del_header: ['X-Debug'] }]],
+    ['a conditional edit splits a route, most edits first', ['http-request set-header X-Api 1 if { path_beg /api }', 'use_backend b if { hdr(host) b.example.com }'],
+      [{ when: { host: 'b.example.com', path_prefix: '/api' }, backend: 'b', set_header: { 'X-Api': '1' } }, { when: { host: 'b.example.com' }, backend: 'b' }, { when: { path_prefix: '/api' }, backend: 'a', set_header: { 'X-Api': '1' } }]],
+    ['an edit the route\'s own condition implies is not split', ['acl h hdr(host) b.example.com', 'http-request set-header X-Site b if h', 'use_backend b if h'], [{ when: { host: 'b.example.com' }, backend: 'b', set_header: { 'X-Site': 'b' } }]],
+  ])('%s', (_n, lines, want) => {
+    const { rules, unmapped, r } = rulesOf(lines);
+    expect(rules).toEqual(want);
+    const res = configSchema.safeParse({ frontends: r.frontends, backends: r.backends });
+    expect(res.error?.issues ?? [], unmapped.join('\n')).toEqual([]);
+  });
+
+  it('a backend\'s own http-request/http-response rules apply within the routes that reach it', () => {
+    const { rules } = rulesOf(['use_backend c if { path_beg /c }'], { backendC: ['http-request deny if { method DELETE }', 'http-response set-header X-Pool c'] });
+    expect(rules).toEqual([
+      { when: { path_prefix: '/c', method: 'DELETE' }, deny: {} },
+      { when: { path_prefix: '/c' }, backend: 'c', response_set_header: { 'X-Pool': 'c' } },
+    ]);
+  });
+
+  it('on a TLS bind: ssl_fc is known, HSTS and response edits ride on the routes, the bind becomes tls', () => {
+    const { rules, r } = rulesOf(['http-request redirect scheme https unless { ssl_fc }', 'http-response set-header Strict-Transport-Security "max-age=63072000" if { ssl_fc }', 'http-response del-header Server', 'use_backend b if { hdr(host) -i b.example.com }'], { tls: true });
+    expect(r.frontends[0].tls).toEqual({ certificates: ['/etc/haproxy/site.pem'] });
+    expect(rules).toEqual([
+      { when: { host: 'b.example.com' }, backend: 'b', response_set_header: { 'Strict-Transport-Security': 'max-age=63072000' }, response_del_header: ['Server'] },
+      { backend: 'a', response_set_header: { 'Strict-Transport-Security': 'max-age=63072000' }, response_del_header: ['Server'] },
+    ]);
+  });
+
+  it('a frontend with a plain and a TLS bind becomes two frontends; crt DIR is a directory of PEM bundles; global ssl-default-bind-*', () => {
+    const t = ['global', '    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256', '    ssl-default-bind-options ssl-min-ver TLSv1.3', '', cfg(['frontend fe', '    bind :80', '    bind :443 ssl crt /etc/haproxy/certs/ crt /etc/haproxy/extra.pem', '    default_backend a', 'backend a', '    server a1 10.0.0.1:80'].join('\n'))].join('\n');
+    const r = convertHaproxy(t, 'h.cfg', { isDirectory: (p) => p === '/etc/haproxy/certs/' });
+    expect(r.frontends.map((f) => [f.name, f.bind, f.tls])).toEqual([
+      ['fe-80', '0.0.0.0:80', undefined],
+      ['fe-443', '0.0.0.0:443', { certificates: ['/etc/haproxy/extra.pem'], directory: '/etc/haproxy/certs', min_version: 'TLSv1.3', ciphersuites: 'TLS_AES_128_GCM_SHA256' }],
+    ]);
+  });
+
+  it('a listen section with rules is a frontend in front of a pool of its own name', () => {
+    const r = convertHaproxy(cfg(['listen web', '    bind :80', '    http-request set-header X-A 1', '    server w1 10.0.0.1:80'].join('\n')), 'h.cfg');
+    expect(r.listen).toEqual([]);
+    expect(r.frontends.map((f) => [f.name, f.default_backend, f.rules])).toEqual([['web', 'web', [{ backend: 'web', set_header: { 'X-A': '1' } }]]]);
+    expect(r.backends.map((b) => b.name)).toEqual(['web']);
+  });
+
+  it.each([
+    ['acl x hdr_reg(host) ^a', 'hdr_reg(host) has no pairlb equivalent'],
+    ['acl x url_param(id) 1', 'url_param(id): pairlb rules match host'],
+    ['acl x path_beg -i /A', 'pairlb compares paths case-sensitively'],
+    ['use_backend %[req.hdr(host),lower,map(/etc/haproxy/hosts.map)]', 'computed backend name'],
+    ['http-request set-header X-Client %[src]', 'log-format value'],
+    ['http-request set-path /x', 'pairlb rules redirect, deny, return, and set or delete request headers only'],
+    ['http-request set-header Content-Length 1', 'framing or hop-by-hop header'],
+    ['http-response set-status 404', 'pairlb rules set and delete response headers only'],
+    ['use_backend b if { hdr(host) -f /etc/haproxy/hosts.lst }', 'patterns from a file'],
+    ['use_backend b if nope', 'ACL nope is not declared in this section'],
+  ])('%s is listed as not mapped', (line, why) => {
+    const { unmapped } = rulesOf([line]);
+    expect(unmapped.find((u) => u.startsWith(line))).toContain(why);
   });
 });
 
