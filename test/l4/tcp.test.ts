@@ -252,7 +252,7 @@ describe('mode tcp: server maxconn and the backend queue (src/proxy/queue.ts, as
 
   it('timeouts.queue: a waiter is closed (sQ) and never reaches the server; maxqueue: beyond it closed at once (sQ, queue_full); a client gone while queued: CQ', async () => {
     const a = await counted('a');
-    const p = await app(yaml([{ name: 'a', address: a.address, extra: '        maxconn: 1\n' }], '    maxqueue: 1\n    timeouts:\n      queue: 300ms\n'));
+    const p = await app(yaml([{ name: 'a', address: a.address, extra: '        maxconn: 1\n' }], '    maxqueue: 1\n    timeouts:\n      queue: 300ms\n') + 'stats:\n  bind: 127.0.0.1:0\n  auth: []\n');
     const lc = p.app.counters.listen('mail');
     const h = client(p.port());
     await h.until(() => h.text === '220 a\r\n', 5000, 'greeting');
@@ -280,6 +280,12 @@ describe('mode tcp: server maxconn and the backend queue (src/proxy/queue.ts, as
     // The one holding the slot is unharmed.
     h.write('ok\r\n');
     await h.until(() => h.text === '220 a\r\nOK\r\n', 5000, 'holder still relays');
+    // The same counts on /metrics (the listen's TOTAL row holds the backend queue).
+    const stats = p.app.modules.find((m) => m.name === 'stats') as unknown as { address(): { port: number } };
+    const metrics = await (await fetch(`http://127.0.0.1:${stats.address().port}/metrics`)).text();
+    for (const [m, v] of [['queue_full_total', 1], ['queue_timeouts_total', 1], ['queue_max', 1], ['queue_current', 0], ['queued_total', 2]] as const) {
+      expect(metrics).toMatch(new RegExp(`^pairlb_listen_${m}\\{listen="mail"\\} ${v}$`, 'm'));
+    }
   });
 });
 
