@@ -13,14 +13,16 @@ import type { H2LimitsConfig } from './config.js';
  * server.on('session', (s) => guardSession(s, limits, counters));      // counters: the listen's Counters (src/stats/counters.ts)
  * ```
  * `guardSession` never touches a stream's request or response: the core keeps its own 'stream'
- * handler. It adds per session: 'ping', 'remoteSettings', 'timeout', 'error' and 'close'
+ * handler. It adds per session: 'stream', 'ping', 'remoteSettings', 'error' and 'close'
  * listeners; per stream: one 'close' listener, one 'timeout' listener (shared functions, no
- * closure per stream) and the stream idle timer. Must not be called twice on one session, nor
+ * closure per stream) and the stream idle timer. One process-wide 500 ms sweep over the guarded
+ * sessions checks connection idle, window stalls and refused streams. Must not be called twice on one session, nor
  * with a session that is not a server session.
  *
- * It owns the session's and the streams' timeouts: the connection idle timeout (`idle`: no open
- * stream, no frame) and `stream_idle` are set here with session/stream.setTimeout, so the caller
- * must not set its own (a second setTimeout replaces the timer). To close a session yourself
+ * It owns the streams' timeouts and the connection idle timeout: `stream_idle` is set with
+ * stream.setTimeout (the caller must not set its own: a second setTimeout replaces the timer);
+ * `idle` (no open stream for that long, PINGs or not) is the sweep's, so session.setTimeout is
+ * left alone. To close a session yourself
  * (graceful stop), use session.close()/destroy() as usual: nothing is counted for it.
  *
  * Before a client acknowledges our SETTINGS, nghttp2 still applies its defaults to what it
@@ -39,11 +41,12 @@ import type { H2LimitsConfig } from './config.js';
  *   frame (CVE-2024-27316 class) and closes the session; counted here.
  * - ping_flood / settings_flood: more than max_pings_per_10s PINGs or max_settings_per_10s
  *   SETTINGS, or nghttp2's own flood check (more than 1000 ACKs queued unread): closed.
- * - stream_idle / window_stall: a stream with no frame either way for stream_idle is reset
- *   (RST_STREAM CANCEL); window_stall when its response waited for the client's flow-control
- *   window (a zero-window client), stream_idle otherwise.
- * - idle: no open stream and no frame for `idle` (a client that sends the preface and nothing
- *   else): GOAWAY NO_ERROR, closed.
+ * - window_stall: a stream whose queued response bytes have not shrunk for stream_idle (the
+ *   client keeps its flow-control window shut): RST_STREAM CANCEL, its buffers freed.
+ * - stream_idle: a stream with no frame either way for stream_idle (Node's stream timer):
+ *   RST_STREAM CANCEL.
+ * - idle: no open stream for `idle` (a client that sends the preface and nothing else, or
+ *   only PINGs): GOAWAY NO_ERROR, closed.
  * - protocol: nghttp2 closed the session for a protocol error (more streams than
  *   max_concurrent_streams after our SETTINGS were acknowledged, invalid frames, bad preface).
  *
@@ -140,7 +143,11 @@ export function h2ServerOptions(l: H2Limits): ServerOptions {
 }
 
 const WINDOW_MS = 10_000;
-const SWEEP_MS = 1000;
+/**
+ * The sweep's period: the precision of the connection idle timeout and of the window-stall check
+ * (both cut within their bound + SWEEP_MS). Every second sweep also looks for refused streams.
+ */
+const SWEEP_MS = 500;
 
 /** Per-session guard state (one object per connection). */
 class SessionGuard {
@@ -153,12 +160,19 @@ class SessionGuard {
   rejectedAt = 0; rejectedInWindow = 0;
   pingsAt = 0; pings = 0;
   settingsAt = 0; settings = 0;
+  /** ms since which no stream has been open (0 while one is). */
+  idleSince = Date.now();
+  /** Open streams (the sweep's window-stall check). */
+  readonly streams = new Set<GuardedStream>();
   cut = false;
   constructor(readonly session: ServerHttp2Session, readonly limits: H2Limits, readonly counters: H2GuardCounters) {}
 }
 
 const kGuard = Symbol('pairlb.h2guard');
-type GuardedStream = ServerHttp2Stream & { [kGuard]?: SessionGuard };
+const kPending = Symbol('pairlb.h2pending');
+const kPendingAt = Symbol('pairlb.h2pendingAt');
+/** A stream's guard, and (set by the sweep) its queued response bytes when last seen and since when they have not shrunk. */
+type GuardedStream = ServerHttp2Stream & { [kGuard]?: SessionGuard; [kPending]?: number; [kPendingAt]?: number };
 /** Streams the guard itself reset (idle timeout): not a client's cancel. Rare, so a WeakSet. */
 const ownResets = new WeakSet<ServerHttp2Stream>();
 
@@ -185,8 +199,41 @@ function destroySession(s: ServerHttp2Session, code: number): void {
   s.destroy();
 }
 
+let sweeps = 0;
+
 function sweep(): void {
-  for (const g of live) checkRejected(g);
+  const now = Date.now();
+  const rejected = (++sweeps & 1) === 0;
+  for (const g of live) {
+    if (g.cut || g.session.destroyed) continue;
+    if (rejected) checkRejected(g);
+    if (g.open === 0) {
+      // Idle: no stream for `idle` (whatever PINGs or SETTINGS the client sends meanwhile).
+      if (now - g.idleSince >= g.limits.idleMs) { checkRejected(g); cut(g, 'idle', constants.NGHTTP2_NO_ERROR); }
+      continue;
+    }
+    for (const st of g.streams) checkStall(g, st, now);
+  }
+}
+
+/**
+ * Window stall: response bytes queued on the stream that have not shrunk for stream_idle, i.e.
+ * the client keeps its flow-control window shut. Node's own stream timer is no help here: it is
+ * refreshed by anything the session sends (a PING ACK, another stream's frames).
+ */
+function checkStall(g: SessionGuard, st: GuardedStream, now: number): void {
+  const q = st.writableLength;
+  const last = st[kPending];
+  if (q === 0 || last === undefined || q < last) { st[kPending] = q; st[kPendingAt] = now; return; }
+  st[kPending] = q;
+  if (now - st[kPendingAt]! >= g.limits.streamIdleMs && !st.closed && !st.destroyed) ownReset(g, st, 'h2WindowStall');
+}
+
+/** Reset a stream for a timeout (not the client's cancel: not counted as a reset). */
+function ownReset(g: SessionGuard, st: GuardedStream, field: 'h2WindowStall' | 'h2StreamIdle'): void {
+  g.counters[field]++;
+  ownResets.add(st);
+  st.close(constants.NGHTTP2_CANCEL);
 }
 
 /**
@@ -206,8 +253,15 @@ function rejectedUpTo(g: SessionGuard, opened: number): void {
   const n = opened - g.seen - g.rejected;
   if (n <= 0) return;
   g.rejected += n;
-  g.counters.h2HeaderList += n;
   const now = Date.now();
+  // While the client is cancelling streams, Node also refuses new ones (ENHANCE_YOUR_CALM) when
+  // closed streams are not freed yet: those belong to the reset flood, not to header limits.
+  if (g.resets > 0 && !rolled(g.resetsAt, now)) {
+    g.resets += n;
+    if (g.resets > g.limits.maxResets) cut(g, 'rapid_reset');
+    return;
+  }
+  g.counters.h2HeaderList += n;
   if (rolled(g.rejectedAt, now)) { g.rejectedAt = now; g.rejectedInWindow = 0; }
   g.rejectedInWindow += n;
   if (g.rejectedInWindow > g.limits.maxRejected) cut(g, 'header_flood');
@@ -217,6 +271,8 @@ function onStream(this: ServerHttp2Session, stream: GuardedStream): void {
   const g = (this as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard];
   g.seen++;
   g.open++;
+  g.idleSince = 0;
+  g.streams.add(stream);
   stream[kGuard] = g;
   // Client stream ids are odd and increase: an id beyond the next one means streams in between
   // were refused by nghttp2/Node (cheaper than the sweep's session.state).
@@ -233,15 +289,14 @@ function onStreamTimeout(this: GuardedStream): void {
   if (!g || this.closed || this.destroyed) return;
   // Bytes of the response still waiting: the client's flow-control window is what stops them.
   const stalled = this.writableLength > 0 || (g.session.destroyed ? false : g.session.state.remoteWindowSize === 0);
-  g.counters[stalled ? 'h2WindowStall' : 'h2StreamIdle']++;
-  ownResets.add(this);
-  this.close(constants.NGHTTP2_CANCEL);
+  ownReset(g, this, stalled ? 'h2WindowStall' : 'h2StreamIdle');
 }
 
 function onStreamClose(this: GuardedStream): void {
   const g = this[kGuard];
   if (!g) return;
-  g.open--;
+  if (--g.open === 0) g.idleSince = Date.now();
+  g.streams.delete(this);
   // A stream cancelled before its response ended (client RST_STREAM); the session ending or our
   // own idle reset is not the client cancelling.
   if (!this.aborted || g.cut || g.session.closed || g.session.destroyed || ownResets.has(this)) return;
@@ -268,14 +323,6 @@ export function guardSession(session: ServerHttp2Session, limits: H2Limits, coun
     if (rolled(g.settingsAt, now)) { g.settingsAt = now; g.settings = 0; }
     if (++g.settings > limits.maxSettings) cut(g, 'settings_flood');
   });
-  session.setTimeout(limits.idleMs);
-  session.on('timeout', () => {
-    if (g.cut || session.destroyed) return;
-    // Streams open: each has its own idle timer; look again after another idle period.
-    if (g.open > 0) { session.setTimeout(limits.idleMs); return; }
-    checkRejected(g);
-    cut(g, 'idle', constants.NGHTTP2_NO_ERROR);
-  });
   session.on('error', (err: Error & { code?: string }) => {
     if (g.cut || err.code !== 'ERR_HTTP2_ERROR') return;
     const m = err.message;
@@ -285,7 +332,12 @@ export function guardSession(session: ServerHttp2Session, limits: H2Limits, coun
       if (g.pings >= g.settings && g.pings > 0) cut(g, 'ping_flood');
       else if (g.settings > 0) cut(g, 'settings_flood');
       else cut(g, 'protocol');
-    } else if (g.resets * 2 >= limits.maxResets) cut(g, 'rapid_reset');
+    } else if (m.includes('callback function failed')) {
+      // Node refused more than maxSessionRejectedStreams new streams in a row: streams opened
+      // faster than closed ones are freed (a client cancelling them: rapid reset) or refused
+      // for their headers.
+      cut(g, g.resets > 0 ? 'rapid_reset' : 'header_flood');
+    } else if (g.resets * 2 >= limits.maxResets) cut(g, 'rapid_reset'); // nghttp2's reset rate limit
     else cut(g, 'protocol');
   });
   session.once('close', () => {

@@ -232,6 +232,33 @@ describe('h2 guard on a bare node:http2 server', () => {
     expect(totals()).toEqual({ window_stall: 1, idle: 1 });
   });
 
+  it('zero-window stall kept alive with PINGs (each ACK refreshes Node\'s stream timer): still reset, after stream_idle + the 500 ms sweep', async () => {
+    counters = new Counters();
+    const c = await H2Conn.open({ port: timedPort, keep: 64 });
+    c.write(PREFACE, settings([[Setting.INITIAL_WINDOW_SIZE, 0]]));
+    for (let s = 0; s < 4; s++) c.write(headers(1 + 2 * s, requestBlock('GET', '/big', 'localhost'), { endStream: true }));
+    const t0 = c.now();
+    let n = 0;
+    const pinger = setInterval(() => c.write(ping(n++)), 100);
+    try {
+      await c.waitFor(() => c.count(FrameType.RST_STREAM) === 4, 5000);
+    } finally { clearInterval(pinger); }
+    expect(c.count(FrameType.RST_STREAM)).toBe(4);
+    expect(c.now() - t0).toBeLessThan(5000);
+    expect(totals()).toEqual({ window_stall: 4 });
+    c.destroy();
+  });
+
+  it('idle: a connection with no stream that only sends PINGs is still closed after idle', async () => {
+    counters = new Counters();
+    const c = await attacker(timedPort);
+    let n = 0;
+    const pinger = setInterval(() => c.write(ping(n++)), 100);
+    try { expect(await c.waitClosed(5000)).toBe(true); } finally { clearInterval(pinger); }
+    expect(c.goaway()?.code).toBe(ErrorCode.NO_ERROR);
+    expect(totals()).toEqual({ idle: 1 });
+  });
+
   it('stream idle: a request whose body never comes is reset after stream_idle', async () => {
     counters = new Counters();
     const c = await attacker(timedPort);
