@@ -13,40 +13,43 @@
 // proxy CPU-second is the per-core figure (bench.md).
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireBinaries, versions, cpuPlan, loadAvg, build, nofile } from './lib/env.mjs';
 import { startBackends, startTarget } from './lib/targets.mjs';
-import { certs } from './lib/tls.mjs';
+import { certs, tlsAlpn, waitFor } from './lib/tls.mjs';
 import { runWrk } from './lib/wrk.mjs';
-import { stopAll, killAllSync, treeCpu, treeRssMb } from './lib/procs.mjs';
+import { stopAll, killAllSync, treeCpu, treeRssMb, freePort, startPinned, processTree } from './lib/procs.mjs';
 import { median, ratioMedian, fmt, fmtInt } from './lib/report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `Usage: npm run bench:https -- [--rounds N] [--duration S] [--scenarios keepalive,full,resumed] [--targets LIST] [--base DIR] [--engine undici|native] [--profile DIR] [--json FILE] [--keep] [--no-build]
-  --targets  default pairlb,haproxy,nginx; also pairlb-plain and haproxy-plain (the same process over plain
-             HTTP on a second front end: keep-alive only; TLS's own cost per request is the difference) and
-             pairlb-base (needs --base)
+  --targets  default pairlb,haproxy,nginx; also pairlb-plain, haproxy-plain and ref-undici-plain (the same
+             process over plain HTTP on a second front end: keep-alive only; TLS's own cost per request is
+             the difference), ref-undici (bench/ref/undici-dispatch.mjs on node:https: the smallest Node
+             proxy) and pairlb-base (needs --base)
   --base     another checkout (its dist/ built) run as pairlb-base: an A/B of two builds in one run
-  --profile  write pairlb's --cpu-prof profile to DIR (summarize: node bench/profile.mjs --summarize FILE)\n`;
+  --profile  write pairlb's --cpu-prof profile to DIR (summarize: node bench/profile.mjs --summarize FILE)
+  --warmup   seconds of keep-alive load per target before the rounds, not counted (default 1)\n`;
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string' }, duration: { type: 'string' }, scenarios: { type: 'string' }, json: { type: 'string' },
-  keep: { type: 'boolean' }, engine: { type: 'string' }, targets: { type: 'string' }, base: { type: 'string' }, profile: { type: 'string' }, 'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' },
+  keep: { type: 'boolean' }, engine: { type: 'string' }, targets: { type: 'string' }, base: { type: 'string' }, profile: { type: 'string' }, warmup: { type: 'string' }, 'no-build': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' },
 } });
 if (values.help) { process.stdout.write(USAGE); process.exit(0); }
 const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3));
 const SECS = Number(values.duration ?? (values.quick ? 2 : 5));
 const SCEN = (values.scenarios ?? 'keepalive,full,resumed').split(',');
+const WARMUP = Number(values.warmup ?? 1);
 const TARGETS = (values.targets ?? 'pairlb,haproxy,nginx').split(',');
-const KNOWN = ['pairlb', 'pairlb-base', 'pairlb-plain', 'haproxy', 'haproxy-plain', 'nginx'];
+const KNOWN = ['pairlb', 'pairlb-base', 'pairlb-plain', 'haproxy', 'haproxy-plain', 'nginx', 'ref-undici', 'ref-undici-plain'];
 for (const t of TARGETS) if (!KNOWN.includes(t)) { process.stderr.write(`bench:https: unknown target ${t} (known: ${KNOWN.join(', ')})\n`); process.exit(2); }
 if (!TARGETS.includes('haproxy')) { process.stderr.write('bench:https: the targets must include haproxy (ratios are to it)\n'); process.exit(2); }
 if (TARGETS.includes('pairlb-base') && !values.base) { process.stderr.write('bench:https: pairlb-base needs --base DIR\n'); process.exit(2); }
 /** A plain target is the same process as its TLS twin, reached on its plain front end. */
-const PLAIN = { 'pairlb-plain': 'pairlb', 'haproxy-plain': 'haproxy' };
+const PLAIN = { 'pairlb-plain': 'pairlb', 'haproxy-plain': 'haproxy', 'ref-undici-plain': 'ref-undici' };
 /** The processes to start: the TLS targets, and the twin of each plain one. */
 const PROCS = [...new Set(TARGETS.map((t) => PLAIN[t] ?? t))];
 
@@ -66,11 +69,25 @@ async function startTargets(c, backends) {
   const maxconn = Math.floor((nofile() - 200) / 2);
   const pairlb = values.engine === 'native' ? 'pairlb-native' : 'pairlb';
   for (const name of PROCS) {
+    if (name === 'ref-undici') { out[name] = await startRef(c, backends); continue; }
     const root = name === 'pairlb-base' ? resolve(values.base) : ROOT;
     const profileDir = name === 'pairlb' && values.profile ? resolve(values.profile) : undefined;
     out[name] = await startTarget(name === 'pairlb' ? pairlb : name, { dir, bins, cpu: cpu.proxy, backends, maxconn, root, fronts, profileDir, stats: name.startsWith('pairlb') });
   }
   return out;
+}
+
+/**
+ * ref-undici: bench/ref/undici-dispatch.mjs (the smallest node:http + undici proxy) on a plain port
+ * and, with REF_TLS, the same handler on node:https: what TLS costs a Node proxy with nothing else
+ * in it (the ref-undici / ref-undici-plain pair), against what it costs pairlb.
+ */
+async function startRef(c, backends) {
+  const plain = await freePort(); const port = await freePort();
+  const handle = startPinned('ref-undici', cpu.proxy, process.execPath, [join(ROOT, 'bench/ref/undici-dispatch.mjs'), String(plain), ...backends.map((b) => String(b.port))],
+    { logFd: openSync(join(dir, 'ref-undici.out'), 'a'), env: { ...process.env, REF_TLS_PORT: String(port), REF_TLS_CERT: c.chain, REF_TLS_KEY: c.key } });
+  await waitFor(() => tlsAlpn(port), handle, `TLS on ${port}`);
+  return { name: 'ref-undici', port, ports: { tls: port, plain }, handle, pids: () => processTree(handle.pid) };
 }
 
 /**
@@ -108,6 +125,16 @@ async function main() {
   const c = certs(dir);
   const backends = await startBackends(dir, bins, cpu.client);
   const targets = await startTargets(c, backends);
+  // Warm-up, not counted: the first TLS connections of a process load and compile node:tls's JS
+  // (measured: a fresh bench/ref proxy spent ~5 ms per handshake in its first run on a loaded
+  // machine), which a short first round would book as keep-alive cost.
+  if (WARMUP > 0 && SCEN.includes('keepalive')) {
+    for (const name of TARGETS) {
+      const t = targets[PLAIN[name] ?? name];
+      const url = PLAIN[name] ? `http://127.0.0.1:${t.ports.plain}/` : `https://127.0.0.1:${t.port}/`;
+      await runWrk({ url, secs: WARMUP, conns: 64, cpu: cpu.client ?? 0 });
+    }
+  }
   const runs = {};
   const kinds = {};
   for (let round = 1; round <= ROUNDS; round++) {

@@ -3,7 +3,12 @@
 // keep-alive both sides, X-Forwarded-For, hop-by-hop headers dropped, backpressure). It is the
 // design ceiling of pairlb's undici engine: the gap between the two is pairlb's own overhead.
 //   node bench/ref/undici-dispatch.mjs PORT BACKEND_PORT...
+//   REF_TLS_PORT=P REF_TLS_CERT=CHAIN REF_TLS_KEY=KEY node bench/ref/undici-dispatch.mjs …   also
+//   serves the same handler over TLS (node:https) on P: bench:https's ref-undici, the TLS cost of the
+//   smallest Node proxy.
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Pool } from 'undici';
 
 const [port, ...bports] = process.argv.slice(2).map(Number);
@@ -11,7 +16,7 @@ const pools = bports.map((p) => new Pool(`http://127.0.0.1:${p}`, { pipelining: 
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection']);
 let rr = 0;
 
-createServer((req, res) => {
+function handler(req, res) {
   const pool = pools[rr++ % pools.length];
   const headers = [];
   const raw = req.rawHeaders;
@@ -35,4 +40,10 @@ createServer((req, res) => {
     onComplete() { res.end(); },
     onError() { if (!res.headersSent) { res.statusCode = 502; res.end(); } else res.destroy(); },
   });
-}).listen(port, '127.0.0.1');
+}
+
+createServer(handler).listen(port, '127.0.0.1');
+if (process.env.REF_TLS_PORT) {
+  const tls = { cert: readFileSync(process.env.REF_TLS_CERT), key: readFileSync(process.env.REF_TLS_KEY), ALPNProtocols: ['http/1.1'] };
+  createHttpsServer(tls, handler).listen(Number(process.env.REF_TLS_PORT), '127.0.0.1');
+}
