@@ -24,6 +24,17 @@ export interface Candidate {
   readonly counters: { readonly cur: number };
   /** Most in flight at once (server `maxconn`); 0 = unlimited. A full server is skipped. */
   readonly maxconn: number;
+  /**
+   * In flight over every data-plane worker (src/proxy/shared-inflight.ts SharedLoad), when the
+   * server's limit or its pool's leastconn needs it; absent: `counters.cur` (this data plane's).
+   */
+  readonly load?: { readonly cur: number };
+}
+
+/** Requests in flight on `it`: over every worker when shared (Candidate.load), else this data plane's. */
+export function inflight(it: Candidate): number {
+  const l = it.load;
+  return l === undefined ? it.counters.cur : l.cur;
 }
 
 export type Algorithm = 'roundrobin' | 'leastconn' | 'source' | 'uri' | 'header' | 'random';
@@ -45,5 +56,5 @@ export interface Balancer<T extends Candidate> {
 
 /** A server can take one more request: not excluded, weight > 0, below its maxconn. */
 export function usable<T extends Candidate>(it: T, exclude: readonly T[] | null): boolean {
-  return it.weight > 0 && (it.maxconn === 0 || it.counters.cur < it.maxconn) && (exclude === null || !exclude.includes(it));
+  return it.weight > 0 && (it.maxconn === 0 || inflight(it) < it.maxconn) && (exclude === null || !exclude.includes(it));
 }

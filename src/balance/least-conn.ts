@@ -1,4 +1,4 @@
-import { type Balancer, type Candidate } from './balancer.js';
+import { inflight, type Balancer, type Candidate } from './balancer.js';
 
 /**
  * Weighted least connections (HAProxy `balance leastconn`, lb_fwlc.c): the server with the fewest
@@ -7,7 +7,7 @@ import { type Balancer, type Candidate } from './balancer.js';
  * picked, and only a strictly better score displaces the first one found. The rotation point is
  * the last pick's id, carried across snapshots.
  *
- * `cur` is the in-flight count of this data plane (see docs/proxy.md on workers).
+ * `cur` is the in-flight count over every data-plane worker (Candidate.load, docs/workers.md).
  */
 export class LeastConnBalancer<T extends Candidate> implements Balancer<T> {
   /** Index after the last pick: where the tie-breaking scan starts. */
@@ -26,7 +26,7 @@ export class LeastConnBalancer<T extends Candidate> implements Balancer<T> {
       const it = items[i];
       const w = it.weight;
       if (w <= 0) continue;
-      const cur = it.counters.cur;
+      const cur = inflight(it);
       if (it.maxconn !== 0 && cur >= it.maxconn) continue;
       if (exclude !== null && exclude.includes(it)) continue;
       const score = (cur + 1) / w;

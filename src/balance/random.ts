@@ -1,4 +1,4 @@
-import { usable, type Balancer, type Candidate } from './balancer.js';
+import { inflight, usable, type Balancer, type Candidate } from './balancer.js';
 
 /**
  * Power of two random choices (HAProxy `balance random(2)`, nginx `random two least_conn`): draw two
@@ -24,7 +24,7 @@ export class RandomBalancer<T extends Candidate> implements Balancer<T> {
     if (a === undefined) return undefined;
     const b = this.draw(exclude);
     if (b === undefined || b === a) return a;
-    return (b.counters.cur + 1) / b.weight < (a.counters.cur + 1) / a.weight ? b : a;
+    return (inflight(b) + 1) / b.weight < (inflight(a) + 1) / a.weight ? b : a;
   }
 
   /** One weighted draw; an unusable server found hands over to the next usable one in the list. */

@@ -1,4 +1,4 @@
-import { usable, type Balancer, type Candidate } from './balancer.js';
+import { inflight, usable, type Balancer, type Candidate } from './balancer.js';
 
 /**
  * Smooth weighted round robin, as nginx does it (ngx_http_upstream_get_peer): on each pick every
@@ -47,7 +47,7 @@ export class SmoothRoundRobin<T extends Weighted> {
   }
 }
 
-const notFull = (it: Candidate): boolean => it.maxconn === 0 || it.counters.cur < it.maxconn;
+const notFull = (it: Candidate): boolean => it.maxconn === 0 || inflight(it) < it.maxconn;
 
 export class RoundRobinBalancer<T extends Candidate> implements Balancer<T> {
   readonly rr: SmoothRoundRobin<T>;

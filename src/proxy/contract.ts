@@ -31,8 +31,10 @@ export interface RouteSpec {
   readonly state: EffectiveState;
   /** Effective weight (slow start applied at `now`). */
   readonly weight: number;
-  /** Server maxconn (0: unlimited). With workers it holds per worker. */
+  /** Server maxconn (0: unlimited); with workers it holds over all of them (`slot`). */
   readonly maxconn: number;
+  /** With workers: the server's slot in the shared in-flight table (src/proxy/shared-inflight.ts), -1 or absent: none. */
+  readonly slot?: number;
 }
 
 /** The routing snapshot of one listen section at `now` (every backend; the Listener filters). */
@@ -68,6 +70,10 @@ export interface DataPlaneHost {
   readonly http01: Http01Tokens;
   /** A TLS server started (the App's 'tls-server' event in-process; nothing in a worker). */
   tlsServer(server: unknown, listen: string): void;
+  /** With workers: the in-flight counts every worker shares (server and frontend maxconn, leastconn). */
+  readonly shared?: import('./shared-inflight.js').SharedInflight;
+  /** A frontend's slot in `shared` (-1: none, its maxconn holds in this data plane only). */
+  frontendSlot(name: string): number;
 }
 
 /** A listen section as the control plane sees it (HA's self-check). */
@@ -131,11 +137,14 @@ export interface WorkerInit {
   accepted: SharedArrayBuffer;
   /** ms between counter reports. */
   flushMs: number;
+  /** In-flight counts shared by every worker (src/proxy/shared-inflight.ts), and frontend name → slot. */
+  inflight: SharedArrayBuffer;
+  frontendSlots: Record<string, number>;
 }
 
 export type ToWorker =
   | { t: 'snapshot'; listen: string; routes: RouteSpec[] }
-  | { t: 'config'; id: number; cfg: Config; ports: Record<string, number>; snapshots: Record<string, RouteSpec[]> }
+  | { t: 'config'; id: number; cfg: Config; ports: Record<string, number>; snapshots: Record<string, RouteSpec[]>; frontendSlots: Record<string, number> }
   | { t: 'closeIdle' }
   | { t: 'tickets'; key: Uint8Array }
   | { t: 'http01'; entries: [string, string][] }

@@ -12,6 +12,7 @@ import type { WaitQueue } from './queue.js';
 import { ClientTable, type ClientEntry, type LimitPolicy } from './client-limits.js';
 import { SourceFilter } from '../config/cidr.js';
 import { hashString } from '../balance/index.js';
+import { inflight } from '../balance/balancer.js';
 import { prefixSetCookie } from './sticky.js';
 import { NO_POOL, type Pool } from './pool.js';
 import { Action, compileRules, editHeaders, matchHost, matchRule, matchSni, redirectLocation, type CompiledRule } from './rules.js';
@@ -250,6 +251,12 @@ function headerHash(raw: string[], name: string): number {
   }
   return -1;
 }
+/** A request leaves `route` (done, retried elsewhere, refused by the engine): its slot is free again. */
+function leave(route: Route): void {
+  route.counters.cur--;
+  const l = route.load;
+  if (l !== undefined) l.release();
+}
 function onResClose(this: TaggedRes): void { this[kEx]!.clientClosed(); }
 function onReqError(this: IncomingMessage & { [kEx]?: Exchange }): void { const ex = this[kEx]; if (ex) ex.clientBodyError = true; }
 
@@ -337,6 +344,10 @@ class Exchange {
   ) { this.socket = socket; }
 
   send(route: Route): void {
+    // A server limited over every worker: another worker may have taken its last slot since the
+    // pick (src/proxy/shared-inflight.ts). Then wait for one, as if the pick had found it full.
+    const sl = route.load;
+    if (sl !== undefined && !sl.acquire()) { this.full(route); return; }
     this.route = route;
     this.attempts++;
     route.counters.begin(Date.now());
@@ -344,6 +355,16 @@ class Exchange {
     this.attempt = a;
     const engine = this.p.s.engine;
     engine.send(route.sendProxy === 0 ? route.upstream : privateUpstream(this.socket, route, engine, this.p.s.cfg), { method: this.method, path: this.path, headers: this.headers, body: this.hasBody ? this.req : null, upgrade: this.upgrade, close: this.l.s.serverClose, req: this.req, res: this.res }, a);
+  }
+
+  /** `route` was full at send (shared maxconn): its own queue when sticky to it, else the backend queue. */
+  private full(route: Route): void {
+    const qs = this.p.queues;
+    // Not sent: nothing to give back when it ends (a retry left its previous server already).
+    this.route = undefined;
+    if (qs.wait(this, this.stickyOk ? route.queue : qs.backend)) return;
+    this.termination = 'sQ';
+    this.respondError(503, false, qs.retryAfter);
   }
 
   /** The backend answered 101 to an Upgrade request: tunnel if it switched to what was asked for. */
@@ -486,7 +507,7 @@ class Exchange {
     if (neverSent && LOCAL_CODES.has(code)) {
       // The engine refused the request itself before connecting: the client's mistake. It never
       // reached the backend, so it is taken off the backend's counters.
-      route.counters.cur--;
+      leave(route);
       route.counters.total--;
       this.route = undefined;
       if (this.p.queues.queued > 0) this.p.queues.slotFreed(route.id);
@@ -533,7 +554,7 @@ class Exchange {
         const tried = this.tried;
         if (routing.active.items.some((r) => !tried.includes(r))) {
           route.counters.retries++;
-          route.counters.cur--;
+          leave(route);
           this.route = undefined;
           const qs = this.p.queues;
           const queued = qs.wait(this, qs.backend);
@@ -547,7 +568,7 @@ class Exchange {
       }
       if (next) {
         route.counters.retries++;
-        route.counters.cur--;
+        leave(route);
         if (next !== route && this.p.queues.queued > 0) this.p.queues.slotFreed(route.id);
         if (next !== route) {
           route.counters.redispatches++;
@@ -777,8 +798,11 @@ export class Listener {
       // The client is the PROXY header's with accept_proxy (read before admit on both kinds of bind).
       if (s.filter.active && !s.filter.admits(clientIp(sock))) { this.counters.deniedConn++; sock.destroy(); return false; }
       const fmax = s.maxconn;
-      if (fmax !== 0 && this.sockets.size >= fmax) { this.counters.refusedConn++; sock.destroy(); return false; }
-      if (!guard.admit(this.s.name, this.counters)) { sock.destroy(); return false; }
+      // With workers the frontend's maxconn holds over all of them (a slot of the shared table).
+      const shared = this.pm.host.shared;
+      const fslot = fmax !== 0 && shared !== undefined ? this.pm.host.frontendSlot(s.name) : -1;
+      if (fmax !== 0 && (fslot >= 0 ? !shared!.acquire(fslot, fmax) : this.sockets.size >= fmax)) { this.counters.refusedConn++; sock.destroy(); return false; }
+      if (!guard.admit(this.s.name, this.counters)) { if (fslot >= 0) shared!.release(fslot, false); sock.destroy(); return false; }
       this.sockets.add(sock);
       sock[kReady] = Date.now();
       if (s.limited) {
@@ -788,6 +812,7 @@ export class Listener {
       sock.once('close', () => {
         this.sockets.delete(sock);
         guard.release();
+        if (fslot >= 0) shared!.release(fslot, false);
         const e = sock[kClient];
         if (e !== undefined) this.clients.disconnect(e, Date.now());
         // Requests parsed but never started die with their connection (nothing was counted yet).
@@ -1055,7 +1080,7 @@ export class Listener {
       route = routing.byCookie.get(stickyId);
       if (route !== undefined) {
         ex.stickyOk = true;
-        if (route.maxconn !== 0 && route.counters.cur >= route.maxconn) {
+        if (route.maxconn !== 0 && inflight(route) >= route.maxconn) {
           if (pool.queues.wait(ex, route.queue)) return;
           // Its queue is full (server maxqueue): balanced again, persistence broken (HAProxy).
           ex.stickyOk = false;
@@ -1184,7 +1209,7 @@ export class Listener {
     const r = ex.route;
     if (r !== undefined) {
       const rc = r.counters;
-      rc.cur--;
+      leave(r);
       if (p.queues.queued > 0) p.queues.slotFreed(r.id);
       rc.observe(ex.status, rt);
       rc.bytesOut += bytesOut;

@@ -215,6 +215,8 @@ export function localDataPlane(app: App): ProxyManager {
     tickets: app.tickets,
     http01: app.http01,
     tlsServer: (server, listen) => app.emit('tls-server', server, listen),
+    // One data plane: its own counts are exact already.
+    frontendSlot: () => -1,
   };
   const pm = new ProxyManager(host, app.cfg);
   app.backends.on('publish', (pool: string) => pm.rebuild(pool));

@@ -1,5 +1,6 @@
 import type { Counters } from '../stats/counters.js';
 import type { Balancer, Candidate } from '../balance/index.js';
+import { inflight } from '../balance/balancer.js';
 import type { Route } from './routing.js';
 
 /**
@@ -125,6 +126,11 @@ export class SlotQueues<T extends QueuedRequest<R>, R extends QueueRoute = Route
 
   /** Retry-After seconds on a queue timeout's 503 (the pool's `retry_after`), or undefined: none. */
   retryAfter: string | undefined;
+  /**
+   * Called after a waiter is queued: with workers, a slot may be freed by another worker, which
+   * `slotFreed` here never hears of; the owner then watches the shared counts (src/proxy/pool.ts).
+   */
+  onWait: (() => void) | undefined;
 
   /** @param timeoutMs timeouts.queue, read at each wait (a reload may change it). */
   constructor(counters: Counters, public timeoutMs: number) {
@@ -150,6 +156,7 @@ export class SlotQueues<T extends QueuedRequest<R>, R extends QueueRoute = Route
     q.push(ex, performance.now());
     this.queued++;
     ex.qTimer = setTimeout(queueTimedOut, this.timeoutMs, this, ex);
+    this.onWait?.();
     return true;
   }
 
@@ -189,7 +196,7 @@ export class SlotQueues<T extends QueuedRequest<R>, R extends QueueRoute = Route
       if (a !== undefined && (b === undefined || a.queuedAt <= b.queuedAt)) {
         // Sticky waiters go to their server only (the latest snapshot's route of it).
         const r = routeOf(routing, id);
-        if (r === undefined || (r.maxconn !== 0 && r.counters.cur >= r.maxconn)) return;
+        if (r === undefined || (r.maxconn !== 0 && inflight(r) >= r.maxconn)) return;
         sq!.shift();
         this.dispatch(sq!, a, r, now);
         continue;

@@ -4,6 +4,7 @@ import type { Counters } from '../stats/counters.js';
 import type { Upstream } from './engine.js';
 import type { WaitQueue } from './queue.js';
 import type { Exchange } from './listener.js';
+import type { SharedLoad } from './shared-inflight.js';
 
 /** A backend as the data plane sees it: immutable, everything precomputed. */
 export interface Route {
@@ -29,6 +30,8 @@ export interface Route {
   readonly upstream: Upstream;
   /** send_proxy: 0 none, 1 or 2 the PROXY protocol version (connections private to a client). */
   readonly sendProxy: 0 | 1 | 2;
+  /** With workers, a limited server (maxconn) or a leastconn pool's: in flight over every worker. */
+  readonly load?: SharedLoad;
 }
 
 /**

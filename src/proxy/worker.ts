@@ -5,6 +5,7 @@ import { CounterStore, COUNTER_VECTOR_LENGTH, counterDelta, counterVector, type 
 import { ProxyManager } from './manager.js';
 import type { TlsStatus } from '../tls/terminator.js';
 import { LoopLag } from '../ha/loop-lag.js';
+import { SharedInflight } from './shared-inflight.js';
 import { portKey, type Addresses, type DataPlaneHost, type FromWorker, type RouteSpec, type ToWorker, type WorkerInit } from './contract.js';
 
 /**
@@ -27,6 +28,8 @@ http01.replace(init.http01);
 /** TLS servers of this worker and the process's current session-ticket key (the control plane rotates it). */
 const ticketServers = new Set<import('node:https').Server>();
 let ticketKey = Buffer.from(init.ticketKey);
+const shared = new SharedInflight(init.inflight, init.index);
+let frontendSlots = new Map<string, number>(Object.entries(init.frontendSlots));
 
 process.on('unhandledRejection', (err) => {
   log.fatal({ err, worker: init.index }, 'unhandled promise rejection in a data-plane worker: it exits and is replaced');
@@ -45,6 +48,8 @@ const host: DataPlaneHost = {
   },
   http01,
   tlsServer: () => {},
+  shared,
+  frontendSlot: (name) => frontendSlots.get(name) ?? -1,
 };
 const pm = new ProxyManager(host, init.cfg, { table: new Int32Array(init.conn), accepted: new Float64Array(init.accepted), slot: init.index, probe: false });
 
@@ -96,6 +101,7 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'config':
       ports = new Map(Object.entries(m.ports));
+      frontendSlots = new Map(Object.entries(m.frontendSlots));
       for (const [l, r] of Object.entries(m.snapshots)) snapshots.set(l, r);
       pm.reload(m.cfg).then(
         () => post({ t: 'reloaded', id: m.id, addresses: addresses() }),

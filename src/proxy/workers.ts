@@ -6,6 +6,8 @@ import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { addCounterDelta, VEC_GAUGES, type Counters } from '../stats/counters.js';
 import { AcceptGuard } from './accept-guard.js';
+import { SharedInflight, SlotAllocator } from './shared-inflight.js';
+import { sitesOf } from '../config/sites.js';
 import { TlsCounters, type TlsStatus } from '../tls/terminator.js';
 import type { LagSnapshot } from '../ha/loop-lag.js';
 import { portKey, resolveWorkers, routeSpecs, type AccessControl, type Addresses, type DataPlaneControl, type ListenerView, type FromWorker, type RouteSpec, type ToWorker, type WorkerInfo, type WorkerInit } from './contract.js';
@@ -69,12 +71,21 @@ export class WorkerPool implements DataPlaneControl {
   private stopping = false;
   private nextId = 1;
   private readonly onPublish = (listen: string): void => this.publish(listen);
+  /** In-flight counts every worker shares (server/frontend maxconn, leastconn) and their slots. */
+  private readonly inflightBuf: SharedArrayBuffer;
+  readonly inflight: SharedInflight;
+  private readonly alloc: SlotAllocator;
+  /** Server ids per pool as last published (a server gone from its pool frees its slot once idle). */
+  private readonly published = new Map<string, Set<number>>();
 
   constructor(private readonly app: App, readonly n: number) {
     this.cfg = app.cfg;
     this.conn = new SharedArrayBuffer(4 * n);
     this.acceptedBuf = new SharedArrayBuffer(8 * n);
     this.guard = new AcceptGuard(app.log, app.cfg.global.maxconn, { table: new Int32Array(this.conn), accepted: new Float64Array(this.acceptedBuf), slot: -1, probe: true });
+    this.inflightBuf = SharedInflight.create(n);
+    this.inflight = new SharedInflight(this.inflightBuf, -1);
+    this.alloc = new SlotAllocator(this.inflight);
     const log = app.cfg.global.log;
     this.accessKey = JSON.stringify([log.access, log.access_file ?? null, log.access_syslog ?? null]);
   }
@@ -157,12 +168,29 @@ export class WorkerPool implements DataPlaneControl {
     const now = Date.now();
     const out: Record<string, RouteSpec[]> = {};
     // Every pool the backend set knows (listen sections' and `backends` pools).
-    for (const name of this.app.backends.listenNames()) out[name] = routeSpecs(this.app.backends, name, now);
+    for (const name of this.app.backends.listenNames()) out[name] = this.specs(name, now);
+    return out;
+  }
+
+  /** A pool's routing snapshot with each server's shared slot; servers that left free theirs once idle. */
+  private specs(pool: string, now: number): RouteSpec[] {
+    const routes = routeSpecs(this.app.backends, pool, now).map((r) => ({ ...r, slot: this.alloc.slotOf('s:' + r.id) }));
+    const ids = new Set(routes.map((r) => r.id));
+    const before = this.published.get(pool);
+    this.published.set(pool, ids);
+    if (before) for (const id of before) if (!ids.has(id)) this.alloc.drop('s:' + id);
+    return routes;
+  }
+
+  /** Frontend name → slot (frontend maxconn over every worker). */
+  private frontendSlots(cfg: Config): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const f of sitesOf(cfg).frontends) if (f.maxconn !== undefined) out[f.name] = this.alloc.slotOf('f:' + f.name);
     return out;
   }
 
   private spawn(s: Slot): void {
-    const init: WorkerInit = { index: s.index, cfg: this.cfg, logLevel: this.app.log.level, ports: this.ports(), ticketKey: this.app.tickets.current(), http01: this.app.http01.entries(), accepted: this.acceptedBuf, snapshots: this.snapshots(), conn: this.conn, flushMs: FLUSH_MS };
+    const init: WorkerInit = { index: s.index, cfg: this.cfg, logLevel: this.app.log.level, ports: this.ports(), ticketKey: this.app.tickets.current(), http01: this.app.http01.entries(), accepted: this.acceptedBuf, snapshots: this.snapshots(), conn: this.conn, flushMs: FLUSH_MS, inflight: this.inflightBuf, frontendSlots: this.frontendSlots(this.cfg) };
     const w = new Worker(workerScript(), { workerData: init, name: `pairlb-data-${s.index}` });
     s.worker = w;
     s.state = 'starting';
@@ -197,6 +225,7 @@ export class WorkerPool implements DataPlaneControl {
     for (const [c, g] of s.inflight) for (let i = 0; i < VEC_GAUGES.length; i++) c[VEC_GAUGES[i].key] -= g[i];
     s.inflight.clear();
     this.guard.clearSlot(s.index);
+    this.inflight.clearWorker(s.index);
   }
 
   private onMessage(s: Slot, w: Worker, m: FromWorker, settle: { ok: (a: Addresses) => void; fail: (e: Error) => void }): void {
@@ -260,7 +289,7 @@ export class WorkerPool implements DataPlaneControl {
   }
 
   private publish(listen: string): void {
-    const routes = routeSpecs(this.app.backends, listen, Date.now());
+    const routes = this.specs(listen, Date.now());
     for (const s of this.slots) this.send(s, { t: 'snapshot', listen, routes });
   }
 
@@ -270,7 +299,7 @@ export class WorkerPool implements DataPlaneControl {
     const live = this.slots.filter((s) => s.worker);
     if (live.length === 0) return;
     const reloadOne = async (s: Slot, ms: number): Promise<void> => {
-      const r = await this.ask<{ addresses: Addresses; error?: string }>(s, (id) => ({ t: 'config', id, cfg, ports: this.ports(), snapshots: this.snapshots() }), ms);
+      const r = await this.ask<{ addresses: Addresses; error?: string }>(s, (id) => ({ t: 'config', id, cfg, ports: this.ports(), snapshots: this.snapshots(), frontendSlots: this.frontendSlots(cfg) }), ms);
       if (r?.error) throw new Error(`worker ${s.index}: ${r.error}`);
       if (r) this.addrs = { ...this.addrs, ...r.addresses };
     };
