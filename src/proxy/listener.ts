@@ -155,7 +155,7 @@ class Attempt implements AttemptSink {
     const ex = this.ex;
     ex.bytesOut += chunk.length;
     if (ex.res.write(chunk)) return true;
-    ex.res.once('drain', ex.resumeUpstream);
+    ex.res.once('drain', ex.resumeUpstream ??= (): void => { const r = ex.resumeFn; if (r) r(); });
     return false;
   }
   onComplete(): void {
@@ -326,7 +326,8 @@ class Exchange {
   /** Upgrade requests: the protocols asked for, and the client's bytes after the head (held until the 101). */
   upgrade: string | null = null;
   upgradeHeld: HeldBytes | null = null;
-  readonly resumeUpstream = (): void => { const r = this.resumeFn; if (r) r(); };
+  /** The client drained (made on the first backpressure only: most responses never need it). */
+  resumeUpstream: (() => void) | undefined = undefined;
   /** The client connection (kept: req.socket is nulled when the response finishes; HTTP/2: the session's). */
   readonly socket: Socket;
 
@@ -1059,7 +1060,8 @@ export class Listener {
     if (s.clientClose) res.shouldKeepAlive = false;
     if (upgrade !== null) { ex.upgrade = upgrade; ex.upgradeHeld = upgradeHeld; }
     (res as TaggedRes)[kEx] = ex;
-    res.once('close', onResClose);
+    // 'close' comes once per response: `on` spares the wrapper `once` makes per call.
+    res.on('close', onResClose);
     if (hasBody) { (req as IncomingMessage & { [kEx]?: Exchange })[kEx] = ex; req.once('error', onReqError); this.bodies.add(ex); }
 
     if (rule !== undefined) {

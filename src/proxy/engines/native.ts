@@ -50,6 +50,14 @@ const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute 
 
 /** Idle upstream connections are closed after this (backends usually keep them 5-75 s). */
 const IDLE_MS = 4_000;
+/**
+ * How often a pool with idle connections closes those idle for IDLE_MS or more. A connection's
+ * socket timeout stays timeouts.server for its whole life (every write of a request restarts it):
+ * re-arming it twice per request (server timeout when taken, IDLE_MS when given back) cost ~1 % of
+ * a small request's CPU in timer-list churn (profile, bench/RESULTS.md); acquire() never hands out
+ * one idle for IDLE_MS, so the sweep only bounds how long an unused one stays open (≤ IDLE_MS + this).
+ */
+const SWEEP_MS = 500;
 const MAX_IDLE = 512;
 
 function lowerIs(name: string, want: string): boolean {
@@ -70,6 +78,8 @@ class Conn {
   /** The request asked the backend to close after this response (connection_mode). */
   closeAfter = false;
   partial: string[] | null = null;
+  /** performance.now() when it went back to the idle pool. */
+  idleAt = 0;
   /** The current request asks to switch protocols (Upgrade); the backend's 101 head once it came. */
   upgrade = false;
   switched: string[] | null = null;
@@ -260,11 +270,18 @@ class NativeUpstream implements Upstream {
     this.maxHeaderSize = Math.max(l.max_header_size, 16384);
   }
 
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly sweepFn = (): void => this.sweep();
+
   acquire(): Conn {
+    const idle = this.idle;
     let c: Conn | undefined;
-    while ((c = this.idle.pop()) !== undefined) {
-      if (!c.s.destroyed) {
-        c.s.setTimeout(this.l.timeouts.server);
+    if (idle.length !== 0) {
+      const old = performance.now() - IDLE_MS;
+      while ((c = idle.pop()) !== undefined) {
+        if (c.s.destroyed) continue;
+        // The stack is in idleAt order: below one idle too long, all are.
+        if (c.idleAt <= old) { c.s.destroy(); for (const o of idle.splice(0)) o.s.destroy(); break; }
         c.s.ref();
         return c;
       }
@@ -276,10 +293,21 @@ class NativeUpstream implements Upstream {
 
   release(c: Conn): void {
     if (this.closing || this.idle.length >= MAX_IDLE) { c.s.destroy(); return; }
-    c.s.setTimeout(IDLE_MS);
+    c.idleAt = performance.now();
     // An idle pool must not keep a stopping process alive.
     c.s.unref();
     this.idle.push(c);
+    if (this.sweeper === undefined) { this.sweeper = setInterval(this.sweepFn, SWEEP_MS); this.sweeper.unref(); }
+  }
+
+  /** Close the connections idle for IDLE_MS or more (the oldest are at the bottom of the stack). */
+  private sweep(): void {
+    const idle = this.idle;
+    const old = performance.now() - IDLE_MS;
+    let n = 0;
+    while (n < idle.length && idle[n].idleAt <= old) n++;
+    if (n !== 0) for (const c of idle.splice(0, n)) c.s.destroy();
+    if (idle.length === 0) { clearInterval(this.sweeper); this.sweeper = undefined; }
   }
 
   forget(c: Conn): void {
@@ -290,11 +318,13 @@ class NativeUpstream implements Upstream {
 
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.sweeper);
     for (const c of this.idle.splice(0)) c.s.destroy();
   }
 
   destroy(): void {
     this.closing = true;
+    clearInterval(this.sweeper);
     for (const c of this.all) c.s.destroy();
     this.idle.length = 0;
   }
