@@ -4,7 +4,7 @@
 // judged against its own "before" under the same machine noise (requests per proxy CPU-second).
 //
 //   node bench/ab.mjs --target pairlb-w1-log --build base=/path/to/old/root --build new=. [--rounds 6 --duration 4]
-//   node bench/ab.mjs --build undici=.@pairlb-w1-log --build native=.@pairlb-native-w1-log
+//   node bench/ab.mjs --build undici=.@pairlb-undici-w1-log --build native=.@pairlb-w1-log
 //
 // A root is a directory with dist/cli/main.js whose node_modules resolve (e.g. a git worktree, or
 // a copy of dist/ placed inside this checkout: `mkdir -p .ab/base && cp -r dist .ab/base/`).

@@ -3,7 +3,7 @@
 // as `npm run bench`, with `node --cpu-prof`, then a summary of where the time goes (self time by
 // function, by module, and inclusive time of pairlb's own functions).
 //
-//   node bench/profile.mjs [--engine undici|native | --target pairlb-w1-log|pairlb-native-w1-log|…] [--scenario small-keepalive|large-keepalive|small-close|sticky-small-keepalive|h2-tls|h2c]
+//   node bench/profile.mjs [--engine undici|native | --target pairlb-w1-log|pairlb-undici-w1-log|…] [--scenario small-keepalive|large-keepalive|small-close|sticky-small-keepalive|h2-tls|h2c]
 //                          [--duration 10] [--out DIR] [--top 25] [--node-flags "..."]
 //   node bench/profile.mjs --summarize FILE.cpuprofile     (summary of an existing profile)
 import { parseArgs } from 'node:util';

@@ -9,11 +9,14 @@ export const TARGET_NAMES = ['pairlb', 'pairlb-native', 'http-proxy', 'haproxy',
   // global.workers 1 and 2 (access log off, and the default json access log on), beside HAProxy
   // nbthread 2 and nginx worker_processes 2. Two-thread targets get both CPUs (see cpusOf).
   'pairlb-w1', 'pairlb-w2', 'pairlb-w1-log', 'pairlb-w2-log', 'haproxy-2', 'nginx-2'];
-/** Opt-in: the workers + access log targets with the other engine (undici when native is the default). */
-export const ENGINE_TARGETS = ['pairlb-native-w1-log', 'pairlb-native-w2-log'];
+/**
+ * The workers targets run the product's default engine (native since 2026-12-01); opt-in: the same
+ * with the access log and `engine: undici`, for the engine comparison.
+ */
+export const ENGINE_TARGETS = ['pairlb-undici-w1-log', 'pairlb-undici-w2-log'];
 
 /** Targets that run on two threads/processes: pinned to both CPUs, shared with wrk and the backends. */
-export const MULTI = new Set(['pairlb-w2', 'pairlb-w2-log', 'pairlb-native-w2-log', 'haproxy-2', 'nginx-2']);
+export const MULTI = new Set(['pairlb-w2', 'pairlb-w2-log', 'pairlb-undici-w2-log', 'haproxy-2', 'nginx-2']);
 /** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
 export const REF_TARGETS = ['ref-undici', 'ref-llhttp', ...ENGINE_TARGETS];
 
@@ -99,7 +102,9 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     return { name, port, handle, pids: () => processTree(handle.pid) };
   }
   // pairlb (undici), pairlb-native, pairlb-stats and its twin pairlb-nostats: one node process each.
-  const engine = kind.startsWith('pairlb-native') ? 'native' : 'undici';
+  const wm = /^pairlb(-undici)?-w(\d)(-log)?$/.exec(kind);
+  // pairlb and pairlb-stats/-nostats: undici (issue 2's figures); pairlb-wN: the default engine.
+  const engine = kind === 'pairlb-native' ? 'native' : wm && !wm[1] ? undefined : 'undici';
   const main = join(root, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm ci\` (or \`npm run build\`) at the top level`);
   const port = fp ? fp[0].port : await freePort(); const stickyPort = fp || stats || single ? undefined : await freePort();
@@ -107,8 +112,7 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   const stateDir = join(dir, `${name}.state`);
   mkdirSync(stateDir, { recursive: true });
   const yamlFile = join(dir, `${name}.yaml`);
-  const wm = /^pairlb(?:-native)?-w(\d)(-log)?$/.exec(kind);
-  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[1]) : undefined, accessLog: !!wm?.[2], node: fp ? `bench-${name.replace("@", "-")}` : undefined,
+  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[2]) : undefined, accessLog: !!wm?.[3], node: fp ? `bench-${name.replace("@", "-")}` : undefined,
     fronts: fp?.map((f) => ({ name: f.name, port: f.port, tls: f.tls, extra: f.extra })) }));
   const flags = [...nodeFlags];
   if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);

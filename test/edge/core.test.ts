@@ -24,7 +24,7 @@ describe('config refusals', () => {
         const r = cli(args);
         expect(r.code).toBe(1);
         expect(r.stderr).toContain('listen[0].engine: engine http-proxy was removed');
-        expect(r.stderr).toContain('use undici (the default) or native (line 4)');
+        expect(r.stderr).toContain('use native (the default) or undici (line 4)');
       }
       // A forwarding header name that is not a token would be refused by the engine on every request.
       writeFileSync(f, 'listen:\n  - name: web\n    bind: 127.0.0.1:0\n    forwardfor:\n      header: X Client\n    backends: []\n');

@@ -5,16 +5,17 @@ import { PairlbError } from '../../errors.js';
 import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
 
 /**
- * `engine: native` (opt-in, experimental): a purpose-built upstream client. A keep-alive pool of
+ * `engine: native` (the default): a purpose-built upstream client. A keep-alive pool of
  * net.Sockets per backend; the request head is written as one latin1 string; responses are parsed
  * by Node's own native llhttp binding, the `HTTPParser` that node:http's client uses (it handles
  * chunked bodies, bodies delimited by close, 1xx, 204/304 and header limits).
  *
- * Why: the profile of the undici engine spends ~19% in undici itself (its wasm parser called back
- * through JS, header re-validation); the bench's reference prototype of this design served ~1.4×
- * the requests per CPU-second (bench/RESULTS.md). Held to the same conformance suite as the other
- * engines. `_http_common` is an internal module of Node (present in Node 20, 22 and 24; checked at load by checkHttpParserInternal and in test/unit/runtime.test.ts): it is used in
- * this file only, and undici stays the default.
+ * Why: the profile of the undici engine spends ~27% of the proxy's CPU in undici itself (its wasm
+ * parser called back through JS, header re-validation, its queue); with this engine a small
+ * keep-alive request costs ~1.2× less CPU (bench/ab.mjs, bench/RESULTS.md 2026-12-01). Held to the
+ * same conformance and edge suites as undici (which stays selectable: `engine: undici`).
+ * `_http_common` is an internal module of Node (present in Node 20, 22 and 24; checked at load by
+ * checkHttpParserInternal and in test/unit/runtime.test.ts): it is used in this file only.
  */
 const require = createRequire(import.meta.url);
 interface ParserCtor {
