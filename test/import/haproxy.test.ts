@@ -192,6 +192,17 @@ describe('rules: acl, use_backend, http-request, http-response', () => {
     ]);
   });
 
+  it('a listen section with an ssl bind keeps being a listen section, with tls:; with two binds it is two frontends and a pool', () => {
+    const one = convertHaproxy(cfg(['listen web', '    bind :443 ssl crt /etc/haproxy/web.pem ssl-min-ver TLSv1.3', '    server w1 10.0.0.1:80'].join('\n')), 'h.cfg');
+    expect(one.listen.map((l) => [l.name, l.bind, l.tls])).toEqual([['web', '0.0.0.0:443', { certificates: ['/etc/haproxy/web.pem'], min_version: 'TLSv1.3' }]]);
+    expect(one.result.unmapped).toEqual([]);
+    const two = convertHaproxy(cfg(['listen web', '    bind :80', '    bind :443 ssl crt /etc/haproxy/web.pem', '    server w1 10.0.0.1:80'].join('\n')), 'h.cfg');
+    expect(two.listen).toEqual([]);
+    expect(two.frontends.map((f) => [f.name, f.bind, f.default_backend, f.tls !== undefined])).toEqual([['web-80', '0.0.0.0:80', 'web', false], ['web-443', '0.0.0.0:443', 'web', true]]);
+    expect(two.backends.map((b) => [b.name, (b.servers as { name: string }[]).map((x) => x.name)])).toEqual([['web', ['w1']]]);
+    expect(configSchema.safeParse({ frontends: two.frontends, backends: two.backends }).success).toBe(true);
+  });
+
   it('a listen section with rules is a frontend in front of a pool of its own name', () => {
     const r = convertHaproxy(cfg(['listen web', '    bind :80', '    http-request set-header X-A 1', '    server w1 10.0.0.1:80'].join('\n')), 'h.cfg');
     expect(r.listen).toEqual([]);
