@@ -30,8 +30,10 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ALL = ['pairlb-w1', 'haproxy', 'nginx', 'pairlb-w2', 'haproxy-2', 'nginx-2'];
 const USAGE = `Usage: npm run bench:h2 -- [options]
   --rounds N         interleaved rounds (default 3)
-  --duration S       seconds per h2load run (default 5)
-  --warmup S         warm-up run per target and scenario before the rounds (default 2)
+  --duration S       about this many seconds per h2load run (default 5): h2load -n <the target's
+                     warm-up rate × S>, not -D (see bench/lib/h2load.mjs)
+  --warmup S         (unused: the warm-up is a fixed 2 × conns × streams requests; it sets
+                     each target's request count per run to its rate × --duration)
   --scenarios LIST   tls,h2c (default both)
   --targets LIST     default ${ALL.join(',')} (also: pairlb = workers 0, the default config);
                      haproxy (and haproxy-2 when a 2-thread target runs) are always kept
@@ -95,20 +97,25 @@ async function startAll(c, backends) {
   return out;
 }
 
-async function oneRun(t, sc, secs, bports) {
+/** Requests per run, per target and scenario: the warm-up's rate × --duration (h2load -n, see runH2load). */
+const budget = new Map();
+
+async function oneRun(t, sc, secs, bports, warm = false) {
   const url = `${sc === 'tls' ? 'https' : 'http'}://127.0.0.1:${t.ports[sc]}/`;
   const cpu0 = treeCpu(t.pids());
   const c0 = cpuTimes();
   let upstream = NaN;
-  const mid = setTimeout(() => { upstream = tcpConnsTo(t.pids(), bports); }, (secs * 1000) / 2);
+  const mid = setTimeout(() => { upstream = tcpConnsTo(t.pids(), bports); }, secs * 300);
   let r;
-  try { r = await runH2load({ bin: bins.h2load, url, secs, conns: CONNS, streams: STREAMS, cpu: cpu.client ?? 0 }); } catch (e) {
+  const requests = warm ? Math.max(2000, CONNS * STREAMS * 2) : budget.get(`${t.name} ${sc}`) ?? Math.max(2000, CONNS * STREAMS * 2);
+  try { r = await runH2load({ bin: bins.h2load, url, secs: Math.max(secs, 30), requests, conns: CONNS, streams: STREAMS, cpu: cpu.client ?? 0 }); } catch (e) {
     // A run whose h2load summary is missing counts as failed (it is not a measurement), not as the bench's end.
     clearTimeout(mid);
     process.stdout.write(`${t.name} ${sc}: h2load failed: ${String(e.message).split('\n').slice(-3).join(' | ')}\n`);
     return { rps: NaN, succeeded: 0, errors: 1, protocol: '?', cpu_s: NaN, cores: NaN, req_per_cpu_s: NaN, rss_mb: treeRssMb(t.pids()), upstream, cpu_busy: [] };
   }
   clearTimeout(mid);
+  if (warm && r.secs > 0) budget.set(`${t.name} ${sc}`, Math.max(CONNS * STREAMS * 2, Math.round((r.succeeded / r.secs) * SECS)));
   const cpuS = treeCpu(t.pids()) - cpu0;
   const busy = cpuBusyPct(c0, cpuTimes());
   return {
@@ -122,7 +129,7 @@ async function main() {
   process.stdout.write(`# HTTP/2 bench ${new Date().toISOString()}\n${cpu.note}; load ${loadAvg()}\n`);
   const v = versions(bins);
   process.stdout.write(`node ${process.version}; ${Object.entries(v).map(([k, x]) => `${k}: ${x}`).join('; ')}; ${(await import('node:child_process')).execFileSync(bins.h2load, ['--version'], { encoding: 'utf8' }).trim()}\n`);
-  process.stdout.write(`h2load -t1 -c${CONNS} -m${STREAMS} -D${SECS}; ${ROUNDS} rounds; scenarios ${SCEN.join(',')}\n`);
+  process.stdout.write(`h2load -t1 -c${CONNS} -m${STREAMS} -n<warm-up rate × ${SECS} s>; ${ROUNDS} rounds; scenarios ${SCEN.join(',')}\n`);
   if (!values['no-build']) { const b = build(ROOT); if (b) process.stdout.write(b + '\n'); }
   const c = certs(dir);
   const backends = await startBackends(dir, bins, cpu.client);
@@ -130,7 +137,8 @@ async function main() {
   const targets = await startAll(c, backends);
   const names = TARGETS.filter((n) => targets[n]);
   const has = (n, sc) => targets[n]?.ports?.[sc] !== undefined;
-  if (WARM > 0) for (const sc of SCEN) for (const n of names) if (has(n, sc)) await oneRun(targets[n], sc, WARM, bports);
+  // Warm-up (JIT, upstream pools) and the request count of each target's runs (its rate × --duration).
+  for (const sc of SCEN) for (const n of names) if (has(n, sc)) await oneRun(targets[n], sc, WARM, bports, true);
   const runs = {};
   for (let round = 1; round <= ROUNDS; round++) {
     for (const sc of SCEN) {

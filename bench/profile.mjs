@@ -124,8 +124,10 @@ async function main() {
     if (scen.h2) {
       const h2load = ensureBinary('h2load', 'nghttp2-client');
       const url = `${scen.h2 === 'tls' ? 'https' : 'http'}://127.0.0.1:${t.port}${scen.path}`;
-      await runH2load({ bin: h2load, url, secs: 2, cpu: plan.client }); // warm-up (JIT), also profiled
-      const r = await runH2load({ bin: h2load, url, secs: Number(values.duration), cpu: plan.client });
+      // -n, not -D (bench/lib/h2load.mjs): the warm-up's rate sizes the measured run.
+      const w = await runH2load({ bin: h2load, url, secs: 30, requests: 3000, cpu: plan.client }); // warm-up (JIT), also profiled
+      const n = Math.max(3000, Math.round((w.succeeded / Math.max(w.secs, 0.1)) * Number(values.duration)));
+      const r = await runH2load({ bin: h2load, url, secs: Number(values.duration) * 3 + 30, requests: n, cpu: plan.client });
       process.stdout.write(`${name} ${values.scenario} under --cpu-prof: ${Math.round(r.rps)} req/s (${r.protocol}, h2load -c10 -m100; profiling costs some throughput)\n`);
     } else {
       const url = `http://127.0.0.1:${scen.sticky ? t.stickyPort : t.port}${scen.path}`;

@@ -30,11 +30,15 @@ export function parseH2load(out) {
 }
 
 /**
- * `h2load -t1 -c<conns> -m<streams> -D<secs> --warm-up-time=<warm>` pinned to `cpu`, on `url`
- * (https: ALPN h2; http: prior-knowledge h2c). Resolves with parseH2load's result and the raw output.
+ * `h2load -t1 -c<conns> -m<streams> (-n<requests> | -D<secs>)` pinned to `cpu`, on `url` (https:
+ * ALPN h2; http: prior-knowledge h2c). Resolves with parseH2load's result and the raw output.
+ * Prefer `requests`: at the end of a `-D` run h2load sends GOAWAY with up to conns × streams
+ * requests in flight and waits for the server to close each connection; pairlb over TLS sometimes
+ * keeps one open (docs/http2.md "Performance"), and h2load then never prints its summary.
+ * `secs` still bounds the run (killed after secs + 30 s).
  */
-export function runH2load({ bin = 'h2load', url, secs, conns = 10, streams = 100, warmup = 0, cpu = 0 }) {
-  const args = ['-c', String(cpu), bin, '-t1', `-c${conns}`, `-m${streams}`, `-D${secs}`];
+export function runH2load({ bin = 'h2load', url, secs, requests, conns = 10, streams = 100, warmup = 0, cpu = 0 }) {
+  const args = ['-c', String(cpu), bin, '-t1', `-c${conns}`, `-m${streams}`, requests ? `-n${requests}` : `-D${secs}`];
   if (warmup > 0) args.push(`--warm-up-time=${warmup}`);
   args.push(url);
   return new Promise((resolve, reject) => {
