@@ -27,7 +27,7 @@ async function main() {
     options: {
       target: { type: 'string', default: 'pairlb-w1-log' }, build: { type: 'string', multiple: true },
       rounds: { type: 'string', default: '6' }, duration: { type: 'string', default: '4' },
-      path: { type: 'string', default: '/' }, haproxy: { type: 'boolean', default: true }, 'node-flags': { type: 'string' },
+      path: { type: 'string', default: '/' }, peer: { type: 'string', default: 'haproxy' }, 'node-flags': { type: 'string' },
     },
   });
   // label=root[@target]: a build may run another target than --target (e.g. the native engine's).
@@ -50,8 +50,11 @@ async function main() {
       mkdirSync(d);
       ts.push({ label: b.label, t: await startTarget(b.target, { dir: d, bins, cpu: plan.proxy, backends, maxconn, root: b.root, nodeFlags }) });
     }
-    if (values.haproxy) ts.push({ label: 'haproxy', t: await startTarget('haproxy', { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT }) });
+    // The reference peer (haproxy, or haproxy-2 beside two-worker targets; 'none' for none).
+    const peer = values.peer === 'none' ? undefined : values.peer;
+    if (peer) ts.push({ label: peer, t: await startTarget(peer, { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT }) });
     const rows = new Map(ts.map((x) => [x.label, []]));
+    const rps = new Map(ts.map((x) => [x.label, []]));
     const secs = Number(values.duration);
     for (const x of ts) await runWrk({ url: `http://127.0.0.1:${x.t.port}${values.path}`, secs: 1, headers: [], cpu: plan.client });
     for (let r = 0; r < Number(values.rounds); r++) {
@@ -64,16 +67,19 @@ async function main() {
         const cpu = treeCpu(pids) - c0;
         const per = cpu > 0 ? w.requests / cpu : NaN;
         rows.get(x.label).push(per);
+        rps.get(x.label).push(w.rps);
         process.stdout.write(`[${r + 1}] ${x.label.padEnd(10)} ${Math.round(w.rps).toString().padStart(7)} req/s  cpu ${cpu.toFixed(2)} s  req/CPU-s ${Math.round(per)}\n`);
       }
     }
     const base = rows.get(builds[0].label);
-    process.stdout.write(`\n${values.target}, ${values.rounds} rounds x ${secs} s, req per proxy CPU-second (median; ratio: median of per-round ratios)\n`);
+    process.stdout.write(`\n${values.target}, ${values.rounds} rounds x ${secs} s, req per proxy CPU-second (median; ratios: medians of per-round ratios)\n`);
+    const hp = peer ? rows.get(peer) : undefined;
+    const hpRps = peer ? rps.get(peer) : undefined;
     for (const [label, xs] of rows) {
       const vsBase = median(xs.map((x, i) => x / base[i]));
-      const hp = rows.get('haproxy');
       const vsH = hp ? median(xs.map((x, i) => x / hp[i])) : NaN;
-      process.stdout.write(`  ${label.padEnd(10)} ${Math.round(median(xs)).toString().padStart(7)}   × ${builds[0].label} ${vsBase.toFixed(3)}   × haproxy ${vsH.toFixed(3)}\n`);
+      const tH = hpRps ? median(rps.get(label).map((x, i) => x / hpRps[i])) : NaN;
+      process.stdout.write(`  ${label.padEnd(10)} ${Math.round(median(xs)).toString().padStart(7)}   × ${builds[0].label} ${vsBase.toFixed(3)}   × ${peer ?? 'peer'} per CPU-s ${vsH.toFixed(3)}, req/s ${tH.toFixed(3)}\n`);
     }
   } finally {
     await stopAll();

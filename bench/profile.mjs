@@ -82,7 +82,60 @@ export function summarize(file, top = 25) {
     '', 'self time by module:', list(modSelf, 15),
     '', `self time by function (top ${top}):`, list(fnSelf, top),
     '', 'inclusive time of pairlb functions (dist/):', list(incl, 20),
+    '', 'busy time by owner (nearest node:http / undici / pairlb frame of each sample):',
+    categories(file).map(([k, f]) => `  ${(100 * f).toFixed(1).padStart(5)}%  ${k}`).join('\n'),
   ].join('\n');
+}
+
+/** Socket/file write bindings: the syscall (and the kernel's loopback work under it) plus the copy. */
+const WRITES = new Set(['writev', 'writeLatin1String', 'writeString', 'writeBuffer', 'writeUtf8String']);
+
+/**
+ * Where a profile's busy time goes, by owner: each sample is charged to the nearest frame (from
+ * the leaf up) that belongs to node:http, undici, pairlb's access log, the native engine, the header
+ * rewrite or the rest of pairlb; socket writes, GC and V8's own "(program)" stay apart. `files`:
+ * one or more .cpuprofile (a process's worker threads), summed. Returns [[owner, share 0-1], …].
+ */
+export function categories(files) {
+  const time = new Map();
+  let busy = 0;
+  for (const file of [files].flat()) {
+    const p = JSON.parse(readFileSync(file, 'utf8'));
+    const byId = new Map(p.nodes.map((n) => [n.id, n]));
+    const parent = new Map();
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    const memo = new Map();
+    const owner = (id) => {
+      let c = memo.get(id);
+      if (c !== undefined) return c;
+      const leaf = byId.get(id).callFrame;
+      if (leaf.functionName === '(idle)') c = null;
+      else if (WRITES.has(leaf.functionName)) c = 'socket/file writes (syscalls)';
+      else if (leaf.functionName.startsWith('(')) c = leaf.functionName;
+      else {
+        for (let x = id; x !== undefined && !c; x = parent.get(x)) {
+          const u = byId.get(x).callFrame.url;
+          if (u.includes('_http_')) c = 'node:http (server parse, req/res objects, response writing)';
+          else if (u.includes('/undici/')) c = 'undici';
+          else if (u.includes('dist/proxy/access-log')) c = 'pairlb access log';
+          else if (u.includes('dist/proxy/engines/native')) c = 'native engine (incl. llhttp parse of responses)';
+          else if (u.includes('dist/proxy/headers') || u.includes('dist/proxy/request-head')) c = 'pairlb header rewrite';
+          else if (u.includes('/dist/')) c = 'pairlb (routing, counters, listener)';
+        }
+        c ??= 'node other (streams, timers, net, events)';
+      }
+      memo.set(id, c);
+      return c;
+    };
+    for (let i = 0; i < p.samples.length; i++) {
+      const c = owner(p.samples[i]);
+      if (c === null) continue;
+      const dt = p.timeDeltas[i + 1] ?? 0;
+      busy += dt;
+      time.set(c, (time.get(c) ?? 0) + dt);
+    }
+  }
+  return [...time].sort((a, b) => b[1] - a[1]).map(([k, t]) => [k, busy ? t / busy : 0]);
 }
 
 function short(url) {

@@ -3,7 +3,7 @@
 // two nginx backends, with the same load generator and pinning, in interleaved rounds of one run.
 // See bench/README.md for what it measures and how to read it; ../shared/bench.md for the anchors.
 import { parseArgs } from 'node:util';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +15,10 @@ import { runWrk } from './lib/wrk.mjs';
 import { startNewConnProbe } from './lib/newconn.mjs';
 import { stopAll, killAllSync, treeCpu, treeRssMb, cpuTimes, cpuBusyPct, cpuSeconds, processTree, httpGet } from './lib/procs.mjs';
 import { summarize, scenarioTable, toJson, ratioMedian, fmt, fmtInt, median } from './lib/report.mjs';
+import { categories } from './profile.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const PROFILES = join(ROOT, 'bench', 'results', 'profiles');
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -39,6 +41,10 @@ const USAGE = `Usage: npm run bench -- [options]
                     is typically 15-60)
   --no-build        do not run tsc before starting (default: build, so dist/ is never stale)
   --keep            keep the temp dir (configs, logs) instead of deleting it
+  --profile         run the pairlb targets under node --cpu-prof (all rounds; costs them a few %)
+                    and print, per target, where its busy CPU time went (bench/profile.mjs
+                    categories: syscalls, node:http, engine, access log, pairlb, GC): what limits
+                    each figure. Profiles land in bench/results/profiles/.
 `;
 
 const SCENARIOS = [
@@ -66,7 +72,7 @@ function parseOptions(argv) {
       connections: { type: 'string' }, scenarios: { type: 'string' }, targets: { type: 'string' },
       json: { type: 'string' }, raw: { type: 'string' }, 'node-flags': { type: 'string' },
       'no-build': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      'scrape-interval': { type: 'string' },
+      'scrape-interval': { type: 'string' }, profile: { type: 'boolean' },
     },
   });
   if (values.help) { process.stdout.write(USAGE); process.exit(0); }
@@ -84,6 +90,7 @@ function parseOptions(argv) {
     json: values.json, raw: values.raw, keep: !!values.keep, build: !values['no-build'],
     scrapeMs: 1000 * num(values['scrape-interval'], 5, 'scrape-interval'),
     nodeFlags: values['node-flags'] ? values['node-flags'].split(/\s+/).filter(Boolean) : [],
+    profile: !!values.profile,
   };
   const list = (v, all, what) => {
     if (!v) return all;
@@ -143,7 +150,9 @@ async function main() {
     if (o.scenarios.some((s) => s.stats) && o.targets.includes('pairlb')) wanted.push('pairlb-nostats', 'pairlb-stats');
     for (const name of wanted) {
       try {
-        const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT, nodeFlags: o.nodeFlags, stats: name === 'pairlb-stats', single: name === 'pairlb-nostats' });
+        const profileDir = o.profile && name.startsWith('pairlb') ? PROFILES : undefined;
+        if (profileDir) mkdirSync(profileDir, { recursive: true });
+        const t = await startTarget(name, { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT, nodeFlags: o.nodeFlags, stats: name === 'pairlb-stats', single: name === 'pairlb-nostats', profileDir });
         await sanityCheck(t, o);
         targets.set(name, t);
       } catch (e) {
@@ -243,6 +252,22 @@ async function main() {
   }
   const loadEnd = loadAvg();
   await cleanup();
+  // --profile: node wrote one .cpuprofile per thread at exit (CPU.<date>.<time>.<pid>.<thread>.<n>);
+  // a target's data plane is its worker threads (thread > 0) when it has any, else its main thread.
+  const limits = [];
+  if (o.profile) {
+    await sleep(300);
+    mkdirSync(PROFILES, { recursive: true });
+    const files = readdirSync(PROFILES).filter((f) => f.endsWith('.cpuprofile') && statSync(join(PROFILES, f)).mtimeMs >= started.getTime());
+    for (const [name, t] of targets) {
+      const mine = files.filter((f) => t.handle && f.split('.')[3] === String(t.handle.pid));
+      const workers = mine.filter((f) => f.split('.')[4] !== '0');
+      const pick = (workers.length ? workers : mine).map((f) => join(PROFILES, f));
+      if (!pick.length) continue;
+      const cats = categories(pick);
+      limits.push(`- ${name} (${workers.length ? `${workers.length} worker thread(s)` : 'main thread'}): ${cats.slice(0, 7).map(([k, f]) => `${k} ${fmt(100 * f, 0)}%`).join(', ')}`);
+    }
+  }
 
   // ---- report ----
   const all = {};
@@ -340,6 +365,21 @@ async function main() {
   }
   if (goals.length) log(`\n## Targets (pairlb, undici engine)\n\n${goals.join('\n')}`);
   else log('\n(pairlb targets not measured in this run)');
+  // Issue 12's figures: per core with the default access log, every core busy, scaling.
+  const g12 = [];
+  if (sk?.['pairlb-w1-log']) g12.push(goal('per core, default access log on (pairlb-w1-log / haproxy per CPU-second) ≥ 0.35×', sk['pairlb-w1-log'].effRatio.median, 0.35));
+  if (sk?.['pairlb-w2-log'] && sk['haproxy-2']) {
+    const r = ratioMedian(byScen('small-keepalive', 'pairlb-w2-log'), byScen('small-keepalive', 'haproxy-2'));
+    const e = ratioMedian(byScen('small-keepalive', 'pairlb-w2-log'), byScen('small-keepalive', 'haproxy-2'), 'req_per_cpu_s');
+    g12.push(goal('every core busy, access log on (pairlb-w2-log / haproxy-2 throughput) ≥ 0.5×', r.median, 0.5, false, '×', `per CPU-second: ${fmt(e.median)}×`));
+  }
+  for (const [two, one] of [['pairlb-w2-log', 'pairlb-w1-log'], ['pairlb-w2', 'pairlb-w1']]) {
+    if (!sk?.[two] || !sk[one]) continue;
+    const a = median(byScen('small-keepalive', two).map((r) => r.req_per_cpu_s)), b = median(byScen('small-keepalive', one).map((r) => r.req_per_cpu_s));
+    g12.push(goal(`scaling efficiency ${two} / ${one} (req/CPU-s) ≥ 0.9`, a / b, 0.9));
+  }
+  if (g12.length) log(`\n## Targets of issue 12 (small keep-alive, default engine)\n\n${g12.join('\n')}`);
+  if (limits.length) log(`\n## What limits each figure (--profile: busy CPU time of each pairlb target by owner)\n\n${limits.join('\n')}\n\nsocket writes are the syscalls and the kernel's loopback work under them (HAProxy pays them too); node:http is the client side (request parsing, IncomingMessage/ServerResponse, response head and body writes).`);
 
   if (o.json) { writeFileSync(o.json, JSON.stringify(toJson(all), null, 2) + '\n'); log(`\nJSON written to ${o.json}`); }
   if (o.raw) {
