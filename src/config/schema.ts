@@ -364,6 +364,8 @@ export const frontendTimeoutsSchema = z.object({
   tunnel: duration.default('1h'),
   /** Max time a stopping process waits for in-flight requests. */
   drain: duration.default('30s'),
+  /** Mode tcp with `sni` rules: most time for the client's ClientHello to arrive complete; then closed and counted. */
+  hello: durationAtLeast(1).default('5s'),
 }).strict();
 
 /** Timeouts of a backend pool: the server side of `listen[].timeouts`. */
@@ -399,8 +401,13 @@ export const frontendSchema = z.object({
    * speak HTTP/2 over TLS. Ignored with `tls`.
    */
   h2c: bool.default(false),
-  /** Protocol: http. */
-  mode: z.literal('http').default('http'),
+  /**
+   * http: requests, routed per request. tcp: connections relayed byte for byte, routed per
+   * connection by rules with `sni` (TLS passthrough: the ClientHello's server name, read without
+   * terminating) and `src` conditions and a `backend` action naming mode tcp pools; the HTTP keys
+   * are ignored, `timeouts.tunnel` is the idle timeout.
+   */
+  mode: z.enum(['http', 'tcp']).default('http'),
   /** Require a PROXY protocol header (v1 or v2) on every connection, from these sources only. */
   accept_proxy: acceptProxySchema.optional(),
   /** Most client connections open at once on this frontend; more are closed at accept. */
@@ -442,6 +449,11 @@ export const frontendSchema = z.object({
 export const poolSchema = z.object({
   /** Backend (pool) name (shares the namespace of listen names). */
   name,
+  /**
+   * http: servers answer HTTP requests (frontends in mode http). tcp: connections are relayed to
+   * them (frontends in mode tcp); checks default to `tcp`.
+   */
+  mode: z.enum(['http', 'tcp']).default('http'),
   /** Balancing algorithm (as `listen[].balance`). */
   balance: balanceField.default('roundrobin'),
   /** Hash algorithm of the hashing balance algorithms: map-based or consistent. */
@@ -551,7 +563,7 @@ export const configSchema = z.object({
   /** Frontends: binds and rules (HAProxy `frontend`). */
   frontends: z.array(frontendSchema).default([]),
   /** Backend pools of servers (HAProxy `backend`). */
-  backends: z.array(poolSchema).default([]),
+  backends: z.array(z.preprocess(defaultCheckType, poolSchema)).default([]),
   stats: statsSchema.optional(),
   admin: adminSchema.optional(),
   ha: haSchema.optional(),

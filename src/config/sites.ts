@@ -132,11 +132,32 @@ export function checkSites(c: RawConfig, ctx: z.RefinementCtx): void {
     pools.set(p.name, `backends[${i}]`);
   });
   const known = (): string => [...pools.keys()].map((n) => JSON.stringify(n)).join(', ') || 'none';
+  const poolMode = new Map(c.backends.map((p) => [p.name, p.mode]));
+  /** A frontend and the pools it names agree on the mode (HAProxy refuses a mix too). */
+  const sameMode = (f: FrontendInput, pool: string | undefined, path: (string | number)[]): void => {
+    if (pool === undefined || !pools.has(pool)) return;
+    const pm = poolMode.get(pool);
+    if (f.mode === 'tcp' && pm !== 'tcp') issue(path, `${JSON.stringify(pool)} is ${pm === undefined ? 'a listen section' : 'a mode http pool'}: a mode tcp frontend routes to backends entries with mode: tcp`);
+    if (f.mode === 'http' && pm === 'tcp') issue(path, `${JSON.stringify(pool)} is a mode tcp pool: a mode http frontend routes to mode http pools`);
+  };
   c.frontends.forEach((f, i) => {
     if (f.default_backend !== undefined && !pools.has(f.default_backend)) issue(['frontends', i, 'default_backend'], `no backend named ${JSON.stringify(f.default_backend)} (known: ${known()})`);
+    sameMode(f, f.default_backend, ['frontends', i, 'default_backend']);
+    if (f.mode === 'tcp') {
+      if (f.tls) issue(['frontends', i, 'tls'], 'a mode tcp frontend does not terminate TLS (it routes TLS by sni without terminating)');
+      if (f.acme) issue(['frontends', i, 'acme'], 'acme needs a mode http frontend (HTTP-01 and TLS termination)');
+      f.rules.forEach((r, j) => {
+        const bad = [...Object.keys(r.when ?? {}).filter((k) => k !== 'sni' && k !== 'src' && k !== 'not' && (r.when as Record<string, unknown>)[k] !== undefined).map((k) => `when.${k}`),
+          ...Object.keys(r.when?.not ?? {}).filter((k) => k !== 'sni' && k !== 'src' && (r.when!.not as Record<string, unknown>)[k] !== undefined).map((k) => `when.not.${k}`),
+          ...['redirect', 'deny', 'return', 'set_header', 'del_header', 'response_set_header', 'response_del_header'].filter((k) => (r as Record<string, unknown>)[k] !== undefined)];
+        if (bad.length) issue(['frontends', i, 'rules', j], `a mode tcp frontend's rules have sni and src conditions and a backend action (not ${bad.join(', ')})`);
+        else if (r.backend === undefined) issue(['frontends', i, 'rules', j], 'a mode tcp frontend\'s rule needs a backend');
+      });
+    }
     let catchAll = -1;
     f.rules.forEach((r, j) => {
       if (r.backend !== undefined && !pools.has(r.backend)) issue(['frontends', i, 'rules', j, 'backend'], `no backend named ${JSON.stringify(r.backend)} (known: ${known()})`);
+      sameMode(f, r.backend, ['frontends', i, 'rules', j, 'backend']);
       if (catchAll >= 0) issue(['frontends', i, 'rules', j], `this rule can never match: rules[${catchAll}] before it has no condition and matches every request`);
       else if (unconditional(r)) catchAll = j;
     });

@@ -2,7 +2,10 @@ import { connect, createServer, type NetConnectOpts, type Server, type Socket } 
 import type { ProxyManager } from '../proxy/manager.js';
 import type { RouteSpec } from '../proxy/contract.js';
 import type { Logger } from '../log.js';
-import type { ListenConfig } from '../config/schema.js';
+import type { Config, ListenConfig } from '../config/schema.js';
+import type { RuleConfig } from '../config/rules.js';
+import { listenPool, sitesOf, type FrontendConfig, type PoolConfig } from '../config/sites.js';
+import { compileRules, matchRule, matchSni, type CompiledRule } from '../proxy/rules.js';
 import { parseHostPort } from '../config/types.js';
 import type { EffectiveState } from '../backends/backend-set.js';
 import { createBalancer, hashString, type Balancer, type BalanceOptions } from '../balance/index.js';
@@ -79,28 +82,15 @@ class TcpRouting implements QueueRouting<TcpRoute> {
   }
 }
 
-/** Everything a connection needs from its listen section, compiled once per (re)load. */
-export class TcpSettings {
-  /**
-   * The group of a ClientHello's server name: the first route naming it exactly, else the first
-   * whose wildcard covers it (`*.example.com`: any name ending in .example.com), else the
-   * default group. Exact names win over wildcards wherever they are listed, as for certificates.
-   */
-  groupFor(sni: string | undefined): number {
-    const dflt = this.groups.length - 1;
-    if (sni === undefined) return dflt;
-    const k = sni.toLowerCase().replace(/\.$/, '');
-    const e = this.sniExact.get(k);
-    if (e !== undefined) return e;
-    for (const [suffix, g] of this.sniWild) if (k.length > suffix.length && k.endsWith(suffix)) return g;
-    return dflt;
-  }
-
-  readonly name: string;
+/**
+ * One server group of a tcp section: which pool's servers (a `backends` pool named by a rule of a
+ * mode tcp frontend, or the listen section's own, optionally only some of its servers: a
+ * passthrough route) and how that pool connects, retries and queues.
+ */
+export class TcpGroup {
   readonly retries: number;
   readonly redispatch: boolean;
   readonly connectMs: number;
-  readonly idleMs: number;
   readonly passiveConnect: number;
   /** timeouts.queue (default: timeouts.connect) and the backend queue's bound (maxqueue, 0: none). */
   readonly queueMs: number;
@@ -111,53 +101,105 @@ export class TcpSettings {
   readonly balance: BalanceOptions;
   /** Hash the client address (balance: source). */
   readonly hashSource: boolean;
-  readonly filter: SourceFilter;
-  /** Per-client limits (limits.*): a connection over them is closed at once (counted: limited). */
-  readonly limited: boolean;
-  readonly limits: LimitPolicy;
-  /**
-   * TLS passthrough: server names per group (routes in order, then the default group last);
-   * null without passthrough (one group: every server).
-   */
-  readonly groups: readonly (ReadonlySet<string> | null)[];
-  readonly passthrough: boolean;
-  readonly helloMs: number;
-  private readonly sniExact = new Map<string, number>();
-  /** [".example.com", group] in config order. */
-  private readonly sniWild: [string, number][] = [];
-  constructor(readonly cfg: ListenConfig) {
-    const pt = cfg.passthrough;
-    this.passthrough = pt !== undefined;
-    this.helloMs = pt?.timeout ?? 0;
-    if (pt === undefined) this.groups = [null];
-    else {
-      const named = new Set(pt.routes.flatMap((r) => r.servers));
-      this.groups = [...pt.routes.map((r) => new Set(r.servers)), new Set(pt.default ?? cfg.backends.map((b) => b.name).filter((n) => !named.has(n)))];
-      pt.routes.forEach((r, i) => {
-        for (const n of r.sni) {
-          const k = n.toLowerCase().replace(/\.$/, '');
-          if (k.startsWith('*.')) this.sniWild.push([k.slice(1), i]);
-          else if (!this.sniExact.has(k)) this.sniExact.set(k, i);
-        }
-      });
-    }
-    this.filter = new SourceFilter(cfg.allow, cfg.deny);
-    const lim = cfg.limits;
-    this.limits = { conn: lim.conn_per_source, rate: lim.rate_per_source, period: lim.rate_period, size: lim.table_size, expire: lim.expire };
-    this.limited = lim.conn_per_source > 0 || lim.rate_per_source > 0;
+  /** A `backends` pool counts its own TOTAL row (a listen section's pool is its frontend's row). */
+  readonly ownCounters: boolean;
+  /** @param names servers of the pool in this group (null: every one). */
+  constructor(readonly pool: string, cfg: PoolConfig, readonly names: ReadonlySet<string> | null) {
     this.balance = { algorithm: cfg.balance, hashType: cfg.hash_type };
     this.hashSource = cfg.balance === 'source';
-    this.name = cfg.name;
     this.retries = cfg.retries;
     this.redispatch = cfg.redispatch;
     this.connectMs = cfg.timeouts.connect;
-    this.idleMs = cfg.timeouts.tunnel;
     this.passiveConnect = cfg.passive.connect_errors;
     this.queueMs = cfg.timeouts.queue ?? cfg.timeouts.connect;
     this.maxqueue = cfg.maxqueue;
     const v = (s: string | undefined): 0 | 1 | 2 => (s === 'v1' ? 1 : s === 'v2' ? 2 : 0);
     this.poolSendProxy = v(cfg.send_proxy);
-    this.sendProxy = new Map(cfg.backends.map((b) => [b.name, b.send_proxy === undefined ? this.poolSendProxy : v(b.send_proxy)]));
+    this.sendProxy = new Map(cfg.servers.map((b) => [b.name, b.send_proxy === undefined ? this.poolSendProxy : v(b.send_proxy)]));
+    this.ownCounters = cfg.from !== 'listen';
+  }
+}
+
+/** A mode tcp section: a `listen` section, or a `frontends` entry with mode tcp (its rules name pools). */
+export type TcpSectionConfig = ListenConfig | FrontendConfig;
+
+const NO_RAW: readonly string[] = [];
+
+/**
+ * Everything a connection needs from its section, compiled once per (re)load. Which group a
+ * connection goes to is decided by the section's rules (src/proxy/rules.ts, the one rule engine):
+ * a mode tcp frontend's own (`sni`, `src` conditions; `backend` names a group's pool; no match:
+ * `default_backend`, or closed), or those a listen section's `passthrough.routes` compile to —
+ * every route's exact names first, then every route's wildcards, in route order (exact names win
+ * wherever they are listed, as for certificates), the default group last.
+ */
+export class TcpSettings {
+  readonly name: string;
+  readonly idleMs: number;
+  readonly filter: SourceFilter;
+  /** Per-client limits (limits.*): a connection over them is closed at once (counted: limited). */
+  readonly limited: boolean;
+  readonly limits: LimitPolicy;
+  readonly groups: readonly TcpGroup[];
+  /** Rules choosing the group (null: one group, 0). */
+  readonly rules: CompiledRule<number>[] | null;
+  /** Group of a connection no rule sends anywhere; -1: closed (a frontend without default_backend). */
+  readonly defaultGroup: number;
+  /** Read the ClientHello before choosing (TLS passthrough: a rule looks at sni). */
+  readonly peek: boolean;
+  readonly helloMs: number;
+  /** `all`: the whole config, for the pools a mode tcp frontend names. */
+  constructor(readonly cfg: TcpSectionConfig, all: Config) {
+    this.name = cfg.name;
+    this.idleMs = cfg.timeouts.tunnel;
+    this.filter = new SourceFilter(cfg.allow, cfg.deny);
+    const lim = cfg.limits;
+    this.limits = { conn: lim.conn_per_source, rate: lim.rate_per_source, period: lim.rate_period, size: lim.table_size, expire: lim.expire };
+    this.limited = lim.conn_per_source > 0 || lim.rate_per_source > 0;
+    if ('backends' in cfg) {
+      const pool = listenPool(cfg);
+      const pt = cfg.passthrough;
+      this.helloMs = pt?.timeout ?? 0;
+      if (pt === undefined) {
+        this.groups = [new TcpGroup(cfg.name, pool, null)];
+        this.rules = null;
+        this.defaultGroup = 0;
+        this.peek = false;
+        return;
+      }
+      const named = new Set(pt.routes.flatMap((r) => r.servers));
+      this.groups = [...pt.routes.map((r) => new TcpGroup(cfg.name, pool, new Set(r.servers))),
+        new TcpGroup(cfg.name, pool, new Set(pt.default ?? cfg.backends.map((b) => b.name).filter((n) => !named.has(n))))];
+      const exact = pt.routes.map((r, i) => ({ when: { sni: r.sni.filter((n) => !n.startsWith('*.')) }, backend: String(i) }));
+      const wild = pt.routes.map((r, i) => ({ when: { sni: r.sni.filter((n) => n.startsWith('*.')) }, backend: String(i) }));
+      const rules = [...exact, ...wild].filter((r) => r.when.sni.length > 0) as RuleConfig[];
+      this.defaultGroup = this.groups.length - 1;
+      this.rules = compileRules<number>(rules, this.defaultGroup, new Map(pt.routes.map((_r, i) => [String(i), i])));
+      this.peek = true;
+      return;
+    }
+    // A mode tcp frontend: one group per pool it names, in the order first named.
+    const byName = new Map(sitesOf(all).pools.map((p) => [p.name, p]));
+    const index = new Map<string, number>();
+    const groups: TcpGroup[] = [];
+    for (const n of [...cfg.rules.map((r) => r.backend), cfg.default_backend]) {
+      if (n === undefined || index.has(n)) continue;
+      index.set(n, groups.length);
+      groups.push(new TcpGroup(n, byName.get(n)!, null));
+    }
+    this.groups = groups;
+    this.defaultGroup = cfg.default_backend === undefined ? -1 : index.get(cfg.default_backend)!;
+    this.rules = cfg.rules.length > 0 ? compileRules<number>(cfg.rules, this.defaultGroup < 0 ? undefined : this.defaultGroup, index) : null;
+    this.peek = cfg.rules.some((r) => r.when?.sni !== undefined || r.when?.not?.sni !== undefined);
+    this.helloMs = cfg.timeouts.hello ?? 5000;
+  }
+
+  /** The group of a connection from `ip` with server name `sni` ('' without one), -1: none. */
+  select(ip: string, sni: string): number {
+    const rules = this.rules;
+    if (rules === null) return this.defaultGroup;
+    const r = matchRule(rules, { method: '', path: '', host: '', raw: NO_RAW, ip, tls: sni !== '', sni });
+    return r === undefined ? this.defaultGroup : (r.pool ?? -1);
   }
 }
 
@@ -206,8 +248,10 @@ export class TcpSession implements QueuedRequest<TcpRoute> {
   readonly stickyOk = false;
   /** Per-client limits entry (limits.*), released at close. */
   entry: ClientEntry | undefined;
-  /** Server group (TLS passthrough route; 0 without passthrough). */
+  /** Server group (TLS passthrough route, a mode tcp frontend's pool; 0 with one group). */
   group = 0;
+  /** The group's pool TOTAL row when it counts its own (a `backends` pool), from when the group is chosen. */
+  pc: Counters | undefined;
   helloTimer: NodeJS.Timeout | undefined;
   /** Balancing key (balance: source), -1 without one. */
   key = -1;
@@ -273,8 +317,8 @@ export class TcpListener {
    * `pm`: the data plane this section runs in (the in-process one, or a worker thread's): its
    * host gives routing snapshots, counters and passive verdicts (src/proxy/contract.ts), as HTTP's.
    */
-  constructor(readonly pm: ProxyManager, cfg: ListenConfig) {
-    this.s = new TcpSettings(cfg);
+  constructor(readonly pm: ProxyManager, cfg: TcpSectionConfig) {
+    this.s = new TcpSettings(cfg, pm.cfg);
     this.counters = pm.host.counters.listen(cfg.name);
     this.log = pm.host.log;
     this.access = pm.access;
@@ -285,11 +329,12 @@ export class TcpListener {
 
   /** One queue set per server group; a reload keeps the queues (and their waiters) it still has. */
   private sizeQueues(): void {
-    while (this.queues.length < this.s.groups.length) this.queues.push(new SlotQueues<TcpSession, TcpRoute>(this.counters, this.s.queueMs));
-    for (const q of this.queues) { q.timeoutMs = this.s.queueMs; q.backend.max = this.s.maxqueue; }
+    const groups = this.s.groups;
+    while (this.queues.length < groups.length) this.queues.push(new SlotQueues<TcpSession, TcpRoute>(this.counters, groups[this.queues.length].queueMs));
+    for (let g = 0; g < groups.length; g++) { const q = this.queues[g]; q.timeoutMs = groups[g].queueMs; q.backend.max = groups[g].maxqueue; }
   }
 
-  private makeAcceptProxy(cfg: ListenConfig): AcceptProxy | undefined {
+  private makeAcceptProxy(cfg: TcpSectionConfig): AcceptProxy | undefined {
     const ap = cfg.accept_proxy;
     if (!ap) return undefined;
     const settings = acceptProxySettings(ap);
@@ -320,8 +365,8 @@ export class TcpListener {
     this.rebuild();
   }
 
-  update(cfg: ListenConfig): void {
-    this.s = new TcpSettings(cfg);
+  update(cfg: TcpSectionConfig): void {
+    this.s = new TcpSettings(cfg, this.pm.cfg);
     this.clients.policy = this.s.limits;
     this.acceptProxy = this.makeAcceptProxy(cfg);
     this.sizeQueues();
@@ -329,31 +374,36 @@ export class TcpListener {
   }
 
   /** A new routing snapshot (the host's latest RouteSpec list of this section). */
+  /** Whether a group of this section routes to `pool` (the manager rebuilds on its publish). */
+  usesPool(pool: string): boolean { return this.s.groups.some((g) => g.pool === pool); }
+
+  /** A new routing snapshot per group (the host's latest RouteSpec list of each group's pool). */
   rebuild(): void {
     const groups = this.s.groups;
-    const primary: TcpRoute[][] = groups.map(() => []);
-    const backup: TcpRoute[][] = groups.map(() => []);
-    for (const b of this.pm.host.routes(this.s.name)) {
-      if (b.state !== 'UP') continue;
-      const r = this.route(b);
-      if (r.weight <= 0) continue;
-      for (let g = 0; g < groups.length; g++) {
-        const names = groups[g];
-        if (names === null || names.has(b.name)) (b.backup ? backup : primary)[g].push(r);
-      }
-    }
     const prev = this.routings;
-    this.routings = groups.map((_n, g) => new TcpRouting(primary[g], backup[g], this.s.balance, prev.length === groups.length ? prev[g] : undefined));
+    const routings: TcpRouting[] = [];
+    for (let g = 0; g < groups.length; g++) {
+      const gr = groups[g];
+      const primary: TcpRoute[] = [];
+      const backup: TcpRoute[] = [];
+      for (const b of this.pm.host.routes(gr.pool)) {
+        if (b.state !== 'UP' || (gr.names !== null && !gr.names.has(b.name))) continue;
+        const r = this.route(b, gr);
+        if (r.weight > 0) (b.backup ? backup : primary).push(r);
+      }
+      routings.push(new TcpRouting(primary, backup, gr.balance, prev.length === groups.length ? prev[g] : undefined));
+    }
+    this.routings = routings;
     // Waiters get the servers that came UP or were raised (and are closed sQ when none is left).
     for (let g = 0; g < groups.length; g++) this.queues[g].rebuilt(this.routings[g]);
   }
 
-  private route(b: RouteSpec): TcpRoute {
+  private route(b: RouteSpec, gr: TcpGroup): TcpRoute {
     return {
       id: b.id, name: b.name, host: b.host, port: b.port, state: b.state, weight: b.weight, checked: b.check,
       counters: this.pm.host.counters.backend(b.id),
       maxconn: b.maxconn,
-      sendProxy: this.s.sendProxy.get(b.name) ?? this.s.poolSendProxy,
+      sendProxy: gr.sendProxy.get(b.name) ?? gr.poolSendProxy,
     };
   }
 
@@ -396,13 +446,22 @@ export class TcpListener {
     ss.entry = entry;
     ss.held = held;
     (sock as SessSocket)[kSess] = ss;
-    if (this.s.hashSource) ss.key = hashString(ss.clientAddr);
     this.sessions.add(ss);
     this.counters.begin(Date.now());
     sock.on('error', onClientError);
     sock.on('close', onClientClose);
     sock.on('end', onClientEnd);
-    if (s.passthrough) { this.peekHello(ss); return; }
+    if (s.peek) { this.peekHello(ss); return; }
+    this.route0(ss, s.rules === null ? 0 : s.select(ss.clientAddr, ''));
+  }
+
+  /** The connection's group is chosen (-1: none, closed): connect to one of its servers. */
+  private route0(ss: TcpSession, g: number): void {
+    if (g < 0) { ss.termination = 'PR'; this.close(ss); return; }
+    ss.group = g;
+    const gr = this.s.groups[g];
+    if (gr.hashSource) ss.key = hashString(ss.clientAddr);
+    if (gr.ownCounters) { ss.pc = this.pm.host.counters.pool(gr.pool); ss.pc.begin(Date.now()); }
     this.connectNext(ss);
   }
 
@@ -430,8 +489,7 @@ export class TcpListener {
     if (ss.helloTimer !== undefined) { clearTimeout(ss.helloTimer); ss.helloTimer = undefined; }
     if (h === undefined) { this.helloRefused(ss, 'PR'); return true; }
     c.pause();
-    ss.group = this.s.groupFor(h.sni);
-    this.connectNext(ss);
+    this.route0(ss, this.s.select(ss.clientAddr, matchSni(h.sni)));
     return true;
   }
 
@@ -447,7 +505,7 @@ export class TcpListener {
    */
   connectNext(ss: TcpSession): void {
     const routing = this.routings[ss.group];
-    const r = ss.route !== undefined && !this.s.redispatch ? ss.route : routing.pick(ss.key, ss.tried);
+    const r = ss.route !== undefined && !this.s.groups[ss.group].redispatch ? ss.route : routing.pick(ss.key, ss.tried);
     if (r === undefined) {
       if (routing.active.items.length > 0) {
         const qs = this.queues[ss.group];
@@ -482,7 +540,7 @@ export class TcpListener {
     const srv = connect({ host: r.host, port: r.port, allowHalfOpen: true, noDelay: true, writableHighWaterMark: HWM, onread: { buffer: rbuf, callback: onServerRead } } as NetConnectOpts);
     (srv as SessSocket)[kSess] = ss;
     ss.server = srv;
-    srv.setTimeout(this.s.connectMs);
+    srv.setTimeout(this.s.groups[ss.group].connectMs);
     srv.on('connect', onServerConnect);
     srv.on('timeout', onServerConnectTimeout);
     srv.on('error', onServerError);
@@ -499,11 +557,12 @@ export class TcpListener {
     this.releaseSlot(ss);
     this.counters.errConn++;
     r.counters.errConn++;
-    if (this.s.passiveConnect > 0 && ++r.counters.connectFailStreak >= this.s.passiveConnect && r.checked) {
+    const gr = this.s.groups[ss.group];
+    if (gr.passiveConnect > 0 && ++r.counters.connectFailStreak >= gr.passiveConnect && r.checked) {
       r.counters.connectFailStreak = 0;
-      this.pm.host.passiveDown(this.s.name, r.name, `passive: ${this.s.passiveConnect} consecutive connection errors`);
+      this.pm.host.passiveDown(gr.pool, r.name, `passive: ${gr.passiveConnect} consecutive connection errors`);
     }
-    if (ss.attempts > this.s.retries) { ss.termination = timeout ? 'sC' : 'SC'; this.close(ss); return; }
+    if (ss.attempts > gr.retries) { ss.termination = timeout ? 'sC' : 'SC'; this.close(ss); return; }
     (ss.tried ??= []).push(r);
     this.connectNext(ss);
   }
@@ -547,12 +606,14 @@ export class TcpListener {
     ss.bytesIn += n;
     this.counters.bytesIn += n;
     ss.route!.counters.bytesIn += n;
+    if (ss.pc !== undefined) ss.pc.bytesIn += n;
   }
 
   countOut(ss: TcpSession, n: number): void {
     ss.bytesOut += n;
     this.counters.bytesOut += n;
     ss.route!.counters.bytesOut += n;
+    if (ss.pc !== undefined) ss.pc.bytesOut += n;
   }
 
   /** Ends the session: both sockets destroyed, counted and logged once. */
@@ -570,6 +631,7 @@ export class TcpListener {
     const srv = ss.server;
     const lc = this.counters;
     lc.cur--;
+    if (ss.pc !== undefined) ss.pc.cur--;
     if (srv !== null) srv.destroy();
     this.releaseSlot(ss);
     if (this.access.enabled) this.access.tcp(this.s.name, ss, performance.now());

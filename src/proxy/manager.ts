@@ -9,15 +9,15 @@ import type { ServerResponse } from 'node:http';
 import { certVerdict, tlsStatuses } from '../tls/status.js';
 import { AccessLog } from './access-log.js';
 import { routeSpecs, type DataPlaneControl, type DataPlaneHost, type WorkerInfo } from './contract.js';
-import { TcpListener } from '../l4/tcp.js';
+import { TcpListener, type TcpSectionConfig } from '../l4/tcp.js';
 import { UdpListener } from '../l4/udp.js';
 import type { ListenConfig } from '../config/schema.js';
 
 /** A mode tcp / udp listen section (src/l4/): the part of a Listener the manager drives. */
 export interface L4Listener {
-  readonly s: { readonly cfg: ListenConfig };
+  readonly s: { readonly cfg: TcpSectionConfig };
   start(): Promise<void>;
-  update(cfg: ListenConfig): void;
+  update(cfg: TcpSectionConfig): void;
   rebuild(): void;
   stop(drainMs: number): Promise<void>;
   isServing(): boolean;
@@ -28,8 +28,8 @@ export interface L4Listener {
 }
 
 /** A mode tcp / udp section, in whichever data plane `pm` is (in-process or a worker thread). */
-function makeL4(pm: ProxyManager, l: ListenConfig): L4Listener {
-  return l.mode === 'udp' ? new UdpListener(pm, l) : new TcpListener(pm, l);
+function makeL4(pm: ProxyManager, l: TcpSectionConfig): L4Listener {
+  return l.mode === 'udp' ? new UdpListener(pm, l as ListenConfig) : new TcpListener(pm, l);
 }
 
 /**
@@ -65,7 +65,12 @@ export class ProxyManager implements DataPlaneControl {
   }
 
   /** A pool's (or mode tcp/udp section's) snapshot changed. */
-  rebuild(pool: string): void { (this.pools.get(pool) ?? this.l4.get(pool))?.rebuild(); }
+  rebuild(pool: string): void {
+    const p = this.pools.get(pool);
+    if (p !== undefined) { p.rebuild(); return; }
+    // A mode tcp/udp listen section's own pool, or a mode tcp pool named by mode tcp frontends.
+    for (const l of this.l4.values()) if (l.s.cfg.name === pool || (l instanceof TcpListener && l.usesPool(pool))) l.rebuild();
+  }
 
   /** Per-client limits start afresh (every HA role change, issue 14). */
   clearClients(): void { for (const l of this.listeners.values()) l.clients.clear(); for (const l of this.l4.values()) l.clients?.clear(); }
@@ -76,6 +81,7 @@ export class ProxyManager implements DataPlaneControl {
     this.applyPools(cfg);
     for (const l of cfg.listen) if (l.mode !== 'http') { const li = makeL4(this, l); await li.start(); this.l4.set(l.name, li); }
     for (const f of sitesOf(cfg).frontends) {
+      if (f.mode === 'tcp' && f.from === 'frontend') { const li = makeL4(this, f); await li.start(); this.l4.set(f.name, li); continue; }
       if (f.mode !== 'http') continue;
       const li = new Listener(this, f);
       await li.start();
@@ -86,7 +92,8 @@ export class ProxyManager implements DataPlaneControl {
   /** Create, update and drop HTTP pools (mode tcp/udp sections route in their L4Listener). Returns the dropped ones. */
   private applyPools(cfg: Config): Pool[] {
     const l4 = new Set(cfg.listen.filter((l) => l.mode !== 'http').map((l) => l.name));
-    const want = sitesOf(cfg).pools.filter((p) => !l4.has(p.name));
+    // mode tcp `backends` pools are routed by their frontends' TcpListeners (src/l4/tcp.ts).
+    const want = sitesOf(cfg).pools.filter((p) => !l4.has(p.name) && p.mode !== 'tcp');
     const keep = new Set(want.map((p) => p.name));
     const gone: Pool[] = [];
     for (const [name, p] of this.pools) if (!keep.has(name)) { this.pools.delete(name); gone.push(p); }
@@ -116,8 +123,10 @@ export class ProxyManager implements DataPlaneControl {
       if (!keep.has(name)) { this.l4.delete(name); stops.push(li.stop(li.s.cfg.timeouts.drain)); }
     }
     for (const f of sites.frontends) {
-      const l = f.from === 'listen' ? listens.get(f.name)! : undefined;
-      const mode = l?.mode ?? 'http';
+      // An L4 section: a mode tcp/udp listen section, or a mode tcp frontend.
+      const ls = f.from === 'listen' ? listens.get(f.name)! : undefined;
+      const mode = ls?.mode ?? f.mode;
+      const l: TcpSectionConfig | undefined = mode === 'http' ? undefined : (ls ?? f);
       const http = this.listeners.get(f.name);
       const l4 = this.l4.get(f.name);
       const old = http ?? l4;

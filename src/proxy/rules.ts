@@ -29,13 +29,17 @@ export interface MatchInput {
 
 export enum Action { Backend = 0, Redirect = 1, Deny = 2, Return = 3 }
 
-export interface CompiledRule {
+/**
+ * `T`: what a `backend` action names — an HTTP Pool (frontends in mode http), or a server group
+ * index (mode tcp, src/l4/tcp.ts): one rule engine, whatever the frontend routes to.
+ */
+export interface CompiledRule<T = Pool> {
   /** Index in the frontend's `rules` (access log, tests). */
   readonly index: number;
   readonly test: (m: MatchInput) => boolean;
   readonly action: Action;
   /** Action Backend: the rule's pool, or the frontend's default (undefined: none, 404). */
-  readonly pool: Pool | undefined;
+  readonly pool: T | undefined;
   /** Request edits: lower-cased names to remove (set and del), then [name, value…] to add. */
   readonly reqDel: readonly string[] | null;
   readonly reqAdd: readonly string[] | null;
@@ -150,8 +154,8 @@ function dels(names: readonly string[] | undefined, set: Record<string, string> 
 const STS = 'strict-transport-security';
 
 /** `pools`: the pools by name (validated: every name a rule gives exists). */
-export function compileRules(rules: readonly RuleConfig[], defaultPool: Pool | undefined, pools: ReadonlyMap<string, Pool>): CompiledRule[] {
-  return rules.map((r, index): CompiledRule => {
+export function compileRules<T = Pool>(rules: readonly RuleConfig[], defaultPool: T | undefined, pools: ReadonlyMap<string, T>): CompiledRule<T>[] {
+  return rules.map((r, index): CompiledRule<T> => {
     const action = r.redirect ? Action.Redirect : r.deny ? Action.Deny : r.return ? Action.Return : Action.Backend;
     const rd = r.redirect;
     return {
@@ -175,7 +179,7 @@ export function compileRules(rules: readonly RuleConfig[], defaultPool: Pool | u
 }
 
 /** First rule whose condition holds, or undefined. */
-export function matchRule(rules: readonly CompiledRule[], m: MatchInput): CompiledRule | undefined {
+export function matchRule<T>(rules: readonly CompiledRule<T>[], m: MatchInput): CompiledRule<T> | undefined {
   for (let i = 0; i < rules.length; i++) if (rules[i].test(m)) return rules[i];
   return undefined;
 }

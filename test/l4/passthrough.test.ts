@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,8 @@ import { TcpClient, waitFor } from './helpers.js';
 let dir: string;
 const servers: { name: string; port: number; srv: TlsServer }[] = [];
 let p: Awaited<ReturnType<typeof startAppLogged>>;
+/** The same servers behind a mode tcp frontend whose sni rules name mode tcp backends pools. */
+let f: Awaited<ReturnType<typeof startAppLogged>>;
 let hello: Buffer;
 
 function cert(cn: string): { key: Buffer; cert: Buffer } {
@@ -46,6 +49,29 @@ beforeAll(async () => {
           servers: [org]
     backends:
 ${servers.map((s) => `      - name: ${s.name}\n        address: 127.0.0.1:${s.port}\n        check: false\n`).join('')}`);
+  const srv = (n: string) => servers.find((x) => x.name === n)!.port;
+  f = await startAppLogged(`listen:
+  - name: plain
+    bind: 127.0.0.1:0
+    mode: tcp
+    backends: []
+frontends:
+  - name: tlsfe
+    bind: 127.0.0.1:0
+    mode: tcp
+    timeouts: { hello: 300ms }
+    rules:
+      - { when: { sni: www.example.com }, backend: p-www }
+      - { when: { sni: ['*.example.org', WWW.EXAMPLE.NET], not: { sni: deny.example.org } }, backend: p-org }
+    default_backend: p-dflt
+backends:
+  - name: p-www
+    mode: tcp
+    check: { interval: 200ms, rise: 1 }
+    servers: [{ name: www, address: '127.0.0.1:${srv('www')}' }]
+  - { name: p-org, mode: tcp, servers: [{ name: org, address: '127.0.0.1:${srv('org')}', check: false }] }
+  - { name: p-dflt, mode: tcp, servers: [{ name: dflt, address: '127.0.0.1:${srv('dflt')}', check: false }] }
+`);
   // A real ClientHello, as a TLS client sends it.
   const cap = createNetServer((s) => s.once('data', (d: Buffer) => { hello = d; s.destroy(); }));
   await new Promise<void>((ok) => cap.listen(0, '127.0.0.1', () => ok()));
@@ -57,6 +83,7 @@ ${servers.map((s) => `      - name: ${s.name}\n        address: 127.0.0.1:${s.po
 }, 30_000);
 
 afterAll(async () => {
+  await f?.stop();
   await p?.stop();
   for (const s of servers) s.srv.close();
   rmSync(dir, { recursive: true, force: true });
@@ -119,5 +146,96 @@ describe('passthrough config', () => {
       { path: ['listen', 0, 'passthrough', 'routes', 0, 'servers', 1], message: 'no server "nope" in this listen\'s backends' },
       { path: ['listen', 0, 'passthrough', 'default', 0], message: 'no server "gone" in this listen\'s backends' },
     ]);
+  });
+});
+
+describe('a mode tcp frontend: sni rules name mode tcp backends pools', () => {
+  const port = () => f.app.proxy.address('tlsfe')!.port;
+  /** `openssl s_client -servername` (none: -noservername): the certificate's CN and what the server sent. */
+  async function sClient(name: string | undefined): Promise<{ cn: string; text: string }> {
+    const args = ['s_client', '-connect', `127.0.0.1:${port()}`, '-ign_eof', ...(name === undefined ? ['-noservername'] : ['-servername', name])];
+    const { stdout } = await promisify(execFile)('timeout', ['10', 'openssl', ...args], { input: '' } as never).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
+    return { cn: /subject=\s*CN\s*=\s*(\S+)/.exec(stdout)?.[1] ?? `? ${stdout.slice(0, 200)}`, text: /hello from \w+/.exec(stdout)?.[0] ?? '' };
+  }
+
+  it('exact, wildcard, negated and unknown names and no SNI reach the exact pool (openssl s_client); TLS end to end; tcp checks by default', async () => {
+    // No check type written: mode tcp pools check with a connect (an HTTP check would fail on TLS).
+    await waitFor(() => f.app.backends.get('p-www', 'www')?.lastCheck?.code === 'L4OK', 10_000, 'p-www checked L4OK');
+    const cases: [string | undefined, string][] = [
+      ['www.example.com', 'www'], ['Mail.Example.ORG', 'org'], ['a.b.example.org', 'org'], ['www.example.net', 'org'],
+      ['deny.example.org', 'dflt'], ['example.org', 'dflt'], ['other.test', 'dflt'], [undefined, 'dflt'],
+    ];
+    const got: string[] = [];
+    for (const [name] of cases) { const r = await sClient(name); got.push(`${r.cn} ${r.text}`); }
+    expect(got).toEqual(cases.map(([, n]) => `${n}.test hello from ${n}`));
+    await waitFor(() => f.access().filter((l) => l.listen === 'tlsfe').length >= cases.length, 5000, 'access lines');
+    expect(f.access().filter((l) => l.listen === 'tlsfe').slice(0, cases.length).map((l) => l.server)).toEqual(cases.map(([, n]) => n));
+    // Each pool counts its own sessions on its TOTAL row, the frontend all of them.
+    expect(['p-www', 'p-org', 'p-dflt'].map((n) => f.app.counters.pool(n).total)).toEqual([1, 3, 4]);
+    expect(f.app.counters.listen('tlsfe').total).toBe(cases.length);
+  });
+
+  it('garbage closed at once, a truncated ClientHello after timeouts.hello: counted, no pool reached; the next client is served', async () => {
+    const lc = f.app.counters.listen('tlsfe');
+    const before = lc.helloRefused;
+    const g = new TcpClient(port());
+    g.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await g.until(() => g.ended || g.closed, 5000, 'garbage closed');
+    expect(g.text).toBe('');
+    const t = new TcpClient(port());
+    t.write(hello.subarray(0, 40));
+    const t0 = Date.now();
+    await t.until(() => t.ended || t.closed, 5000, 'truncated closed');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(lc.helloRefused - before).toBe(2);
+    expect((await sClient('www.example.com')).text).toBe('hello from www');
+    g.destroy(); t.destroy();
+  });
+
+  it('a frontend without default_backend closes what no rule matches (PR); reload moves a name to another pool', async () => {
+    const { parseConfig } = await import('../../src/config/load.js');
+    const srv = (n: string) => servers.find((x) => x.name === n)!.port;
+    const text = (www: string) => `listen:\n  - { name: plain, bind: 127.0.0.1:0, mode: tcp, backends: [] }\nfrontends:\n  - name: tlsfe\n    bind: 127.0.0.1:0\n    mode: tcp\n    rules:\n      - { when: { sni: www.example.com }, backend: ${www} }\nbackends:\n  - { name: p-www, mode: tcp, servers: [{ name: www, address: '127.0.0.1:${srv('www')}', check: false }] }\n  - { name: p-org, mode: tcp, servers: [{ name: org, address: '127.0.0.1:${srv('org')}', check: false }] }\n`;
+    await f.app.reload(parseConfig(text('p-org')));
+    expect(await sClient('www.example.com')).toEqual({ cn: 'org.test', text: 'hello from org' });
+    const r = await sClient('other.test');
+    expect(r.text).toBe('');
+    await waitFor(() => f.access().some((l) => l.listen === 'tlsfe' && l.termination === 'PR' && l.server === '<NOSRV>'), 5000, 'PR line');
+  });
+});
+
+describe('mode tcp frontends: config checks', () => {
+  it('refuses HTTP conditions and actions in its rules, TLS termination, pools of the other mode, unknown pools, unreachable rules', async () => {
+    const { parseConfig } = await import('../../src/config/load.js');
+    let msg = '';
+    try {
+      parseConfig(`frontends:
+  - name: t
+    bind: 127.0.0.1:0
+    mode: tcp
+    rules:
+      - { when: { host: a.example }, backend: tp }
+      - { when: { sni: a.example }, deny: {} }
+      - { when: { sni: b.example }, backend: hp }
+      - { backend: tp }
+      - { when: { sni: c.example }, backend: nope }
+    default_backend: hp
+  - name: h
+    bind: 127.0.0.1:0
+    default_backend: tp
+backends:
+  - { name: tp, mode: tcp, servers: [] }
+  - { name: hp, servers: [] }
+`);
+    } catch (e) { msg = (e as Error).message; }
+    for (const want of [
+      'frontends[0].rules[0]: a mode tcp frontend\'s rules have sni and src conditions and a backend action (not when.host)',
+      'frontends[0].rules[1]: a mode tcp frontend\'s rules have sni and src conditions and a backend action (not deny)',
+      'frontends[0].rules[2].backend: "hp" is a mode http pool: a mode tcp frontend routes to backends entries with mode: tcp',
+      'frontends[0].rules[4]: this rule can never match',
+      'frontends[0].rules[4].backend: no backend named "nope"',
+      'frontends[0].default_backend: "hp" is a mode http pool',
+      'frontends[1].default_backend: "tp" is a mode tcp pool: a mode http frontend routes to mode http pools',
+    ]) expect(msg).toContain(want);
   });
 });
