@@ -42,7 +42,8 @@ export async function startPairlb(yaml: string, opts: { dir?: string; args?: str
   child.stderr!.on('data', (d) => { stderr += d; });
   const started = new Promise<Record<string, string>>((ok, fail) => {
     const ms = opts.startMs ?? 15_000;
-    const t = setTimeout(() => fail(new Error(`pairlb did not start in ${ms / 1000} s; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)), ms);
+    // A daemon that did not start in time is killed: the failed test must not leave it running.
+    const t = setTimeout(() => { child.kill('SIGKILL'); fail(new Error(`pairlb did not start in ${ms / 1000} s; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)); }, ms);
     child.stdout!.on('data', (d) => {
       buf += d;
       let i;
