@@ -117,9 +117,13 @@ describe('send_proxy to the real nginx', () => {
   });
 });
 
-/** Established TCP connections from 127.0.0.1:port (pairlb's side of an upstream connection). */
-function established(port: number): number {
-  return execFileSync('ss', ['-tnH', 'state', 'established', 'src', `127.0.0.1:${port}`], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() !== '').length;
+/**
+ * Established TCP connections from 127.0.0.1:port to nginx (pairlb's side of an upstream
+ * connection). The destination matters: Linux gives one ephemeral port to several connections
+ * with different destinations.
+ */
+function established(port: number, to: number): number {
+  return execFileSync('ss', ['-tnH', 'state', 'established', 'src', `127.0.0.1:${port}`, 'dst', `127.0.0.1:${to}`], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() !== '').length;
 }
 
 async function untilTrue(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -136,6 +140,7 @@ describe('send_proxy in mode http to the real nginx (listen ... proxy_protocol)'
 
   it.each([['web-undici', 'undici, listen, server send_proxy v1'], ['web-native', 'native, backends pool send_proxy v2']])('%s (%s): each keep-alive client on its own upstream connection, with its own address; closed with it', async (fe) => {
     const pool = fe === 'web-undici' ? 'web-undici' : 'pn';
+    const ng = fe === 'web-undici' ? ports.v1 : ports.v2;
     // The checks start with a PROXY header (v2 LOCAL / v1 UNKNOWN): nginx refuses a connection without one.
     await untilTrue(() => h.app.backends.get(pool, 'ng')?.lastCheck?.code === 'L7OK', 15_000, 'nginx checked L7OK');
     const a = new RawClient(h.port(fe), '127.0.0.2');
@@ -157,11 +162,11 @@ describe('send_proxy in mode http to the real nginx (listen ... proxy_protocol)'
       expect(a2.conn).toBe(a1.conn);
       expect(b2.conn).toBe(b1.conn);
       expect(a1.conn).not.toBe(b1.conn);
-      expect(established(Number(a1.peer_port))).toBe(1);
+      expect(established(Number(a1.peer_port), ng)).toBe(1);
       // a closes: its upstream connection closes; b's stays and still serves b.
       a.destroy();
-      await untilTrue(() => established(Number(a1.peer_port)) === 0, 5000, "a's upstream connection closed");
-      expect(established(Number(b1.peer_port))).toBe(1);
+      await untilTrue(() => established(Number(a1.peer_port), ng) === 0, 5000, "a's upstream connection closed");
+      expect(established(Number(b1.peer_port), ng)).toBe(1);
       b.send(GET('/h/b3'));
       const b3 = parse((await b.next())!.body);
       expect([b3.client, b3.conn]).toEqual(['127.0.0.3', b1.conn]);
@@ -173,7 +178,7 @@ describe('send_proxy in mode http to the real nginx (listen ... proxy_protocol)'
       expect(a3.client).toBe('127.0.0.2');
       expect([a1.conn, b1.conn]).not.toContain(a3.conn);
       b.destroy();
-      await untilTrue(() => established(Number(b1.peer_port)) === 0, 5000, "b's upstream connection closed");
+      await untilTrue(() => established(Number(b1.peer_port), ng) === 0, 5000, "b's upstream connection closed");
     } finally { a.destroy(); b.destroy(); }
   });
 });
