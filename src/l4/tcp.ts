@@ -16,6 +16,7 @@ import { firstRecordLength, parseClientHello } from '../tls/client-hello.js';
 import type { AccessLog } from '../proxy/access-log.js';
 import { SourceFilter } from '../config/cidr.js';
 import { ClientTable, type ClientEntry, type LimitPolicy } from '../proxy/client-limits.js';
+import { SharedLoad } from '../proxy/shared-inflight.js';
 import { SlotQueues, type QueuedRequest, type QueueRouting, type WaitQueue, type Waiter } from '../proxy/queue.js';
 
 /**
@@ -55,6 +56,8 @@ export interface TcpRoute {
   readonly maxconn: number;
   /** 0: no PROXY header; 1, 2: its version. */
   readonly sendProxy: 0 | 1 | 2;
+  /** With workers, a limited server (maxconn) or a leastconn pool's: in flight over every worker. */
+  readonly load?: SharedLoad;
 }
 
 /**
@@ -373,7 +376,6 @@ export class TcpListener {
     this.rebuild();
   }
 
-  /** A new routing snapshot (the host's latest RouteSpec list of this section). */
   /** Whether a group of this section routes to `pool` (the manager rebuilds on its publish). */
   usesPool(pool: string): boolean { return this.s.groups.some((g) => g.pool === pool); }
 
@@ -392,6 +394,8 @@ export class TcpListener {
         if (r.weight > 0) (b.backup ? backup : primary).push(r);
       }
       routings.push(new TcpRouting(primary, backup, gr.balance, prev.length === groups.length ? prev[g] : undefined));
+      // With workers: limited servers whose slots other workers free; the group's waiters watch them.
+      this.queues[g].shared = [...primary, ...backup].filter((r): r is TcpRoute & { load: SharedLoad } => r.load !== undefined && r.maxconn > 0);
     }
     this.routings = routings;
     // Waiters get the servers that came UP or were raised (and are closed sQ when none is left).
@@ -399,7 +403,12 @@ export class TcpListener {
   }
 
   private route(b: RouteSpec, gr: TcpGroup): TcpRoute {
+    // Workers: a server's maxconn, and leastconn's counts, hold over every worker (as HTTP's, src/proxy/pool.ts).
+    const sh = this.pm.host.shared;
+    const load = sh !== undefined && b.slot !== undefined && b.slot >= 0 && (b.maxconn > 0 || gr.balance.algorithm === 'leastconn')
+      ? new SharedLoad(sh, b.slot, b.maxconn) : undefined;
     return {
+      load,
       id: b.id, name: b.name, host: b.host, port: b.port, state: b.state, weight: b.weight, checked: b.check,
       counters: this.pm.host.counters.backend(b.id),
       maxconn: b.maxconn,
@@ -412,11 +421,16 @@ export class TcpListener {
   private accept(sock: Socket): void {
     const lc = this.counters;
     const fmax = this.s.cfg.maxconn ?? 0;
-    if (fmax !== 0 && this.open >= fmax) { lc.refusedConn++; sock.destroy(); return; }
-    if (!this.pm.guard.admit(this.s.name, lc)) { sock.destroy(); return; }
+    // With workers the section's maxconn holds over all of them (a slot of the shared table).
+    const shared = this.pm.host.shared;
+    const fslot = fmax !== 0 && shared !== undefined ? this.pm.host.frontendSlot(this.s.name) : -1;
+    if (fmax !== 0 && (fslot >= 0 ? !shared!.acquire(fslot, fmax) : this.open >= fmax)) { lc.refusedConn++; sock.destroy(); return; }
+    if (!this.pm.guard.admit(this.s.name, lc)) { if (fslot >= 0) shared!.release(fslot, false); sock.destroy(); return; }
     this.open++;
     sock.once('close', releaseGuard);
-    (sock as Socket & { [kGuard]?: TcpListener })[kGuard] = this;
+    const gs = sock as GuardSocket;
+    gs[kGuard] = this;
+    gs[kFslot] = fslot;
     const ap = this.acceptProxy;
     if (ap !== undefined) { ap.read(sock, this.afterHeader); sock.resume(); return; }
     this.begin(sock, ZERO);
@@ -509,13 +523,7 @@ export class TcpListener {
     if (r === undefined) {
       if (routing.active.items.length > 0) {
         const qs = this.queues[ss.group];
-        if (qs.wait(ss, qs.backend)) {
-          // Read the client while it waits, or its going away (CQ) would go unseen until the
-          // queue timeout; what it sends is held (up to HWM, then it is paused) and sent first.
-          ss.client.on('data', onQueuedData);
-          ss.client.resume();
-          return;
-        }
+        if (qs.wait(ss, qs.backend)) { holdWhileQueued(ss); return; }
         ss.termination = 'sQ'; // the queue is full (maxqueue)
       } else ss.termination = 'SC';
       this.close(ss);
@@ -526,6 +534,15 @@ export class TcpListener {
 
   /** Connect `ss` to `r` (picked now, or given a slot by the queue), holding one of r's slots. */
   dispatch(ss: TcpSession, r: TcpRoute): void {
+    // A server limited over every worker: another worker may have taken its last slot since the
+    // pick (src/proxy/shared-inflight.ts). Then wait for one, as if the pick had found it full.
+    if (r.load !== undefined && !r.load.acquire()) {
+      const qs = this.queues[ss.group];
+      if (qs.wait(ss, qs.backend)) { holdWhileQueued(ss); return; }
+      ss.termination = 'sQ';
+      this.close(ss);
+      return;
+    }
     if (ss.attempts > 0) {
       this.counters.retries++;
       r.counters.retries++;
@@ -573,6 +590,7 @@ export class TcpListener {
     if (r === undefined) return;
     ss.slot = undefined;
     r.counters.cur--;
+    r.load?.release();
     for (const q of this.queues) if (q.queued > 0) q.slotFreed(r.id);
   }
 
@@ -660,11 +678,15 @@ export class TcpListener {
 }
 
 const kGuard = Symbol('pairlb.tcpGuard');
-function releaseGuard(this: Socket & { [kGuard]?: TcpListener }): void {
+const kFslot = Symbol('pairlb.tcpFrontendSlot');
+type GuardSocket = Socket & { [kGuard]?: TcpListener; [kFslot]?: number };
+function releaseGuard(this: GuardSocket): void {
   const l = this[kGuard];
   if (l === undefined) return;
   l.open--;
   l.pm.guard.release();
+  const f = this[kFslot] ?? -1;
+  if (f >= 0) l.pm.host.shared!.release(f, false);
 }
 
 // ---- socket handlers (this = the socket) ------------------------------------------------------
@@ -757,6 +779,16 @@ function onHelloData(this: SessSocket, chunk: Buffer): void {
   const ss = this[kSess]!;
   ss.held = ss.held.length === 0 ? chunk : Buffer.concat([ss.held, chunk]);
   ss.l.helloStep(ss);
+}
+
+/**
+ * Read the client while it waits in a queue, or its going away (CQ) would go unseen until the
+ * queue timeout; what it sends is held (up to HWM, then it is paused) and sent first.
+ */
+function holdWhileQueued(ss: TcpSession): void {
+  const c = ss.client;
+  if (!c.listeners('data').includes(onQueuedData)) c.on('data', onQueuedData);
+  c.resume();
 }
 
 function onQueuedData(this: SessSocket, chunk: Buffer): void {

@@ -14,8 +14,6 @@ import type { BalanceOptions } from '../balance/index.js';
 import type { Exchange } from './listener.js';
 
 const ENGINES: Record<string, Engine> = { undici: undiciEngine, native: nativeEngine };
-/** Longest a waiter sleeps on the shared release words before looking again (a missed wake-up's cost). */
-const WATCH_MS = 50;
 
 /**
  * Everything a request needs from its backend pool, computed once per config (re)load: the hot
@@ -103,40 +101,6 @@ export class Pool {
     this.queues = new SlotQueues<Exchange>(this.counters, this.s.queueMs);
     this.queues.backend.max = this.s.maxqueue;
     this.queues.retryAfter = this.s.retryAfter;
-    if (pm.host.shared !== undefined) this.queues.onWait = () => this.watch();
-  }
-
-  /** Servers whose slots are shared and limited (their releases in other workers wake our waiters). */
-  private limited: Route[] = [];
-  /** The current watch (0: none); a wake-up of an older one is ignored. */
-  private watching = 0;
-  private watchGen = 0;
-
-  /**
-   * Requests wait here while a limited server's slots may be freed by another worker: sleep on
-   * each such server's release word (Atomics.waitAsync, at most WATCH_MS, so a missed wake-up
-   * costs at most that), then let the queues dispatch whatever now fits, and watch again while
-   * anything still waits. Re-checked once right after arming, for a release that came between
-   * the waiter's full check and the arming.
-   */
-  private watch(): void {
-    if (this.watching !== 0 || this.limited.length === 0) return;
-    const gen = this.watching = ++this.watchGen;
-    const wake = (): void => this.woken(gen);
-    for (const r of this.limited) void r.load!.released(WATCH_MS).then(wake);
-    queueMicrotask(() => { if (this.watching === gen) this.dispatchFreed(); });
-  }
-
-  private woken(gen: number): void {
-    if (this.watching !== gen) return;
-    this.watching = 0;
-    this.dispatchFreed();
-    if (this.queues.queued > 0) this.watch();
-  }
-
-  private dispatchFreed(): void {
-    const q = this.queues;
-    for (const r of this.limited) { if (q.queued === 0) return; q.slotFreed(r.id); }
   }
 
   /** New settings (reload): upstreams are rebuilt when what they were made with changed. */
@@ -168,7 +132,8 @@ export class Pool {
       if (!live.has(id)) { this.upstreams.delete(id); u.up.close().catch(() => {}); }
     }
     this.routing = new Routing(primary, backup, byCookie, this.s.balance, this.routing);
-    this.limited = [...byCookie.values()].filter((r) => r.load !== undefined && r.maxconn > 0);
+    // Servers whose slots are shared and limited: their releases in other workers wake our waiters.
+    this.queues.shared = [...byCookie.values()].filter((r): r is Route & { load: SharedLoad } => r.load !== undefined && r.maxconn > 0);
     this.queues.rebuilt(this.routing);
   }
 

@@ -79,6 +79,12 @@ export class WaitQueue<T extends Waiter> {
   }
 }
 
+/** Longest a waiter sleeps on the shared release words before looking again (a missed wake-up's cost). */
+const WATCH_MS = 50;
+
+/** A server whose in-flight count every worker shares (src/proxy/shared-inflight.ts SharedLoad). */
+export interface SharedSlot { readonly id: number; readonly load: { released(ms: number): Promise<unknown> } }
+
 /** What the queues need of a server: HTTP's Route and mode tcp's TcpRoute both fit. */
 export interface QueueRoute extends Candidate {
   readonly counters: Counters;
@@ -127,10 +133,15 @@ export class SlotQueues<T extends QueuedRequest<R>, R extends QueueRoute = Route
   /** Retry-After seconds on a queue timeout's 503 (the pool's `retry_after`), or undefined: none. */
   retryAfter: string | undefined;
   /**
-   * Called after a waiter is queued: with workers, a slot may be freed by another worker, which
-   * `slotFreed` here never hears of; the owner then watches the shared counts (src/proxy/pool.ts).
+   * With workers: the limited servers whose slots are shared by every worker (maxconn over the
+   * process, src/proxy/shared-inflight.ts), set by the owner on every snapshot. A slot freed by
+   * another worker is never heard of by `slotFreed`: while anything waits, the queues watch these
+   * servers' release words instead (`watch`). Empty: nothing to watch (one data plane).
    */
-  onWait: (() => void) | undefined;
+  shared: readonly SharedSlot[] = [];
+  /** The current watch (0: none); a wake-up of an older one is ignored. */
+  private watching = 0;
+  private watchGen = 0;
 
   /** @param timeoutMs timeouts.queue, read at each wait (a reload may change it). */
   constructor(counters: Counters, public timeoutMs: number) {
@@ -156,8 +167,33 @@ export class SlotQueues<T extends QueuedRequest<R>, R extends QueueRoute = Route
     q.push(ex, performance.now());
     this.queued++;
     ex.qTimer = setTimeout(queueTimedOut, this.timeoutMs, this, ex);
-    this.onWait?.();
+    if (this.shared.length > 0) this.watch();
     return true;
+  }
+
+  /**
+   * Waiters wait here while a shared server's slots may be freed by another worker: sleep on each
+   * such server's release word (Atomics.waitAsync, at most WATCH_MS, so a missed wake-up costs at
+   * most that), then dispatch whatever now fits, and watch again while anything still waits.
+   * Re-checked once right after arming, for a release between the waiter's full check and the arming.
+   */
+  private watch(): void {
+    if (this.watching !== 0 || this.shared.length === 0) return;
+    const gen = this.watching = ++this.watchGen;
+    const wake = (): void => this.woken(gen);
+    for (const r of this.shared) void r.load.released(WATCH_MS).then(wake);
+    queueMicrotask(() => { if (this.watching === gen) this.dispatchFreed(); });
+  }
+
+  private woken(gen: number): void {
+    if (this.watching !== gen) return;
+    this.watching = 0;
+    this.dispatchFreed();
+    if (this.queued > 0) this.watch();
+  }
+
+  private dispatchFreed(): void {
+    for (const r of this.shared) { if (this.queued === 0) return; this.slotFreed(r.id); }
   }
 
   /** A waiter leaves without a server (timeout, client gone). */

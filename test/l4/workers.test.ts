@@ -345,6 +345,43 @@ describe('mode tcp in two workers (in-process App): a crashed worker, passive ch
     expect(await exchange(p.port(), 'ehlo')).toBe('220 a\r\nEHLO\r\n');
   });
 
+  it('server maxconn holds over both workers (the shared in-flight table): 12 connections, the server never holds more than 2, every one served in turn', async () => {
+    const [a] = await backends('a');
+    let open = 0, most = 0;
+    a.server.on('connection', (sock) => { most = Math.max(most, ++open); sock.on('close', () => open--); });
+    const p = await startApp(`listen:
+  - name: mail
+    bind: 127.0.0.1:0
+    mode: tcp
+    timeouts:
+      queue: 30s
+    backends:
+      - name: a
+        address: ${a.address}
+        check: false
+        maxconn: 2
+`, { workers: 2 });
+    cleanups.push(() => p.stop());
+    const pool = p.app.proxy as WorkerPool;
+    const cs = Array.from({ length: 12 }, () => client(p.port()));
+    // Both workers took connections, and 2 are connected in all: 10 wait.
+    await waitFor(() => cs.filter((c) => c.text === '220 a\r\n').length === 2, 10_000, 'two connected');
+    await expect.poll(async () => { await p.app.proxy.sync(); return p.app.counters.listen('mail').qcur; }, { timeout: 10_000 }).toBe(10);
+    expect(cs.filter((c) => c.text !== '')).toHaveLength(2);
+    expect(pool.workers().every((w) => w.requests > 0)).toBe(true);
+    // Each close frees a slot, wherever the next waiter is: all 12 are served, never more than 2 at once.
+    for (let served = 0; served < 12; served++) {
+      await waitFor(() => cs.some((c) => c.text === '220 a\r\n' && !c.ended), 10_000, `connection ${served + 1} served`);
+      const c = cs.find((x) => x.text === '220 a\r\n' && !x.ended)!;
+      c.write('q\r\n');
+      c.sock.end();
+      await c.until(() => c.ended, 10_000, 'answer');
+      expect(c.text).toBe('220 a\r\nQ\r\n');
+    }
+    expect(most).toBe(2);
+    expect(a.received).toHaveLength(12);
+  });
+
   it('a passive verdict from a worker reaches the backend set: a refusing server goes DOWN for every worker', async () => {
     const [b] = await backends('b');
     const { closedPort } = await import('./helpers.js');
