@@ -204,6 +204,40 @@ describe('a mode tcp frontend: sni rules name mode tcp backends pools', () => {
   });
 });
 
+describe('a mode tcp frontend in data-plane workers', () => {
+  it('workers: 2 route each name to its pool too (the rules and pools reach every worker)', async () => {
+    const { startApp } = await import('../helpers/app.js');
+    const srv = (n: string) => servers.find((x) => x.name === n)!.port;
+    const w = await startApp(`global: { log: { access: off } }
+listen:
+  - { name: plain, bind: 127.0.0.1:0, mode: tcp, backends: [] }
+frontends:
+  - name: tlsw
+    bind: 127.0.0.1:0
+    mode: tcp
+    rules:
+      - { when: { sni: www.example.com }, backend: p-www }
+    default_backend: p-dflt
+backends:
+  - { name: p-www, mode: tcp, servers: [{ name: www, address: '127.0.0.1:${srv('www')}', check: false }] }
+  - { name: p-dflt, mode: tcp, servers: [{ name: dflt, address: '127.0.0.1:${srv('dflt')}', check: false }] }
+`, { workers: 2 });
+    try {
+      const port = w.port('tlsw');
+      const one = (servername: string) => new Promise<string>((ok, fail) => {
+        const t = tlsConnect({ port, host: '127.0.0.1', servername, rejectUnauthorized: false });
+        let text = '';
+        t.on('error', fail);
+        t.on('data', (d: Buffer) => { text += d.toString(); });
+        t.on('end', () => { t.destroy(); ok(text.trim()); });
+      });
+      const got: string[] = [];
+      for (let i = 0; i < 6; i++) got.push(await one(i % 2 === 0 ? 'www.example.com' : 'other.test'));
+      expect(got).toEqual(['hello from www', 'hello from dflt', 'hello from www', 'hello from dflt', 'hello from www', 'hello from dflt']);
+    } finally { await w.stop(); }
+  });
+});
+
 describe('mode tcp frontends: config checks', () => {
   it('refuses HTTP conditions and actions in its rules, TLS termination, pools of the other mode, unknown pools, unreachable rules', async () => {
     const { parseConfig } = await import('../../src/config/load.js');
