@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
-import { createServer, type AddressInfo } from 'node:net';
 import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import type { App } from '../../src/app.js';
@@ -14,13 +13,11 @@ import { RawH2, headers } from '../helpers/h2-raw.js';
  * test/h2/core.test.ts's), with the data plane in this thread and in two workers.
  */
 
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', () => ok()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return p;
-}
+/**
+ * A port nothing listens on: 1 (tcpmux) needs root to bind, so no other test's server takes it
+ * (a port freed by a test may be bound by a parallel test's process before we connect).
+ */
+const REFUSED = 1;
 
 interface Answer { status: number; headers: IncomingHttpHeaders; body: string }
 function req(s: ClientHttp2Session, h: OutgoingHttpHeaders, body?: string): Promise<Answer> {
@@ -56,7 +53,6 @@ describe.each([0, 2])('HTTP/2 parity with HTTP/1.1 (workers %d)', (workers) => {
       releaseSlow.push(() => res.destroy());
       return true;
     });
-    const dead = await closedPort();
     p = await startApp(`frontends:
   - name: fe
     bind: 127.0.0.1:0
@@ -79,7 +75,7 @@ backends:
     servers: [ { name: b1, address: ${b1.address}, check: false } ]
   - name: retry
     servers:
-      - { name: dead, address: 127.0.0.1:${dead}, check: false }
+      - { name: dead, address: 127.0.0.1:${REFUSED}, check: false }
       - { name: r1, address: ${r1.address}, check: false }
   - name: slow
     retries: 0
