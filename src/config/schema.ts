@@ -249,9 +249,9 @@ export const listenSchema = z.preprocess(defaultCheckType, z.object({
   /**
    * HTTP/2 on a TLS bind: ALPN offers `h2` before `http/1.1`; HTTP/2 streams go through the same
    * rules and pools as HTTP/1.1 requests, to the servers over HTTP/1.1 (docs/http2.md).
-   * Ignored without `tls`.
+   * Ignored without `tls`. `false`: HTTP/1.1 only (ALPN offers `tls.alpn` alone).
    */
-  h2: bool.default(false),
+  h2: bool.default(true),
   /**
    * Cleartext HTTP/2 with prior knowledge on a plain bind (a connection that starts with the
    * HTTP/2 preface; HTTP/1.1 still works on the same bind). For internal clients: browsers only
@@ -392,9 +392,9 @@ export const frontendSchema = z.object({
   /**
    * HTTP/2 on a TLS bind: ALPN offers `h2` before `http/1.1`; HTTP/2 streams go through the same
    * rules and pools as HTTP/1.1 requests, to the servers over HTTP/1.1 (docs/http2.md).
-   * Ignored without `tls`.
+   * Ignored without `tls`. `false`: HTTP/1.1 only (ALPN offers `tls.alpn` alone).
    */
-  h2: bool.default(false),
+  h2: bool.default(true),
   /**
    * Cleartext HTTP/2 with prior knowledge on a plain bind (a connection that starts with the
    * HTTP/2 preface; HTTP/1.1 still works on the same bind). For internal clients: browsers only

@@ -126,7 +126,13 @@ export class H2Front {
     const w = res as unknown as ServerResponse;
     if (l.s.limited) {
       const ra = l.overLimit(sock, now);
-      if (ra !== undefined) { lc.limited++; l.reject(r, w, 429, ra, sock, true); return; }
+      if (ra !== undefined) {
+        lc.limited++;
+        l.reject(r, w, 429, ra, sock, true);
+        // As an HTTP/1.1 connection is closed after its 429: GOAWAY, the streams in flight finish.
+        req.stream.session?.close();
+        return;
+      }
     }
     const h = h2RequestHead(req.rawHeaders);
     if (h.refuse !== 0) { lc.errReq++; l.reject(r, w, h.refuse, undefined, sock, true); return; }

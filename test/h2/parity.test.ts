@@ -190,3 +190,72 @@ stats:
     expect((await get('/after-vip', 'b.test')).body).toBe('b1');
   });
 });
+
+describe('HTTP/2 streams under limits and queues', () => {
+  let slow: TestBackend;
+  let p: Awaited<ReturnType<typeof startApp>>;
+  let inFlight = 0;
+  let maxInFlight = 0;
+
+  beforeAll(async () => {
+    slow = await startBackend('q1', (_req, res) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      setTimeout(() => { inFlight--; res.end('q1'); }, 20);
+      return true;
+    });
+    p = await startApp(`frontends:
+  - name: queued
+    bind: 127.0.0.1:0
+    h2c: true
+    default_backend: q
+  - name: rated
+    bind: 127.0.0.1:0
+    h2c: true
+    limits: { rate_per_source: 3, rate_period: 10s }
+    default_backend: q
+  - name: conns
+    bind: 127.0.0.1:0
+    h2c: true
+    limits: { conn_per_source: 1 }
+    default_backend: q
+backends:
+  - name: q
+    servers: [ { name: q1, address: ${slow.address}, check: false, maxconn: 1 } ]
+`);
+  });
+  afterAll(async () => { await p?.stop(); await slow?.close(); });
+
+  const open = (fe: string) => { const s = h2connect(`http://127.0.0.1:${p.port(fe)}`); s.on('error', () => {}); return s; };
+  const get = (s: ClientHttp2Session, path: string) => req(s, { ':method': 'GET', ':path': path, ':authority': 'q.test' });
+
+  it('server maxconn 1: ten concurrent streams of one connection wait in the queue, one at a time at the server, all served', async () => {
+    const s = open('queued');
+    const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => get(s, `/q/${i}`)));
+    expect(rs.map((r) => r.status)).toEqual(Array(10).fill(200));
+    expect(maxInFlight).toBe(1);
+    s.close();
+  });
+
+  it('rate_per_source: the stream over the rate gets 429 with Retry-After, then GOAWAY (as an HTTP/1.1 connection is closed)', async () => {
+    const s = open('rated');
+    const goaway = new Promise<void>((ok) => s.on('goaway', () => ok()));
+    for (let i = 0; i < 3; i++) expect((await get(s, `/r/${i}`)).status).toBe(200);
+    const over = await get(s, '/r/over');
+    expect(over.status).toBe(429);
+    expect(Number(over.headers['retry-after'])).toBeGreaterThan(0);
+    await goaway;
+    s.close();
+  });
+
+  it('conn_per_source 1: a second connection\'s streams get 429 and it is closed; the first goes on', async () => {
+    const a = open('conns');
+    expect((await get(a, '/c/1')).status).toBe(200);
+    const b = open('conns');
+    const closed = new Promise<void>((ok) => b.on('close', () => ok()));
+    expect((await get(b, '/c/2')).status).toBe(429);
+    await closed;
+    expect((await get(a, '/c/3')).status).toBe(200);
+    a.close();
+  });
+});
