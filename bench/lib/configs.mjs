@@ -134,7 +134,7 @@ export function haproxy(port, stickyPort, backends, maxconn, threads = 1) {
  * `statsBind` adds the stats section (stats page + /metrics) for the enabled-vs-disabled comparison.
  * `engine` undefined: no `engine:` key, i.e. the product's default (the workers targets).
  */
-export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, statsBind, workers, accessLog = false, fronts, node }) {
+export function pairlbYaml({ engine, port, stickyPort, backends, stateDir, statsBind, workers, accessLog = false, fronts, node, unbounded = false }) {
   const be = (sticky) => backends.map((p, i) => `      - name: w${i + 1}
         address: 127.0.0.1:${p}
         check: false${sticky ? `\n        cookie: w${i + 1}` : ''}`).join('\n');
@@ -160,7 +160,7 @@ ${be(sticky)}
 global:
   node: ${node ?? `bench-${engine ?? 'default'}${statsBind ? '-stats' : ''}`}
   state_dir: ${stateDir}
-${workers !== undefined ? `  workers: ${workers}\n` : ''}  log:
+${workers !== undefined ? `  workers: ${workers}\n` : ''}${unbounded ? '  turn_budget: 0\n  accept_sockets: 1\n' : ''}  log:
     level: ${accessLog ? 'info' : 'warn'}
     access: ${accessLog ? 'json' : "'off'"}
 listen:

@@ -18,7 +18,9 @@ export const ENGINE_TARGETS = ['pairlb-undici-w1-log', 'pairlb-undici-w2-log'];
 /** Targets that run on two threads/processes: pinned to both CPUs, shared with wrk and the backends. */
 export const MULTI = new Set(['pairlb-w2', 'pairlb-w2-log', 'pairlb-undici-w2-log', 'haproxy-2', 'nginx-2']);
 /** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
-export const REF_TARGETS = ['ref-undici', 'ref-llhttp', ...ENGINE_TARGETS];
+export const REF_TARGETS = ['ref-undici', 'ref-llhttp', ...ENGINE_TARGETS,
+  // pairlb as before issue 12's accept fairness (turn_budget 0, accept_sockets 1): a same-run A/B.
+  'pairlb-unbounded'];
 
 /** Two nginx backends (one worker each) pinned to the client CPU. Returns their ports and handles. */
 export async function startBackends(dir, bins, cpu) {
@@ -112,7 +114,7 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   const stateDir = join(dir, `${name}.state`);
   mkdirSync(stateDir, { recursive: true });
   const yamlFile = join(dir, `${name}.yaml`);
-  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[2]) : undefined, accessLog: !!wm?.[3], node: fp ? `bench-${name.replace("@", "-")}` : undefined,
+  writeFileSync(yamlFile, cfg.pairlbYaml({ engine, port, stickyPort, backends: bports, stateDir, statsBind: statsPort ? `127.0.0.1:${statsPort}` : undefined, workers: wm ? Number(wm[2]) : undefined, accessLog: !!wm?.[3], unbounded: kind === 'pairlb-unbounded', node: fp ? `bench-${name.replace("@", "-")}` : undefined,
     fronts: fp?.map((f) => ({ name: f.name, port: f.port, tls: f.tls, extra: f.extra })) }));
   const flags = [...nodeFlags];
   if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);

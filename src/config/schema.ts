@@ -553,6 +553,12 @@ export const globalSchema = z.object({
    * bounds a turn with tune.maxpollevents; libuv accepts one connection per turn). 0: no bound.
    */
   turn_budget: duration.default('2ms'),
+  /**
+   * Listening sockets per bind in each data plane (SO_REUSEPORT on one address; the kernel spreads
+   * new connections over them). libuv accepts one connection per socket per event-loop turn, so
+   * this is how many new connections a busy turn can accept. Read when a bind starts.
+   */
+  accept_sockets: z.number().int().min(1).max(64).default(4),
   log: logSchema.default({}),
 }).strict();
 

@@ -672,6 +672,8 @@ export class Listener {
    * each ClientHello (src/tls/terminator.ts) and hands the socket to the https server.
    */
   private acceptor: NetServer | undefined;
+  /** More sockets on the acceptor's address (global.accept_sockets - 1), handing it their connections. */
+  private extraAcceptors: NetServer[] = [];
   private detachTickets: (() => void) | undefined;
   /** accept_proxy: reads the PROXY header before node:http sees the connection. */
   acceptProxy: AcceptProxy | undefined;
@@ -837,15 +839,36 @@ export class Listener {
         tls.accept(raw, (s) => server.emit('connection', s));
       });
     }) : server;
-    await new Promise<void>((ok, fail) => {
-      acceptor.once('error', fail);
-      // Data-plane workers all bind the same address (SO_REUSEPORT: the kernel spreads accepts);
-      // after the first, a port-0 bind uses the port the first one got.
-      const reusePort = this.pm.host.reusePort;
-      acceptor.listen({ port: (reusePort && hp.port === 0 ? this.pm.host.port(cfg.name, cfg.bind) : undefined) ?? hp.port, host: hp.host, reusePort }, () => { acceptor.off('error', fail); ok(); });
+    // libuv accepts one connection per listening socket per loop turn (src/proxy/turn-budget.ts):
+    // global.accept_sockets sockets on the same address (SO_REUSEPORT, the kernel spreads new
+    // connections over them) accept that many per turn, so a busy turn does not hold new
+    // connections in the accept queue for several turns (HAProxy's tune.maxaccept in spirit).
+    const extra = Math.max(0, this.pm.cfg.global.accept_sockets - 1);
+    const reusePort = this.pm.host.reusePort || extra > 0;
+    const listen = (srv: NetServer, port: number): Promise<void> => new Promise<void>((ok, fail) => {
+      srv.once('error', fail);
+      srv.listen({ port, host: hp.host, reusePort }, () => { srv.off('error', fail); ok(); });
     });
+    // Data-plane workers all bind the same address (SO_REUSEPORT: the kernel spreads accepts);
+    // after the first, a port-0 bind uses the port the first one got.
+    await listen(acceptor, (this.pm.host.reusePort && hp.port === 0 ? this.pm.host.port(cfg.name, cfg.bind) : undefined) ?? hp.port);
     // Bound: an 'error' now is an accept failure (EMFILE when libuv's reserve fd is gone too).
     acceptor.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
+    const boundPort = (acceptor.address() as { port: number }).port;
+    const extras: NetServer[] = [];
+    try {
+      for (let i = 0; i < extra; i++) {
+        const x = createNetServer({ noDelay: true, pauseOnConnect: false }, (sock) => acceptor.emit('connection', sock));
+        await listen(x, boundPort);
+        x.on('error', (e: NodeJS.ErrnoException) => guard.acceptError(this.s.name, this.counters, e));
+        extras.push(x);
+      }
+    } catch (e) {
+      for (const x of extras) x.close();
+      acceptor.close();
+      throw e;
+    }
+    this.extraAcceptors = extras;
     this.acceptor = acceptor;
     // node:http starts its connection tracking (headers timeout, closeIdleConnections) on its own
     // 'listening'; the https server of a TLS bind never listens itself.
@@ -1242,9 +1265,12 @@ export class Listener {
     h2?.close();
     const acceptor = this.acceptor ?? server;
     this.acceptor = undefined;
-    // The acceptor's close waits for every connection it accepted (TLS ones too).
+    // The acceptor's close waits for every connection it accepted (TLS ones too), an extra
+    // socket's for the ones it accepted.
     this.acceptProxy?.stop();
-    const closed = new Promise<void>((ok) => acceptor.close(() => ok()));
+    const extras = this.extraAcceptors;
+    this.extraAcceptors = [];
+    const closed = Promise.all([acceptor, ...extras].map((a) => new Promise<void>((ok) => a.close(() => ok())))).then(() => {});
     if (acceptor !== server) server.close();
     server.closeIdleConnections();
     // Idle keep-alive sockets close as their current response ends.
