@@ -107,7 +107,9 @@ async function oneRun(t, sc, secs, bports, warm = false) {
   let upstream = NaN;
   const mid = setTimeout(() => { upstream = tcpConnsTo(t.pids(), bports); }, secs * 300);
   let r;
-  const requests = warm ? Math.max(2000, CONNS * STREAMS * 2) : budget.get(`${t.name} ${sc}`) ?? Math.max(2000, CONNS * STREAMS * 2);
+  // An A/B pair (--compare) runs the same request count: the base target's.
+  const key = `${t.name.replace(/@\w+$/, '')} ${sc}`;
+  const requests = warm ? Math.max(2000, CONNS * STREAMS * 2) : budget.get(key) ?? Math.max(2000, CONNS * STREAMS * 2);
   try { r = await runH2load({ bin: bins.h2load, url, secs: Math.max(secs, 30), requests, conns: CONNS, streams: STREAMS, cpu: cpu.client ?? 0 }); } catch (e) {
     // A run whose h2load summary is missing counts as failed (it is not a measurement), not as the bench's end.
     clearTimeout(mid);
@@ -115,7 +117,7 @@ async function oneRun(t, sc, secs, bports, warm = false) {
     return { rps: NaN, succeeded: 0, errors: 1, protocol: '?', cpu_s: NaN, cores: NaN, req_per_cpu_s: NaN, rss_mb: treeRssMb(t.pids()), upstream, cpu_busy: [] };
   }
   clearTimeout(mid);
-  if (warm && r.secs > 0) budget.set(`${t.name} ${sc}`, Math.max(CONNS * STREAMS * 2, Math.round((r.succeeded / r.secs) * SECS)));
+  if (warm && r.secs > 0 && !budget.has(key)) budget.set(key, Math.max(CONNS * STREAMS * 2, Math.round((r.succeeded / r.secs) * SECS)));
   const cpuS = treeCpu(t.pids()) - cpu0;
   const busy = cpuBusyPct(c0, cpuTimes());
   return {
@@ -142,7 +144,12 @@ async function main() {
   const runs = {};
   for (let round = 1; round <= ROUNDS; round++) {
     for (const sc of SCEN) {
-      const order = names.map((_, i) => names[(i + round) % names.length]);
+      // Interleaved, rotating per round. With --compare the two builds of a target run back to
+      // back, each first in every other round (an A/A run measured +9–16 % for whichever ran in
+      // the better slot of a plain rotation).
+      const order = ALT
+        ? names.filter((n) => !n.endsWith('@b')).flatMap((n) => (names.includes(`${n}@b`) ? (round % 2 ? [n, `${n}@b`] : [`${n}@b`, n]) : [n]))
+        : names.map((_, i) => names[(i + round) % names.length]);
       for (const n of order) {
         if (!has(n, sc)) continue;
         const r = { round, ...(await oneRun(targets[n], sc, SECS, bports)) };
