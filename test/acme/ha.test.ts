@@ -1,10 +1,9 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from '../helpers/sys.js';
-import { NET, adminRequest, cleanupStale, createTopology, pairlbConfig, startPairlb, type Proc, type Topology } from '../helpers/netns.js';
+import { NET, adminRequest, pairlbConfig, startPair, type Pair, type Proc, type Topology } from '../helpers/netns.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 import { certFacts, splitBundle } from '../../src/acme/store.js';
 import { PLACEHOLDER_CN } from '../../src/acme/placeholder.js';
@@ -22,6 +21,7 @@ ensurePackages(['iproute2', 'iputils-arping']);
 const KEY = 'acme-ha-key-0123456789abcdef0123';
 const TIMING = '  keepalive: 150ms\n  warntime: 360ms\n  deadtime: 600ms\n  garp: { probe_timeout: 400ms }\n';
 const CA_HOST = NET.client;
+let pair: Pair;
 let t: Topology;
 let dir: string;
 let pebble: Pebble;
@@ -80,34 +80,29 @@ async function viaVip(): Promise<{ serial?: string; verified: boolean; via?: str
 }
 
 beforeAll(async () => {
-  await cleanupStale();
-  dir = mkdtempSync(join(tmpdir(), 'pairlb-acme-ha-'));
-  chmodSync(dir, 0o755);
-  writeFileSync(join(dir, 'ha.key'), KEY + '\n', { mode: 0o600 });
-  t = await createTopology();
-  pebble = await startPebble({ httpPort: 80, netns: t.ns('c'), host: CA_HOST, defaultA: NET.lb2.pub });
-  writeFileSync(join(dir, 'root.pem'), await pebble.root());
-  const web = t.startWeb('w1');
-  await web.waitFor((l) => l === 'listening', 5000, 'web listening');
-  for (const n of ['lb1', 'lb2'] as const) writeFileSync(join(dir, `${n}.yaml`), config(n));
-  lb1 = startPairlb(t, 'lb1', join(dir, 'lb1.yaml'), join(dir, 'state-lb1'));
-  await lb1.waitRole('master', 15_000);
-  lb2 = startPairlb(t, 'lb2', join(dir, 'lb2.yaml'), join(dir, 'state-lb2'));
-  await lb2.waitRole('backup', 15_000);
+  pair = await startPair({
+    tag: 'acme', key: KEY, dirPrefix: 'acme-ha', webs: ['w1'],
+    beforeNodes: async (topo, d) => {
+      pebble = await startPebble({ httpPort: 80, netns: topo.ns('c'), host: CA_HOST, defaultA: NET.lb2.pub });
+      writeFileSync(join(d, 'root.pem'), await pebble.root());
+    },
+    config: (node, d) => { dir = d; return config(node); },
+  });
+  ({ t, dir, lb1, lb2 } = pair);
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of [lb1, lb2]) p?.kill('SIGKILL');
+  // The CA runs in the client namespace: stopped before the namespaces go.
   await pebble?.stop();
-  await t?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await pair?.destroy();
 }, 30_000);
 
 describe('ACME with the HA pair', () => {
   it('the master orders, the backup answers the challenge and holds the certificate, and serves it after a failover', async () => {
     // Issued: the CA could reach only lb2 (every name resolves to 198.18.0.12), with lb1's token.
     const cert = await until(() => issued('lb1'), 45_000, 'lb1 has a certificate');
-    expect(lb1.logs.some((l) => l.mod === 'acme' && l.msg === 'acme: certificate for shop installed')).toBe(true);
+    // The file can be read before its log line has come through lb1's stdout pipe: wait for it.
+    await lb1.waitFor((l) => l.mod === 'acme' && l.msg === 'acme: certificate for shop installed', 5000, 'lb1 logs the certificate installed');
     expect(lb2.logs.filter((l) => l.mod === 'acme' && typeof l.msg === 'string' && (l.msg as string).startsWith('acme: ordering'))).toEqual([]);
     // Replicated: the same bundle and the same account on lb2.
     const copy = await until(() => { const c = issued('lb2'); return c?.serial === cert.serial ? c : undefined; }, 10_000, 'lb2 has the same certificate');

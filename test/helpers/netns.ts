@@ -121,6 +121,8 @@ export async function startPair(o: {
   tag: string; key: string; dirPrefix?: string; webs?: ('w1' | 'w2')[]; haExtra?: string;
   /** Files the configs need (certificates…), made in dir before anything starts. */
   prepare?: (dir: string) => void;
+  /** What must run in the topology before the nodes start (a CA in the client namespace…). */
+  beforeNodes?: (t: Topology, dir: string) => Promise<void>;
   config?: (node: 'lb1' | 'lb2', dir: string) => string; roleMs?: number;
 }): Promise<Pair> {
   const dir = mkdtempSync(join(tmpdir(), `pairlb-${o.dirPrefix ?? o.tag}-`));
@@ -140,6 +142,7 @@ export async function startPair(o: {
     const webs = (o.webs ?? ['w1', 'w2']).map((w) => topo.startWeb(w));
     procs.push(...webs);
     await Promise.all(webs.map((w) => w.waitFor((l: string) => l === 'listening', 10_000, 'web listening')));
+    await o.beforeNodes?.(topo, dir);
     for (const n of ['lb1', 'lb2'] as const) writeFileSync(join(dir, `${n}.yaml`), o.config ? o.config(n, dir) : pairlbConfig(n, { dir, haExtra: o.haExtra }));
     const pair: Pair = {
       t: topo, dir, webs, lb1: undefined as unknown as Proc, lb2: undefined as unknown as Proc,
