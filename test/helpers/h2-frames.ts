@@ -296,6 +296,8 @@ export interface OpenOptions {
 export class H2Conn {
   readonly frames: Frame[] = [];
   readonly counts = new Map<number, number>();
+  /** `counts` as they were when the first GOAWAY arrived. */
+  countsAtGoaway: Map<number, number> | undefined;
   /** Bytes received from the server. */
   bytesIn = 0;
   isClosed = false;
@@ -383,11 +385,15 @@ export class H2Conn {
 
   count(type: number): number { return this.counts.get(type) ?? 0; }
 
+  /** Frames of `type` received before the first GOAWAY (all of them when none came). */
+  countBeforeGoaway(type: number): number { return (this.countsAtGoaway ?? this.counts).get(type) ?? 0; }
+
   destroy(): void { this.socket.destroy(); }
 
   private onData(c: Buffer): void {
     this.bytesIn += c.length;
     for (const f of this.reader.push(c)) {
+      if (f.type === FrameType.GOAWAY && !this.countsAtGoaway) this.countsAtGoaway = new Map(this.counts);
       this.counts.set(f.type, (this.counts.get(f.type) ?? 0) + 1);
       // GOAWAY is always kept (goaway() finds it), whatever `keep` says.
       this.frames.push(f);
