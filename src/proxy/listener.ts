@@ -738,8 +738,8 @@ export class Listener {
 
   /**
    * HTTP/2 on or off for this bind (start and reload): the h2 server is made on first use; on a
-   * TLS bind the ALPN list offered changes for new handshakes. A session open when it is turned
-   * off goes on until it closes.
+   * TLS bind the ALPN list offered changes for new handshakes. Sessions open when it is turned
+   * off get GOAWAY and finish their streams.
    */
   private setH2(cfg: FrontendConfig): void {
     const on = cfg.tls ? cfg.h2 : cfg.h2c;

@@ -4,6 +4,12 @@ import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import type { App } from '../../src/app.js';
 import { RawH2, headers } from '../helpers/h2-raw.js';
+import { connect as tlsConnect } from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeCa, makeLeaf } from '../helpers/certs.js';
+import { parseConfig } from '../../src/config/load.js';
 
 /**
  * What HTTP/1.1 has works the same over HTTP/2 (issue 16), each stream through the one request
@@ -257,5 +263,32 @@ backends:
     await closed;
     expect((await get(a, '/c/3')).status).toBe(200);
     a.close();
+  });
+});
+
+describe('h2 turned off and on by a reload (TLS bind)', () => {
+  it('new handshakes follow the ALPN list of the running config; an open session gets GOAWAY when h2 goes off', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'h2c-alpn-'));
+    const ca = makeCa(join(dir, 'ca'));
+    const leaf = makeLeaf(ca, 'a', ['a.example.test']);
+    const b = await startBackend('b');
+    const yaml = (h2: boolean) => `listen:\n  - name: web\n    bind: 127.0.0.1:0\n    h2: ${h2}\n    tls: { certificates: [${leaf.bundle}] }\n    backends: [ { name: b, address: ${b.address}, check: false } ]\n`;
+    const p = await startApp(yaml(true));
+    const alpn = () => new Promise<string | false>((ok, fail) => {
+      const t = tlsConnect({ host: '127.0.0.1', port: p.port(), servername: 'a.example.test', ca: readFileSync(ca.rootCert), ALPNProtocols: ['h2', 'http/1.1'] }, () => { const x = t.alpnProtocol; t.end(); ok(x); });
+      t.on('error', fail);
+    });
+    try {
+      expect(await alpn()).toBe('h2');
+      const s = h2connect(`https://a.example.test:${p.port()}`, { ca: readFileSync(ca.rootCert), host: '127.0.0.1', servername: 'a.example.test' } as never);
+      s.on('error', () => {});
+      expect((await req(s, { ':method': 'GET', ':path': '/' })).body).toBe('b');
+      const goaway = new Promise<void>((ok) => s.on('goaway', () => ok()));
+      await p.app.reload(parseConfig(yaml(false)));
+      await goaway;
+      expect(await alpn()).toBe('http/1.1');
+      await p.app.reload(parseConfig(yaml(true)));
+      expect(await alpn()).toBe('h2');
+    } finally { await p.stop(); await b.close(); rmSync(dir, { recursive: true, force: true }); }
   });
 });
