@@ -21,7 +21,7 @@ const require = createRequire(import.meta.url);
 interface ParserCtor {
   new (): Parser;
   RESPONSE: number;
-  kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number;
+  kOnMessageBegin: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number;
 }
 interface Parser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -36,7 +36,7 @@ export function checkHttpParserInternal(P: unknown): string[] {
   const bad: string[] = [];
   if (typeof P !== 'function') return ['_http_common.HTTPParser is not a constructor'];
   const C = P as unknown as Record<string, unknown>;
-  for (const k of ['RESPONSE', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kOnExecute']) {
+  for (const k of ['RESPONSE', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kOnExecute']) {
     if (typeof C[k] !== 'number') bad.push(`HTTPParser.${k} is ${typeof C[k]}, expected a number`);
   }
   const proto = (P as { prototype?: Record<string, unknown> }).prototype ?? {};
@@ -47,7 +47,7 @@ export function checkHttpParserInternal(P: unknown): string[] {
   const bad = checkHttpParserInternal(HTTPParser);
   if (bad.length) throw new Error(`engine native: Node ${process.version} changed the internal llhttp binding it relies on: ${bad.join('; ')}. Use engine: undici.`);
 }
-const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute } = HTTPParser;
+const { kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute } = HTTPParser;
 
 /** Idle upstream connections are closed after this (backends usually keep them 5-75 s). */
 const IDLE_MS = 4_000;
@@ -91,6 +91,11 @@ class Conn {
     s.setTimeout(up.l.timeouts.connect);
     const p = (this.p = new HTTPParser());
     p.initialize(HTTPParser.RESPONSE, {}, up.maxHeaderSize, 0);
+    // A response begins with no request outstanding: bytes after the end of the last response
+    // (more than its Content-Length, a body after a 204/304, a 'response' on an idle connection).
+    // Given to the next request they would be its answer (response-queue poisoning): the
+    // connection is closed instead (llhttp skips blank lines between messages: no begin for those).
+    p[kOnMessageBegin] = () => { if (this.sink === null) this.s.destroy(); };
     p[kOnHeaders] = (headers: string[]) => { this.partial = this.partial ? this.partial.concat(headers) : headers; };
     p[kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, msg: string, _upg: boolean, keepAlive: boolean) => this.onHeadersComplete(headers, status, msg, keepAlive);
     p[kOnBody] = (b: Buffer) => this.onBody(b);
@@ -106,6 +111,8 @@ class Conn {
       if (r) this.write(r);
     });
     s.on('data', (d: Buffer) => {
+      // Bytes on an idle pooled connection: no request asked for them (a blank line included).
+      if (this.sink === null) { s.destroy(); return; }
       const ret = this.p.execute(d);
       if (ret instanceof Error) this.fail(new PairlbError('UND_ERR_SOCKET', `invalid response from backend: ${(ret as Error & { code?: string }).code ?? ret.message}`));
       // llhttp stopped after the 101 head: what follows is the new protocol.
