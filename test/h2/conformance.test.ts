@@ -9,8 +9,8 @@ import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { makeCa, makeLeaf } from '../helpers/certs.js';
 import { ensureBuilt } from '../daemon/daemon.js';
 import {
-  H2Conn, PREFACE, FrameType, Flag, ErrorCode, ERROR_NAMES, Setting, HpackDecoder, frame, settings, headers,
-  continuation, data, rstStream, ping, windowUpdate, priority, hpack, requestBlock, errorCodeOf, type Frame,
+  H2Conn, PREFACE, FrameType, Flag, ErrorCode, ERROR_NAMES, Setting, frame, settings, headers,
+  continuation, data, rstStream, ping, windowUpdate, priority, hpack, requestBlock, errorCodeOf, isFinalHead, statusOfHead, type Frame,
 } from '../helpers/h2-frames.js';
 
 /**
@@ -122,33 +122,6 @@ async function open(p = port, tls = false): Promise<H2Conn> {
 
 const get = (path: string, extra: [string, string][] = []) => requestBlock('GET', path, 'x.test', extra);
 
-/** Decodes a connection's header blocks in arrival order (the server's HPACK context is per connection). */
-const decoders = new WeakMap<H2Conn, { dec: HpackDecoder; at: number; blocks: Map<number, [string, string][][]> }>();
-function blocksOf(c: H2Conn, id: number): [string, string][][] {
-  let d = decoders.get(c);
-  if (!d) decoders.set(c, d = { dec: new HpackDecoder(), at: 0, blocks: new Map() });
-  let pending: { id: number; parts: Buffer[] } | undefined;
-  for (; d.at < c.frames.length; d.at++) {
-    const f = c.frames[d.at];
-    if (f.type !== FrameType.HEADERS && f.type !== FrameType.CONTINUATION) continue;
-    let p = f.payload;
-    if (f.type === FrameType.HEADERS) {
-      let off = 0, pad = 0;
-      if (f.flags & Flag.PADDED) { pad = p[0]; off = 1; }
-      if (f.flags & Flag.PRIORITY) off += 5;
-      p = p.subarray(off, p.length - pad);
-      pending = { id: f.streamId, parts: [p] };
-    } else pending?.parts.push(p);
-    if (f.flags & Flag.END_HEADERS && pending) {
-      const list = d.blocks.get(pending.id) ?? [];
-      list.push(d.dec.decode(Buffer.concat(pending.parts)));
-      d.blocks.set(pending.id, list);
-      pending = undefined;
-    }
-  }
-  return d.blocks.get(id) ?? [];
-}
-
 type Outcome =
   | { kind: 'response'; status: number; fields: [string, string][]; informational: number[] }
   | { kind: 'rst'; code: string }
@@ -159,7 +132,7 @@ type Outcome =
 /** How stream `id` ended: its final response head, its reset, the connection's GOAWAY or close, or nothing within `ms`. */
 async function outcome(c: H2Conn, id: number, ms = WAIT): Promise<Outcome> {
   const final = (f: Frame) => f.streamId === id && (f.type === FrameType.HEADERS || f.type === FrameType.CONTINUATION)
-    && !!(f.flags & Flag.END_HEADERS) && blocksOf(c, id).some((b) => isFinal(b));
+    && !!(f.flags & Flag.END_HEADERS) && c.headerBlocks(id).some((b) => isFinalHead(b));
   // A GOAWAY ends this stream only if it is an error or does not cover it (§6.8: streams up to
   // its last-stream-id still complete).
   const ends = (g: Frame) => errorCodeOf(g) !== ErrorCode.NO_ERROR || (g.payload.readUInt32BE(0) & 0x7fffffff) < id;
@@ -167,12 +140,10 @@ async function outcome(c: H2Conn, id: number, ms = WAIT): Promise<Outcome> {
   if (!f) return c.isClosed ? { kind: 'closed' } : { kind: 'none' };
   if (f.type === FrameType.RST_STREAM) return { kind: 'rst', code: ERROR_NAMES[errorCodeOf(f)] };
   if (f.type === FrameType.GOAWAY) return { kind: 'goaway', code: ERROR_NAMES[errorCodeOf(f)], lastStreamId: f.payload.readUInt32BE(0) & 0x7fffffff };
-  const blocks = blocksOf(c, id);
-  const fin = blocks.find(isFinal)!;
-  const status = (b: [string, string][]) => Number(b.find(([k]) => k === ':status')?.[1]);
-  return { kind: 'response', status: status(fin), fields: fin, informational: blocks.filter((b) => !isFinal(b)).map(status) };
+  const blocks = c.headerBlocks(id);
+  const fin = blocks.find(isFinalHead)!;
+  return { kind: 'response', status: statusOfHead(fin), fields: fin, informational: blocks.filter((b) => !isFinalHead(b)).map(statusOfHead) };
 }
-const isFinal = (b: [string, string][]) => { const s = Number(b.find(([k]) => k === ':status')?.[1]); return s >= 200; };
 
 /** The DATA bytes of stream `id` once it ended (END_STREAM, or reset/close), bounded by `ms`. */
 async function bodyOf(c: H2Conn, id: number, ms = WAIT): Promise<{ body: string; ended: boolean; dataFrames: number }> {

@@ -11,7 +11,7 @@ import { rawBackend, rawOnce, type RawBackend, type RawRequest } from '../helper
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { makeCa, makeLeaf, type Ca, type Leaf } from '../helpers/certs.js';
 import { ensurePackages } from '../helpers/sys.js';
-import { RawH2, headers, data } from '../helpers/h2-raw.js';
+import { H2Conn, fieldBlock, headers, data } from '../helpers/h2-frames.js';
 import { ensureBuilt } from '../daemon/daemon.js';
 
 /**
@@ -186,8 +186,8 @@ describe('h2c with prior knowledge on a plain bind', () => {
   });
 
   it('cookie fields split by the client reach the backend as one field joined with "; " (RFC 9113 §8.2.3)', async () => {
-    const c = await RawH2.open(plainPort);
-    c.write(headers(1, [[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/cookies'], [':authority', 'x.test'], ['cookie', 'a=1'], ['accept', '*/*'], ['cookie', 'b=2; c=3']], true));
+    const c = await H2Conn.h2c(plainPort);
+    c.write(headers(1, fieldBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/cookies'], [':authority', 'x.test'], ['cookie', 'a=1'], ['accept', '*/*'], ['cookie', 'b=2; c=3']]), { endStream: true }));
     expect(await c.answer(1)).toEqual({ status: 200 });
     const r = byTarget('/h2c/cookies')!;
     expect(field(r, 'cookie')).toEqual(['a=1; b=2; c=3']);
@@ -205,17 +205,17 @@ describe('h2c with prior knowledge on a plain bind', () => {
     ['no :authority and no host', 'no-authority'],
   ] as [string, [string, string][] | 'no-authority'][])('%s: refused, never forwarded; the next stream on the connection and another client are served', async (_n, extra) => {
     const before = b1.requests.length;
-    const c = await RawH2.open(plainPort);
+    const c = await H2Conn.h2c(plainPort);
     const base: [string, string][] = [[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/bad'], [':authority', 'x.test']];
-    c.write(headers(1, extra === 'no-authority' ? base.slice(0, 3) : [...base, ...extra], true));
+    c.write(headers(1, fieldBlock(extra === 'no-authority' ? base.slice(0, 3) : [...base, ...extra]), { endStream: true }));
     const a = await c.answer(1);
     // nghttp2 resets such a stream itself (PROTOCOL_ERROR); what it lets through gets 400 from pairlb.
     expect(a.rst === 1 || a.status === 400).toBe(true);
-    c.write(headers(3, [[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/after-bad'], [':authority', 'x.test']], true));
+    c.write(headers(3, fieldBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/after-bad'], [':authority', 'x.test']]), { endStream: true }));
     expect(await c.answer(3)).toEqual({ status: 200 });
     c.destroy();
-    const c2 = await RawH2.open(plainPort);
-    c2.write(headers(1, [[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/other-client'], [':authority', 'x.test']], true));
+    const c2 = await H2Conn.h2c(plainPort);
+    c2.write(headers(1, fieldBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/other-client'], [':authority', 'x.test']]), { endStream: true }));
     expect(await c2.answer(1)).toEqual({ status: 200 });
     c2.destroy();
     expect(b1.requests.slice(before).map((r) => r.target)).toEqual(['/h2c/after-bad', '/h2c/other-client']);
@@ -223,19 +223,19 @@ describe('h2c with prior knowledge on a plain bind', () => {
 
   it('a body shorter or longer than its content-length is refused; the backend never gets a complete request', async () => {
     const before = b1.requests.length;
-    const c = await RawH2.open(plainPort);
-    c.write(headers(1, [[':method', 'POST'], [':scheme', 'http'], [':path', '/h2c/short'], [':authority', 'x.test'], ['content-length', '10']], false), data(1, 'abc', true));
+    const c = await H2Conn.h2c(plainPort);
+    c.write(headers(1, fieldBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/h2c/short'], [':authority', 'x.test'], ['content-length', '10']]), { endStream: false }), data(1, 'abc', true));
     // nghttp2 resets the stream (PROTOCOL_ERROR); an upstream request already under way is aborted.
     expect(await c.answer(1)).toEqual({ rst: 1 });
-    c.write(headers(3, [[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/after-short'], [':authority', 'x.test']], true));
+    c.write(headers(3, fieldBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/after-short'], [':authority', 'x.test']]), { endStream: true }));
     expect(await c.answer(3)).toEqual({ status: 200 });
     // DATA beyond content-length: nghttp2 makes it a connection error (GOAWAY); other connections go on.
-    c.write(headers(5, [[':method', 'POST'], [':scheme', 'http'], [':path', '/h2c/long'], [':authority', 'x.test'], ['content-length', '2']], false), data(5, 'abcdef', true));
+    c.write(headers(5, fieldBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/h2c/long'], [':authority', 'x.test'], ['content-length', '2']]), { endStream: false }), data(5, 'abcdef', true));
     const b = await c.answer(5);
     expect(b.rst === 1 || b.goaway === true).toBe(true);
     c.destroy();
-    const c2 = await RawH2.open(plainPort);
-    c2.write(headers(1, [[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/after-long'], [':authority', 'x.test']], true));
+    const c2 = await H2Conn.h2c(plainPort);
+    c2.write(headers(1, fieldBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/h2c/after-long'], [':authority', 'x.test']]), { endStream: true }));
     expect(await c2.answer(1)).toEqual({ status: 200 });
     c2.destroy();
     expect(b1.requests.slice(before).map((r) => r.target)).toEqual(['/h2c/after-short', '/h2c/after-long']);

@@ -3,7 +3,7 @@ import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders
 import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import type { App } from '../../src/app.js';
-import { RawH2, headers } from '../helpers/h2-raw.js';
+import { H2Conn, fieldBlock, headers } from '../helpers/h2-frames.js';
 import { connect as tlsConnect } from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -169,8 +169,8 @@ stats:
       req(s, { ':method': 'CONNECT', ':authority': 'b.test:443' }).catch(() => ({ status: -1 })),
     ]);
     expect(bad.map((r) => r.status)).toEqual([400, 501]);
-    const c = await RawH2.open(p.port('fe'));
-    c.write(headers(1, [[':method', 'GET'], [':scheme', 'http'], [':path', '/a#frag'], [':authority', 'b.test']], true));
+    const c = await H2Conn.h2c(p.port('fe'));
+    c.write(headers(1, fieldBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/a#frag'], [':authority', 'b.test']]), { endStream: true }));
     expect(await c.answer(1)).toEqual({ status: 400 });
     c.destroy();
     expect(b1.seen.length).toBe(seen);

@@ -161,6 +161,11 @@ export function requestBlock(method: string, path: string, authority: string, ex
   return Buffer.concat(parts);
 }
 
+/** A header block of literal fields without indexing, names and order exactly as given (tests choose what to break: case, order, duplicates). */
+export function fieldBlock(fields: readonly (readonly [string, string])[]): Buffer {
+  return Buffer.concat(fields.map(([k, v]) => hpack.literal(k, v)));
+}
+
 /** RFC 7541 Appendix A static table (index 1..61). */
 const STATIC: readonly (readonly [string, string])[] = [
   ['', ''], [':authority', ''], [':method', 'GET'], [':method', 'POST'], [':path', '/'], [':path', '/index.html'],
@@ -307,6 +312,8 @@ export class H2Conn {
   private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame | undefined) => void }[] = [];
   private readonly t0 = performance.now();
   private readonly reader = new FrameReader(this.t0);
+  /** Header blocks decoded so far, per stream, in arrival order (the server's HPACK context is per connection). */
+  private readonly dec = { hpack: new HpackDecoder(), at: 0, blocks: new Map<number, [string, string][][]>(), pending: undefined as { id: number; parts: Buffer[] } | undefined };
 
   private constructor(readonly socket: Socket, private readonly o: OpenOptions) {
     let done!: () => void;
@@ -338,8 +345,59 @@ export class H2Conn {
     });
   }
 
+  /** Connect over h2c (prior knowledge) and send the client preface and an empty SETTINGS. */
+  static async h2c(port: number, host?: string): Promise<H2Conn> {
+    const c = await H2Conn.open({ port, host });
+    c.write(PREFACE, settings([]));
+    return c;
+  }
+
   /** ms since open. */
   now(): number { return performance.now() - this.t0; }
+
+  /**
+   * The header blocks the server sent on stream `id` (1xx heads, the final head, trailers), decoded
+   * in the connection's arrival order. Frames dropped by `keep` are not decoded: do not combine them.
+   */
+  headerBlocks(id: number): [string, string][][] {
+    const d = this.dec;
+    for (; d.at < this.frames.length; d.at++) {
+      const f = this.frames[d.at];
+      if (f.type !== FrameType.HEADERS && f.type !== FrameType.CONTINUATION) continue;
+      let p = f.payload;
+      if (f.type === FrameType.HEADERS) {
+        let off = 0, pad = 0;
+        if (f.flags & Flag.PADDED) { pad = p[0]; off = 1; }
+        if (f.flags & Flag.PRIORITY) off += 5;
+        p = p.subarray(off, p.length - pad);
+        d.pending = { id: f.streamId, parts: [p] };
+      } else d.pending?.parts.push(p);
+      if (f.flags & Flag.END_HEADERS && d.pending) {
+        const list = d.blocks.get(d.pending.id) ?? [];
+        list.push(d.hpack.decode(Buffer.concat(d.pending.parts)));
+        d.blocks.set(d.pending.id, list);
+        d.pending = undefined;
+      }
+    }
+    return d.blocks.get(id) ?? [];
+  }
+
+  /**
+   * How stream `id` was answered: the final response's status, its RST_STREAM error code, or a GOAWAY
+   * (`{}` when the connection closed first); throws when nothing came within `ms`.
+   */
+  async answer(id: number, ms = 5000): Promise<{ status?: number; rst?: number; goaway?: boolean }> {
+    const final = (f: Frame) => f.streamId === id && (f.type === FrameType.HEADERS || f.type === FrameType.CONTINUATION)
+      && !!(f.flags & Flag.END_HEADERS) && this.headerBlocks(id).some(isFinalHead);
+    const f = await this.waitFor((x) => (x.streamId === id && x.type === FrameType.RST_STREAM) || x.type === FrameType.GOAWAY || final(x), ms);
+    if (f === undefined) {
+      if (this.isClosed) return {};
+      throw new Error(`stream ${id}: no answer in ${ms} ms; got ${JSON.stringify(this.frames.map((x) => [x.type, x.flags, x.streamId]))}`);
+    }
+    if (f.type === FrameType.GOAWAY) return { goaway: true };
+    if (f.type === FrameType.RST_STREAM) return { rst: errorCodeOf(f) };
+    return { status: statusOfHead(this.headerBlocks(id).find(isFinalHead)!) };
+  }
 
   /** Write buffers; returns false when the socket's buffer is full (see `drain`). No-op once closed. */
   write(...bufs: Buffer[]): boolean {
@@ -409,3 +467,8 @@ export class H2Conn {
     }
   }
 }
+
+/** `:status` of a decoded header block. */
+export const statusOfHead = (b: readonly (readonly [string, string])[]): number => Number(b.find(([k]) => k === ':status')?.[1]);
+/** A final (non-1xx) response head. */
+export const isFinalHead = (b: readonly (readonly [string, string])[]): boolean => statusOfHead(b) >= 200;
