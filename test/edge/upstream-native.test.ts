@@ -174,6 +174,7 @@ const cases: Case[] = [
   { name: 'a bare CR in a response header value', script: { bytes: H('200 OK', 'X-A: a\rSet-Cookie: injected=1', 'Content-Length: 5') + 'hello', then: 'keep' }, want: { status: 502, body: '', informational: [], head: '' }, reuse: false },
   { name: 'a response head over the limit (80 KiB)', script: { bytes: H('200 OK', `X-Big: ${'a'.repeat(80 * 1024)}`, 'Content-Length: 5') + 'hello', then: 'keep' }, want: { status: 502, body: '', informational: [], head: '' }, reuse: false },
   { name: 'a 20 KiB reason phrase', script: { bytes: H(`200 ${'r'.repeat(20 * 1024)}`, 'Content-Length: 5') + 'hello', then: 'keep' }, want: { status: 502, body: '', informational: [], head: '' }, reuse: true, undici: { status: 200, body: 'hello', informational: [], head: '' } },
+  { name: 'status code 099', script: { bytes: H('099 Odd', 'Content-Length: 5') + 'hello', then: 'keep' }, want: { status: 502, body: '', informational: [], head: '' }, reuse: false },
   { name: 'status code 1000', script: { bytes: H('1000 Odd', 'Content-Length: 5') + 'hello', then: 'keep' }, want: { status: 502, body: '', informational: [], head: '' }, reuse: false },
   { name: 'half-close after the head', script: { bytes: H('200 OK', 'Content-Length: 10'), then: 'end' }, want: 'cut', reuse: false },
   { name: 'reset mid-body', script: { bytes: H('200 OK', 'Content-Length: 10') + 'hel', then: 'reset' }, want: 'cut', reuse: false },

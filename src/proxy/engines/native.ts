@@ -199,6 +199,12 @@ class Conn {
   private onHeadersComplete(headers: string[] | undefined, status: number, msg: string, keepAlive: boolean): number {
     const raw = this.partial ? (headers ? this.partial.concat(headers) : this.partial) : (headers ?? []);
     this.partial = null;
+    // llhttp reads any three digits: 000-099 is no status (RFC 9110 §15), and below 200 this
+    // engine would take it for a 1xx and its body for the final response's.
+    if (status < 100) {
+      this.fail(new PairlbError('PAIRLB_BAD_RESPONSE', `backend answered with status ${status}`));
+      return 1;
+    }
     if (status === 101) {
       // Asked for: 2 = upgrade, llhttp stops after this head (execute returns the bytes it used).
       if (this.upgrade) { this.switched = raw; return 2; }
