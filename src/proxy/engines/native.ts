@@ -189,8 +189,14 @@ class Conn {
       const ok = chunked ? (s.write(c.length.toString(16) + '\r\n'), s.write(c), s.write('\r\n')) : s.write(c);
       if (!ok) { body.pause(); s.once('drain', () => body.resume()); }
     };
+    // The connection went before the body's end (an early answer, an error): a body paused for
+    // backpressure would wait for a 'drain' that never comes, and the client connection with it
+    // (its next request is parsed only after this body). The rest is read and dropped.
+    const onGone = (): void => { body.off('data', onData); body.resume(); };
+    s.once('close', onGone);
     body.on('data', onData);
     body.once('end', () => {
+      s.off('close', onGone);
       if (chunked) s.write('0\r\n\r\n');
       this.sent = true;
     });
