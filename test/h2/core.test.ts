@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { request as httpsRequest } from 'node:https';
 import { execFile } from 'node:child_process';
@@ -12,6 +12,7 @@ import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { makeCa, makeLeaf, type Ca, type Leaf } from '../helpers/certs.js';
 import { ensurePackages } from '../helpers/sys.js';
 import { H2Conn, fieldBlock, headers, data } from '../helpers/h2-frames.js';
+import { h2Request as get, type H2Answer as Answer } from '../helpers/h2-request.js';
 import { ensureBuilt } from '../daemon/daemon.js';
 
 /**
@@ -73,19 +74,6 @@ function session(port = tlsPort): ClientHttp2Session {
   return s;
 }
 
-interface Answer { status: number; headers: IncomingHttpHeaders; body: string }
-function get(s: ClientHttp2Session, h: OutgoingHttpHeaders, body?: string | null): Promise<Answer> {
-  return new Promise((ok, fail) => {
-    const st = s.request(h, { endStream: body === undefined });
-    let out = '';
-    let head: IncomingHttpHeaders = {};
-    st.on('response', (x) => { head = x; });
-    st.on('data', (d) => { out += d; });
-    st.on('end', () => ok({ status: Number(head[':status']), headers: head, body: out }));
-    st.on('error', fail);
-    if (body !== undefined && body !== null) st.end(body);
-  });
-}
 
 const field = (r: RawRequest, name: string) => r.headers.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
 const byTarget = (t: string) => b1.requests.find((r) => r.target === t);

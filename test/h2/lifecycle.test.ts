@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { makeCa, makeLeaf, type Ca, type Leaf } from '../helpers/certs.js';
 import { ensureBuilt } from '../daemon/daemon.js';
+import { zeros } from '../helpers/bulk.js';
+import { h2Request as req, type H2Answer as Answer } from '../helpers/h2-request.js';
 
 /**
  * HTTP/2 through the real `pairlb` process across its lifecycle: a reload under HTTP/2 load drops
@@ -17,18 +18,6 @@ import { ensureBuilt } from '../daemon/daemon.js';
  */
 
 const GiB = 1024 ** 3;
-const CHUNK = Buffer.alloc(256 * 1024, 97);
-function zeros(total: number): Readable {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= total) { this.push(null); return; }
-      const n = Math.min(CHUNK.length, total - sent);
-      sent += n;
-      this.push(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n));
-    },
-  });
-}
 
 interface Backend { server: Server; port: number; name: string; seen: number; held: ServerResponse[] }
 async function backend(name: string): Promise<Backend> {
@@ -50,19 +39,6 @@ async function backend(name: string): Promise<Backend> {
   return b;
 }
 
-interface Answer { status: number; headers: IncomingHttpHeaders; body: string }
-function req(s: ClientHttp2Session, h: OutgoingHttpHeaders, body?: Readable): Promise<Answer> {
-  return new Promise((ok, fail) => {
-    const st = s.request(h, { endStream: body === undefined });
-    let out = '';
-    let head: IncomingHttpHeaders = {};
-    st.on('response', (x) => { head = x; });
-    st.on('data', (d) => { out += d; });
-    st.on('end', () => ok({ status: Number(head[':status']), headers: head, body: out }));
-    st.on('error', fail);
-    if (body !== undefined) body.pipe(st);
-  });
-}
 
 let dir: string;
 let ca: Ca;

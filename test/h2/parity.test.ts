@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as h2connect, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
 import { startApp } from '../helpers/app.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import type { App } from '../../src/app.js';
 import { H2Conn, fieldBlock, headers } from '../helpers/h2-frames.js';
+import { h2Request as req, type H2Answer as Answer } from '../helpers/h2-request.js';
 import { connect as tlsConnect } from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,19 +26,6 @@ import { parseConfig } from '../../src/config/load.js';
  */
 const REFUSED = 1;
 
-interface Answer { status: number; headers: IncomingHttpHeaders; body: string }
-function req(s: ClientHttp2Session, h: OutgoingHttpHeaders, body?: string): Promise<Answer> {
-  return new Promise((ok, fail) => {
-    const st = s.request(h, { endStream: body === undefined });
-    let out = '';
-    let head: IncomingHttpHeaders = {};
-    st.on('response', (x) => { head = x; });
-    st.on('data', (d) => { out += d; });
-    st.on('end', () => ok({ status: Number(head[':status']), headers: head, body: out }));
-    st.on('error', fail);
-    if (body !== undefined) st.end(body);
-  });
-}
 
 function statsPort(a: App): number {
   const m = a.modules.find((x) => x.name === 'stats') as unknown as { address(): { port: number } };

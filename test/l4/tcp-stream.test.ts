@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, type AddressInfo, type Server } from 'node:net';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
+import { bulkServer, CHUNK } from '../helpers/bulk.js';
 
 /**
  * mode tcp through the real `pairlb start` process: 1 GiB each way with backpressure, RSS bounded.
@@ -9,43 +10,13 @@ import { startPairlb, type PairlbProc } from '../helpers/proc.js';
  */
 const GiB = 1024 ** 3;
 const WARM = 128 * 1024 ** 2;
-const CHUNK = Buffer.alloc(256 * 1024, 97);
 
 let server: Server;
 let port = 0;
 let lb: PairlbProc;
 
 beforeAll(async () => {
-  // First line from the client: "down N" (send N bytes, then FIN) or "up N" (count N bytes, answer the count).
-  server = createServer({ allowHalfOpen: true }, (sock) => {
-    sock.on('error', () => {});
-    let head = '';
-    const onHead = (d: Buffer) => {
-      head += d.toString('latin1');
-      const eol = head.indexOf('\n');
-      if (eol < 0) return;
-      sock.off('data', onHead);
-      const [cmd, n] = head.slice(0, eol).split(' ');
-      const total = Number(n);
-      if (cmd === 'down') {
-        let sent = 0;
-        const pump = () => {
-          while (sent < total) {
-            const c = Math.min(CHUNK.length, total - sent);
-            sent += c;
-            if (!sock.write(c === CHUNK.length ? CHUNK : CHUNK.subarray(0, c))) { sock.once('drain', pump); return; }
-          }
-          sock.end();
-        };
-        pump();
-      } else {
-        let got = head.length - eol - 1;
-        sock.on('data', (d: Buffer) => { got += d.length; });
-        sock.on('end', () => sock.end(String(got)));
-      }
-    };
-    sock.on('data', onHead);
-  });
+  server = bulkServer(); // first line from the client: "down N" or "up N" (test/helpers/bulk.ts)
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
   port = (server.address() as AddressInfo).port;
   lb = await startPairlb(`global:

@@ -1,10 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, type AddressInfo, type Server } from 'node:net';
 import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { startApp } from '../helpers/app.js';
 import { freePort } from '../daemon/daemon.js';
+import { bulkServer, CHUNK } from '../helpers/bulk.js';
 import { tcpBackend, TcpClient, waitFor, type TcpBackend } from './helpers.js';
 import type { WorkerPool } from '../../src/proxy/workers.js';
 
@@ -31,44 +32,11 @@ function client(port: number): TcpClient {
 
 const TOKEN = 'l4w-token-0123456789abcdef';
 const MiB = 1024 * 1024;
-const CHUNK = Buffer.alloc(256 * 1024, 97);
 
 interface Stats { listens: { name: string; total: Record<string, number>; backends: Record<string, number | string>[] }[]; workers: { requests: number }[] }
 async function stats(): Promise<Stats> { return (await fetch(`http://127.0.0.1:${sp}/stats.json`)).json(); }
 async function section(name: string): Promise<Stats['listens'][number]> { return (await stats()).listens.find((l) => l.name === name)!; }
 
-/** "down N": the server sends N bytes then FIN; "up N": it counts what it gets and answers the count. */
-function bulkServer(): Server {
-  return createServer({ allowHalfOpen: true }, (sock) => {
-    sock.on('error', () => {});
-    let head = '';
-    const onHead = (d: Buffer) => {
-      head += d.toString('latin1');
-      const eol = head.indexOf('\n');
-      if (eol < 0) return;
-      sock.off('data', onHead);
-      const [cmd, n] = head.slice(0, eol).split(' ');
-      const total = Number(n);
-      if (cmd === 'down') {
-        let sent = 0;
-        const pump = () => {
-          while (sent < total) {
-            const k = Math.min(CHUNK.length, total - sent);
-            sent += k;
-            if (!sock.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { sock.once('drain', pump); return; }
-          }
-          sock.end();
-        };
-        pump();
-      } else {
-        let got = head.length - eol - 1;
-        sock.on('data', (x: Buffer) => { got += x.length; });
-        sock.on('end', () => sock.end(String(got)));
-      }
-    };
-    sock.on('data', onHead);
-  });
-}
 
 /** A resolver: answers a query with its id echoed, QR set, RCODE 0 (the DNS check's SOA query too). */
 let resolverGot = 0;

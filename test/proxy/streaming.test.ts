@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, request, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
 import { readdirSync } from 'node:fs';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
+import { CHUNK, zeros } from '../helpers/bulk.js';
 
 /**
  * Bodies stream with backpressure through the real `pairlb start` process: 1 GiB each way without
@@ -11,7 +11,6 @@ import { startPairlb, type PairlbProc } from '../helpers/proc.js';
  * and no upstream request behind (node-http-proxy#1586 is the bug not to have).
  */
 const GiB = 1024 ** 3;
-const CHUNK = Buffer.alloc(256 * 1024, 97);
 /**
  * Node 24's V8 grows the young generation up to 2 × 64 MB semi-spaces under allocation pressure
  * (measured: heapTotal 147 MB, heapUsed 15 MB after a forced GC, RSS flat from then on; Node 20
@@ -20,17 +19,6 @@ const CHUNK = Buffer.alloc(256 * 1024, 97);
  */
 const WARM = 256 * 1024 ** 2;
 
-function zeros(total: number): Readable {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= total) { this.push(null); return; }
-      const n = Math.min(CHUNK.length, total - sent);
-      sent += n;
-      this.push(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n));
-    },
-  });
-}
 
 let backend: Server;
 let backendPort = 0;
