@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /** One 256 KiB chunk of 'a's: the unit every bulk body in the tests is made of (no per-chunk allocation). */
 export const CHUNK = Buffer.alloc(256 * 1024, 97);
@@ -34,16 +34,7 @@ export function bulkServer(): Server {
       const [cmd, n] = head.slice(0, eol).split(' ');
       const total = Number(n);
       if (cmd === 'down') {
-        let sent = 0;
-        const pump = () => {
-          while (sent < total) {
-            const k = Math.min(CHUNK.length, total - sent);
-            sent += k;
-            if (!sock.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { sock.once('drain', pump); return; }
-          }
-          sock.end();
-        };
-        pump();
+        sendThenEnd(sock, total);
       } else {
         let got = head.length - eol - 1;
         sock.on('data', (x: Buffer) => { got += x.length; });
@@ -51,5 +42,32 @@ export function bulkServer(): Server {
       }
     };
     sock.on('data', onHead);
+  });
+}
+
+/** Write `total` bytes of CHUNK to `sock` with backpressure (waits for 'drain'), then FIN. */
+export function sendThenEnd(sock: Socket, total: number): void {
+  let sent = 0;
+  const pump = () => {
+    while (sent < total) {
+      const k = Math.min(CHUNK.length, total - sent);
+      sent += k;
+      if (!sock.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { sock.once('drain', pump); return; }
+    }
+    sock.end();
+  };
+  pump();
+}
+
+/** A bulkServer's "up N" through `port`: send N bytes then FIN, resolve with the count it answered. */
+export function bulkUpload(port: number, total: number): Promise<string> {
+  return new Promise((ok, fail) => {
+    const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let answer = '';
+    c.on('error', fail);
+    c.on('data', (d: Buffer) => { answer += d.toString(); });
+    c.on('end', () => { c.end(); ok(answer); });
+    c.write(`up ${total}\n`);
+    sendThenEnd(c, total);
   });
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type AddressInfo, type Server } from 'node:net';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
-import { bulkServer, CHUNK } from '../helpers/bulk.js';
+import { bulkServer, bulkUpload } from '../helpers/bulk.js';
 
 /**
  * mode tcp through the real `pairlb start` process: 1 GiB each way with backpressure, RSS bounded.
@@ -50,26 +50,7 @@ function download(n: number, slowMs = 0): Promise<number> {
   });
 }
 
-function upload(n: number): Promise<string> {
-  return new Promise((ok, fail) => {
-    const c = connect({ port: lb.port('bulk'), host: '127.0.0.1', allowHalfOpen: true });
-    let answer = '';
-    c.on('error', fail);
-    c.on('data', (d: Buffer) => { answer += d.toString(); });
-    c.on('end', () => { c.end(); ok(answer); });
-    c.write(`up ${n}\n`);
-    let sent = 0;
-    const pump = () => {
-      while (sent < n) {
-        const k = Math.min(CHUNK.length, n - sent);
-        sent += k;
-        if (!c.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { c.once('drain', pump); return; }
-      }
-      c.end();
-    };
-    pump();
-  });
-}
+const upload = (n: number): Promise<string> => bulkUpload(lb.port('bulk'), n);
 
 describe('mode tcp streams', () => {
   it('1 GiB down (client paused for the first 500 ms) and 1 GiB up, whole, with RSS growing by less than 128 MB', async () => {

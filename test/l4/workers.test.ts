@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { startApp } from '../helpers/app.js';
 import { freePort } from '../daemon/daemon.js';
-import { bulkServer, CHUNK } from '../helpers/bulk.js';
+import { bulkServer, bulkUpload } from '../helpers/bulk.js';
 import { tcpBackend, TcpClient, waitFor, type TcpBackend } from './helpers.js';
 import type { WorkerPool } from '../../src/proxy/workers.js';
 
@@ -174,24 +174,7 @@ describe('mode tcp and udp in two workers (real process)', () => {
       c.on('end', () => { c.end(); ok(got); });
     });
     expect(down).toBe(N);
-    const up = await new Promise<string>((ok, fail) => {
-      const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-      let answer = '';
-      c.on('error', fail);
-      c.on('data', (d: Buffer) => { answer += d.toString(); });
-      c.on('end', () => { c.end(); ok(answer); });
-      c.write(`up ${N}\n`);
-      let sent = 0;
-      const pump = () => {
-        while (sent < N) {
-          const k = Math.min(CHUNK.length, N - sent);
-          sent += k;
-          if (!c.write(k === CHUNK.length ? CHUNK : CHUNK.subarray(0, k))) { c.once('drain', pump); return; }
-        }
-        c.end();
-      };
-      pump();
-    });
+    const up = await bulkUpload(port, N);
     expect(up).toBe(String(N));
     const head = `down ${N}\n`.length + `up ${N}\n`.length;
     await expect.poll(async () => (await section('bulk')).total.cur, { timeout: 5000 }).toBe(0);
