@@ -18,7 +18,7 @@ export const ENGINE_TARGETS = ['pairlb-undici-w1-log', 'pairlb-undici-w2-log'];
 /** Targets that run on two threads/processes: pinned to both CPUs, shared with wrk and the backends. */
 export const MULTI = new Set(['pairlb-w2', 'pairlb-w2-log', 'pairlb-undici-w2-log', 'haproxy-2', 'nginx-2']);
 /** Opt-in reference proxies (bench/ref/): design ceilings to compare pairlb's overhead against. */
-export const REF_TARGETS = ['ref-undici', 'ref-llhttp', ...ENGINE_TARGETS,
+export const REF_TARGETS = ['ref-undici', 'ref-llhttp', 'ref-lean', ...ENGINE_TARGETS,
   // pairlb as before issue 12's accept fairness (turn_budget 0, accept_sockets 1): a same-run A/B.
   'pairlb-unbounded'];
 
@@ -96,9 +96,9 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
     await ready(port, handle).catch(async (e) => { await handle.stop(); throw withLog(e, dir, name); });
     return { name, port, ports, handle, pids: () => processTree(handle.pid) };
   }
-  if (name === 'ref-undici' || name === 'ref-llhttp' || name === 'http-proxy') {
+  if (name === 'ref-undici' || name === 'ref-llhttp' || name === 'ref-lean' || name === 'http-proxy') {
     const port = await freePort();
-    const file = join(root, 'bench', 'ref', name === 'ref-undici' ? 'undici-dispatch.mjs' : name === 'ref-llhttp' ? 'llhttp-upstream.mjs' : 'http-proxy.mjs');
+    const file = join(root, 'bench', 'ref', name === 'ref-undici' ? 'undici-dispatch.mjs' : name === 'ref-llhttp' ? 'llhttp-upstream.mjs' : name === 'ref-lean' ? 'ref-lean.mjs' : 'http-proxy.mjs');
     const handle = startPinned(name, cpu, process.execPath, [...nodeFlags, file, String(port), ...bports.map(String)], { logFd: log(name) });
     await waitHttp(port, { handle }).catch((e) => { throw withLog(e, dir, name); });
     return { name, port, handle, pids: () => processTree(handle.pid) };
