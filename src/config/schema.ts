@@ -559,6 +559,13 @@ export const globalSchema = z.object({
    * this is how many new connections a busy turn can accept. Read when a bind starts.
    */
   accept_sockets: z.number().int().min(1).max(64).default(4),
+  /**
+   * The HTTP/1.1 server side of every bind. `lean`: pairlb's own (src/proxy/front/h1.ts: Node's
+   * llhttp parsing straight off the socket, no IncomingMessage/ServerResponse per request); Upgrade
+   * and CONNECT requests are handed to node:http. `node`: node:http's server for every connection.
+   * The wire behaviour is the same (the edge suites run on both). Read when a bind starts.
+   */
+  http1_front: z.enum(['lean', 'node']).default('lean'),
   log: logSchema.default({}),
 }).strict();
 

@@ -28,6 +28,7 @@ import { encodeProxyHeader } from '../l4/proxy-protocol.js';
 import type { AttemptSink, Engine, Upstream, UpstreamConfig } from './engine.js';
 import { H2Front, sniffPreface } from '../h2/server.js';
 import { alpnList, setAlpn } from '../h2/alpn.js';
+import { H1Front, kLean, type H1Settings } from './front/h1.js';
 
 /** Response header name lengths worth lowercasing: hop-by-hop, set-cookie, cache-control. */
 const RES_LENS = new Uint8Array(32);
@@ -109,6 +110,11 @@ export class ListenSettings {
 }
 
 const latin1 = (b: Buffer | string): string => (typeof b === 'string' ? b : b.toString('latin1'));
+
+/** The lean HTTP/1 front's settings of a bind: node:http's server options of start() and update(). */
+function h1Settings(cfg: FrontendConfig): H1Settings {
+  return { maxHeaderSize: cfg.max_header_size, maxHeadersCount: cfg.max_headers + 1, headersTimeout: cfg.timeouts.http_request, keepAliveTimeout: cfg.timeouts.client };
+}
 
 /** The first Host value of a raw header list (rules only: a frontend without rules never calls it). */
 function hostOf(raw: readonly string[]): string | undefined {
@@ -198,7 +204,7 @@ const kLastWord = Symbol('pairlb.lastWord');
 /** The connection's per-client limits entry; kOver: opened beyond limits.conn_per_source (its requests get 429). */
 const kClient = Symbol('pairlb.client');
 const kOver = Symbol('pairlb.overLimit');
-type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kWritten]?: number; [kReady]?: number; [kRefused]?: boolean; [kLastWord]?: number; [kClient]?: ClientEntry; [kOver]?: boolean };
+type ClientSocket = Socket & { [kConn]?: ConnQueue; [kRead]?: number; [kWritten]?: number; [kReady]?: number; [kRefused]?: boolean; [kLastWord]?: number; [kClient]?: ClientEntry; [kOver]?: boolean; [kLean]?: { pauseQueue(on: boolean): void } };
 
 /**
  * Pipelined requests parsed ahead of the one being served, per client connection. Beyond this many
@@ -679,6 +685,10 @@ export class Listener {
   acceptProxy: AcceptProxy | undefined;
   /** HTTP/2 to clients (src/h2/server.ts): ALPN h2 on a TLS bind (`h2`), prior knowledge on a plain one (`h2c`). */
   h2: H2Front | undefined;
+  /** global.http1_front lean: the HTTP/1.1 connections of this bind (src/proxy/front/h1.ts); undefined: node:http's. */
+  h1: H1Front | undefined;
+  /** node:http's own connection handler for this bind (plain: 'connection', TLS: 'secureConnection'): the lean front hands Upgrade/CONNECT connections to it. */
+  private nodeConn: ((s: Socket) => void) | undefined;
 
   constructor(readonly pm: ProxyManager, cfg: FrontendConfig) {
     this.s = new ListenSettings(cfg);
@@ -715,7 +725,15 @@ export class Listener {
   private gateConnections(server: Server, admit: (s: ClientSocket) => boolean): void {
     const handlers = server.listeners('connection') as ((s: Socket) => void)[];
     server.removeAllListeners('connection');
-    const h1 = (sock: Socket): void => { for (const h of handlers) h.call(server, sock); sock.resume(); };
+    // handlers[0] is node:http's own (made with the server); the others are ours (admit).
+    const [nodeHandler, ...ours] = handlers;
+    this.nodeConn = (sock: Socket): void => { nodeHandler.call(server, sock); };
+    const h1 = (sock: Socket): void => {
+      const lean = this.h1;
+      if (lean !== undefined) { for (const h of ours) h.call(server, sock); lean.accept(sock); return; }
+      for (const h of handlers) h.call(server, sock);
+      sock.resume();
+    };
     const h2 = (sock: Socket): void => { const f = this.h2; if (f !== undefined) f.accept(sock); else h1(sock); };
     const sniff = (sock: Socket): void => {
       // admit() first, so a refused client is closed before anything is read (it is a no-op in h1's handlers then).
@@ -732,6 +750,7 @@ export class Listener {
       if (this.sockets.has(sock)) { for (const h of handlers) h.call(server, sock); return; }
       if (ap !== undefined) { ap.read(sock, pass); return; }
       if (this.h2 !== undefined) { sniff(sock); return; }
+      if (this.h1 !== undefined) { h1(sock); return; }
       for (const h of handlers) h.call(server, sock);
     });
   }
@@ -755,11 +774,26 @@ export class Listener {
   private dispatchAlpn(server: Server): void {
     const [h1] = server.listeners('secureConnection') as ((s: Socket) => void)[];
     server.removeListener('secureConnection', h1);
+    this.nodeConn = (s: Socket): void => { h1.call(server, s); };
     server.prependListener('secureConnection', (s: Socket) => {
       const f = this.h2;
       if (f !== undefined && (s as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') f.accept(s);
+      else if (this.h1 !== undefined) this.h1.accept(s);
       else h1.call(server, s);
     });
+  }
+
+  /** The lean front hands a connection to node:http (an Upgrade or CONNECT request, src/proxy/front/h1.ts). */
+  nodeAccept(sock: Socket): void {
+    const f = this.nodeConn;
+    if (f === undefined) { sock.destroy(); return; }
+    f(sock);
+  }
+
+  /** Close the connections with nothing in flight (HA after handover, stop). */
+  closeIdleConnections(): void {
+    this.server?.closeIdleConnections();
+    this.h1?.closeIdle();
   }
 
   address(): { host: string; port: number } | undefined { return this.bound; }
@@ -782,6 +816,7 @@ export class Listener {
       requireHostHeader: false,
     };
     if (cfg.tls) this.tls = new TlsTerminator(cfg.name, cfg.tls, this.log);
+    if (this.pm.cfg.global.http1_front === 'lean') this.h1 = new H1Front(this, h1Settings(cfg));
     const server: Server = this.tls ? createHttpsServer({ ...opts, ...this.tls.serverOptions(), ALPNProtocols: alpnList(cfg) }) as unknown as Server : createServer(opts);
     if (this.tls) this.dispatchAlpn(server);
     // One more header line than allowed is kept, so that an excess is seen (431), not dropped.
@@ -902,12 +937,13 @@ export class Listener {
       (this.server as Server & { maxHeaderSize?: number }).maxHeaderSize = cfg.max_header_size;
       this.server.maxHeadersCount = cfg.max_headers + 1;
     }
+    this.h1?.update(h1Settings(cfg));
     this.compile();
   }
 
   // ---- hot path -----------------------------------------------------------------------------
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  onRequest(req: IncomingMessage, res: ServerResponse): void {
     const sock = req.socket as ClientSocket;
     let q = sock[kConn];
     const first = q === undefined;
@@ -962,6 +998,8 @@ export class Listener {
     q.items.push(req, x);
     if (q.items.length >= 2 * PIPELINE_MAX) {
       q.paused = true;
+      const lean = sock[kLean];
+      if (lean !== undefined) { lean.pauseQueue(true); return; }
       // node:http's own flag for "stop reading" (set when its pending responses pile up): without
       // it, it resumes the socket after every parsed request (readStart in parserOnMessageComplete).
       (sock as PausableSocket)._paused = true;
@@ -983,6 +1021,8 @@ export class Listener {
     const x = q.items.shift()!;
     if (q.paused && q.items.length < 2 * PIPELINE_MAX) {
       q.paused = false;
+      const lean = sock[kLean];
+      if (lean !== undefined) lean.pauseQueue(false);
       // As node:http's socketOnDrain undoes its own pause.
       const ps = sock as PausableSocket;
       ps._paused = false;
@@ -1171,7 +1211,7 @@ export class Listener {
     }
   }
 
-  private clientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket): void {
+  clientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket): void {
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
     this.rawPacket = err.rawPacket;
     let status = 400;
@@ -1273,10 +1313,14 @@ export class Listener {
     const closed = Promise.all([acceptor, ...extras].map((a) => new Promise<void>((ok) => a.close(() => ok())))).then(() => {});
     if (acceptor !== server) server.close();
     server.closeIdleConnections();
+    const h1 = this.h1;
     // Idle keep-alive sockets close as their current response ends.
-    const timer = setTimeout(() => { server.closeAllConnections(); h2?.destroy(); for (const s of this.sockets) s.destroy(); }, drainMs);
+    h1?.close();
+    const timer = setTimeout(() => { server.closeAllConnections(); h1?.closeAll(); h2?.destroy(); for (const s of this.sockets) s.destroy(); }, drainMs);
     await closed;
     clearTimeout(timer);
+    // Every connection is gone: the lean front's timeout sweep stops with them.
+    h1?.closeAll();
   }
 }
 

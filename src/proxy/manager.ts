@@ -172,7 +172,7 @@ export class ProxyManager implements DataPlaneControl {
    * over: a client's next request on such a connection would reach the new master and be reset.
    */
   closeIdleConnections(): void {
-    for (const l of this.listeners.values()) l.server?.closeIdleConnections();
+    for (const l of this.listeners.values()) l.closeIdleConnections();
   }
 
   /**

@@ -1,3 +1,4 @@
+import { FRONT_OF } from '../helpers/app.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -58,7 +59,7 @@ describe.each(['undici', 'native'])('request body timeout (engine %s)', (engine)
     backends:
       - name: a
         address: 127.0.0.1:${bport}
-`);
+`, FRONT_OF[engine]);
     cleanups.push(() => p.stop());
     const b = p.app.backends.backends('web')[0];
     const lc = p.app.counters.listen('web');

@@ -2,7 +2,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, ensureBuilt, tempDir } from '../daemon/daemon.js';
-import { startApp } from '../helpers/app.js';
+import { FRONT_OF, startApp } from '../helpers/app.js';
 import { RawClient, rawBackend, rawOnce, type RawBackend, type Responder } from '../helpers/raw-http.js';
 import { effectiveState } from '../../src/backends/backend-set.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -57,11 +57,11 @@ const GET = (path: string, host = 'app.example') => `GET ${path} HTTP/1.1\r\nHos
 
 // Workers 2 (undici): the same raw-byte assertions through two data-plane worker threads; the
 // "another client" connections may land on either worker.
-describe.each([['undici', 0], ['native', 0], ['undici', 2]] as const)('the edge, core request path (engine %s, workers %d)', (engine, workers) => {
+describe.each([['undici', 0], ['native', 0], ['undici', 2]] as const)('the edge, core request path (engine %s on its front, FRONT_OF; workers %d)', (engine, workers) => {
   const cleanups: (() => Promise<void> | void)[] = [];
   afterEach(async () => { while (cleanups.length) await cleanups.pop()!(); });
   async function app(y: string): Promise<Running> {
-    const a = await startApp(y, { workers });
+    const a = await startApp(y, { workers, front: FRONT_OF[engine] });
     cleanups.push(() => a.stop());
     return a;
   }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { startApp } from '../helpers/app.js';
+import { FRONT_OF, startApp } from '../helpers/app.js';
 import { RawConn, freshGet } from './harness.js';
 
 /**
@@ -41,7 +41,7 @@ describe.each(['undici', 'native'])('ambiguous framing is refused before any bac
   beforeAll(async () => {
     backend = await startBackend('a');
     // check: true, so that a refusal counted against the backend would mark it DOWN (3 in a row).
-    p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    check: { interval: 10s, path: /__health }\n    backends:\n      - { name: a, address: "${backend.address}" }\n`);
+    p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    check: { interval: 10s, path: /__health }\n    backends:\n      - { name: a, address: "${backend.address}" }\n`, { front: FRONT_OF[engine] });
   });
   afterAll(async () => { await p.stop(); await backend.close(); });
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startApp } from '../helpers/app.js';
+import { FRONT_OF, startApp } from '../helpers/app.js';
 import { RawClient, waitUntil } from './stream-helpers.js';
 
 /**
@@ -44,7 +44,7 @@ describe.each(['undici', 'native'])('pipelined requests (engine %s)', (engine) =
     cleanups.push(() => new Promise<void>((ok) => { backend.close(() => ok()); backend.closeAllConnections(); }));
     const bport = (backend.address() as AddressInfo).port;
 
-    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`);
+    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`, { front: FRONT_OF[engine] });
     cleanups.push(() => p.stop());
 
     const c = new RawClient(p.port());
@@ -97,7 +97,7 @@ describe.each(['undici', 'native'])('pipelined requests (engine %s)', (engine) =
     await new Promise<void>((ok) => backend.listen(0, '127.0.0.1', () => ok()));
     cleanups.push(() => new Promise<void>((ok) => { backend.close(() => ok()); backend.closeAllConnections(); }));
     const bport = (backend.address() as AddressInfo).port;
-    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`);
+    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`, { front: FRONT_OF[engine] });
     cleanups.push(() => p.stop());
     let parsed = 0;
     p.app.proxy.listeners.get('web')!.server!.on('request', () => { parsed++; });
@@ -146,7 +146,7 @@ describe.each(['undici', 'native'])('pipelined requests (engine %s)', (engine) =
     await new Promise<void>((ok) => backend.listen(0, '127.0.0.1', () => ok()));
     cleanups.push(() => new Promise<void>((ok) => { backend.close(() => ok()); backend.closeAllConnections(); }));
     const bport = (backend.address() as AddressInfo).port;
-    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`);
+    const p = await startApp(`listen:\n  - name: web\n    bind: 127.0.0.1:0\n    engine: ${engine}\n    backends:\n      - name: a\n        address: 127.0.0.1:${bport}\n        check: false\n`, { front: FRONT_OF[engine] });
     cleanups.push(() => p.stop());
 
     const c = new RawClient(p.port());

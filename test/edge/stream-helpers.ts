@@ -129,7 +129,7 @@ export async function rawBackend(onConn: (c: RawBackend['conns'][number], chunk:
 }
 
 /** A real App in-process whose JSON log lines (access log included) are kept in `lines`. */
-export async function startAppLogged(yaml: string): Promise<{ app: import('../../src/app.js').App; port: () => number; lines: Record<string, unknown>[]; access: () => Record<string, unknown>[]; stop(): Promise<void> }> {
+export async function startAppLogged(yaml: string, front?: import('../helpers/app.js').Front): Promise<{ app: import('../../src/app.js').App; port: () => number; lines: Record<string, unknown>[]; access: () => Record<string, unknown>[]; stop(): Promise<void> }> {
   const { Writable } = await import('node:stream');
   const { createLogger } = await import('../../src/log.js');
   const { parseConfig } = await import('../../src/config/load.js');
@@ -137,7 +137,8 @@ export async function startAppLogged(yaml: string): Promise<{ app: import('../..
   await import('../../src/modules.js');
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({ write(c, _e, cb) { for (const l of c.toString().split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
-  const cfg = parseConfig(yaml);
+  const { withFront } = await import('../helpers/app.js');
+  const cfg = parseConfig(front === undefined ? yaml : withFront(yaml, front));
   const app = new App(cfg, createLogger('info', sink), { stateDir: null });
   await app.start();
   return {

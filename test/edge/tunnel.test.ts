@@ -1,3 +1,4 @@
+import { FRONT_OF } from '../helpers/app.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -76,7 +77,7 @@ ${extra}    backends:
         check: false
 stats:
   bind: 127.0.0.1:0
-`);
+`, FRONT_OF[engine]);
     cleanups.push(() => p.stop());
     const client = () => { const c = new RawClient(p.port()); cleanups.push(async () => c.destroy()); return c; };
     const lc = p.app.counters.listen('web');

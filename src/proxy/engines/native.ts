@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { createRequire } from 'node:module';
+import { HTTPParser, type Parser } from '../llhttp.js';
 import type { UpstreamConfig } from '../engine.js';
 import { PairlbError } from '../../errors.js';
 import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js';
@@ -14,39 +14,8 @@ import type { AttemptRequest, AttemptSink, Engine, Upstream } from '../engine.js
  * parser called back through JS, header re-validation, its queue); with this engine a small
  * keep-alive request costs ~1.2× less CPU (bench/ab.mjs, bench/RESULTS.md 2026-12-01). Held to the
  * same conformance and edge suites as undici (which stays selectable: `engine: undici`).
- * `_http_common` is an internal module of Node (present in Node 20, 22 and 24; checked at load by
- * checkHttpParserInternal and in test/unit/runtime.test.ts): it is used in this file only.
+ * The internal binding is loaded and checked in src/proxy/llhttp.ts.
  */
-const require = createRequire(import.meta.url);
-interface ParserCtor {
-  new (): Parser;
-  RESPONSE: number;
-  kOnMessageBegin: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number;
-}
-interface Parser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(b: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [k: number]: unknown;
-}
-const { HTTPParser } = require('_http_common') as { HTTPParser: ParserCtor };
-/** What this file needs of the internal; checked at load so a Node upgrade that changes it fails loudly, not per request. */
-export function checkHttpParserInternal(P: unknown): string[] {
-  const bad: string[] = [];
-  if (typeof P !== 'function') return ['_http_common.HTTPParser is not a constructor'];
-  const C = P as unknown as Record<string, unknown>;
-  for (const k of ['RESPONSE', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kOnExecute']) {
-    if (typeof C[k] !== 'number') bad.push(`HTTPParser.${k} is ${typeof C[k]}, expected a number`);
-  }
-  const proto = (P as { prototype?: Record<string, unknown> }).prototype ?? {};
-  for (const m of ['initialize', 'execute', 'finish', 'close']) if (typeof proto[m] !== 'function') bad.push(`HTTPParser.prototype.${m} is missing`);
-  return bad;
-}
-{
-  const bad = checkHttpParserInternal(HTTPParser);
-  if (bad.length) throw new Error(`engine native: Node ${process.version} changed the internal llhttp binding it relies on: ${bad.join('; ')}. Use engine: undici.`);
-}
 const { kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute } = HTTPParser;
 
 /** Idle upstream connections are closed after this (backends usually keep them 5-75 s). */
@@ -357,3 +326,5 @@ export const nativeEngine: Engine = {
   createUpstream(host, port, l, proxyHeader) { return new NativeUpstream(host, port, l, proxyHeader); },
   send(up, r, sink) { (up as NativeUpstream).acquire().start(r, sink); },
 };
+
+export { checkHttpParserInternal } from '../llhttp.js';
