@@ -26,10 +26,11 @@ import { median, ratioMedian, fmt, fmtInt } from './lib/report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `Usage: npm run bench:https -- [--rounds N] [--duration S] [--scenarios keepalive,full,resumed] [--targets LIST] [--base DIR] [--engine undici|native] [--profile DIR] [--json FILE] [--keep] [--no-build]
-  --targets  default pairlb,haproxy,nginx; also pairlb-plain, haproxy-plain and ref-undici-plain (the same
+  --targets  default pairlb,haproxy,nginx; also pairlb-plain, haproxy-plain, ref-undici-plain, ref-lean-plain (the same
              process over plain HTTP on a second front end: keep-alive only; TLS's own cost per request is
              the difference), ref-undici (bench/ref/undici-dispatch.mjs on node:https: the smallest Node
-             proxy) and pairlb-base (needs --base)
+             proxy), ref-lean (bench/ref/ref-lean.mjs over tls.Server: the lean front's design) and
+             pairlb-base (needs --base)
   --base     another checkout (its dist/ built) run as pairlb-base: an A/B of two builds in one run
   --profile  write pairlb's --cpu-prof profile to DIR (summarize: node bench/profile.mjs --summarize FILE)
   --warmup   seconds of keep-alive load per target before the rounds, not counted (default 1)\n`;
@@ -44,12 +45,14 @@ const SECS = Number(values.duration ?? (values.quick ? 2 : 5));
 const SCEN = (values.scenarios ?? 'keepalive,full,resumed').split(',');
 const WARMUP = Number(values.warmup ?? 1);
 const TARGETS = (values.targets ?? 'pairlb,haproxy,nginx').split(',');
-const KNOWN = ['pairlb', 'pairlb-base', 'pairlb-plain', 'haproxy', 'haproxy-plain', 'nginx', 'ref-undici', 'ref-undici-plain'];
+const KNOWN = ['pairlb', 'pairlb-base', 'pairlb-plain', 'haproxy', 'haproxy-plain', 'nginx', 'ref-undici', 'ref-undici-plain', 'ref-lean', 'ref-lean-plain'];
 for (const t of TARGETS) if (!KNOWN.includes(t)) { process.stderr.write(`bench:https: unknown target ${t} (known: ${KNOWN.join(', ')})\n`); process.exit(2); }
 if (!TARGETS.includes('haproxy')) { process.stderr.write('bench:https: the targets must include haproxy (ratios are to it)\n'); process.exit(2); }
 if (TARGETS.includes('pairlb-base') && !values.base) { process.stderr.write('bench:https: pairlb-base needs --base DIR\n'); process.exit(2); }
 /** A plain target is the same process as its TLS twin, reached on its plain front end. */
-const PLAIN = { 'pairlb-plain': 'pairlb', 'haproxy-plain': 'haproxy', 'ref-undici-plain': 'ref-undici' };
+const PLAIN = { 'pairlb-plain': 'pairlb', 'haproxy-plain': 'haproxy', 'ref-undici-plain': 'ref-undici', 'ref-lean-plain': 'ref-lean' };
+/** The reference proxies (bench/ref/) that also serve TLS with REF_TLS_*. */
+const REFS = { 'ref-undici': 'undici-dispatch.mjs', 'ref-lean': 'ref-lean.mjs' };
 /** The processes to start: the TLS targets, and the twin of each plain one. */
 const PROCS = [...new Set(TARGETS.map((t) => PLAIN[t] ?? t))];
 
@@ -69,7 +72,7 @@ async function startTargets(c, backends) {
   const maxconn = Math.floor((nofile() - 200) / 2);
   const pairlb = values.engine === 'native' ? 'pairlb-native' : 'pairlb';
   for (const name of PROCS) {
-    if (name === 'ref-undici') { out[name] = await startRef(c, backends); continue; }
+    if (REFS[name]) { out[name] = await startRef(name, c, backends); continue; }
     const root = name === 'pairlb-base' ? resolve(values.base) : ROOT;
     const profileDir = name === 'pairlb' && values.profile ? resolve(values.profile) : undefined;
     out[name] = await startTarget(name === 'pairlb' ? pairlb : name, { dir, bins, cpu: cpu.proxy, backends, maxconn, root, fronts, profileDir, stats: name.startsWith('pairlb') });
@@ -80,14 +83,16 @@ async function startTargets(c, backends) {
 /**
  * ref-undici: bench/ref/undici-dispatch.mjs (the smallest node:http + undici proxy) on a plain port
  * and, with REF_TLS, the same handler on node:https: what TLS costs a Node proxy with nothing else
- * in it (the ref-undici / ref-undici-plain pair), against what it costs pairlb.
+ * in it (the ref-undici / ref-undici-plain pair), against what it costs pairlb. ref-lean: the same
+ * for bench/ref/ref-lean.mjs (no node:http; llhttp consumes the TLSWrap handle): what TLS costs
+ * the lean HTTP/1 front's design.
  */
-async function startRef(c, backends) {
+async function startRef(name, c, backends) {
   const plain = await freePort(); const port = await freePort();
-  const handle = startPinned('ref-undici', cpu.proxy, process.execPath, [join(ROOT, 'bench/ref/undici-dispatch.mjs'), String(plain), ...backends.map((b) => String(b.port))],
-    { logFd: openSync(join(dir, 'ref-undici.out'), 'a'), env: { ...process.env, REF_TLS_PORT: String(port), REF_TLS_CERT: c.chain, REF_TLS_KEY: c.key } });
+  const handle = startPinned(name, cpu.proxy, process.execPath, [join(ROOT, 'bench/ref', REFS[name]), String(plain), ...backends.map((b) => String(b.port))],
+    { logFd: openSync(join(dir, `${name}.out`), 'a'), env: { ...process.env, REF_TLS_PORT: String(port), REF_TLS_CERT: c.chain, REF_TLS_KEY: c.key } });
   await waitFor(() => tlsAlpn(port), handle, `TLS on ${port}`);
-  return { name: 'ref-undici', port, ports: { tls: port, plain }, handle, pids: () => processTree(handle.pid) };
+  return { name, port, ports: { tls: port, plain }, handle, pids: () => processTree(handle.pid) };
 }
 
 /**

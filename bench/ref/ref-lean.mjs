@@ -8,7 +8,11 @@
 // 0.66-0.72x HAProxy per CPU-second, 0.61x without `consume`, pairlb-w1 0.24-0.34x).
 // Prototype: GET-style requests without a body, no timeouts, no errors handled, no retries.
 //   node bench/ref/ref-lean.mjs PORT BACKEND_PORT...
+//   REF_TLS_PORT=P REF_TLS_CERT=CHAIN REF_TLS_KEY=KEY node bench/ref/ref-lean.mjs …   also serves the
+//   same front over TLS (tls.Server; llhttp consumes the TLSWrap handle): bench:https's ref-lean.
 import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { HTTPParser, methods } from '_http_common';
 const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute } = HTTPParser;
 const [port, ...bports] = process.argv.slice(2).map(Number);
@@ -68,3 +72,7 @@ class Client {
   done() { if (!this.ka) this.s.end(); }
 }
 net.createServer({ noDelay: true }, (s) => new Client(s)).listen(port, '127.0.0.1');
+if (process.env.REF_TLS_PORT) {
+  const opts = { cert: readFileSync(process.env.REF_TLS_CERT), key: readFileSync(process.env.REF_TLS_KEY), ALPNProtocols: ['http/1.1'], noDelay: true };
+  tls.createServer(opts, (s) => new Client(s)).listen(Number(process.env.REF_TLS_PORT), '127.0.0.1');
+}

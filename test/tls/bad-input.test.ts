@@ -128,6 +128,20 @@ describe('bad input on a TLS bind', () => {
     expect(await canary()).toBe('200 web1');
   });
 
+  it('a client that closes before its ClientHello is complete (or before any byte) is counted aborted', async () => {
+    const before = (await failures()).aborted ?? 0;
+    const gone = (bytes: Buffer | null) => new Promise<void>((ok) => {
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('close', () => ok());
+      s.on('connect', () => { if (bytes) s.end(bytes); else s.end(); });
+    });
+    await gone(null);
+    await gone(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
+    await waitCounter('aborted', before + 2);
+    expect(await canary()).toBe('200 web1');
+  });
+
   it('a ClientHello without SNI gets the default certificate (not an error), counted sni none', async () => {
     const before = (await failures()).sni_none;
     const r = await openssl(['-noservername', '-CAfile', ca.rootCert, '-verify_return_error']);
