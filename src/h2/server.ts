@@ -1,12 +1,10 @@
-import {
-  constants, createServer, Http2ServerRequest, Http2ServerResponse,
-  type Http2Server, type Http2Session, type ServerHttp2Session,
-} from 'node:http2';
+import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Session } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Listener } from '../proxy/listener.js';
 import { h2RequestHead } from './translate.js';
 import { compileH2Limits, guardSession, h2ServerOptions, type H2Limits } from './guard.js';
+import { H2BodyReq, H2Req, H2Res, type PipelineStream } from './stream.js';
 import type { FrontendConfig } from '../config/sites.js';
 
 /**
@@ -16,53 +14,16 @@ import type { FrontendConfig } from '../config/sites.js';
  * client preface (`h2c`, prior knowledge). HTTP/1.1 connections never come here, so their path
  * is unchanged.
  *
- * Each stream enters the same request pipeline as an HTTP/1.1 request (Listener.route): the
- * compatibility API's request/response pair is what that pipeline already drives (write/drain,
- * writeHead with a flat header list, 'close', headersSent, destroy; the request is the body's
- * Readable, paused by the engine → the stream's flow-control window closes). Chosen over the
- * raw stream API so that retries, queueing, body timeouts, access logs and counters are the
- * HTTP/1.1 code, not a second copy; the subclasses below only bend what HTTP/2 does differently.
+ * Each stream enters the same request pipeline as an HTTP/1.1 request (Listener.route), so that
+ * retries, queueing, body timeouts, access logs and counters are the HTTP/1.1 code, not a second
+ * copy. It is driven through node:http2's core API ('stream' events, stream.respond/write/end)
+ * with the small request/response adapters of src/h2/stream.ts: node's compatibility API
+ * (Http2ServerRequest/Response) cost more per stream than the rest of the h2 path together.
  */
 
-/** The real client socket a session was made on (the compat API only offers Proxies of it). */
+/** The real client socket a session was made on (node only offers Proxies of it). */
 const kSock = Symbol('pairlb.h2socket');
 type Session = ServerHttp2Session & { [kSock]?: Socket };
-
-/**
- * The response as Listener's Exchange drives it. HTTP/2 has no reason phrase (RFC 9113 §8.3.2:
- * node would warn once per process), no 102 through writeProcessing, and a response cut in the
- * middle must reach the client as a reset (INTERNAL_ERROR), not as a clean end (NO_ERROR: the
- * client would take a truncated body for a complete one).
- */
-class H2Response extends Http2ServerResponse {
-  /** Read by the HTTP/1.1 code paths; meaningless on a stream. */
-  shouldKeepAlive = true;
-  override writeHead(status: number, reason?: string | unknown, headers?: unknown): this {
-    return super.writeHead(status, (typeof reason === 'string' || reason === undefined ? headers : reason) as never);
-  }
-  writeProcessing(): void {
-    const st = this.stream;
-    if (!st.headersSent && !st.destroyed) st.additionalHeaders({ ':status': 102 });
-  }
-  override destroy(err?: Error): this {
-    const st = this.stream;
-    if (!st.closed && !st.destroyed) st.close(constants.NGHTTP2_INTERNAL_ERROR);
-    return super.destroy(err);
-  }
-}
-
-/**
- * Listener's Exchange reads `writableFinished` on 'close' to tell a response delivered from one the
- * client cut. A stream's writable side is finished also when the stream was reset (by the client,
- * or by nghttp2 for a malformed request): here it means the response was ended by pairlb and the
- * stream closed without error.
- */
-Object.defineProperty(H2Response.prototype, 'writableFinished', {
-  get(this: H2Response): boolean {
-    const st = this.stream;
-    return this.writableEnded && st.writableFinished && (!st.closed || st.rstCode === constants.NGHTTP2_NO_ERROR);
-  },
-});
 
 export class H2Front {
   readonly server: Http2Server;
@@ -76,18 +37,12 @@ export class H2Front {
 
   constructor(private readonly l: Listener, cfg: FrontendConfig) {
     this.limits = compileH2Limits(cfg.h2_limits, cfg);
-    this.server = createServer({
-      // Settings and session bounds: src/h2/guard.ts. SETTINGS_ENABLE_CONNECT_PROTOCOL stays off
-      // (no RFC 8441 WebSocket over HTTP/2: docs/http2.md).
-      ...h2ServerOptions(this.limits),
-      Http2ServerRequest,
-      Http2ServerResponse: H2Response as unknown as typeof Http2ServerResponse,
-    });
+    // Settings and session bounds: src/h2/guard.ts. SETTINGS_ENABLE_CONNECT_PROTOCOL stays off
+    // (no RFC 8441 WebSocket over HTTP/2: docs/http2.md). No 'request' listener: node's
+    // compatibility layer is never set up. CONNECT arrives as any stream (refused: 501).
+    this.server = createServer(h2ServerOptions(this.limits));
     this.server.on('session', (s: Session) => this.onSession(s));
-    const onRequest = (req: Http2ServerRequest, res: Http2ServerResponse): void => this.onRequest(req, res);
-    this.server.on('request', onRequest);
-    // node answers CONNECT 405 itself unless someone listens: ours is refused, counted and logged (501).
-    this.server.on('connect', onRequest);
+    this.server.on('stream', (st: PipelineStream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onStream(st, headers, raw));
     // A session error (socket reset, protocol error) closes that session; nothing to do here.
     this.server.on('sessionError', () => {});
   }
@@ -115,10 +70,22 @@ export class H2Front {
     s.destroy = destroySession;
   }
 
-  private onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
+  private onStream(st: PipelineStream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     const l = this.l;
-    const sock = (req.stream.session as Session | undefined)?.[kSock];
-    if (sock === undefined) { res.stream.close(constants.NGHTTP2_REFUSED_STREAM); return; }
+    const sock = (st.session as Session | undefined)?.[kSock];
+    if (sock === undefined) { st.close(constants.NGHTTP2_REFUSED_STREAM); return; }
+    const method = headers[':method'] ?? '';
+    const url = (method === 'CONNECT' ? headers[':authority'] : headers[':path']) ?? '';
+    const body = !st.endAfterHeaders;
+    const req = body ? new H2BodyReq(st, method, url, rawHeaders, headers, sock) : new H2Req(st, method, url, rawHeaders, headers, sock);
+    const res = new H2Res(st, req);
+    const expect = headers.expect;
+    if (expect !== undefined) {
+      // As node answered for the compatibility API (and node:http for HTTP/1.1): 100 Continue, or
+      // 417 for an expectation it does not know, uncounted.
+      if (expect !== '100-continue') { st.respond({ ':status': 417 }, { endStream: true }); return; }
+      st.additionalHeaders({ ':status': 100 });
+    }
     const lc = l.counters;
     const now = Date.now();
     lc.begin(now);
@@ -130,14 +97,14 @@ export class H2Front {
         lc.limited++;
         l.reject(r, w, 429, ra, sock, true);
         // As an HTTP/1.1 connection is closed after its 429: GOAWAY, the streams in flight finish.
-        req.stream.session?.close();
+        st.session?.close();
         return;
       }
     }
-    const h = h2RequestHead(req.rawHeaders);
+    const h = h2RequestHead(rawHeaders);
     if (h.refuse !== 0) { lc.errReq++; l.reject(r, w, h.refuse, undefined, sock, true); return; }
     if (h.path.length > l.s.maxRequestLine) { lc.errReq++; l.reject(r, w, 414, undefined, sock, true); return; }
-    l.route(r, w, sock, h.method, h.raw, h.path, h.authority, true, !req.stream.endAfterHeaders);
+    l.route(r, w, sock, h.method, h.raw, h.path, h.authority, true, body);
   }
 
   /** Sessions open (stats, tests). */
