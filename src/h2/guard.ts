@@ -20,7 +20,8 @@ import type { H2LimitsConfig } from './config.js';
  * with a session that is not a server session.
  *
  * It owns the streams' timeouts and the connection idle timeout: `stream_idle` is set with
- * stream.setTimeout (the caller must not set its own: a second setTimeout replaces the timer);
+ * stream.setTimeout (the caller must not set its own: a second setTimeout replaces the timer;
+ * with guardStream, only on streams with a request body, see there);
  * `idle` (no open stream for that long, PINGs or not) is the sweep's, so session.setTimeout is
  * left alone. To close a session yourself
  * (graceful stop), use session.close()/destroy() as usual: nothing is counted for it.
@@ -171,8 +172,11 @@ class SessionGuard {
 const kGuard = Symbol('pairlb.h2guard');
 const kPending = Symbol('pairlb.h2pending');
 const kPendingAt = Symbol('pairlb.h2pendingAt');
+/** A stream without node's stream timer (guardStream): the sweep bounds its wait for a response head. */
+const kNoTimer = Symbol('pairlb.h2noTimer');
+const kHeadWaitFrom = Symbol('pairlb.h2headWaitFrom');
 /** A stream's guard, and (set by the sweep) its queued response bytes when last seen and since when they have not shrunk. */
-type GuardedStream = ServerHttp2Stream & { [kGuard]?: SessionGuard; [kPending]?: number; [kPendingAt]?: number };
+type GuardedStream = ServerHttp2Stream & { [kGuard]?: SessionGuard; [kPending]?: number; [kPendingAt]?: number; [kNoTimer]?: boolean; [kHeadWaitFrom]?: number };
 /** Streams the guard itself reset (idle timeout): not a client's cancel. Rare, so a WeakSet. */
 const ownResets = new WeakSet<ServerHttp2Stream>();
 
@@ -235,6 +239,13 @@ function sweep(): void {
  * refreshed by anything the session sends (a PING ACK, another stream's frames).
  */
 function checkStall(g: SessionGuard, st: GuardedStream, now: number): void {
+  if (st[kNoTimer] === true && !st.headersSent) {
+    // No response head yet, and no stream timer (guardStream): waited since the first sweep that saw it.
+    const from = st[kHeadWaitFrom];
+    if (from === undefined) st[kHeadWaitFrom] = now;
+    else if (now - from >= g.limits.streamIdleMs && !st.closed && !st.destroyed) ownReset(g, st, 'h2StreamIdle');
+    return;
+  }
   const q = st.writableLength;
   const last = st[kPending];
   if (q === 0 || last === undefined || q < last) { st[kPending] = q; st[kPendingAt] = now; return; }
@@ -280,8 +291,8 @@ function rejectedUpTo(g: SessionGuard, opened: number): void {
   if (g.rejectedInWindow > g.limits.maxRejected) cut(g, 'header_flood');
 }
 
-function onStream(this: ServerHttp2Session, stream: GuardedStream): void {
-  const g = (this as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard];
+/** A client stream JS sees: counted open, watched by the sweep. */
+function track(g: SessionGuard, stream: GuardedStream): void {
   g.seen++;
   g.open++;
   g.idleSince = 0;
@@ -292,10 +303,37 @@ function onStream(this: ServerHttp2Session, stream: GuardedStream): void {
   // (session.state's last id may already count streams whose 'stream' event is still queued.)
   const opened = ((stream.id ?? 0) + 1) >>> 1;
   if (opened > g.seen + g.rejected) rejectedUpTo(g, opened);
-  stream.setTimeout(g.limits.streamIdleMs);
+}
+
+
+function onStream(this: ServerHttp2Session, stream: GuardedStream): void {
+  track((this as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard], stream);
+  stream.setTimeout((this as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard].limits.streamIdleMs);
   stream.on('timeout', onStreamTimeout);
   stream.on('close', onStreamClose);
 }
+
+/**
+ * The proxy's own stream hook (a session guarded with `hookStreams: false`): called from its
+ * 'stream' handler, before anything else; the caller calls guardStreamClosed from its own 'close'
+ * listener. `body`: DATA frames follow the HEADERS. Only such a stream gets node's stream timer
+ * (`stream_idle`: a request body that stops coming). A stream whose request is complete waits on
+ * the proxy, whose phases all have their own bound: no response head after `stream_idle` is
+ * reset by the sweep (within SWEEP_MS), a backend that stalls mid-body is cut by the pool's
+ * server timeout, a client that does not read is a window stall. So its frames refresh no timer.
+ */
+export function guardStream(session: ServerHttp2Session, stream: ServerHttp2Stream, body: boolean): void {
+  const g = (session as ServerHttp2Session & { [kGuard]?: SessionGuard })[kGuard];
+  if (g === undefined) return;
+  track(g, stream);
+  if (body) {
+    stream.setTimeout(g.limits.streamIdleMs);
+    stream.on('timeout', onStreamTimeout);
+  } else (stream as GuardedStream)[kNoTimer] = true;
+}
+
+/** A stream given to guardStream has closed. */
+export function guardStreamClosed(stream: ServerHttp2Stream): void { onStreamClose.call(stream); }
 
 function onStreamTimeout(this: GuardedStream): void {
   const g = this[kGuard];
@@ -320,12 +358,13 @@ function onStreamClose(this: GuardedStream): void {
 
 /**
  * Guard one server session (see the top of this file). Call it from the server's 'session'
- * event, before the session's first 'stream' event.
+ * event, before the session's first 'stream' event. `hookStreams: false`: the caller hands each
+ * stream to guardStream / guardStreamClosed itself (one 'stream' and one 'close' listener for both).
  */
-export function guardSession(session: ServerHttp2Session, limits: H2Limits, counters: H2GuardCounters): void {
+export function guardSession(session: ServerHttp2Session, limits: H2Limits, counters: H2GuardCounters, hookStreams = true): void {
   const g = new SessionGuard(session, limits, counters);
   (session as ServerHttp2Session & { [kGuard]: SessionGuard })[kGuard] = g;
-  session.on('stream', onStream);
+  if (hookStreams) session.on('stream', onStream);
   session.on('ping', () => {
     const now = Date.now();
     if (rolled(g.pingsAt, now)) { g.pingsAt = now; g.pings = 0; }

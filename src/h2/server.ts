@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Listener } from '../proxy/listener.js';
 import { h2RequestHead } from './translate.js';
-import { compileH2Limits, guardSession, h2ServerOptions, type H2Limits } from './guard.js';
+import { compileH2Limits, guardSession, guardStream, guardStreamClosed, h2ServerOptions, type H2Limits } from './guard.js';
 import { H2BodyReq, H2Req, H2Res, type PipelineStream } from './stream.js';
 import type { FrontendConfig } from '../config/sites.js';
 
@@ -42,7 +42,6 @@ export class H2Front {
     // compatibility layer is never set up. CONNECT arrives as any stream (refused: 501).
     this.server = createServer(h2ServerOptions(this.limits));
     this.server.on('session', (s: Session) => this.onSession(s));
-    this.server.on('stream', (st: PipelineStream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onStream(st, headers, raw));
     // A session error (socket reset, protocol error) closes that session; nothing to do here.
     this.server.on('sessionError', () => {});
   }
@@ -63,20 +62,27 @@ export class H2Front {
   private onSession(s: Session): void {
     s[kSock] = this.handing;
     // Limits, attacks and the idle timeout of a session without streams (src/h2/guard.ts).
-    guardSession(s, this.limits, this.l.counters);
+    // Its streams are handed to the guard by onStream (guardStream), not by a listener of its own.
+    guardSession(s, this.limits, this.l.counters, false);
     this.sessions.add(s);
     s.on('error', ignore);
+    // The session's own event, not the server's: a stream its client reset in the same read as
+    // its HEADERS is destroyed before this runs, and has no `session` any more.
+    s.on('stream', (st: PipelineStream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onStream(s, st, headers, raw));
     s.once('close', () => this.sessions.delete(s));
     s.destroy = destroySession;
   }
 
-  private onStream(st: PipelineStream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+  private onStream(s: Session, st: PipelineStream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     const l = this.l;
-    const sock = (st.session as Session | undefined)?.[kSock];
-    if (sock === undefined) { st.close(constants.NGHTTP2_REFUSED_STREAM); return; }
+    const body = !st.endAfterHeaders;
+    // Counted open by the guard; H2Res's 'close' listener tells it the stream closed.
+    guardStream(s, st, body);
+    const sock = s[kSock];
+    // Already reset by its client (rapid reset: HEADERS and RST_STREAM in one read): nothing to serve.
+    if (st.destroyed || sock === undefined) { st.once('close', onRefusedClose); if (!st.closed) st.close(constants.NGHTTP2_REFUSED_STREAM); return; }
     const method = headers[':method'] ?? '';
     const url = (method === 'CONNECT' ? headers[':authority'] : headers[':path']) ?? '';
-    const body = !st.endAfterHeaders;
     const req = body ? new H2BodyReq(st, method, url, rawHeaders, headers, sock) : new H2Req(st, method, url, rawHeaders, headers, sock);
     const res = new H2Res(st, req);
     const expect = headers.expect;
@@ -126,6 +132,7 @@ export class H2Front {
 }
 
 function ignore(): void {}
+function onRefusedClose(this: PipelineStream): void { guardStreamClosed(this); }
 
 /** nghttp2's NGHTTP2_ERR_BAD_CLIENT_MAGIC (not in node's http2.constants). */
 const NGHTTP2_ERR_BAD_CLIENT_MAGIC = -903;

@@ -1,6 +1,7 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
+import { guardStreamClosed } from './guard.js';
 
 /**
  * One HTTP/2 stream as the request pipeline (Listener.route, src/proxy/listener.ts) drives an
@@ -9,7 +10,8 @@ import type { Socket } from 'node:net';
  * (`stream.respond()`, `write`, `end`). node's compatibility layer (Http2ServerRequest /
  * Http2ServerResponse) did the same with a Readable, a legacy Stream, a header object rebuilt and
  * validated field by field, a Proxy socket and about ten listeners per stream; here a request
- * without a body is a plain object and a stream carries two listeners ('close', 'error').
+ * without a body is a plain object and a stream carries two listeners ('close', 'error'; the
+ * guard's stream bookkeeping, src/h2/guard.ts guardStream, shares the 'close' one).
  *
  * What differs from HTTP/1.1 (and is the reason for each method below): no reason phrase
  * (RFC 9113 §8.3.2); 102 and 103 go out as informational HEADERS; a response cut in the middle
@@ -93,14 +95,6 @@ function onBodyEnd(this: PipelineStream): void {
   if (b !== undefined) b.push(null);
 }
 
-/**
- * END_STREAM waits for the (empty) trailers node sends when the writable side has ended: a
- * response cut later (destroy) then goes out as RST_STREAM INTERNAL_ERROR after the DATA sent so
- * far. Without it, closing the stream ends its writable side first and node flushes that as
- * END_STREAM before the RST_STREAM: a truncated body would look complete.
- */
-const RESPOND = { waitForTrailers: true } as const;
-
 type Listener = (this: H2Res, ...args: unknown[]) => void;
 
 /**
@@ -160,7 +154,7 @@ export class H2Res {
         else out.push(k, String(v));
       }
     }
-    st.respond(out as unknown as string[], RESPOND);
+    st.respond(out as unknown as string[]);
     return this;
   }
 
@@ -182,10 +176,19 @@ export class H2Res {
     return this;
   }
 
-  /** Cut: RST_STREAM INTERNAL_ERROR (a response cut in the middle must not look complete). */
+  /**
+   * Cut: RST_STREAM INTERNAL_ERROR (a response cut in the middle must not look complete). node's
+   * close() ends the stream's writable side before it resets, and an ended writable side is
+   * flushed as END_STREAM ahead of the RST_STREAM: the client would take the truncated body for a
+   * whole one. So the writable side is ended here without that shutdown (node's compatibility
+   * layer avoided it by holding every response's END_STREAM for trailers, a callback and an
+   * empty DATA frame per stream).
+   */
   destroy(): this {
     const st = this.stream;
-    if (!st.closed && !st.destroyed) st.close(constants.NGHTTP2_INTERNAL_ERROR);
+    if (st.closed || st.destroyed) return this;
+    if (!st.writableEnded) (st as unknown as { _final: (cb: () => void) => void })._final = endWithoutShutdown;
+    st.close(constants.NGHTTP2_INTERNAL_ERROR);
     return this;
   }
 
@@ -223,6 +226,7 @@ export class H2Res {
 }
 
 function onStreamClose(this: PipelineStream): void {
+  guardStreamClosed(this);
   const res = this[kRes];
   if (res === undefined) return;
   this[kRes] = undefined;
@@ -232,3 +236,4 @@ function onStreamClose(this: PipelineStream): void {
 }
 
 function ignore(): void {}
+function endWithoutShutdown(cb: () => void): void { cb(); }

@@ -49,6 +49,7 @@ beforeAll(async () => {
   leaf = makeLeaf(ca, 'a', ['a.h2g.test']);
   be = await startBackend('b1', (req, res) => {
     if (req.url === '/big') { res.writeHead(200, { 'content-length': String(1 << 20) }); res.end(Buffer.alloc(1 << 20, 'x')); return true; }
+    if (req.url === '/hang') return true; // never answered
     if (req.url === '/slow') { setTimeout(() => { res.writeHead(200, { 'content-length': '4' }); res.end('slow'); }, 300); return true; }
     return false;
   });
@@ -258,6 +259,27 @@ describe('HTTP/2 attacks against the real pairlb (h2c)', () => {
     const run = await check(h2c, 'h2c', prefaceOnly, 'idle', { cutMs: 2000 + CUT_MS });
     expect(run.r.closed).toBe(true);
     expect(run.r.cutMs).toBeGreaterThanOrEqual(2000 - 100);
+  });
+
+  it('a complete request whose backend never answers: reset (CANCEL) after stream_idle, counted; the connection goes on', async () => {
+    // (timeouts.server, 30 s by default, is longer: the guard's sweep bounds the wait for a response head.)
+    const before = await metric('pairlb_h2_refused_total', { listen: 'h2c', reason: 'stream_idle' });
+    const s = http2.connect(`http://127.0.0.1:${h2c.port}`);
+    s.on('error', () => {});
+    try {
+      const t0 = Date.now();
+      const st = s.request({ ':path': '/hang' }, { endStream: true });
+      st.on('error', () => {});
+      const code = await new Promise<number>((ok) => st.on('close', () => ok(st.rstCode ?? -1)));
+      const ms = Date.now() - t0;
+      expect(code).toBe(ErrorCode.CANCEL);
+      expect(ms).toBeGreaterThanOrEqual(1500 - 100);
+      expect(ms).toBeLessThan(1500 + 500 + CUT_MS);
+      const next = s.request({ ':path': '/' }, { endStream: true });
+      const status = await new Promise<number>((ok, fail) => { next.on('response', (h) => ok(Number(h[':status']))); next.on('error', fail); next.resume(); });
+      expect(status).toBe(200);
+      await waitFor(async () => (await metric('pairlb_h2_refused_total', { listen: 'h2c', reason: 'stream_idle' })) === before + 1, 3000, 'stream_idle counted');
+    } finally { s.close(); }
   });
 });
 

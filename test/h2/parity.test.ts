@@ -41,8 +41,9 @@ describe.each([0, 2])('HTTP/2 parity with HTTP/1.1 (workers %d)', (workers) => {
   beforeAll(async () => {
     a1 = await startBackend('a1'); a2 = await startBackend('a2'); b1 = await startBackend('b1'); r1 = await startBackend('r1');
     // Headers and half a body, then (on release) the connection dies: a failure mid-body.
-    slow = await startBackend('slow', (_req, res) => {
-      res.writeHead(200, { 'content-length': '100' });
+    slow = await startBackend('slow', (req, res) => {
+      // /mid-chunked: no length (chunked), so only a reset tells the client the body is cut.
+      res.writeHead(200, req.url === '/mid-chunked' ? {} : { 'content-length': '100' });
       res.write('x'.repeat(50));
       releaseSlow.push(() => res.destroy());
       return true;
@@ -138,6 +139,18 @@ stats:
     expect(st.rstCode).toBe(2 /* INTERNAL_ERROR */);
     // The session goes on.
     expect((await get('/after-mid-body', 'b.test')).body).toBe('b1');
+  });
+
+  it('a server dying mid-body of a response without length (chunked upstream): RST_STREAM INTERNAL_ERROR, never END_STREAM', async () => {
+    const st = s.request({ ':method': 'GET', ':path': '/mid-chunked', ':authority': 'slow.test' });
+    let got = 0;
+    st.on('data', (d: Buffer) => { got += d.length; });
+    const end = new Promise<string>((ok) => { st.on('end', () => ok('end')); st.on('error', (e: Error & { code?: string }) => ok(e.code ?? e.message)); st.on('close', () => ok(`close ${st.rstCode}`)); });
+    await expect.poll(() => got, { timeout: 5000 }).toBe(50);
+    for (const r of releaseSlow.splice(0)) r();
+    expect(await end).toBe('ERR_HTTP2_STREAM_ERROR');
+    expect(st.rstCode).toBe(2 /* INTERNAL_ERROR */);
+    expect((await get('/after-mid-chunked', 'b.test')).body).toBe('b1');
   });
 
   it('counters: each stream is a request of the frontend, the pool and the server; refused streams count against none of the servers', async () => {
