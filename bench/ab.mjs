@@ -5,6 +5,8 @@
 //
 //   node bench/ab.mjs --target pairlb-w1-log --build base=/path/to/old/root --build new=. [--rounds 6 --duration 4]
 //   node bench/ab.mjs --build undici=.@pairlb-undici-w1-log --build native=.@pairlb-w1-log
+//   --threads: CPU per request of each thread kind (MainThread, WorkerThread, libuv-worker, V8Worker …),
+//   user and system, summed over the rounds (from /proc/PID/task/TID/stat).
 //
 // A root is a directory with dist/cli/main.js whose node_modules resolve (e.g. a git worktree, or
 // a copy of dist/ placed inside this checkout: `mkdir -p .ab/base && cp -r dist .ab/base/`).
@@ -16,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { requireBinaries, cpuPlan, nofile } from './lib/env.mjs';
 import { startBackends, startTarget } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
-import { stopAll, killAllSync, treeCpu } from './lib/procs.mjs';
+import { stopAll, killAllSync, treeCpu, threadCpu } from './lib/procs.mjs';
 import { median } from './lib/report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -27,7 +29,7 @@ async function main() {
     options: {
       target: { type: 'string', default: 'pairlb-w1-log' }, build: { type: 'string', multiple: true },
       rounds: { type: 'string', default: '6' }, duration: { type: 'string', default: '4' },
-      path: { type: 'string', default: '/' }, peer: { type: 'string', default: 'haproxy' }, 'node-flags': { type: 'string' },
+      path: { type: 'string', default: '/' }, threads: { type: 'boolean', default: false }, peer: { type: 'string', default: 'haproxy' }, 'node-flags': { type: 'string' },
     },
   });
   // label=root[@target]: a build may run another target than --target (e.g. the native engine's).
@@ -55,6 +57,8 @@ async function main() {
     if (peer) ts.push({ label: peer, t: await startTarget(peer, { dir, bins, cpu: plan.proxy, backends, maxconn, root: ROOT }) });
     const rows = new Map(ts.map((x) => [x.label, []]));
     const rps = new Map(ts.map((x) => [x.label, []]));
+    // --threads: per build, thread name -> { user, sys } seconds and the requests they served.
+    const thr = new Map(ts.map((x) => [x.label, { reqs: 0, by: new Map() }]));
     const secs = Number(values.duration);
     for (const x of ts) await runWrk({ url: `http://127.0.0.1:${x.t.port}${values.path}`, secs: 1, headers: [], cpu: plan.client });
     for (let r = 0; r < Number(values.rounds); r++) {
@@ -62,9 +66,20 @@ async function main() {
       const order = ts.map((_, i) => ts[(i + r) % ts.length]);
       for (const x of order) {
         const pids = x.t.pids();
+        const t0 = values.threads ? threadCpu(pids) : undefined;
         const c0 = treeCpu(pids);
         const w = await runWrk({ url: `http://127.0.0.1:${x.t.port}${values.path}`, secs, headers: [], cpu: plan.client });
         const cpu = treeCpu(pids) - c0;
+        if (t0) {
+          const acc = thr.get(x.label);
+          acc.reqs += w.requests;
+          for (const [k, v] of threadCpu(pids)) {
+            const b = t0.get(k) ?? { user: 0, sys: 0 };
+            const e = acc.by.get(v.comm) ?? { user: 0, sys: 0, n: new Set() };
+            e.user += v.user - b.user; e.sys += v.sys - b.sys; e.n.add(k);
+            acc.by.set(v.comm, e);
+          }
+        }
         const per = cpu > 0 ? w.requests / cpu : NaN;
         rows.get(x.label).push(per);
         rps.get(x.label).push(w.rps);
@@ -80,6 +95,16 @@ async function main() {
       const vsH = hp ? median(xs.map((x, i) => x / hp[i])) : NaN;
       const tH = hpRps ? median(rps.get(label).map((x, i) => x / hpRps[i])) : NaN;
       process.stdout.write(`  ${label.padEnd(10)} ${Math.round(median(xs)).toString().padStart(7)}   × ${builds[0].label} ${vsBase.toFixed(3)}   × ${peer ?? 'peer'} per CPU-s ${vsH.toFixed(3)}, req/s ${tH.toFixed(3)}\n`);
+    }
+    if (values.threads) {
+      process.stdout.write('\nCPU per request by thread (µs, user+sys, summed over rounds; threads of that name)\n');
+      for (const [label, acc] of thr) {
+        const us = (s) => (s * 1e6 / acc.reqs).toFixed(1);
+        let tu = 0, tsys = 0;
+        const parts = [...acc.by].filter(([, e]) => e.user + e.sys > 0).sort((a, b) => (b[1].user + b[1].sys) - (a[1].user + a[1].sys))
+          .map(([n, e]) => { tu += e.user; tsys += e.sys; return `${n}×${e.n.size} ${us(e.user)}+${us(e.sys)}`; });
+        process.stdout.write(`  ${label.padEnd(10)} total ${us(tu)}+${us(tsys)} = ${us(tu + tsys)}   ${parts.join('   ')}\n`);
+      }
     }
   } finally {
     await stopAll();

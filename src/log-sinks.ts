@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, createWriteStream, existsSync, openSync, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, existsSync, fstatSync, openSync, writeSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from './log.js';
 
@@ -12,8 +12,8 @@ import type { Logger } from './log.js';
  * count is logged once the destination takes lines again.
  */
 export interface LineSink {
-  /** One complete line, with its trailing "\n". */
-  write(line: string): void;
+  /** Whole lines, each with its trailing "\n" (one line, or a batch of them). */
+  write(lines: string): void;
   /** logrotate's postrotate (SIGUSR1): start a new file under the configured name. */
   reopen(): void;
   close(): void;
@@ -21,6 +21,131 @@ export interface LineSink {
 }
 
 const MAX_PENDING = 4 << 20;
+
+/** Lines in a batch of whole lines (for the drop counts). */
+function countLines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * Batches of whole lines written straight to a descriptor by the calling thread, one write(2) per
+ * batch, for a regular file or a character device (a terminal, /dev/null) — nginx's access_log
+ * model. The access log's per-turn batch on stdout goes out this way rather than through pino's
+ * SonicBoom in async mode, which costs a libuv threadpool hop and a wake-up of the loop per write
+ * and encodes each string up to four times (bench/RESULTS.md, 2026-12-01 "access log cost").
+ *
+ * A slow disk slows the caller (as nginx's workers). A descriptor that says EAGAIN (made
+ * non-blocking by someone else) keeps the rest: later batches queue behind it, retried on the next
+ * write and by a timer, up to MAX_PENDING bytes; beyond that, and on a write error (ENOSPC, EIO),
+ * lines are dropped and counted, and the count is logged once the descriptor takes lines again.
+ */
+export class FdLines {
+  dropped = 0;
+  private droppedSinceLog = 0;
+  /** Bytes the descriptor has not taken yet (EAGAIN or a short write), then the batches behind them. */
+  private held: Buffer | undefined;
+  private queued = '';
+  private timer: NodeJS.Timeout | undefined;
+  private readonly retryFn = (): void => { this.timer = undefined; this.drain(); };
+
+  constructor(readonly fd: number, private readonly log?: Logger, private readonly what = 'access log') {}
+
+  write(batch: string): void {
+    if (this.held !== undefined) {
+      if (this.queued.length + batch.length > MAX_PENDING) this.drop(countLines(batch));
+      else this.queued += batch;
+      this.drain();
+      return;
+    }
+    this.put(batch);
+  }
+
+  /** Whether bytes wait for the descriptor (EAGAIN). */
+  get pending(): boolean { return this.held !== undefined; }
+
+  /** Try once more to write what waits (at close: what the descriptor still refuses is dropped and counted). */
+  close(): void {
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
+    this.drain();
+    if (this.held !== undefined) {
+      this.drop(countLines(this.held.toString('latin1')) + countLines(this.queued));
+      this.held = undefined;
+      this.queued = '';
+    }
+  }
+
+  private put(batch: string): void {
+    let n: number;
+    try { n = writeSync(this.fd, batch); } catch (e) { this.failed(e, batch); return; }
+    const len = Buffer.byteLength(batch);
+    if (n < len) { this.held = Buffer.from(batch).subarray(n); this.drain(); return; }
+    this.recovered();
+  }
+
+  private drain(): void {
+    while (this.held !== undefined) {
+      let n: number;
+      try { n = writeSync(this.fd, this.held); } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') { this.timer ??= setTimeout(this.retryFn, 10).unref(); return; }
+        const lines = countLines(this.held.toString('latin1'));
+        this.held = undefined;
+        this.drop(lines);
+        this.report(e);
+        break;
+      }
+      this.held = n < this.held.length ? this.held.subarray(n) : undefined;
+      if (this.held === undefined && this.queued !== '') { this.held = Buffer.from(this.queued); this.queued = ''; }
+    }
+    if (this.held === undefined) this.recovered();
+  }
+
+  private failed(e: unknown, batch: string): void {
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN') { this.held = Buffer.from(batch); this.timer ??= setTimeout(this.retryFn, 10).unref(); return; }
+    this.drop(countLines(batch));
+    this.report(e);
+  }
+
+  private drop(lines: number): void { this.dropped += lines; this.droppedSinceLog += lines; }
+
+  private lastError = '';
+  private report(e: unknown): void {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    if (code === this.lastError) return;
+    this.lastError = code;
+    this.log?.error({ err: e, fd: this.fd }, `${this.what}: write failed, lines dropped until it works again`);
+  }
+
+  private recovered(): void {
+    if (this.droppedSinceLog === 0) return;
+    const n = this.droppedSinceLog;
+    this.droppedSinceLog = 0;
+    this.lastError = '';
+    this.log?.warn({ fd: this.fd, dropped: n }, `${this.what}: ${n} lines dropped`);
+  }
+}
+
+const direct = new WeakMap<object, FdLines | null>();
+
+/**
+ * The FdLines for a logger destination's descriptor (stdout) that `dest` writes to, or undefined
+ * when write(2) on it can wait for a reader (see writesDirect). One per destination: every
+ * AccessLog on it shares it (in order with each other); it never closes the descriptor.
+ */
+export function directLines(dest: object, fd: number, log?: Logger): FdLines | undefined {
+  let w = direct.get(dest);
+  if (w === undefined) direct.set(dest, (w = writesDirect(fd) ? new FdLines(fd, log) : null));
+  return w ?? undefined;
+}
+
+/**
+ * Whether write(2) on this descriptor never waits for a reader: a regular file or a character
+ * device. False for a pipe or a socket (journald's stdout stream), whose reader can stall.
+ */
+export function writesDirect(fd: number): boolean {
+  try { const st = fstatSync(fd); return st.isFile() || st.isCharacterDevice(); } catch { return false; }
+}
 
 /**
  * Appends to a file (mode 0640). reopen() opens the path again and closes the old descriptor
@@ -46,7 +171,7 @@ export class FileSink implements LineSink {
 
   write(line: string): void {
     const out = this.out;
-    if (out.writableLength > MAX_PENDING) { this.dropped++; this.droppedSinceLog++; return; }
+    if (out.writableLength > MAX_PENDING) { const n = countLines(line); this.dropped += n; this.droppedSinceLog += n; return; }
     if (this.droppedSinceLog !== 0) {
       this.log.warn({ file: this.path, dropped: this.droppedSinceLog }, `access log file: ${this.droppedSinceLog} lines dropped (the disk did not keep up)`);
       this.droppedSinceLog = 0;
@@ -130,7 +255,7 @@ export class SyslogSink implements LineSink {
   write(line: string): void {
     let c = this.child;
     if (c === undefined && Date.now() >= this.restartAt) { this.start(); c = this.child; }
-    if (c === undefined || c.stdin!.writableLength > MAX_PENDING) { this.dropped++; this.droppedSinceLog++; return; }
+    if (c === undefined || c.stdin!.writableLength > MAX_PENDING) { const n = countLines(line); this.dropped += n; this.droppedSinceLog += n; return; }
     if (this.droppedSinceLog !== 0) {
       this.log.warn({ dropped: this.droppedSinceLog }, `access log syslog: ${this.droppedSinceLog} lines dropped`);
       this.droppedSinceLog = 0;

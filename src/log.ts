@@ -9,8 +9,12 @@ export type { Logger };
 /** Every child of a logger made by createLogger, so that a new level reaches them (pino copies the level into a child once). */
 const families = new WeakMap<Logger, Set<WeakRef<Logger>>>();
 
+/** The descriptor of each destination createLogger opened on a descriptor number. */
+const destFds = new WeakMap<object, number>();
+
 export function createLogger(level = 'info', dest: NodeJS.WritableStream | number = 1): Logger {
   const stream = typeof dest === 'number' ? pino.destination({ dest, sync: false }) : dest;
+  if (typeof dest === 'number') destFds.set(stream, dest);
   const kids = new Set<WeakRef<Logger>>();
   // onChild is inherited: grandchildren are registered too.
   const root = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, onChild: (c) => { kids.add(new WeakRef(c)); } }, stream);
@@ -31,6 +35,16 @@ export function setLogLevel(root: Logger, level: string): boolean {
     if (c === undefined) kids.delete(r); else c.level = level;
   }
   return true;
+}
+
+/**
+ * The descriptor a logger from createLogger (or its child) writes to, when it was made on one
+ * (stdout): the access log writes its batches there itself (src/log-sinks.ts FdLines).
+ */
+export function loggerFd(logger: Logger): { dest: object; fd: number } | undefined {
+  const dest = (logger as unknown as Record<symbol, object | undefined>)[pino.symbols.streamSym];
+  const fd = dest === undefined ? undefined : destFds.get(dest);
+  return fd === undefined ? undefined : { dest: dest!, fd };
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

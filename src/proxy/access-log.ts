@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import pino from 'pino';
-import type { Logger } from '../log.js';
+import { loggerFd, type Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
-import { FileSink, SyslogSink, type LineSink } from '../log-sinks.js';
+import { FileSink, SyslogSink, directLines, type LineSink } from '../log-sinks.js';
 import type { Exchange, Listener } from './listener.js';
 import { clientAddress, clientPort } from '../l4/accept-proxy.js';
 import type { TcpSession } from '../l4/tcp.js';
@@ -46,12 +46,21 @@ export function clfField(s: string | undefined): string {
   return s === undefined || s === '' ? '-' : s.replace(ESCAPE, hex);
 }
 
+/**
+ * Access lines are written in batches of up to BATCH_CHARS characters, at most BATCH_MS after the
+ * first line of a batch (nginx's `access_log … buffer=… flush=…`): a write per request, or per
+ * loop turn (about one request under load), cost more than the line itself (bench/RESULTS.md,
+ * 2026-12-01 "access log cost"). What a SIGKILL loses is that one batch.
+ */
+export const BATCH_CHARS = 32 * 1024;
+export const BATCH_MS = 50;
+
 /** Status logged for a request whose client left before any response (nginx's 499). */
 export const CLIENT_GONE = 499;
 
 type LogConfig = Config['global']['log'];
 
-/** Fans one JSON line out to the configured sinks (pino writes each line with one write()). */
+/** Fans whole lines (a batch, or one pino line) out to the configured sinks. */
 class Fanout {
   constructor(private readonly sinks: LineSink[]) {}
   write(line: string): boolean { for (const s of this.sinks) s.write(line); return true; }
@@ -95,6 +104,16 @@ export function isoMs(ms: number): string {
 /** A timer of the access line: ms since the request started, 2 decimals, -1 when it never happened. */
 function since(t: number, start: number): number { return t ? Math.round((t - start) * 100) / 100 : -1; }
 
+/**
+ * Every AccessLog not closed yet in this thread: a thread that exits (process.exit, an uncaught
+ * exception in a data-plane worker) hands their batches over from its 'exit' handler — written
+ * there when stdout is a file or a terminal (FdLines); an asynchronous stream (a pipe, a sink's
+ * file) may not get to write it before the thread is gone.
+ */
+const live = new Set<AccessLog>();
+let exitHook = false;
+function flushAll(): void { for (const a of live) a.flush(); }
+
 export class AccessLog {
   enabled = false;
   private mode: LogConfig['access'] = 'off';
@@ -112,13 +131,20 @@ export class AccessLog {
   private bindings = '';
   /** The stdout logger's level may change on reload: checked per line (a field read). */
   private levelled = false;
+  /** Where combined (and tcplog) lines go without sinks: stdout, batched like the JSON ones. */
+  private text: LineOut | undefined;
+  /** The sinks (global.log.access_file / access_syslog), when there are. */
+  private fanout: LineOut | undefined;
   private pending = '';
+  private pendingTo: LineOut | null = null;
   private flushQueued = false;
   private readonly flushFn = (): void => { this.flushQueued = false; this.flush(); };
 
   constructor(private readonly appLog: Logger, cfg: LogConfig) {
     this.json = appLog.child({ mod: 'access' });
     this.configure(cfg);
+    live.add(this);
+    if (!exitHook) { exitHook = true; process.on('exit', flushAll); }
   }
 
   /**
@@ -148,13 +174,19 @@ export class AccessLog {
     this.enabled = cfg.access !== 'off';
     this.sinks = sinks;
     const fanout = sinks.length === 0 ? undefined : new Fanout(sinks);
+    this.fanout = fanout;
     this.json = fanout === undefined
       ? this.appLog.child({ mod: 'access' })
       : pino({ level: 'info', base: { mod: 'access' }, timestamp: pino.stdTimeFunctions.isoTime }, fanout);
     const fast = plainPino(this.json);
     const S = pino.symbols;
-    // Sinks take one line per write (a syslog datagram per line); stdout takes the turn's batch.
-    this.out = !fast ? null : fanout ?? (this.json as unknown as Record<symbol, LineOut>)[S.streamSym];
+    // Batches (see batch()) go to the sinks, or to stdout: written by this thread itself when
+    // stdout is a file or a terminal (FdLines), else through the logger's stream (SonicBoom: a
+    // pipe or journald's socket, whose reader may stall).
+    const d = fanout === undefined ? loggerFd(this.appLog) : undefined;
+    const direct = d === undefined ? undefined : directLines(d.dest, d.fd, log);
+    this.out = !fast ? null : fanout ?? direct ?? (this.json as unknown as Record<symbol, LineOut>)[S.streamSym];
+    this.text = direct;
     this.bindings = fast ? (this.json as unknown as Record<symbol, string>)[S.chindingsSym] : '';
     this.levelled = fanout === undefined;
     for (const s of old) s.close();
@@ -165,14 +197,25 @@ export class AccessLog {
   /** SIGUSR1: reopen files (logrotate). */
   reopen(): void { this.flush(); for (const s of this.sinks) s.reopen(); }
 
-  close(): void { this.flush(); for (const s of this.sinks) s.close(); this.sinks = []; }
+  close(): void { live.delete(this); this.flush(); for (const s of this.sinks) s.close(); this.sinks = []; }
 
-  /** Write the JSON lines batched in this loop turn (stdout fast path). */
+  /** Write the pending batch now. */
   flush(): void {
     const p = this.pending;
     if (p === '') return;
     this.pending = '';
-    this.out?.write(p);
+    this.pendingTo?.write(p);
+  }
+
+  /**
+   * Queue a line for `to`: batches go out at BATCH_CHARS, or BATCH_MS after their first line, or
+   * before anything else is written to the same place (reload, reopen, close, a slow-path line).
+   */
+  private batch(line: string, to: LineOut): void {
+    if (to !== this.pendingTo) { this.flush(); this.pendingTo = to; }
+    const p = (this.pending += line);
+    if (p.length >= BATCH_CHARS) { this.flush(); return; }
+    if (!this.flushQueued) { this.flushQueued = true; setTimeout(this.flushFn, BATCH_MS).unref(); }
   }
 
   /** A finished request. `now` is performance.now() at the end; bytes are wire bytes, heads included. */
@@ -220,9 +263,7 @@ export class AccessLog {
       + ',"termination":"' + ex.termination + '","retries":' + (ex.attempts > 1 ? ex.attempts - 1 : 0)
       + ',"srv_queue":' + ex.srvQueue + ',"backend_queue":' + ex.backendQueue
       + (req.method !== undefined ? ',"method":' + JSON.stringify(req.method) : '') + (req.url !== undefined ? ',"uri":' + JSON.stringify(req.url) : '') + (ex.h2 ? ',"proto":"HTTP/2.0"' : '') + '}\n';
-    if (!this.levelled) { out.write(line); return; }
-    this.pending += line;
-    if (!this.flushQueued) { this.flushQueued = true; setImmediate(this.flushFn); }
+    this.batch(line, out);
   }
 
   /** A request refused after parsing, before routing (414, 505, 400 …). */
@@ -281,13 +322,11 @@ export class AccessLog {
       return;
     }
     const s = `${ss.clientAddr}:${ss.clientPort} [${clfDate(new Date(start))}] ${listen} ${listen}/${server} ${tw}/${tc}/${tt} ${ss.bytesOut} ${ss.termination} ${retries}\n`;
-    if (this.sinks.length === 0) { process.stdout.write(s); return; }
-    for (const k of this.sinks) k.write(s);
+    this.batch(s, this.fanout ?? this.text ?? process.stdout);
   }
 
   private line(client: string | undefined, start: number, request: string, status: number, bytes: number, referer: string | undefined, ua: string | undefined): void {
     const s = `${client ?? '-'} - - [${clfDate(new Date(start))}] "${clfField(request)}" ${status} ${bytes || '-'} "${clfField(referer)}" "${clfField(ua)}"\n`;
-    if (this.sinks.length === 0) { process.stdout.write(s); return; }
-    for (const k of this.sinks) k.write(s);
+    this.batch(s, this.fanout ?? this.text ?? process.stdout);
   }
 }

@@ -6,6 +6,7 @@ import { startPairlb, type PairlbProc } from '../helpers/proc.js';
 import { RawClient, rawBackend, type RawBackend, type RawRequest } from '../helpers/raw-http.js';
 import { ensureBuilt } from '../daemon/daemon.js';
 import { backendStates } from './harness.js';
+import { waitUntil } from './stream-helpers.js';
 
 /**
  * Regressions found by attacking the real daemon (dist/) with raw sockets after the issue 10 fixes
@@ -72,6 +73,8 @@ describe.each(['undici', 'native'])('attack regressions (engine %s)', (engine) =
     expect([r3!.status, r3!.body]).toEqual([200, 'b 3 /fresh']);
     expect(b.garbage).toEqual([]);
     expect(await backendStates(sock)).toEqual({ 'web/b': 'UP' });
+    // Access lines go out in batches (BATCH_MS): wait for it.
+    await waitUntil(() => p.logs.some((l) => l.mod === 'access' && l.uri === '/304'), 5000, 'the access-log line');
     const access = p.logs.find((l) => l.mod === 'access' && l.uri === '/304');
     expect(access).toMatchObject({ status: 304, termination: '--' });
   });

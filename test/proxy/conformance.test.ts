@@ -324,7 +324,9 @@ describe('access log', () => {
     try {
       const port = app.proxy.address('web')!.port;
       await get(`http://127.0.0.1:${port}/hello?x=1`, { 'user-agent': 't' });
-      await new Promise((r) => setTimeout(r, 50));
+      // Access lines go out in batches (BATCH_MS after the first): wait for it, bounded.
+      const deadline = Date.now() + 5000;
+      while (!lines.some((l) => l.includes('"mod":"access"')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       const entry = lines.map((l) => JSON.parse(l)).find((j) => j.mod === 'access');
       expect(entry).toMatchObject({ listen: 'web', server: 'a', status: 200, termination: '--', retries: 0, method: 'GET', uri: '/hello?x=1', client: '127.0.0.1', Tw: 0 });
       for (const k of ['client_port', 'Tc', 'Tr', 'Ta', 'bytes_read', 'bytes_in']) expect(typeof entry[k]).toBe('number');
@@ -371,7 +373,9 @@ describe('listen sections and client timeouts', () => {
     (process.stdout as unknown as { write: (s: string) => boolean }).write = (s: string) => { writes.push(String(s)); return true; };
     try {
       await get(p.url() + '/page?q=1', { referer: 'http://ref/', 'user-agent': 'ua "x"' });
-      await new Promise((r) => setTimeout(r, 20));
+      // Access lines go out in batches (BATCH_MS after the first): wait for it, bounded.
+      const deadline = Date.now() + 5000;
+      while (!writes.some((w) => w.includes('/page?q=1')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     } finally { (process.stdout as unknown as { write: typeof orig }).write = orig; await p.stop(); await a.close(); }
     const line = writes.find((w) => w.includes('/page?q=1'))!;
     expect(line).toMatch(/^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/page\?q=1 HTTP\/1\.1" 200 (\d+) "http:\/\/ref\/" "ua \\"x\\""\n$/);
