@@ -5,7 +5,7 @@
 // process on CPU1, one wrk -c32 each on CPU0. The targets of a group are loaded AT THE SAME TIME, so
 // whatever else the shared machine runs hits them alike: per-round ratios of proxy CPU per request
 // to the group's first target are what to read (their spread is the noise), not the absolute µs.
-//   flock /work/wt/bench.lock node bench/tls-writes.mjs [--rounds 5] [--duration 3] [--groups a,b]
+//   flock /work/wt/bench.lock npm run bench:tls-writes -- [--rounds 5] [--duration 3] [--groups a,b]
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
