@@ -56,7 +56,7 @@ export async function startBackends(dir, bins, cpu) {
  *   `extra` carries pairlb's own keys for that front (its h2 switches), so the caller owns them.
  * Each front is waited for with its own protocol (an HTTP/2 GET answered 200 for h2 fronts).
  */
-export async function startTarget(name, { dir, bins, cpu, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir, fronts, altRoot }) {
+export async function startTarget(name, { dir, bins, cpu, pin, backends, maxconn, root, nodeFlags = [], stats = false, single = false, profileDir, fronts, altRoot }) {
   const bports = backends.map((b) => b.port);
   const log = (n) => openSync(join(dir, `${n}.out`), 'a');
   if (name === 'direct') return { name, port: bports[0], pids: () => [] };
@@ -64,7 +64,9 @@ export async function startTarget(name, { dir, bins, cpu, backends, maxconn, roo
   // A/B of two builds in one run (bench/h2.mjs --compare).
   const kind = name.replace(/@\w+$/, '');
   if (kind !== name) { if (!altRoot) throw new Error(`${name}: no altRoot for the @ variant`); root = altRoot; }
-  if (MULTI.has(kind) && cpu !== undefined) cpu = '0,1';
+  // `pin`: these CPUs whatever the target (bench/threads.mjs --cpus, for diagnosis).
+  if (pin !== undefined) cpu = pin;
+  else if (MULTI.has(kind) && cpu !== undefined) cpu = '0,1';
   const fp = fronts ? await Promise.all(fronts.map(async (f) => ({ ...f, port: await freePort() }))) : undefined;
   const ports = fp ? Object.fromEntries(fp.map((f) => [f.name, f.port])) : undefined;
   const ready = async (port, handle) => {
