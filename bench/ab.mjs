@@ -5,6 +5,8 @@
 //
 //   node bench/ab.mjs --target pairlb-w1-log --build base=/path/to/old/root --build new=. [--rounds 6 --duration 4]
 //   node bench/ab.mjs --build undici=.@pairlb-undici-w1-log --build native=.@pairlb-w1-log
+//   --stdout pipe: each build's stdout is a FIFO read by `cat > /dev/null` on the client CPU (as journald's
+//   socket: a reader that is not a file), instead of a file.
 //   --threads: CPU per request of each thread kind (MainThread, WorkerThread, libuv-worker, V8Worker …),
 //   user and system, summed over the rounds (from /proc/PID/task/TID/stat).
 //
@@ -12,6 +14,7 @@
 // a copy of dist/ placed inside this checkout: `mkdir -p .ab/base && cp -r dist .ab/base/`).
 import { parseArgs } from 'node:util';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +32,7 @@ async function main() {
     options: {
       target: { type: 'string', default: 'pairlb-w1-log' }, build: { type: 'string', multiple: true },
       rounds: { type: 'string', default: '6' }, duration: { type: 'string', default: '4' },
-      path: { type: 'string', default: '/' }, threads: { type: 'boolean', default: false }, peer: { type: 'string', default: 'haproxy' }, 'node-flags': { type: 'string' },
+      path: { type: 'string', default: '/' }, threads: { type: 'boolean', default: false }, stdout: { type: 'string', default: 'file' }, peer: { type: 'string', default: 'haproxy' }, 'node-flags': { type: 'string' },
     },
   });
   // label=root[@target]: a build may run another target than --target (e.g. the native engine's).
@@ -50,6 +53,13 @@ async function main() {
     for (const b of builds) {
       const d = join(dir, b.label);
       mkdirSync(d);
+      if (values.stdout === 'pipe') {
+        // startTarget opens `<dir>/<target>.out` for appending: a FIFO there, with its reader first.
+        const fifo = join(d, `${b.target}.out`);
+        execFileSync('mkfifo', [fifo]);
+        const cat = spawn('taskset', ['-c', String(plan.client ?? 0), 'sh', '-c', `exec cat "${fifo}" > /dev/null`], { stdio: 'ignore' });
+        process.on('exit', () => { try { cat.kill(); } catch { /* gone */ } });
+      }
       ts.push({ label: b.label, t: await startTarget(b.target, { dir: d, bins, cpu: plan.proxy, backends, maxconn, root: b.root, nodeFlags }) });
     }
     // The reference peer (haproxy, or haproxy-2 beside two-worker targets; 'none' for none).

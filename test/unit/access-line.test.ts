@@ -117,6 +117,24 @@ describe('access log JSON lines (fast path)', () => {
     } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 
+  it('combined lines on a stdout that is a file: batched the same, written by the caller, in order', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alog-'));
+    try {
+      const file = join(dir, 'out.log');
+      const fd = openSync(file, 'a');
+      const a = new AccessLog(createLogger('info', fd), { level: 'info', access: 'combined' } as never);
+      a.write(listener, exchange({ req: { method: 'GET', url: '/one', headers: { 'user-agent': 'ua "x"' }, httpVersion: '1.1' } }), 1003, 1, 321);
+      a.write(listener, exchange({ req: { method: 'POST', url: '/two', headers: {}, httpVersion: '1.0' } }), 1003, 1, 0);
+      expect(readFileSync(file, 'utf8')).toBe('');
+      a.close();
+      const lines = readFileSync(file, 'utf8').split('\n');
+      expect(lines.length).toBe(3);
+      expect(lines[0]).toMatch(/^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/one HTTP\/1\.1" 200 321 "-" "ua \\"x\\""$/);
+      expect(lines[1]).toMatch(/^127\.0\.0\.1 - - \[.*\] "POST \/two HTTP\/1\.0" 200 - "-" "-"$/);
+      closeSync(fd);
+    } finally { rmSync(dir, { recursive: true, force: true }); }
+  });
+
   it('a logger whose output the fast path cannot reproduce (a mixin) goes through pino', async () => {
     const { stream, chunks } = capture();
     const root = pino({ level: 'info', mixin: () => ({ extra: 1 }) }, stream);
