@@ -6,14 +6,14 @@
 //   node bench/ab.mjs --target pairlb-w1-log --build base=/path/to/old/root --build new=. [--rounds 6 --duration 4]
 //   node bench/ab.mjs --build undici=.@pairlb-undici-w1-log --build native=.@pairlb-w1-log
 //   --stdout pipe: each build's stdout is a FIFO read by `cat > /dev/null` on the client CPU (as journald's
-//   socket: a reader that is not a file), instead of a file.
+//   socket: a reader that is not a file), instead of a file; --stdout null: /dev/null (no file to write).
 //   --threads: CPU per request of each thread kind (MainThread, WorkerThread, libuv-worker, V8Worker …),
 //   user and system, summed over the rounds (from /proc/PID/task/TID/stat).
 //
 // A root is a directory with dist/cli/main.js whose node_modules resolve (e.g. a git worktree, or
 // a copy of dist/ placed inside this checkout: `mkdir -p .ab/base && cp -r dist .ab/base/`).
 import { parseArgs } from 'node:util';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -23,6 +23,10 @@ import { startBackends, startTarget } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
 import { stopAll, killAllSync, treeCpu, threadCpu } from './lib/procs.mjs';
 import { median } from './lib/report.mjs';
+
+/** `--stdout pipe`: the FIFO readers. */
+const readers = [];
+process.on('exit', () => { for (const c of readers) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -53,12 +57,17 @@ async function main() {
     for (const b of builds) {
       const d = join(dir, b.label);
       mkdirSync(d);
+      // /dev/null: what writing the log file costs the kernel, left out.
+      if (values.stdout === 'null') symlinkSync('/dev/null', join(d, `${b.target}.out`));
       if (values.stdout === 'pipe') {
         // startTarget opens `<dir>/<target>.out` for appending: a FIFO there, with its reader first.
         const fifo = join(d, `${b.target}.out`);
         execFileSync('mkfifo', [fifo]);
+        // This process keeps a write end open (startTarget's log fd): the readers never see EOF, so
+        // they are killed when the run ends, and never keep it alive.
         const cat = spawn('taskset', ['-c', String(plan.client ?? 0), 'sh', '-c', `exec cat "${fifo}" > /dev/null`], { stdio: 'ignore' });
-        process.on('exit', () => { try { cat.kill(); } catch { /* gone */ } });
+        cat.unref();
+        readers.push(cat);
       }
       ts.push({ label: b.label, t: await startTarget(b.target, { dir: d, bins, cpu: plan.proxy, backends, maxconn, root: b.root, nodeFlags }) });
     }
@@ -118,6 +127,7 @@ async function main() {
     }
   } finally {
     await stopAll();
+    for (const c of readers) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
     rmSync(dir, { recursive: true, force: true });
   }
   return 0;

@@ -48,9 +48,9 @@ export function clfField(s: string | undefined): string {
 
 /**
  * Access lines are written in batches of up to BATCH_CHARS characters, at most BATCH_MS after the
- * first line of a batch (nginx's `access_log … buffer=… flush=…`): a write per request, or per
- * loop turn (about one request under load), cost more than the line itself (bench/RESULTS.md,
- * 2026-12-01 "access log cost"). What a SIGKILL loses is that one batch.
+ * first line of a batch (nginx's `access_log … buffer=… flush=…`): a SonicBoom write per loop
+ * turn cost more than building the line (4–13 µs per line against ~2.5: bench/access-log-cost.mjs,
+ * bench/RESULTS.md 2026-12-01 "access log cost"). What a SIGKILL loses is that one batch.
  */
 export const BATCH_CHARS = 32 * 1024;
 export const BATCH_MS = 50;
