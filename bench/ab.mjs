@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { requireBinaries, cpuPlan, nofile } from './lib/env.mjs';
 import { startBackends, startTarget } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
-import { stopAll, killAllSync, treeCpu, threadCpu } from './lib/procs.mjs';
+import { stopAll, killAllSync, treeCpu } from './lib/procs.mjs';
+import { threadTimes } from './lib/threads.mjs';
 import { median } from './lib/report.mjs';
 
 /** `--stdout pipe`: the FIFO readers. */
@@ -85,18 +86,18 @@ async function main() {
       const order = ts.map((_, i) => ts[(i + r) % ts.length]);
       for (const x of order) {
         const pids = x.t.pids();
-        const t0 = values.threads ? threadCpu(pids) : undefined;
+        const t0 = values.threads ? threadTimes(pids) : undefined;
         const c0 = treeCpu(pids);
         const w = await runWrk({ url: `http://127.0.0.1:${x.t.port}${values.path}`, secs, headers: [], cpu: plan.client });
         const cpu = treeCpu(pids) - c0;
         if (t0) {
           const acc = thr.get(x.label);
           acc.reqs += w.requests;
-          for (const [k, v] of threadCpu(pids)) {
+          for (const [k, v] of threadTimes(pids)) {
             const b = t0.get(k) ?? { user: 0, sys: 0 };
-            const e = acc.by.get(v.comm) ?? { user: 0, sys: 0, n: new Set() };
+            const e = acc.by.get(v.name) ?? { user: 0, sys: 0, n: new Set() };
             e.user += v.user - b.user; e.sys += v.sys - b.sys; e.n.add(k);
-            acc.by.set(v.comm, e);
+            acc.by.set(v.name, e);
           }
         }
         const per = cpu > 0 ? w.requests / cpu : NaN;

@@ -98,27 +98,6 @@ export function cpuSeconds(pid) {
   } catch { return 0; }
 }
 
-/**
- * Per-thread user and system CPU seconds of a set of PIDs, keyed `pid/tid`, with the thread's name
- * (/proc/PID/task/TID/comm: Node 24 names MainThread, WorkerThread, libuv-worker, V8Worker …).
- */
-export function threadCpu(pids) {
-  const out = new Map();
-  for (const p of pids) {
-    let tids = [];
-    try { tids = readdirSync(`/proc/${p}/task`); } catch { continue; }
-    for (const t of tids) {
-      try {
-        const st = readFileSync(`/proc/${p}/task/${t}/stat`, 'utf8');
-        const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
-        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-        out.set(`${p}/${t}`, { comm, user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK });
-      } catch { /* gone */ }
-    }
-  }
-  return out;
-}
-
 /** Summed CPU seconds of a set of PIDs. */
 export function treeCpu(pids) {
   let s = 0;
