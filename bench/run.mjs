@@ -229,14 +229,14 @@ async function main() {
       // worker's isolate JITs on its own share of the load, so `workers: 2` takes about twice as
       // long as `workers: 1` (measured: V8's threads 14 → 1.6 µs/request after 4 s with one
       // worker, 22 → 10 → 2.5 µs only after 10 s with two). Measuring a half-warm target charged
-      // that to "scaling". Extra 1 s runs until they take < 5 % of the process's CPU (at most 15).
+      // that to "scaling". Extra 1 s runs until they take < 3 % of the process's CPU (warm: 1-2 %; at most 15).
       for (const p of plans) for (const t of p.targets) if (t.startsWith('pairlb')) {
         const pids = targets.get(t).pids();
         let extra = 0, share = 1;
         for (; extra < 15; extra++) {
           const a = threadTimes(pids);
           await measure(p.scen, t, 0, 1);
-          if ((share = v8Share(a, threadTimes(pids))) < 0.05) break;
+          if ((share = v8Share(a, threadTimes(pids))) < 0.03) break;
         }
         if (extra > 0) log(`warm-up: ${t} ${p.scen.name} +${extra} s (V8 background ${(share * 100).toFixed(0)} % of its CPU)`);
       }
