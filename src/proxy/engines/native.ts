@@ -34,9 +34,15 @@ function lowerIs(name: string, want: string): boolean {
   return name.length === want.length && name.toLowerCase() === want;
 }
 
+/** The socket handle as llhttp's consume() takes it (a libuv stream). */
+type Handle = { readStart(): number; readStop(): number; reading?: boolean; isStreamBase?: boolean };
+function closeParser(p: Parser): void { p.close(); }
+
 class Conn {
   readonly s: Socket;
   readonly p: Parser;
+  /** llhttp reads the handle itself (after connect). */
+  private consumed = false;
   sink: AttemptSink | null = null;
   connected = false;
   /** The current request's method is HEAD: its response has no body (RFC 9110 §9.3.2). */
@@ -69,9 +75,14 @@ class Conn {
     p[kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, msg: string, _upg: boolean, keepAlive: boolean) => this.onHeadersComplete(headers, status, msg, keepAlive);
     p[kOnBody] = (b: Buffer) => this.onBody(b);
     p[kOnMessageComplete] = () => this.onMessageComplete();
-    p[kOnExecute] = () => {};
+    // consume mode: after each read llhttp parsed in C++ (ret: bytes used, or the parse error).
+    p[kOnExecute] = (ret: number | Error) => this.afterRead(ret, null);
     s.on('connect', () => {
       this.connected = true;
+      // The backend's bytes are parsed off the handle in C++ (no JS 'data' event per read), as
+      // node:http's client does; measured in bench/RESULTS.md (2026-12-01, lean front).
+      const h = (s as Socket & { _handle?: Handle | null })._handle;
+      if (h?.isStreamBase === true) { p.consume(h); this.consumed = true; }
       // send_proxy: the PROXY header first (this upstream is one client connection's own).
       if (up.proxyHeader !== undefined) s.write(up.proxyHeader);
       s.setTimeout(up.l.timeouts.server);
@@ -82,10 +93,7 @@ class Conn {
     s.on('data', (d: Buffer) => {
       // Bytes on an idle pooled connection: no request asked for them (a blank line included).
       if (this.sink === null) { s.destroy(); return; }
-      const ret = this.p.execute(d);
-      if (ret instanceof Error) this.fail(new PairlbError('UND_ERR_SOCKET', `invalid response from backend: ${(ret as Error & { code?: string }).code ?? ret.message}`));
-      // llhttp stopped after the 101 head: what follows is the new protocol.
-      else if (this.switched !== null) this.handOver(d.subarray(ret as number));
+      this.afterRead(this.p.execute(d), d);
     });
     // A response delimited by the end of the connection completes at EOF (RFC 9112 §6.3 rule 8).
     s.on('end', () => { this.p.finish(); s.end(); });
@@ -99,8 +107,27 @@ class Conn {
     s.on('close', () => {
       this.up.forget(this);
       this.fail(new PairlbError('UND_ERR_SOCKET', 'other side closed'));
-      this.p.close();
+      this.release();
     });
+  }
+
+  /** What one read parsed to: an error, the end of a 101's head, or bytes nobody asked for. */
+  private afterRead(ret: number | Error, d: Buffer | null): void {
+    if (ret instanceof Error) { this.fail(new PairlbError('UND_ERR_SOCKET', `invalid response from backend: ${(ret as Error & { code?: string }).code ?? ret.message}`)); return; }
+    // llhttp stopped after the 101 head: what follows is the new protocol.
+    if (this.switched !== null) { this.handOver((d ?? this.p.getCurrentBuffer()).subarray(ret)); return; }
+    // Bytes on an idle pooled connection, a blank line included (llhttp skips those silently).
+    if (this.sink === null && ret > 0 && !this.s.destroyed) this.s.destroy();
+  }
+
+  /** Stop / start reading the backend (backpressure from the client): the handle itself in consume mode. */
+  private pauseRead(): void {
+    const h = (this.s as Socket & { _handle?: Handle | null })._handle;
+    if (this.consumed && h) { if (h.reading !== false) { h.reading = false; h.readStop(); } } else this.s.pause();
+  }
+  private resumeRead(): void {
+    const h = (this.s as Socket & { _handle?: Handle | null })._handle;
+    if (this.consumed && h) { if (h.reading !== true) { h.reading = true; h.readStart(); } } else this.s.resume();
   }
 
   /** Begin one exchange on this connection (fresh: after connect; reused: now). */
@@ -197,16 +224,16 @@ class Conn {
     this.keepAlive = keepAlive && !this.upgrade && !this.closeAfter;
     this.gotHeaders = true;
     const sink = this.sink;
-    if (sink && sink.onHeaders(status, raw, this.resume, msg) === false) this.s.pause();
+    if (sink && sink.onHeaders(status, raw, this.resume, msg) === false) this.pauseRead();
     // 1 = skip the body: a response to HEAD has none whatever its headers say.
     return this.head ? 1 : 0;
   }
 
-  private readonly resume = (): void => { this.s.resume(); };
+  private readonly resume = (): void => { this.resumeRead(); };
 
   private onBody(b: Buffer): void {
     const sink = this.sink;
-    if (sink && sink.onData(b) === false) this.s.pause();
+    if (sink && sink.onData(b) === false) this.pauseRead();
   }
 
   private onMessageComplete(): void {
@@ -217,7 +244,7 @@ class Conn {
     if (sink) sink.onComplete(null);
     // The client may have paused us for backpressure just before the end: its 'drain' never comes
     // once the response is ended, and a pooled connection must read (to see the backend close it).
-    this.s.resume();
+    this.resumeRead();
     if (this.keepAlive && this.sent && !this.s.destroyed) this.up.release(this);
     else this.s.destroy();
   }
@@ -229,13 +256,23 @@ class Conn {
     const raw = this.switched!;
     this.sink = null;
     this.switched = null;
-    s.pause();
     for (const ev of ['data', 'end', 'timeout', 'error', 'close', 'connect']) s.removeAllListeners(ev);
     s.setTimeout(0);
     this.up.forget(this);
-    this.p.close();
+    this.release();
+    // Reads go to the JS stream from here, buffered (paused) until the tunnel pipes it: the handle
+    // reads as net does for any socket (stopped by backpressure, not by us).
+    const h = (s as Socket & { _handle?: Handle | null })._handle;
+    if (h && h.reading !== true) { h.reading = true; h.readStart(); }
+    s.pause();
     if (rest.length) s.unshift(rest);
     if (sink) sink.onUpgrade(101, raw, s); else s.destroy();
+  }
+
+  /** Let go of the parser: unconsumed now, deleted later (never from inside one of its own callbacks, as node:http's freeParser). */
+  private release(): void {
+    if (this.consumed) { this.consumed = false; this.p.unconsume(); }
+    setImmediate(closeParser, this.p);
   }
 
   private fail(err: Error): void {
