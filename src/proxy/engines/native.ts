@@ -116,9 +116,15 @@ class Conn {
     if (ret instanceof Error) { this.fail(new PairlbError('UND_ERR_SOCKET', `invalid response from backend: ${(ret as Error & { code?: string }).code ?? ret.message}`)); return; }
     // llhttp stopped after the 101 head: what follows is the new protocol.
     if (this.switched !== null) { this.handOver((d ?? this.p.getCurrentBuffer()).subarray(ret)); return; }
-    // Bytes on an idle pooled connection, a blank line included (llhttp skips those silently).
-    if (this.sink === null && ret > 0 && !this.s.destroyed) this.s.destroy();
+    // consume mode: a read on a connection that was idle when it came, a blank line included
+    // (llhttp skips those silently; other bytes are refused at message begin).
+    if (d === null) {
+      if (this.sink === null && ret > 0 && !this.completedInRead && !this.s.destroyed) this.s.destroy();
+      this.completedInRead = false;
+    }
   }
+  /** A response completed during the read being parsed (consume mode: its bytes were asked for). */
+  private completedInRead = false;
 
   /** Stop / start reading the backend (backpressure from the client): the handle itself in consume mode. */
   private pauseRead(): void {
@@ -238,6 +244,7 @@ class Conn {
 
   private onMessageComplete(): void {
     if (!this.gotHeaders) return; // end of a 1xx
+    this.completedInRead = true;
     const sink = this.sink;
     this.sink = null;
     this.gotHeaders = false;
