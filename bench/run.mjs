@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBinaries, versions, cpuPlan, nofile, loadAvg, build } from './lib/env.mjs';
-import { threadTimes, v8Share } from './lib/threads.mjs';
+import { warmUntilSettled } from './lib/threads.mjs';
 import { startBackends, startTarget, TARGET_NAMES, REF_TARGETS, MULTI } from './lib/targets.mjs';
 import { runWrk } from './lib/wrk.mjs';
 import { startNewConnProbe } from './lib/newconn.mjs';
@@ -231,13 +231,7 @@ async function main() {
       // worker, 22 → 10 → 2.5 µs only after 10 s with two). Measuring a half-warm target charged
       // that to "scaling". Extra 1 s runs until they take < 3 % of the process's CPU (warm: 1-2 %; at most 15).
       for (const p of plans) for (const t of p.targets) if (t.startsWith('pairlb')) {
-        const pids = targets.get(t).pids();
-        let extra = 0, share = 1;
-        for (; extra < 15; extra++) {
-          const a = threadTimes(pids);
-          await measure(p.scen, t, 0, 1);
-          if ((share = v8Share(a, threadTimes(pids))) < 0.03) break;
-        }
+        const { extra, share } = await warmUntilSettled(targets.get(t).pids(), () => measure(p.scen, t, 0, 1));
         if (extra > 0) log(`warm-up: ${t} ${p.scen.name} +${extra} s (V8 background ${(share * 100).toFixed(0)} % of its CPU)`);
       }
       log(`warm-up: ${plans.reduce((a, p) => a + p.targets.length, 0)} runs (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

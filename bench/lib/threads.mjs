@@ -48,3 +48,19 @@ export function v8Share(a, b) {
   for (const v of k.values()) all += v;
   return all > 0 ? (k.get('V8Worker') ?? 0) / all : 0;
 }
+
+/**
+ * Warm a pairlb target until V8's background threads take < `below` of its CPU in a 1 s run
+ * (warm: 1–2 %; right after start 10–20 %), at most `max` runs. `run1s()` puts 1 s of load on it.
+ * Each worker's isolate compiles on its own share of the load, so `workers: 2` needs about twice
+ * the warm-up of `workers: 1`. Returns the extra seconds spent and the last share.
+ */
+export async function warmUntilSettled(pids, run1s, { below = 0.03, max = 15 } = {}) {
+  let extra = 0, share = 1;
+  for (; extra < max; extra++) {
+    const a = threadTimes(pids);
+    await run1s();
+    if ((share = v8Share(a, threadTimes(pids))) < below) break;
+  }
+  return { extra, share };
+}
