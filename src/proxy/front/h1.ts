@@ -36,6 +36,8 @@ const { kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComp
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+/** A first body chunk up to this size is copied into the head's Buffer (one write); larger ones are corked. */
+const ONE_WRITE_MAX = 8192;
 
 let dateSec = -1;
 let dateStr = '';
@@ -223,12 +225,33 @@ export class LeanResponse extends EventEmitter {
     let ok: boolean;
     if (h !== null) {
       this.head = null;
-      s.cork();
-      s.write(h, 'latin1');
-      ok = this.body(s, chunk);
-      s.uncork();
+      ok = this.headAndBody(s, h, chunk, '');
     } else ok = this.body(s, chunk);
     if (!ok) this.conn.wantDrain(this);
+    return ok;
+  }
+
+  /**
+   * The head with the first body bytes (and `tail`: the last chunk of a chunked body ending here).
+   * A small body goes out in the same Buffer as the head: one write, one TLS record. Measured
+   * (bench/tls-writes.mjs, bench/RESULTS.md 2026-12-01 18:50): cork + two writes cost 1.10-1.13x
+   * one write over TLS, 1.15x over plain TCP; past ~16 KiB the copy costs more than the write.
+   */
+  private headAndBody(s: Socket, h: string, chunk: Buffer | string, tail: string): boolean {
+    if (typeof chunk !== 'string' && chunk.length <= ONE_WRITE_MAX) {
+      const pre = this.chunked ? h + chunk.length.toString(16) + '\r\n' : h;
+      const post = this.chunked ? '\r\n' + tail : tail;
+      const b = Buffer.allocUnsafe(pre.length + chunk.length + post.length);
+      b.write(pre, 0, 'latin1');
+      chunk.copy(b, pre.length);
+      if (post.length !== 0) b.write(post, pre.length + chunk.length, 'latin1');
+      return s.write(b);
+    }
+    s.cork();
+    s.write(h, 'latin1');
+    const ok = this.body(s, chunk);
+    if (tail !== '') s.write(tail, 'latin1');
+    s.uncork();
     return ok;
   }
 
@@ -256,9 +279,9 @@ export class LeanResponse extends EventEmitter {
       const tail = this.chunked ? '0\r\n\r\n' : '';
       if (h !== null) s.write(h + tail, 'latin1');
       else if (tail !== '') s.write(tail, 'latin1');
-    } else {
+    } else if (h !== null) this.headAndBody(s, h, data, this.chunked ? '0\r\n\r\n' : '');
+    else {
       s.cork();
-      if (h !== null) s.write(h, 'latin1');
       this.body(s, data);
       if (this.chunked) s.write('0\r\n\r\n', 'latin1');
       s.uncork();
