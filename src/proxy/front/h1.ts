@@ -227,7 +227,7 @@ export class LeanResponse extends EventEmitter {
       this.head = null;
       ok = this.headAndBody(s, h, chunk, '');
     } else ok = this.body(s, chunk);
-    if (!ok) this.conn.wantDrain(this);
+    if (!ok) this.conn.wantDrain();
     return ok;
   }
 
@@ -511,7 +511,8 @@ export class H1Conn {
     if (r !== undefined && this.drainWanted) { this.drainWanted = false; r.emit('drain'); }
   };
   private drainWanted = false;
-  wantDrain(_r: LeanResponse): void { this.drainWanted = true; }
+  /** A write returned false: the next socket drain is the current response's. */
+  wantDrain(): void { this.drainWanted = true; }
 
   /** A response ended: the next one's turn, the idle timer, or the end of the connection. */
   responseDone(res: LeanResponse, close: boolean): void {
